@@ -1,0 +1,43 @@
+# Keyward: `make run` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha1sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+EMULATOR_PORT ?= 8765
+
+.PHONY: run test setup lint bench clean worker beat emulator
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+setup: $(STAMP)
+
+run: $(STAMP)
+	@$(PY) scripts/run_dev.py --host $(HOST) --port $(PORT) --emulator-port $(EMULATOR_PORT)
+
+test: $(STAMP)
+	@bash scripts/test.sh $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench: $(STAMP)
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+worker: $(STAMP)
+	$(VENV)/bin/celery -A project worker --loglevel INFO --concurrency 2
+
+beat: $(STAMP)
+	$(VENV)/bin/celery -A project beat --loglevel INFO --schedule var/celerybeat-schedule
+
+emulator: $(STAMP)
+	$(PY) manage.py run_emulator --port $(EMULATOR_PORT)
+
+clean:
+	rm -rf var .pytest_cache

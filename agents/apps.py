@@ -1,0 +1,9 @@
+from django.apps import AppConfig
+
+
+class AgentsConfig(AppConfig):
+    name = "agents"
+    verbose_name = "Workspaces and agents"
+
+    def ready(self) -> None:
+        from agents import sync  # noqa: F401  (registers the outbox handler)

@@ -1,0 +1,90 @@
+"""Create the demo data, idempotently: `python manage.py seed_demo [--scale N]`.
+
+Other apps add their own demo rows through `demo_seeders` (a list of callables in each app's `demo.py`),
+so this command stays the one entry point.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from django.apps import apps
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand, CommandParser
+from django.db import transaction
+
+from agents import services
+from agents.models import Agent, Workspace
+
+DEMO_PASSWORD = "keyward-demo-2026"
+DEMO_ADMIN = "admin"
+
+
+class Command(BaseCommand):
+    help = "Create demo workspaces, agents and logins (idempotent). --scale N multiplies the rows."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--scale", type=int, default=1, help="multiply the demo rows (for benchmarks)")
+        parser.add_argument("--quiet", action="store_true", help="print only the logins")
+
+    def handle(self, *args: Any, scale: int = 1, quiet: bool = False, **options: Any) -> None:
+        if scale < 1:
+            self.stderr.write("--scale must be at least 1")
+            raise SystemExit(2)
+        logins: list[tuple[str, str, str]] = []
+        with transaction.atomic():
+            user_model = get_user_model()
+            admin_user, created = user_model.objects.get_or_create(
+                username=DEMO_ADMIN, defaults={"is_staff": True, "is_superuser": True, "email": "admin@example.com"})
+            if created:
+                admin_user.set_password(DEMO_PASSWORD)
+                admin_user.save()
+            logins.append((DEMO_ADMIN, DEMO_PASSWORD, "superuser: sees every workspace"))
+            workspaces = self._workspaces(scale)
+            for workspace in workspaces:
+                self._agents(workspace, scale)
+            context = {"workspaces": workspaces, "scale": scale, "logins": logins, "password": DEMO_PASSWORD,
+                       "stdout": self.stdout}
+            for config in apps.get_app_configs():
+                try:
+                    module = importlib.import_module(f"{config.name}.demo")
+                except ModuleNotFoundError as exc:
+                    if exc.name != f"{config.name}.demo":
+                        raise
+                    continue
+                for seeder in getattr(module, "demo_seeders", []):
+                    seeder(**context)
+        if not quiet:
+            self.stdout.write(f"Demo data ready: {Workspace.objects.count()} workspaces, "
+                              f"{Agent.objects.count()} agents.")
+        self.stdout.write("Demo logins (development only):")
+        for username, password, what in logins:
+            self.stdout.write(f"  {username} / {password}   ({what})")
+
+    def _workspaces(self, scale: int) -> list[Workspace]:
+        specs = [("Acme Voice", "acme"), ("Globex Support", "globex")]
+        specs += [(f"Demo Workspace {i:04d}", f"demo-{i:04d}") for i in range(1, max(0, scale // 10) + 1)]
+        result = []
+        for name, slug in specs:
+            workspace = Workspace.objects.filter(slug=slug).first()
+            if workspace is None:
+                workspace = services.workspace_create(actor=None, name=name, slug=slug,
+                                                      description="Demo workspace created by seed_demo")
+            result.append(workspace)
+        return result
+
+    def _agents(self, workspace: Workspace, scale: int) -> None:
+        base = [
+            ("Support line", dict(auth_mode=Agent.AuthMode.SIGNED, first_message="Hello, how can I help?")),
+            ("Website concierge", dict(auth_mode=Agent.AuthMode.ALLOWLIST,
+                                       allowlist=[f"www.{workspace.slug}.example", f"app.{workspace.slug}.example",
+                                                  "localhost:3000"])),
+            ("Public demo", dict(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds=300)),
+        ]
+        existing = set(Agent.objects.filter(workspace=workspace).values_list("name", flat=True))
+        for copy in range(scale):
+            for name, fields in base:
+                full_name = name if copy == 0 else f"{name} {copy:05d}"
+                if full_name not in existing:
+                    services.agent_create(actor=None, workspace=workspace, name=full_name, **fields)

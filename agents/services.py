@@ -1,0 +1,225 @@
+"""Every write to workspaces, environments and agents; each one audited and, for agents, synced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, Environment, Workspace
+from project import access
+from project.audit.services import diff, record
+from project.platform import errors as platform_errors
+from project.sync.models import SyncJob
+from project.sync.services import job_enqueue
+
+AGENT_KIND = "agent"
+AGENT_FIELDS = ("name", "first_message", "auth_mode", "allowlist", "require_origin_header", "max_duration_seconds")
+DEFAULT_ENVIRONMENTS = (("dev", "development", False), ("staging", "staging", False), ("prod", "production", True))
+
+
+def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in fields}
+
+
+def _require_superuser(actor: Any) -> None:
+    if actor is not None and not getattr(actor, "is_superuser", False):
+        raise PermissionDenied("Only a superuser can create workspaces.")
+
+
+def _require(actor: Any, permission: str, workspace_id: int) -> None:
+    if actor is not None:  # None is the system itself (seed, migrations, tasks)
+        access.require(actor, permission, workspace_id)
+
+
+# --- workspaces --------------------------------------------------------------------------------------
+@transaction.atomic
+def workspace_create(*, actor: Any, name: str, slug: str, description: str = "",
+                     environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS) -> Workspace:
+    """Create a workspace with its default environments (dev, staging, prod). Audited; nothing to sync."""
+    _require_superuser(actor)
+    workspace = Workspace(name=name, slug=slug, description=description)
+    workspace.full_clean()
+    workspace.save()
+    for env_name, platform_env, is_prod in environments:
+        env = Environment(workspace=workspace, name=env_name, platform_environment=platform_env,
+                          is_production=is_prod)
+        env.full_clean()
+        env.save()
+    record(actor=actor, action="workspace.create", target=workspace, workspace_id=workspace.pk,
+           changes={"name": [None, name], "environments": [None, [e[0] for e in environments]]})
+    return workspace
+
+
+@transaction.atomic
+def workspace_update(*, actor: Any, workspace: Workspace, **fields: Any) -> Workspace:
+    """Change a workspace's name, slug or description. Audited."""
+    _require(actor, "workspace.manage", workspace.pk)
+    workspace = Workspace.objects.select_for_update().get(pk=workspace.pk)
+    before = _snapshot(workspace, ("name", "slug", "description"))
+    for key, value in fields.items():
+        if key not in before:
+            raise TypeError(f"workspace_update() got an unexpected field {key!r}")
+        setattr(workspace, key, value)
+    workspace.full_clean()
+    workspace.save()
+    record(actor=actor, action="workspace.update", target=workspace, workspace_id=workspace.pk,
+           changes=diff(before, _snapshot(workspace, ("name", "slug", "description"))))
+    return workspace
+
+
+ENV_FIELDS = ("name", "platform_environment", "credit_budget", "is_production")
+
+
+@transaction.atomic
+def environment_save(*, actor: Any, workspace: Workspace, environment: Environment | None = None,
+                     **fields: Any) -> Environment:
+    """Create or change an environment of a workspace. Audited."""
+    _require(actor, "workspace.manage", workspace.pk)
+    if environment is None:
+        environment, before, action = Environment(workspace=workspace), {}, "environment.create"
+    else:
+        environment = Environment.objects.select_for_update().get(pk=environment.pk, workspace=workspace)
+        before, action = _snapshot(environment, ENV_FIELDS), "environment.update"
+    for key, value in fields.items():
+        if key not in ENV_FIELDS:
+            raise TypeError(f"environment_save() got an unexpected field {key!r}")
+        setattr(environment, key, value)
+    environment.full_clean()
+    environment.save()
+    record(actor=actor, action=action, target=environment, workspace_id=workspace.pk,
+           changes=diff(before, _snapshot(environment, ENV_FIELDS)))
+    return environment
+
+
+# --- agents --------------------------------------------------------------------------------------------
+def _enqueue_agent(agent: Agent, op: str = SyncJob.Op.UPSERT, payload: dict | None = None) -> None:
+    job_enqueue(kind=AGENT_KIND, object_id=agent.pk, op=op, workspace_id=agent.workspace_id,
+                object_repr=agent.name, payload=payload)
+
+
+@transaction.atomic
+def agent_create(*, actor: Any, workspace: Workspace, name: str, auth_mode: str = Agent.AuthMode.SIGNED,
+                 allowlist: list[str] | None = None, require_origin_header: bool = True,
+                 max_duration_seconds: int | None = None, first_message: str = "") -> Agent:
+    """Create an agent with its connection policy; audits the creation and enqueues the platform create."""
+    _require(actor, "agents.manage", workspace.pk)
+    agent = Agent(workspace=workspace, name=name, auth_mode=auth_mode, allowlist=list(allowlist or []),
+                  require_origin_header=require_origin_header, max_duration_seconds=max_duration_seconds,
+                  first_message=first_message,
+                  created_by=actor if getattr(actor, "is_authenticated", False) else None)
+    agent.full_clean()
+    agent.save()
+    record(actor=actor, action="agent.create", target=agent, workspace_id=workspace.pk,
+           changes=diff({}, _snapshot(agent, AGENT_FIELDS)))
+    _enqueue_agent(agent)
+    return agent
+
+
+@transaction.atomic
+def agent_update(*, actor: Any, agent: Agent, **fields: Any) -> Agent:
+    """Change an agent's name, first message or connection policy; audits the field changes and enqueues
+    the platform update (coalesced with any pending one)."""
+    _require(actor, "agents.manage", agent.workspace_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    before = _snapshot(agent, AGENT_FIELDS)
+    for key, value in fields.items():
+        if key not in AGENT_FIELDS:
+            raise TypeError(f"agent_update() got an unexpected field {key!r}")
+        setattr(agent, key, list(value) if key == "allowlist" else value)
+    agent.full_clean()
+    changes = diff(before, _snapshot(agent, AGENT_FIELDS))
+    if not changes:
+        return agent
+    agent.save()
+    record(actor=actor, action="agent.update", target=agent, workspace_id=agent.workspace_id, changes=changes)
+    _enqueue_agent(agent)
+    return agent
+
+
+@transaction.atomic
+def agent_delete(*, actor: Any, agent: Agent) -> None:
+    """Delete an agent locally; audits it and enqueues the platform delete (by remote id, if it has one)."""
+    _require(actor, "agents.manage", agent.workspace_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    record(actor=actor, action="agent.delete", target=agent, workspace_id=agent.workspace_id,
+           changes=diff(_snapshot(agent, AGENT_FIELDS), {}))
+    _enqueue_agent(agent, op=SyncJob.Op.DELETE, payload={"remote_id": agent.remote_id, "sync_tag": agent.sync_tag})
+    agent.delete()
+
+
+def agent_mark_synced(*, agent_id: int, remote_id: str) -> None:
+    """Store the platform's agent id after a create (a system bookkeeping write, not audited as a change)."""
+    Agent.objects.filter(pk=agent_id).exclude(remote_id=remote_id).update(remote_id=remote_id,
+                                                                          updated_at=timezone.now())
+
+
+# --- the session broker ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class MintedCredential:
+    """A short-lived credential for one conversation. Shown once to the caller; never stored or logged."""
+
+    kind: str
+    value: str
+    expires_at: datetime | None
+    conversation_id: str = ""
+    environment: str = ""
+
+
+def _mintable(actor: Any, agent: Agent, environment: Environment) -> Agent:
+    _require(actor, "sessions.mint", agent.workspace_id)
+    agent = Agent.objects.select_related("workspace").get(pk=agent.pk)
+    if environment.workspace_id != agent.workspace_id:
+        raise ValidationError({"environment": "This environment belongs to another workspace."})
+    if agent.auth_mode != Agent.AuthMode.SIGNED:
+        raise ValidationError(f"“{agent}” uses the {agent.get_auth_mode_display().lower()} policy; signed URLs and "
+                              "conversation tokens exist only for signed-URL agents.")
+    if not agent.remote_id:
+        raise ValidationError(f"“{agent}” has not reached the platform yet (sync pending); try again shortly.")
+    return agent
+
+
+def _mint_failed(exc: platform_errors.PlatformError) -> ValidationError:
+    return ValidationError(f"The platform refused to mint a credential: {exc.message or exc.code}")
+
+
+def agent_mint_signed_url(*, actor: Any, agent: Agent, environment: Environment,
+                          client: Any = None) -> MintedCredential:
+    """Ask the platform for a signed URL (valid 15 minutes) with the server-held key; audits the mint
+    without the URL. Nothing is stored and nothing is enqueued."""
+    from project.platform.client import get_client
+
+    agent = _mintable(actor, agent, environment)
+    try:
+        url = (client or get_client()).get_signed_url(agent.remote_id, environment=environment.platform_environment)
+    except platform_errors.PlatformError as exc:
+        raise _mint_failed(exc) from exc
+    expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
+    record(actor=actor, action="agent.mint_signed_url", target=agent, workspace_id=agent.workspace_id,
+           changes={"environment": environment.name, "expires_at": expires_at.isoformat()})
+    return MintedCredential("signed_url", url, expires_at, environment=environment.name)
+
+
+def agent_mint_conversation_token(*, actor: Any, agent: Agent, environment: Environment,
+                                  participant_name: str | None = None, client: Any = None) -> MintedCredential:
+    """Ask the platform for a WebRTC conversation token; audits the mint (conversation id, never the token)."""
+    from project.platform.client import get_client
+
+    agent = _mintable(actor, agent, environment)
+    try:
+        result = (client or get_client()).get_conversation_token(
+            agent.remote_id, environment=environment.platform_environment, participant_name=participant_name)
+    except platform_errors.PlatformError as exc:
+        raise _mint_failed(exc) from exc
+    # The platform publishes no lifetime for conversation tokens; Keyward shows the signed-URL window as the
+    # time within which the conversation must start.
+    expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
+    record(actor=actor, action="agent.mint_conversation_token", target=agent, workspace_id=agent.workspace_id,
+           changes={"environment": environment.name, "conversation_id": result.get("conversation_id", "")})
+    return MintedCredential("conversation_token", result["token"], expires_at,
+                            conversation_id=result.get("conversation_id", ""), environment=environment.name)

@@ -1,0 +1,131 @@
+"""The one admin base class every ModelAdmin in Keyward uses.
+
+It scopes querysets to the workspaces where the signed-in person holds the view permission, checks the
+matching permission on the object's own workspace for add, change, delete and custom actions, limits the
+workspace choices in forms, answers 404 for objects outside the person's reach, and routes writes to
+services (subclasses implement `service_save` and `service_delete`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest
+
+from project import access
+
+
+class WorkspaceScopedAdmin(admin.ModelAdmin):
+    #: Lookup from this model to its workspace id ("workspace_id", "agent__workspace_id", "id" for Workspace).
+    workspace_lookup: str = "workspace_id"
+    #: Permission needed to see rows, and to add/change/delete them.
+    view_permission: str = "workspace.view"
+    manage_permission: str = "workspace.manage"
+    #: Permission for adding; defaults to manage_permission.
+    add_permission: str | None = None
+    #: Form fields that choose a workspace (limited to workspaces where the person may manage).
+    workspace_form_fields: tuple[str, ...] = ("workspace",)
+    show_full_result_count = False
+
+    # --- scoping -----------------------------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        qs = super().get_queryset(request)
+        allowed = access.workspaces_with(request.user, self.view_permission)
+        if allowed is None:
+            return qs
+        return qs.filter(**{f"{self.workspace_lookup}__in": allowed})
+
+    def workspace_id_of(self, obj: Model) -> int | None:
+        value: Any = obj
+        for part in self.workspace_lookup.split("__"):
+            if value is None:
+                return None
+            value = getattr(value, part, None)
+        return value
+
+    def _any(self, request: HttpRequest, permission: str) -> bool:
+        allowed = access.workspaces_with(request.user, permission)
+        return allowed is None or bool(allowed)
+
+    def _on(self, request: HttpRequest, permission: str, obj: Model | None) -> bool:
+        if obj is None:
+            return self._any(request, permission)
+        return access.has_perm(request.user, permission, self.workspace_id_of(obj))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._any(request, self.view_permission)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._on(request, self.view_permission, obj)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._any(request, self.add_permission or self.manage_permission)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._on(request, self.manage_permission, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._on(request, self.manage_permission, obj)
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model | None:
+        obj = super().get_object(request, object_id, from_field)
+        if obj is None:
+            # Another workspace's object looks exactly like one that does not exist.
+            raise Http404("No such object.")
+        return obj
+
+    def get_scoped_object_or_404(self, request: HttpRequest, object_id: str) -> Model:
+        return self.get_object(request, object_id)  # type: ignore[return-value]
+
+    # --- forms ---------------------------------------------------------------------------------------
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name in self.workspace_form_fields:
+            allowed = access.workspaces_with(request.user, self.add_permission or self.manage_permission)
+            qs = db_field.remote_field.model._default_manager.all()
+            kwargs["queryset"] = qs if allowed is None else qs.filter(pk__in=allowed)
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(super().get_readonly_fields(request, obj))
+        if obj is not None:
+            # Moving an object between workspaces would move it across a trust boundary.
+            fields += [f for f in self.workspace_form_fields if f not in fields and hasattr(obj, f)]
+        return fields
+
+    # --- writes go through services -------------------------------------------------------------------
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        saved = self.service_save(request, obj, form, change)
+        if saved is not None and saved is not obj:
+            obj.pk = saved.pk
+            obj._state.adding = False
+            obj._state.db = saved._state.db
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        self.service_delete(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for obj in queryset:
+            if not self.has_delete_permission(request, obj):
+                raise Http404("No such object.")
+            self.service_delete(request, obj)
+
+    def service_save(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> Model | None:
+        raise NotImplementedError(f"{type(self).__name__} must save through a service")
+
+    def service_delete(self, request: HttpRequest, obj: Model) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must delete through a service")
+
+
+class ReadOnlyScopedAdmin(WorkspaceScopedAdmin):
+    """Lists and details only: no add, change or delete for anyone, superusers included."""
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

@@ -1,0 +1,38 @@
+"""Celery application. The outbox row is the durable record of work; a message is only a wake-up call."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("keyward")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    # A killed worker must hand its task back, and one worker must not hoard messages.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    # Above the HTTP timeouts (10 s read) times a batch, below the outbox lease.
+    task_soft_time_limit=90,
+    task_time_limit=110,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+app.autodiscover_tasks()
+
+
+@app.on_after_finalize.connect
+def _schedule(sender: Celery, **_: object) -> None:
+    from django.conf import settings
+
+    sender.add_periodic_task(settings.SYNC_DRAIN_INTERVAL_SECONDS, sender.signature("sync.drain_outbox"),
+                             name="drain the sync outbox")
+    sender.add_periodic_task(settings.RECONCILE_INTERVAL_SECONDS, sender.signature("sync.reconcile"),
+                             name="reconcile with the platform")

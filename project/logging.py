@@ -1,0 +1,88 @@
+"""A logging filter that redacts credentials from every record before any handler formats it."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+REDACTED = "[redacted]"
+
+# Header-style credentials ("xi-api-key: ...", "Authorization: Bearer ...") and anything shaped like a key:
+# platform keys (sk_ + hex), Keyward broker keys (kw_...), bearer/JWT tokens and long opaque tokens.
+_PATTERNS = [
+    re.compile(r"(?i)(xi-api-key['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+"),
+    re.compile(r"(?i)(authorization['\"]?\s*[:=]\s*['\"]?)(?:bearer\s+|basic\s+)?[^\s'\",}]+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
+    re.compile(r"()\bsk_[A-Za-z0-9]{16,}"),
+    re.compile(r"()\bkw_[A-Za-z0-9_]{16,}"),
+    re.compile(r"()\beyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]+"),
+    re.compile(r"(?i)(conversation_signature=)[^\s&'\"]+"),
+    re.compile(r"(?i)((?:secret|token|password|value)['\"]?\s*[:=]\s*['\"])[^'\"]{4,}"),
+]
+
+# Values registered at run time (decrypted secrets seen by this process) are redacted verbatim.
+_known_values: set[str] = set()
+
+
+def register_secret_value(value: str | None) -> None:
+    """Remember a secret value this process has handled so that no log line can carry it."""
+    if value and len(value) >= 6:
+        _known_values.add(value)
+
+
+def redact(text: str) -> str:
+    for pattern in _PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + REDACTED, text)
+    for value in _known_values:
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def _redact_arg(arg: Any) -> Any:
+    if isinstance(arg, str):
+        return redact(arg)
+    if isinstance(arg, int | float | bool) or arg is None:
+        return arg
+    return redact(repr(arg)) if not isinstance(arg, BaseException) else redact(str(arg))
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites msg, args and exception text so handlers only ever see redacted strings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string must not crash logging
+            message = str(record.msg)
+        record.msg = redact(message)
+        record.args = None
+        if record.exc_info and record.exc_info[1] is not None:
+            import traceback
+
+            record.exc_text = redact("".join(traceback.format_exception(*record.exc_info)))
+            record.exc_info = None
+        return True
+
+
+_installed = False
+
+
+def install_record_factory() -> None:
+    """Redact at record creation, so every handler (including test capture handlers) sees clean text.
+
+    Handler filters alone miss handlers added later (pytest's caplog, a library's own handler).
+    """
+    global _installed
+    if _installed:
+        return
+    previous = logging.getLogRecordFactory()
+
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = previous(*args, **kwargs)
+        RedactingFilter().filter(record)
+        return record
+
+    logging.setLogRecordFactory(factory)
+    _installed = True

@@ -1,0 +1,64 @@
+import pytest
+from django.core.exceptions import ValidationError
+
+from agents.validators import normalize_allowlist, normalize_hostname
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("Example.COM", "example.com"),
+    ("  app.example.com  ", "app.example.com"),
+    ("localhost:3000", "localhost:3000"),
+    ("bücher.example", "xn--bcher-kva.example"),
+    ("192.168.1.10:8080", "192.168.1.10:8080"),
+    ("[::1]:3000", "[::1]:3000"),
+    ("example.com.", "example.com"),
+])
+def test_hostname_is_normalised(raw, expected):
+    assert normalize_hostname(raw) == expected
+
+
+@pytest.mark.parametrize("raw,code", [
+    ("https://x.com", "scheme"),
+    ("http://x.com:80", "scheme"),
+    ("*.x.com", "wildcard"),
+    ("x.com/path", "path"),
+    ("x.com?q=1", "path"),
+    ("x.com:70000", "port"),
+    ("x.com:0", "port"),
+    ("x.com:", "port"),
+    ("x .com", "whitespace"),
+    ("user@x.com", "userinfo"),
+    ("-bad-.com", "invalid"),
+    ("", "empty"),
+    ("::1", "invalid"),
+])
+def test_bad_hostname_is_refused_with_its_reason(raw, code):
+    with pytest.raises(ValidationError) as exc:
+        normalize_hostname(raw)
+    assert exc.value.code == code
+
+
+def test_allowlist_refuses_eleventh_host():
+    with pytest.raises(ValidationError) as exc:
+        normalize_allowlist([f"h{i}.example.com" for i in range(11)])
+    assert "at most 10" in " ".join(exc.value.messages)
+
+
+def test_allowlist_accepts_ten_hosts():
+    assert len(normalize_allowlist([f"h{i}.example.com" for i in range(10)])) == 10
+
+
+def test_allowlist_refuses_duplicate_in_other_case():
+    with pytest.raises(ValidationError) as exc:
+        normalize_allowlist(["App.Example.com", "app.example.COM"])
+    assert "duplicates line 1" in exc.value.messages[0]
+
+
+def test_subdomain_is_its_own_entry():
+    assert normalize_allowlist(["example.com", "www.example.com"]) == ["example.com", "www.example.com"]
+
+
+def test_every_bad_line_is_reported_at_once():
+    with pytest.raises(ValidationError) as exc:
+        normalize_allowlist(["ok.com", "https://x.com", "*.y.com"])
+    assert [m.split(":")[0] for m in exc.value.messages] == ["Line 2", "Line 3"]
