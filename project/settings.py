@@ -93,6 +93,7 @@ INSTALLED_APPS = [
     "project.sync",
     "agents",
     "keys",
+    "detection",
 ]
 
 MIDDLEWARE = [
