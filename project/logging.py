@@ -86,3 +86,37 @@ def install_record_factory() -> None:
 
     logging.setLogRecordFactory(factory)
     _installed = True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id, and any `extra` fields given."""
+
+    _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        import json
+
+        payload: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in self._STANDARD and not key.startswith("_"):
+                payload[key] = value if isinstance(value, str | int | float | bool) or value is None else str(value)
+        if record.exc_text:
+            payload["exception"] = record.exc_text
+        return json.dumps(payload, default=str)
+
+
+class RequestIdFilter(logging.Filter):
+    """Stamps each record with the current request id (or task id), so one request's lines can be joined."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from project import context
+
+        ctx = context.current()
+        if not hasattr(record, "request_id"):
+            record.request_id = ctx.request_id if ctx else ""
+        return True

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse
 
 from project import context
+
+request_logger = logging.getLogger("keyward.request")
 
 
 def client_ip(request: HttpRequest) -> str | None:
@@ -26,8 +30,14 @@ class RequestContextMiddleware:
         )
         request.request_id = ctx.request_id  # type: ignore[attr-defined]
         token = context.activate(ctx)
+        started = time.perf_counter()
         try:
             response = self.get_response(request)
+            # Query strings are left out: they can carry tokens (a signed URL's signature, say).
+            request_logger.info("%s %s %s", request.method, request.path, response.status_code, extra={
+                "method": request.method, "path": request.path, "status": response.status_code,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1), "ip": ctx.ip,
+                "user_id": getattr(getattr(request, "user", None), "pk", None)})
         finally:
             context.deactivate(token)
         response["X-Request-ID"] = ctx.request_id
