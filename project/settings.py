@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -81,7 +82,8 @@ if PRODUCTION:
         raise ImproperlyConfigured("ALLOWED_HOSTS must list this deployment's host names in production")
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # Django's admin with Keyward's site (two-factor gate, lockout pages): every admin.site is that site.
+    "accounts.apps.KeywardAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -93,19 +95,36 @@ INSTALLED_APPS = [
     "project.sync",
     "agents",
     "keys",
+    "secrets_app",
     "detection",
+    "broker",
+    "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
+    "accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "project.audit.middleware.RequestContextMiddleware",
     "project.security.ContentSecurityPolicyMiddleware",
+    # Last, as django-axes requires: turns a lockout flagged during sign-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
+]
+
+# AxesStandaloneBackend refuses locked-out username+address pairs before ModelBackend checks the password.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -157,8 +176,34 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# Development serves static files straight from the apps; production serves the collected copy (collectstatic).
+WHITENOISE_USE_FINDERS = DEBUG
 
 LOGIN_URL = "admin:login"
+
+# --- Sign-in protection: lockout (django-axes) and two-factor sign-in (django-otp) --------------------
+# After LOGIN_FAILURE_LIMIT failed sign-ins (passwords or one-time codes) for one username from one address,
+# that pair is refused for LOGIN_LOCKOUT_MINUTES after the last failure, or until an admin resets it.
+AXES_FAILURE_LIMIT = _env_int("LOGIN_FAILURE_LIMIT", 5)
+LOGIN_LOCKOUT_MINUTES = _env_int("LOGIN_LOCKOUT_MINUTES", 30)
+if AXES_FAILURE_LIMIT < 1 or LOGIN_LOCKOUT_MINUTES < 1:
+    raise ImproperlyConfigured("LOGIN_FAILURE_LIMIT and LOGIN_LOCKOUT_MINUTES must be at least 1")
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_LOCKOUT_CALLABLE = "accounts.views.lockout_response"
+AXES_HTTP_RESPONSE_CODE = 429
+AXES_ENABLE_ADMIN = False  # accounts/admin.py registers superuser-only pages on the scoped admin base
+AXES_RESET_ON_SUCCESS = False  # a correct password must not wipe the count of wrong one-time codes
+# Masked in the attempt records axes stores (the password is always masked).
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "code", "otp_token"]
+# OTP_REQUIRED: every staff session must pass a one-time code; staff without a device enrol first.
+# Parsed strictly: a typo must not switch two-factor off in production.
+_otp_required = env.str("OTP_REQUIRED", default=str(PRODUCTION)).strip().lower()
+if _otp_required not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
+    raise ImproperlyConfigured("OTP_REQUIRED must be true or false")
+OTP_REQUIRED = _otp_required in {"true", "1", "yes", "on"}
+OTP_TOTP_ISSUER = env.str("OTP_ISSUER", default="Keyward")
+OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
 # --- Platform ---------------------------------------------------------------------------------------
 PLATFORM_API_URL = env.str("PLATFORM_API_URL", default="http://127.0.0.1:8765")
@@ -167,6 +212,18 @@ PLATFORM_TIMEOUT = _env_float("PLATFORM_TIMEOUT", 10.0)
 SIGNED_URL_TTL_SECONDS = _env_int("SIGNED_URL_TTL_SECONDS", 15 * 60)
 if PRODUCTION and PLATFORM_API_KEY == "emulator-dev-key" and "127.0.0.1" not in PLATFORM_API_URL:
     raise ImproperlyConfigured("PLATFORM_API_KEY must be set when PLATFORM_API_URL is a real platform")
+
+# --- Session broker (broker/) ------------------------------------------------------------------------
+# BROKER_PUBLIC_URL is where the platform reaches Keyward's conversation-initiation webhook (https in
+# production). BROKER_WEBHOOK_KEY holds one or more comma-separated keys (the first signs the per-agent
+# webhook secrets Keyward configures on the platform, all verify, so it can rotate); by default it is
+# derived from SECRET_KEY, so no webhook secret is ever stored in the database or in plain configuration.
+BROKER_PUBLIC_URL = env.str("BROKER_PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+BROKER_WEBHOOK_KEY = [k.strip() for k in env.str("BROKER_WEBHOOK_KEY", default="").split(",") if k.strip()]
+if not BROKER_PUBLIC_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("BROKER_PUBLIC_URL must be an absolute http(s) URL")
+if any(len(k) < 32 for k in BROKER_WEBHOOK_KEY):
+    raise ImproperlyConfigured("BROKER_WEBHOOK_KEY keys must be at least 32 characters")
 
 # --- Celery and the outbox --------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -180,22 +237,102 @@ CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
     else {"visibility_timeout": _env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
 )
 CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+# Several deployments (or test runs) can share one broker by using different queue names.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 SYNC_DRAIN_INTERVAL_SECONDS = _env_float("SYNC_DRAIN_INTERVAL_SECONDS", 10.0)
 SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", 8)
 SYNC_BACKOFF_BASE_SECONDS = _env_float("SYNC_BACKOFF_BASE_SECONDS", 2.0)
 SYNC_BACKOFF_MAX_SECONDS = _env_float("SYNC_BACKOFF_MAX_SECONDS", 3600.0)
 SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", 120)
+# Jobs one worker claims at a time, and how long one drain task keeps claiming (below the task's time limit).
+SYNC_CLAIM_BATCH = _env_int("SYNC_CLAIM_BATCH", 40)
+# Threads per worker process sharing its one HTTP client, so platform calls overlap (keep workers x threads
+# below the platform's concurrency limit). SQLite serialises writers, so there extra threads only contend.
+SYNC_DRAIN_THREADS = _env_int(
+    "SYNC_DRAIN_THREADS", 1 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3" else 4)
+SYNC_DRAIN_TIME_BUDGET_SECONDS = _env_float("SYNC_DRAIN_TIME_BUDGET_SECONDS", 60.0)
+if SYNC_LEASE_SECONDS < 1 or SYNC_CLAIM_BATCH < 1 or SYNC_DRAIN_THREADS < 1:
+    raise ImproperlyConfigured("SYNC_LEASE_SECONDS, SYNC_CLAIM_BATCH and SYNC_DRAIN_THREADS must be at least 1")
 RECONCILE_INTERVAL_SECONDS = _env_float("RECONCILE_INTERVAL_SECONDS", 900.0)
+
+# --- API keys (keys/*_apikeys.py) ------------------------------------------------------------------
+# A key being issued in a request is left alone this long before the outbox may declare the issue lost
+# (and delete whatever the platform made of it); longer than any platform call can take.
+API_KEY_ISSUE_GRACE_SECONDS = _env_int("API_KEY_ISSUE_GRACE_SECONDS", 60)
+# Usage ingest: how many past days are re-read each run (late platform data still lands), in buckets of
+# this many seconds (the precision of "last used" and of the quiet check).
+API_KEY_USAGE_LOOKBACK_DAYS = _env_int("API_KEY_USAGE_LOOKBACK_DAYS", 2)
+API_KEY_USAGE_BUCKET_SECONDS = _env_int("API_KEY_USAGE_BUCKET_SECONDS", 3600)
+API_KEY_USAGE_INTERVAL_SECONDS = _env_float("API_KEY_USAGE_INTERVAL_SECONDS", 3600.0)
+# Expiry, end of rotation overlaps, rotation-due and idle alerts (drift is the sync app's periodic reconcile).
+API_KEY_SWEEP_INTERVAL_SECONDS = _env_float("API_KEY_SWEEP_INTERVAL_SECONDS", 900.0)
+# The leak check refuses pastes longer than this many characters.
+API_KEY_LEAK_CHECK_MAX_CHARS = _env_int("API_KEY_LEAK_CHECK_MAX_CHARS", 2_000_000)
+for _name in ("API_KEY_ISSUE_GRACE_SECONDS", "API_KEY_USAGE_LOOKBACK_DAYS", "API_KEY_USAGE_BUCKET_SECONDS",
+              "API_KEY_LEAK_CHECK_MAX_CHARS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
+if 86400 % API_KEY_USAGE_BUCKET_SECONDS:
+    raise ImproperlyConfigured("API_KEY_USAGE_BUCKET_SECONDS must divide a day (e.g. 900, 3600)")
+# Django refuses larger POST bodies before the leak check sees them; leave room for the form around the paste.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, API_KEY_LEAK_CHECK_MAX_CHARS * 3)
+# --- Detection (detection/) -------------------------------------------------------------------------------
+# One hourly-bucketed usage read per run feeds detection's hourly table and keys' daily totals, then the alert
+# rules and the credit guard run (DETECTION_USAGE_INTERVAL_SECONDS replaces a separate keys ingest schedule).
+DETECTION_USAGE_INTERVAL_SECONDS = _env_float("DETECTION_USAGE_INTERVAL_SECONDS", API_KEY_USAGE_INTERVAL_SECONDS)
+# A rules pass run on its own (not right after an ingest) re-reads this many past hours.
+DETECTION_RULE_WINDOW_HOURS = _env_int("DETECTION_RULE_WINDOW_HOURS", 26)
+# Hourly usage rows are kept this long (daily totals stay in keys' table).
+DETECTION_HOURLY_RETENTION_DAYS = _env_int("DETECTION_HOURLY_RETENTION_DAYS", 35)
+# The platform's concurrency headers are sampled this often (one small usage query); samples are kept this long.
+DETECTION_CONCURRENCY_SAMPLE_SECONDS = _env_float("DETECTION_CONCURRENCY_SAMPLE_SECONDS", 60.0)
+DETECTION_CONCURRENCY_RETENTION_HOURS = _env_int("DETECTION_CONCURRENCY_RETENTION_HOURS", 24)
+for _name in ("DETECTION_RULE_WINDOW_HOURS", "DETECTION_HOURLY_RETENTION_DAYS",
+              "DETECTION_CONCURRENCY_RETENTION_HOURS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
+if DETECTION_USAGE_INTERVAL_SECONDS <= 0 or DETECTION_CONCURRENCY_SAMPLE_SECONDS <= 0:
+    raise ImproperlyConfigured("DETECTION_USAGE_INTERVAL_SECONDS and DETECTION_CONCURRENCY_SAMPLE_SECONDS must be "
+                               "positive")
+CELERY_BEAT_SCHEDULE = {
+    "detection: usage per key (hourly and daily), alert rules, credit guard": {
+        "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
+    "detection: sample the platform's concurrency": {
+        "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
+    "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
+}
+
+# --- Secrets and the credential vault (secrets_app) ------------------------------------------------
+# End users' OAuth tokens expiring within this window are refreshed (by the periodic sweep, which runs every
+# VAULT_REFRESH_INTERVAL_SECONDS, and at session start); a failed refresh is retried after
+# VAULT_RETRY_FAILED_SECONDS. OAUTH_HTTP_TIMEOUT bounds each call to a provider's token URL.
+VAULT_REFRESH_WINDOW_SECONDS = _env_int("VAULT_REFRESH_WINDOW_SECONDS", 600)
+VAULT_REFRESH_INTERVAL_SECONDS = _env_float("VAULT_REFRESH_INTERVAL_SECONDS", 300.0)
+VAULT_RETRY_FAILED_SECONDS = _env_int("VAULT_RETRY_FAILED_SECONDS", 3600)
+OAUTH_HTTP_TIMEOUT = _env_float("OAUTH_HTTP_TIMEOUT", 10.0)
+if VAULT_REFRESH_WINDOW_SECONDS < 60 or VAULT_REFRESH_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("VAULT_REFRESH_WINDOW_SECONDS must be at least 60 and VAULT_REFRESH_INTERVAL_SECONDS "
+                               "positive")
+if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
+    raise ImproperlyConfigured("VAULT_REFRESH_INTERVAL_SECONDS must be shorter than VAULT_REFRESH_WINDOW_SECONDS, "
+                               "or tokens expire between two sweeps")
+# Error pages and error e-mails hide POST fields with secret names and anything holding a known secret value.
+DEFAULT_EXCEPTION_REPORTER_FILTER = "project.logging.RedactingExceptionReporterFilter"
 
 # --- Logging: every handler passes through the redaction filter -----------------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain" if DEBUG else "json")
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured("LOG_FORMAT must be plain or json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact": {"()": "project.logging.RedactingFilter"}},
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "filters": {"redact": {"()": "project.logging.RedactingFilter"},
+                "request_id": {"()": "project.logging.RequestIdFilter"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+                   "json": {"()": "project.logging.JsonFormatter"}},
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact"]},
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id", "redact"]},
     },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},

@@ -1,0 +1,85 @@
+"""Keyward's admin site: Django's, plus the second sign-in step and two-factor enrolment in front of every page.
+
+Installed as `admin.site` through KeywardAdminConfig, so the apps keep using `@admin.register` unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import update_wrapper
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.auth.decorators import login_not_required
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import URLPattern, URLResolver, path, reverse
+from django.utils.decorators import method_decorator
+from django.utils.http import urlencode
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_protect
+
+from accounts import second_factor
+
+
+class KeywardAdminSite(admin.AdminSite):
+    site_header = "Keyward"
+    site_title = "Keyward"
+
+    def has_permission(self, request: HttpRequest) -> bool:
+        return super().has_permission(request) and second_factor.passes(request)
+
+    def second_factor_url(self, request: HttpRequest, next_url: str | None = None) -> str:
+        """Where a session that has not passed the second factor goes: the code page, or enrolment."""
+        from accounts import selectors
+
+        name = "accounts_two_factor_verify" if selectors.has_confirmed_device(request.user) else \
+            "accounts_two_factor_setup"
+        url = reverse(f"admin:{name}", current_app=self.name)
+        return f"{url}?{urlencode({'next': next_url})}" if next_url else url
+
+    def admin_view(self, view: Callable, cacheable: bool = False) -> Callable:
+        wrapped = super().admin_view(view, cacheable)
+
+        def inner(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if second_factor.needs_second_factor(request):
+                if request.path == reverse("admin:logout", current_app=self.name):
+                    return csrf_protect(never_cache(view))(request, *args, **kwargs)  # signing out needs no code
+                return HttpResponseRedirect(self.second_factor_url(request, request.get_full_path()))
+            return wrapped(request, *args, **kwargs)
+
+        return update_wrapper(inner if cacheable else never_cache(inner), wrapped)
+
+    @method_decorator(never_cache)
+    @method_decorator(login_not_required)
+    def login(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
+        from django.contrib.auth import REDIRECT_FIELD_NAME
+
+        from accounts import selectors
+
+        if request.method == "GET" and second_factor.needs_second_factor(request):
+            return HttpResponseRedirect(self.second_factor_url(request, request.GET.get(REDIRECT_FIELD_NAME)))
+        response = super().login(request, extra_context)
+        if request.method == "POST" and response.status_code == 302 and request.user.is_authenticated:
+            # The password was right. Anyone with a device is asked for it; OTP_REQUIRED also sends the rest
+            # to enrolment (through the gate in admin_view and has_permission).
+            if selectors.has_confirmed_device(request.user):
+                second_factor.mark_pending(request)
+            if second_factor.needs_second_factor(request):
+                return HttpResponseRedirect(self.second_factor_url(request, response["Location"]))
+        return response
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        from accounts import views
+
+        def staff(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+            return views.staff_view(self, view)
+
+        return [
+            path("two-factor/", staff(views.two_factor), name="accounts_two_factor"),
+            path("two-factor/setup/", staff(views.setup), name="accounts_two_factor_setup"),
+            path("two-factor/setup/confirm/", staff(views.setup_confirm), name="accounts_two_factor_confirm"),
+            path("two-factor/verify/", staff(views.verify), name="accounts_two_factor_verify"),
+            path("two-factor/recovery-codes/", staff(views.recovery_codes), name="accounts_recovery_codes"),
+            path("two-factor/remove/", staff(views.remove), name="accounts_two_factor_remove"),
+            *super().get_urls(),
+        ]
