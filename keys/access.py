@@ -1,7 +1,8 @@
 """May this principal do P in workspace W? One query per request, whatever the number of workspaces.
 
-The answer is cached on the user object, which Django builds once per request; call `forget(user)` after
-changing that user's assignments in the same request.
+A principal is a user or a service account (anything with `is_service_account`). The answer is cached on
+the principal object, which Django builds once per request (the broker API loads the service account once
+per call); call `forget(principal)` after changing that principal's assignments in the same request.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from typing import Any
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
 from django.utils import timezone
+
+from keys.permissions import ALL
 
 ALL_WORKSPACES = None  # the answer of workspaces_with() for superusers
 _CACHE_ATTR = "_keyward_permissions"
@@ -25,20 +28,50 @@ def permissions_for(user: Any) -> dict[int, frozenset[str]]:
         return cached
     from keys.models import RoleAssignment
 
-    rows = (RoleAssignment.objects.filter(user_id=user.pk)
-            .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()))
-            .values_list("workspace_id", "role__permissions"))
+    return _load(user, RoleAssignment.objects.filter(user_id=user.pk))
+
+
+def permissions_for_service_account(service_account: Any) -> dict[int, frozenset[str]]:
+    """{workspace_id: permissions} for an enabled service account; {} once it is disabled.
+
+    Same shape and cost as permissions_for(): one query, cached on the object. Only assignments in the
+    account's own workspace count (the model refuses others; this is the second lock on that door).
+    """
+    if service_account is None or service_account.pk is None or not getattr(service_account, "is_active", False):
+        return {}
+    cached = getattr(service_account, _CACHE_ATTR, None)
+    if cached is not None:
+        return cached
+    from keys.models import RoleAssignment
+
+    return _load(service_account, RoleAssignment.objects.filter(service_account_id=service_account.pk,
+                                                                workspace_id=service_account.workspace_id))
+
+
+def unexpired() -> Q:
+    """Assignments that still grant something: no expiry, or one still ahead."""
+    return Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now())
+
+
+def _load(principal: Any, assignments: Any) -> dict[int, frozenset[str]]:
+    rows = assignments.filter(unexpired()).values_list("workspace_id", "role__permissions")
     result: dict[int, set[str]] = {}
     for workspace_id, perms in rows:
         result.setdefault(workspace_id, set()).update(perms or [])
     frozen = {ws: frozenset(perms) for ws, perms in result.items()}
-    setattr(user, _CACHE_ATTR, frozen)
+    setattr(principal, _CACHE_ATTR, frozen)
     return frozen
 
 
-def forget(user: Any) -> None:
-    if hasattr(user, _CACHE_ATTR):
-        delattr(user, _CACHE_ATTR)
+def _permissions(principal: Any) -> dict[int, frozenset[str]]:
+    if getattr(principal, "is_service_account", False):
+        return permissions_for_service_account(principal)
+    return permissions_for(principal)
+
+
+def forget(principal: Any) -> None:
+    if hasattr(principal, _CACHE_ATTR):
+        delattr(principal, _CACHE_ATTR)
 
 
 def is_superuser(user: Any) -> bool:
@@ -50,18 +83,27 @@ def has_perm(user: Any, permission: str, workspace_id: int | None) -> bool:
         return True
     if workspace_id is None:
         return False
-    return permission in permissions_for(user).get(workspace_id, frozenset())
+    return permission in _permissions(user).get(workspace_id, frozenset())
+
+
+def permissions_in(principal: Any, workspace_id: int | None) -> frozenset[str]:
+    """Everything the principal may do in one workspace (the whole catalogue for a superuser)."""
+    if is_superuser(principal):
+        return ALL
+    if workspace_id is None:
+        return frozenset()
+    return _permissions(principal).get(workspace_id, frozenset())
 
 
 def workspaces_with(user: Any, permission: str) -> set[int] | None:
     """Ids of the workspaces where the user holds `permission`; None means every workspace (superuser)."""
     if is_superuser(user):
         return ALL_WORKSPACES
-    return {ws for ws, perms in permissions_for(user).items() if permission in perms}
+    return {ws for ws, perms in _permissions(user).items() if permission in perms}
 
 
 def has_any_role(user: Any) -> bool:
-    return is_superuser(user) or bool(permissions_for(user))
+    return is_superuser(user) or bool(_permissions(user))
 
 
 def require(user: Any, permission: str, workspace_id: int | None) -> None:
