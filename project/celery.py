@@ -25,6 +25,16 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
 )
+
+
+@app.on_after_configure.connect
+def _publish_fails_fast(sender: Celery, **_: object) -> None:
+    # Publishing tries the broker once. With the broker down a nudge then fails in milliseconds instead of
+    # holding the admin's request for seconds of reconnect attempts; the outbox row is the record and the
+    # periodic drain runs it. Workers' consumers reconnect with their own retry settings, untouched by this.
+    sender.conf.broker_transport_options = {"max_retries": 0, **(sender.conf.broker_transport_options or {})}
+
+
 app.autodiscover_tasks()
 
 
@@ -36,3 +46,6 @@ def _schedule(sender: Celery, **_: object) -> None:
                              name="drain the sync outbox")
     sender.add_periodic_task(settings.RECONCILE_INTERVAL_SECONDS, sender.signature("sync.reconcile"),
                              name="reconcile with the platform")
+    sender.add_periodic_task(settings.VAULT_REFRESH_INTERVAL_SECONDS,
+                             sender.signature("secrets_app.refresh_credentials"),
+                             name="refresh end users' vault tokens before they expire")

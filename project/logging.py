@@ -120,3 +120,41 @@ class RequestIdFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = ctx.request_id if ctx else ""
         return True
+
+
+def _exception_reporter_base() -> type:
+    from django.views.debug import SafeExceptionReporterFilter
+
+    return SafeExceptionReporterFilter
+
+
+class RedactingExceptionReporterFilter(_exception_reporter_base()):  # type: ignore[misc]
+    """Django's error pages and error e-mails, with Keyward's redaction on top of Django's own.
+
+    POST fields whose names say "value", "secret", "password", "token" or "key" (the write-only form fields)
+    are hidden, and so is any POST field or traceback variable whose text holds something `redact()` would
+    hide (a registered secret value, a key-shaped string), in every view, not only the ones decorated with
+    sensitive_post_parameters / sensitive_variables.
+    """
+
+    _SENSITIVE_FIELD = re.compile(r"(?i)value|secret|passw|token|key|credential")
+
+    def get_post_parameters(self, request: Any) -> Any:
+        params = super().get_post_parameters(request)
+        if not params:
+            return params
+        cleansed = params.copy()
+        for name, values in params.lists():
+            if self._SENSITIVE_FIELD.search(name) or any(isinstance(v, str) and redact(v) != v for v in values):
+                cleansed[name] = self.cleansed_substitute
+        return cleansed
+
+    def get_traceback_frame_variables(self, request: Any, tb_frame: Any) -> Any:
+        cleansed = []
+        for name, value in super().get_traceback_frame_variables(request, tb_frame):
+            try:
+                text = value if isinstance(value, str) else repr(value)
+            except Exception:  # a broken __repr__ must not break the error page
+                text = ""
+            cleansed.append((name, self.cleansed_substitute if redact(text) != text else value))
+        return cleansed

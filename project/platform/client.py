@@ -260,6 +260,23 @@ class PlatformClient:
             if not page.get("has_more") or not cursor:
                 return tools
 
+    # --- workspace auth connections --------------------------------------------------------------
+
+    def create_auth_connection(self, *, body: JSON, idempotency_key: str | None = None) -> JSON:
+        """Create one of the Create*Request bodies (discriminated on ``auth_type``); the answer never holds the
+        credential."""
+        return self._json("POST", "/v1/workspace/auth-connections", json=body, idempotency_key=idempotency_key)
+
+    def update_auth_connection(self, auth_connection_id: str, *, body: JSON) -> JSON:
+        """PATCH with an Update*Request body: fields left out (or None) stay as they are on the platform."""
+        return self._json("PATCH", f"/v1/workspace/auth-connections/{_seg(auth_connection_id)}", json=body)
+
+    def delete_auth_connection(self, auth_connection_id: str) -> None:
+        self._request("DELETE", f"/v1/workspace/auth-connections/{_seg(auth_connection_id)}")
+
+    def list_auth_connections(self) -> list[JSON]:
+        return list(self._json("GET", "/v1/workspace/auth-connections").get("auth_connections", []))
+
     # --- service accounts and their keys ---------------------------------------------------------
 
     def list_service_accounts(self) -> list[JSON]:

@@ -10,6 +10,7 @@ import copy
 from typing import Any
 
 from .accounts import AccountRoutes
+from .auth_connections import AuthConnectionRoutes
 from .common import PERMISSION_TYPES
 from .core import hash_key
 from .server import EmulatorServer, is_loopback_host
@@ -18,8 +19,9 @@ from .workspace import WorkspaceRoutes
 __all__ = ["PERMISSION_TYPES", "Emulator", "EmulatorServer", "hash_key", "is_loopback_host"]
 
 
-class Emulator(WorkspaceRoutes, AccountRoutes):
-    """Agents, conversation credentials, secrets, tools, service accounts, keys and usage, in memory."""
+class Emulator(AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):
+    """Agents, conversation credentials, secrets, tools, auth connections, service accounts, keys and usage,
+    in memory."""
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
         """Run this emulator on loopback in a daemon thread; ``port=0`` picks a free port."""
@@ -35,6 +37,7 @@ class Emulator(WorkspaceRoutes, AccountRoutes):
                     for s in sorted(self._secrets.values(), key=lambda s: s["seq"])
                 ],
                 "tools": [self._tool_view(t) for t in sorted(self._tools.values(), key=lambda t: t["seq"])],
+                "auth_connections": self.auth_connections_snapshot(),
                 "service_accounts": [
                     {k: v for k, v in a.items() if k != "seq"}
                     for a in sorted(self._service_accounts.values(), key=lambda a: a["seq"])

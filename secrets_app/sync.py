@@ -1,0 +1,248 @@
+"""Turns secret and tool rows into platform calls for the outbox, and compares them with the platform's copies.
+
+Secret values are read from the row at push time (decrypted then, never stored in a job). A row no
+configured key can decrypt fails its job with "cannot decrypt" and sends nothing.
+
+Ordering: a tool's headers point at secrets by their platform ids, so a tool whose referenced secrets have
+no remote id yet waits (a transient "waiting for secrets" error, retried with backoff). Usually it never
+waits: jobs run in commit order and a secret is created before the tool that uses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from project.fields import DecryptionError
+from project.logging import register_secret_value
+from project.platform import errors
+from project.sync.models import SyncJob
+from project.sync.registry import (
+    DIFFERS,
+    MISSING_REMOTELY,
+    UNKNOWN_LOCALLY,
+    DriftItem,
+    LocalObject,
+    register,
+    register_objects,
+    register_reconciler,
+    report_progress,
+)
+from project.sync.selectors import attempted_before
+from secrets_app.models import Secret, Tool
+from secrets_app.services import SECRET_KIND, TOOL_KIND, secret_mark_synced, tool_mark_synced
+from secrets_app.validators import parse_headers, vault_variable
+
+
+class WaitingForSecrets(errors.Unavailable):
+    """A tool's secrets have not reached the platform yet: retry later (transient)."""
+
+
+class CannotDecrypt(errors.PlatformError):
+    """Keyward refuses to push a value it cannot decrypt (nothing is sent; retrying will not help)."""
+
+
+# --- secrets ---------------------------------------------------------------------------------------------
+def _find_secret(client: Any, remote_name: str) -> str | None:
+    """An earlier attempt may have created the secret and lost the answer: find it by its qualified name."""
+    if not remote_name:
+        return None
+    for remote in client.list_secrets():
+        if remote.get("name") == remote_name:
+            return str(remote["secret_id"])
+    return None
+
+
+@register(SECRET_KIND)
+def push_secret(job: SyncJob, client: Any) -> str | None:
+    if job.op == SyncJob.Op.DELETE:
+        remote_id = job.payload.get("remote_id") or _find_secret(client, job.payload.get("remote_name", ""))
+        if remote_id:
+            try:
+                client.delete_secret(remote_id)
+            except errors.NotFound:
+                pass  # already gone: the delete is done
+            except errors.Conflict as exc:
+                if exc.has_code("secret_in_use"):
+                    # Locally nothing references it any more, so a tool update is still on its way: retry.
+                    raise WaitingForSecrets(exc.message, status=exc.status, code=exc.code,
+                                            legacy_status=exc.legacy_status) from None
+                raise
+        return remote_id
+    secret = Secret.objects.select_related("workspace").filter(pk=job.object_id).first()
+    if secret is None:
+        return None  # deleted since; its delete job carries the remote id
+    try:
+        value = secret.value
+    except DecryptionError as exc:
+        raise CannotDecrypt(str(exc), code="cannot_decrypt") from None
+    register_secret_value(value)
+    name, remote_id = secret.remote_name, secret.remote_id
+    if remote_id:
+        try:
+            client.update_secret(remote_id, name=name, value=value)
+            return remote_id
+        except errors.NotFound:
+            remote_id = ""  # deleted on the platform behind Keyward's back: the database is the truth
+    if attempted_before(job) or secret.remote_id:
+        remote_id = _find_secret(client, name) or ""
+    if not remote_id:
+        try:
+            remote_id = str(client.create_secret(name=name, value=value,
+                                                 idempotency_key=str(job.idempotency_key))["secret_id"])
+        except errors.Conflict:
+            # The qualified name exists already (an earlier create whose answer was lost): adopt and update it.
+            remote_id = _find_secret(client, name) or ""
+            if not remote_id:
+                raise
+            client.update_secret(remote_id, name=name, value=value)
+    else:
+        client.update_secret(remote_id, name=name, value=value)
+    secret_mark_synced(secret_id=secret.pk, remote_id=remote_id)
+    return remote_id
+
+
+# --- tools -----------------------------------------------------------------------------------------------
+def tool_config(tool: Tool) -> dict[str, Any]:
+    """The platform's webhook tool_config; secret headers become {"secret_id": <remote id>} locators."""
+    refs = tool.secret_references.select_related("secret").defer("secret__value")
+    by_header = {ref.header: ref.secret for ref in refs}
+    waiting = sorted({s.name for s in by_header.values() if not s.remote_id})
+    if waiting:
+        raise WaitingForSecrets(f"waiting for secret(s) {', '.join(waiting)} to reach the platform",
+                                code="waiting_for_secrets")
+    headers: dict[str, Any] = {}
+    for spec in parse_headers(tool.headers):
+        if spec.kind == "text":
+            headers[spec.name] = spec.text
+        elif spec.kind == "secret":
+            headers[spec.name] = {"secret_id": by_header[spec.name].remote_id}
+        elif spec.kind == "vault":
+            headers[spec.name] = {"variable_name": vault_variable(spec.text)}
+        else:
+            headers[spec.name] = {"variable_name": spec.text}
+    return {
+        "type": "webhook",
+        "name": tool.name,
+        "description": tool.description,
+        "response_timeout_secs": tool.response_timeout_secs,
+        "api_schema": {"url": tool.url, "method": tool.method, "request_headers": headers},
+    }
+
+
+def _find_tool(client: Any, name: str, url: str, exclude: set[str]) -> str | None:
+    """A lost create's tool: same name and URL, and no other local tool claims it."""
+    for remote in client.list_tools():
+        config = remote.get("tool_config") or {}
+        if (remote.get("id") not in exclude and config.get("name") == name
+                and (config.get("api_schema") or {}).get("url") == url):
+            return str(remote["id"])
+    return None
+
+
+def _claimed_tool_ids(except_pk: Any) -> set[str]:
+    return set(Tool.objects.exclude(pk=except_pk).exclude(remote_id="").values_list("remote_id", flat=True))
+
+
+@register(TOOL_KIND)
+def push_tool(job: SyncJob, client: Any) -> str | None:
+    if job.op == SyncJob.Op.DELETE:
+        remote_id = job.payload.get("remote_id") or _find_tool(
+            client, job.payload.get("name", ""), job.payload.get("url", ""), _claimed_tool_ids(None))
+        if remote_id:
+            try:
+                client.delete_tool(remote_id)
+            except errors.NotFound:
+                pass
+        return remote_id
+    tool = Tool.objects.filter(pk=job.object_id).first()
+    if tool is None:
+        return None
+    config = tool_config(tool)
+    remote_id = tool.remote_id
+    if remote_id:
+        try:
+            client.update_tool(remote_id, tool_config=config)
+            return remote_id
+        except errors.NotFound:
+            remote_id = ""
+    if attempted_before(job) or tool.remote_id:
+        remote_id = _find_tool(client, tool.name, tool.url, _claimed_tool_ids(tool.pk)) or ""
+    if remote_id:
+        client.update_tool(remote_id, tool_config=config)
+    else:
+        remote_id = str(client.create_tool(tool_config=config, idempotency_key=str(job.idempotency_key))["id"])
+    tool_mark_synced(tool_id=tool.pk, remote_id=remote_id)
+    return remote_id
+
+
+# --- reconcile and bulk re-sync ------------------------------------------------------------------------------
+@register_reconciler(SECRET_KIND)
+def reconcile_secrets(client: Any) -> Iterator[DriftItem]:
+    """Names only: the platform never returns a value, so a changed value cannot be seen from here."""
+    remote = {str(s["secret_id"]): s for s in client.list_secrets()}
+    local = list(Secret.objects.select_related("workspace").defer("value").order_by("pk"))
+    matched: set[str] = set()
+    report_progress(0, len(local))
+    for done, secret in enumerate(local, 1):
+        item = dict(kind=SECRET_KIND, object_id=secret.pk, workspace_id=secret.workspace_id, label=secret.name)
+        found = remote.get(secret.remote_id) if secret.remote_id else None
+        if found is None:
+            yield DriftItem(remote_id=secret.remote_id or None, problem=MISSING_REMOTELY, **item)
+        else:
+            matched.add(secret.remote_id)
+            if found.get("name") != secret.remote_name:
+                yield DriftItem(remote_id=secret.remote_id, problem=DIFFERS,
+                                fields={"name": [secret.remote_name, found.get("name")]}, **item)
+        report_progress(done, len(local))
+    for secret_id, found in remote.items():
+        if secret_id not in matched:
+            yield DriftItem(kind=SECRET_KIND, object_id=None, remote_id=secret_id, problem=UNKNOWN_LOCALLY,
+                            label=str(found.get("name") or ""))
+
+
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    schema = config.get("api_schema") or {}
+    return {"name": config.get("name"), "description": config.get("description"), "url": schema.get("url"),
+            "method": schema.get("method") or "GET", "request_headers": schema.get("request_headers") or {}}
+
+
+@register_reconciler(TOOL_KIND)
+def reconcile_tools(client: Any) -> Iterator[DriftItem]:
+    remote = {str(t["id"]): t for t in client.list_tools()}
+    local = list(Tool.objects.order_by("pk"))
+    matched: set[str] = set()
+    report_progress(0, len(local))
+    for done, tool in enumerate(local, 1):
+        item = dict(kind=TOOL_KIND, object_id=tool.pk, workspace_id=tool.workspace_id, label=tool.name)
+        found = remote.get(tool.remote_id) if tool.remote_id else None
+        if found is None:
+            yield DriftItem(remote_id=tool.remote_id or None, problem=MISSING_REMOTELY, **item)
+        else:
+            matched.add(tool.remote_id)
+            try:
+                mine = _comparable(tool_config(tool))
+            except WaitingForSecrets:
+                mine = None
+            theirs = _comparable(found.get("tool_config") or {})
+            if mine is not None:
+                fields = {k: [v, theirs[k]] for k, v in mine.items() if v != theirs[k]}
+                if fields:
+                    yield DriftItem(remote_id=tool.remote_id, problem=DIFFERS, fields=fields, **item)
+        report_progress(done, len(local))
+    for tool_id, found in remote.items():
+        if tool_id not in matched:
+            yield DriftItem(kind=TOOL_KIND, object_id=None, remote_id=tool_id, problem=UNKNOWN_LOCALLY,
+                            label=str((found.get("tool_config") or {}).get("name") or ""))
+
+
+@register_objects(SECRET_KIND)
+def secret_objects() -> Iterator[LocalObject]:
+    for pk, workspace_id, name in Secret.objects.order_by("pk").values_list("pk", "workspace_id", "name").iterator():
+        yield LocalObject(pk, workspace_id, name)
+
+
+@register_objects(TOOL_KIND)
+def tool_objects() -> Iterator[LocalObject]:
+    for pk, workspace_id, name in Tool.objects.order_by("pk").values_list("pk", "workspace_id", "name").iterator():
+        yield LocalObject(pk, workspace_id, name)
