@@ -61,16 +61,24 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
 @admin.register(Environment)
 class EnvironmentAdmin(WorkspaceScopedAdmin):
-    list_display = ("name", "workspace", "platform_environment", "credit_budget", "is_production")
+    list_display = ("name", "workspace", "platform_environment", "budget", "is_production")
     list_select_related = ("workspace",)
     list_filter = ("is_production",)
-    fields = ("workspace", "name", "platform_environment", "credit_budget", "is_production")
+    fields = ("workspace", "name", "platform_environment", "budget", "is_production")
+    readonly_fields = ("budget",)
+
+    @admin.display(description="credit budget")
+    def budget(self, env: Environment) -> str:
+        # Budgets are checked against the live keys' quotas, so they change only on the budgets page.
+        amount = "none" if env.credit_budget is None else f"{env.credit_budget:,}"
+        return format_html('{} (<a href="{}">change on the budgets page</a>)', amount,
+                           reverse("admin:keys_apikey_budgets"))
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # keys and usage refer to environments; retire one by removing its budget instead
 
     def service_save(self, request: HttpRequest, obj: Environment, form: Any, change: bool) -> Environment:
-        data = {f: form.cleaned_data[f] for f in services.ENV_FIELDS}
+        data = {f: form.cleaned_data[f] for f in services.ENV_FIELDS if f != "credit_budget"}
         workspace = obj.workspace if change else form.cleaned_data["workspace"]
         return services.environment_save(actor=request.user, workspace=workspace,
                                          environment=obj if change else None, **data)

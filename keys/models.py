@@ -120,3 +120,6 @@ class RoleAssignment(TimeStampedModel):
             raise ValidationError({"service_account": "This service account belongs to another workspace."})
         if self.role_id and self.role.workspace_id not in (None, self.workspace_id):
             raise ValidationError({"role": "This custom role belongs to another workspace."})
+
+
+from keys.models_apikeys import *  # noqa: E402,F401,F403

@@ -1,0 +1,391 @@
+"""Admin pages for API keys: the list with hygiene flags, issue and the show-once secret page, rotate, rotate now,
+revoke, the leak check, key policies and environment budgets. Every write goes through keys.services_apikeys."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+
+from agents.models import Environment
+from keys import leaks
+from keys import services_apikeys as services
+from keys.forms_apikeys import (
+    ApiKeyChangeForm,
+    ApiKeyIssueForm,
+    BudgetsForm,
+    KeyPolicyForm,
+    LeakCheckForm,
+    RevokeForm,
+    RotateForm,
+    RotateNowForm,
+    apply_errors,
+)
+from keys.models_apikeys import ApiKey, KeyPolicy
+from keys.selectors_apikeys import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
+from project import access
+from project.admin_base import WorkspaceScopedAdmin
+from project.sync.selectors import jobs_for_object, with_sync_state
+
+STATE_COLOURS = {"pending": "#b8860b", "active": "#2e7d32", "superseded": "#1565c0", "revoked": "#c62828",
+                 "expired": "#777", "failed": "#c62828"}
+NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # The page holds a secret (or what a person pasted): no browser or proxy cache may keep it, and going
+    # back must ask the server again, which never shows it twice.
+    response["Cache-Control"] = NO_STORE
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class FlagFilter(admin.SimpleListFilter):
+    title = "flag"
+    parameter_name = "flag"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("overdue", "Overdue for rotation"), ("idle", "Idle"), ("open_network", "No network limit"),
+                ("all_scopes_prod", "All scopes in production")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return flagged(queryset, self.value()) if self.value() else queryset
+
+
+class EnvironmentFilter(admin.SimpleListFilter):
+    """Environment names of the person's workspaces, from the environments table (not a DISTINCT over keys)."""
+
+    title = "environment"
+    parameter_name = "env"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        allowed = access.workspaces_with(request.user, "workspace.view")
+        qs = Environment.objects.all() if allowed is None else Environment.objects.filter(workspace_id__in=allowed)
+        return [(n, n) for n in qs.order_by("name").values_list("name", flat=True).distinct()]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(environment__name=self.value()) if self.value() else queryset
+
+
+DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "hint_display", "digest",
+                 "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
+                 "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
+                 "created_by", "created_at", "sync_detail")
+EDIT_FIELDS = ("name", "all_scopes", "scopes", "credit_quota", "allowed_ips", "expires_at")
+VIEW_FIELDS = ("name", "scopes_display", "credit_quota", "allowed_ips_display", "expires_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(WorkspaceScopedAdmin):
+    form = ApiKeyChangeForm
+    manage_permission = "keys.issue"
+    list_display = ("name", "service_account", "environment", "state_badge", "hint_display", "scopes_summary",
+                    "credit_quota", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
+                    "sync_status")
+    list_select_related = ("workspace__key_policy", "service_account", "environment__workspace")
+    list_filter = ("state", FlagFilter, EnvironmentFilter)
+    search_fields = ("name", "service_account__name", "=hint", "=remote_key_id", "=digest")
+    ordering = ("-created_at",)
+    list_per_page = 50
+    change_form_template = "admin/keys/apikey/change_form.html"
+    change_list_template = "admin/keys/apikey/change_list.html"
+
+    # --- scoping and rights -----------------------------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_sync_state(super().get_queryset(request), services.API_KEY_KIND)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is not None and obj.state != ApiKey.State.ACTIVE:
+            return False  # only an active key changes; a revoked one never comes back
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # keys are revoked, never deleted: their history stays
+
+    def _may(self, request: HttpRequest, key: ApiKey, *permissions: str) -> bool:
+        return all(access.has_perm(request.user, p, key.workspace_id) for p in permissions)
+
+    # --- list columns (no query per row: everything comes with the row) -------------------------------------
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, key: ApiKey) -> str:
+        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
+                           key.get_state_display())
+
+    @admin.display(description="hint")
+    def hint_display(self, key: ApiKey) -> str:
+        return f"…{key.hint}" if key.hint else "—"
+
+    @admin.display(description="scopes")
+    def scopes_summary(self, key: ApiKey) -> str:
+        if key.has_all_scopes:
+            return "all"
+        scopes = list(key.scopes or [])
+        return ", ".join(scopes) if len(scopes) <= 2 else f"{len(scopes)} scopes"
+
+    @admin.display(description="network")
+    def network(self, key: ApiKey) -> str:
+        ips = key.allowed_ips or []
+        return "any" if not ips else (ips[0] if len(ips) == 1 else f"{len(ips)} ranges")
+
+    @admin.display(description="flags")
+    def flag_badges(self, key: ApiKey) -> str:
+        flags = key.flags(policy_of_row(key), timezone.now())
+        return format_html_join(" ", '<span style="background:#fff3cd;color:#7a5b00;padding:0 4px;border-radius:3px;'
+                                'white-space:nowrap">{}</span>', ((f,) for f in flags)) or "—"
+
+    @admin.display(description="sync")
+    def sync_status(self, key: ApiKey) -> str:
+        from agents.admin import sync_badge
+
+        return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
+
+    # --- detail fields -----------------------------------------------------------------------------------------
+    @admin.display(description="flags")
+    def flags_display(self, key: ApiKey) -> str:
+        return self.flag_badges(key) if key.pk else "—"
+
+    @admin.display(description="scopes")
+    def scopes_display(self, key: ApiKey) -> str:
+        return "all (every permission)" if key.has_all_scopes else ", ".join(key.scopes or [])
+
+    @admin.display(description="allowed IPs")
+    def allowed_ips_display(self, key: ApiKey) -> str:
+        return ", ".join(key.allowed_ips) if key.allowed_ips else "any address (no network limit)"
+
+    @admin.display(description="predecessor")
+    def predecessor_link(self, key: ApiKey) -> str:
+        if not key.predecessor_id:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:keys_apikey_change", args=[key.predecessor_id]),
+                           key.predecessor)
+
+    @admin.display(description="successor")
+    def successor_links(self, key: ApiKey) -> str:
+        successors = list(key.successors.order_by("-created_at")) if key.pk else []
+        return format_html_join(", ", '<a href="{}">{}</a> ({})', (
+            (reverse("admin:keys_apikey_change", args=[s.pk]), s, s.get_state_display().lower())
+            for s in successors)) or "—"
+
+    @admin.display(description="usage, last 30 days")
+    def usage_display(self, key: ApiKey) -> str:
+        days = key_usage(key) if key.pk else []
+        if not days:
+            return "no use reported"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((d.day, d.credits, d.requests) for d in days))
+        return format_html("<table><tr><th>day</th><th>credits</th><th>requests</th></tr>{}</table>", rows)
+
+    @admin.display(description="platform sync")
+    def sync_detail(self, key: ApiKey) -> str:
+        from agents.admin import sync_badge
+
+        jobs = jobs_for_object(services.API_KEY_KIND, key.pk, limit=1) if key.pk else []
+        if not jobs:
+            return sync_badge(None, None)
+        job = jobs[0]
+        return format_html("{} (attempts: {}, updated {})", sync_badge(job.state, job.last_error), job.attempts,
+                           job.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        editable = obj is not None and self.has_change_permission(request, obj)
+        return [(None, {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}), ("Key", {"fields": DETAIL_FIELDS})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return DETAIL_FIELDS + ("scopes_display", "allowed_ips_display")
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def service_save(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> ApiKey:
+        return services.api_key_update(actor=request.user, key=obj, **form.update_fields())
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        key = self.get_scoped_object_or_404(request, object_id)
+        tools = {
+            "can_rotate": key.state == ApiKey.State.ACTIVE and self._may(request, key, "keys.issue"),
+            "can_rotate_now": (key.state in ApiKey.USABLE_STATES
+                               and self._may(request, key, "keys.issue", "keys.revoke")),
+            "can_revoke": not key.is_final and self._may(request, key, "keys.revoke"),
+        }
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **tools})
+
+    # --- custom pages ------------------------------------------------------------------------------------------
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [
+            path("leak-check/", view(self.leak_check_view), name="keys_apikey_leak_check"),
+            path("budgets/", view(self.budgets_view), name="keys_apikey_budgets"),
+            path("<path:object_id>/rotate/", view(self.rotate_view), name="keys_apikey_rotate"),
+            path("<path:object_id>/rotate-now/", view(self.rotate_now_view), name="keys_apikey_rotate_now"),
+            path("<path:object_id>/revoke/", view(self.revoke_view), name="keys_apikey_revoke"),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title, **extra}
+
+    @sensitive_variables("issued")
+    def _secret_page(self, request: HttpRequest, issued: services.IssuedKey | None, *, key: ApiKey,
+                     title: str) -> HttpResponse:
+        context = self._context(request, title, key=key, secret=issued.secret if issued else None,
+                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/secret.html", context))
+
+    @sensitive_variables("issued")
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        """Issue a key. The answer to the POST is the only page that ever shows the secret."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiKeyIssueForm(request.POST or None, user=request.user)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = services.api_key_issue(
+                    actor=request.user, service_account=data["service_account"], environment=data["environment"],
+                    name=data["name"], scopes=data["scopes"], credit_quota=data["credit_quota"],
+                    allowed_ips=data["allowed_ips"], expires_at=data["expires_at"],
+                    request_uuid=data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Key already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._secret_page(request, issued, key=issued.key, title=f"Key “{issued.key.name}” issued")
+        context = self._context(request, "Issue an API key", form=form, media=self.media + form.media)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/issue.html", context))
+
+    @sensitive_variables("issued")
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.issue", key.workspace_id)
+        form = RotateForm(request.POST or None, policy=key_policy_of(key.workspace_id))
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.api_key_rotate(actor=request.user, key=key,
+                                                 overlap=timedelta(days=form.cleaned_data["overlap_days"]),
+                                                 request_uuid=form.cleaned_data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Successor already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” rotated")
+        context = self._context(request, f"Rotate “{key}”", key=key, form=form, immediate=False,
+                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+
+    @sensitive_variables("issued")
+    def rotate_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.issue", key.workspace_id)
+        access.require(request.user, "keys.revoke", key.workspace_id)
+        form = RotateNowForm(request.POST or None)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.api_key_rotate_now(actor=request.user, key=key,
+                                                     request_uuid=form.cleaned_data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Successor already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                if issued is None:
+                    self.message_user(request, f"“{key}” is revoked; its successor from the earlier rotation stays "
+                                               "in use.", messages.SUCCESS)
+                    return HttpResponseRedirect(change_url)
+                return self._secret_page(request, issued, key=issued.key,
+                                         title=f"“{key.name}” revoked and replaced")
+        context = self._context(request, f"Rotate “{key}” now", key=key, form=form, immediate=True,
+                                change_url=change_url)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.revoke", key.workspace_id)
+        form = RevokeForm(request.POST or None)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.api_key_revoke(actor=request.user, key=key, reason=form.cleaned_data["reason"])
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                self.message_user(request, f"“{key}” is revoked; the platform is told at once.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = self._context(request, f"Revoke “{key}”", key=key, form=form, change_url=change_url)
+        return TemplateResponse(request, "admin/keys/apikey/revoke.html", context)
+
+    @method_decorator(sensitive_post_parameters("text"))
+    @sensitive_variables("form", "text")
+    def leak_check_view(self, request: HttpRequest) -> HttpResponse:
+        """Paste text, see which keys it exposes. The text is checked in memory: never stored, logged, kept in
+        the session or echoed back."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = LeakCheckForm(request.POST or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            report = leaks.leak_check(actor=request.user, text=form.cleaned_data["text"])
+            form = LeakCheckForm()  # the pasted text is not sent back
+        # Matches the person may open an incident for (detection's "Open incident" button).
+        incident_keys = {m.key.pk for m in (report.matches if report else [])
+                         if access.has_perm(request.user, "incidents.manage", m.key.workspace_id)}
+        context = self._context(request, "Leak check", form=form, report=report, incident_keys=incident_keys)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/leak_check.html", context))
+
+    def budgets_view(self, request: HttpRequest) -> HttpResponse:
+        """Credit budgets per environment next to what the live keys' quotas hold; editable with
+        workspace.manage."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = environment_budgets(request.user)
+        editable = [(env, allocated) for env, allocated in rows
+                    if access.has_perm(request.user, "workspace.manage", env.workspace_id)]
+        form = BudgetsForm(request.POST or None, environments=editable)
+        if request.method == "POST":
+            if not editable:
+                raise PermissionDenied
+            if form.is_valid():
+                try:
+                    services.environment_budgets_set(actor=request.user, budgets=form.budgets())
+                except ValidationError as exc:
+                    apply_errors(form, exc)
+                else:
+                    self.message_user(request, "Budgets saved.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:keys_apikey_budgets"))
+        editable_ids = {env.pk for env, _ in editable}
+        table = [(env, allocated, form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
+                 for env, allocated in rows]
+        context = self._context(request, "Environment budgets", form=form, table=table)
+        return TemplateResponse(request, "admin/keys/apikey/budgets.html", context)
+
+
+@admin.register(KeyPolicy)
+class KeyPolicyAdmin(WorkspaceScopedAdmin):
+    form = KeyPolicyForm
+    list_display = ("workspace", "rotation_period_days", "max_live_keys_per_account_per_env", "idle_days",
+                    "default_overlap_days", "quiet_hours")
+    list_select_related = ("workspace",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # change the values instead; a workspace always lives by some policy
+
+    def service_save(self, request: HttpRequest, obj: KeyPolicy, form: Any, change: bool) -> KeyPolicy:
+        data = {f: form.cleaned_data[f] for f in services.POLICY_FIELDS}
+        workspace = obj.workspace if change else form.cleaned_data["workspace"]
+        return services.key_policy_save(actor=request.user, workspace=workspace, **data)

@@ -1,0 +1,120 @@
+"""The leak check: find key-shaped strings in pasted text and match them, by SHA-256 digest, to the API keys of
+the workspaces the person may see.
+
+The text lives only in this call's memory: it is not stored, logged, audited, put in the session or echoed back
+(the view marks the POST parameter sensitive for error reports). What is recorded is the finding: one audit event
+per matched key, and an alert for a key that still works.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from detection.models import Alert
+from detection.services import alert_raise
+from keys.models_apikeys import ApiKey, key_digest
+from project import access
+from project.audit.services import record
+
+BATCH = 1000  # digests per IN (...) lookup: well under SQLite's and PostgreSQL's parameter limits
+
+
+@dataclass(frozen=True)
+class KeyPattern:
+    kind: str
+    regex: re.Pattern[str]
+    label: str
+
+
+# Platform keys: sk_ + 48 lowercase hex (observed format), not glued to more word characters.
+PLATFORM_KEY = KeyPattern("platform", re.compile(r"(?<![A-Za-z0-9_])sk_[0-9a-f]{48}(?![A-Za-z0-9_])"),
+                          "platform API key")
+KEY_PATTERNS: list[KeyPattern] = [PLATFORM_KEY]
+
+
+def register_key_pattern(pattern: KeyPattern) -> None:
+    """Let another part (Keyward's kw_ broker keys) have its key shape counted; only platform keys are matched
+    against ApiKey digests here."""
+    if all(p.kind != pattern.kind for p in KEY_PATTERNS):
+        KEY_PATTERNS.append(pattern)
+
+
+@dataclass
+class LeakMatch:
+    key: ApiKey
+    occurrences: int
+    can_rotate_now: bool
+
+
+@dataclass
+class LeakReport:
+    candidates: int = 0  # distinct key-shaped strings
+    occurrences: int = 0
+    matches: list[LeakMatch] = field(default_factory=list)
+    unmatched: int = 0  # key-shaped strings matching no key this person may see
+    other_kinds: dict[str, int] = field(default_factory=dict)
+
+
+@sensitive_variables("text", "found")
+def extract(text: str) -> tuple[Counter[str], dict[str, int]]:
+    """Digests of the platform-key-shaped strings (with their counts), and counts of other registered shapes."""
+    found = Counter(m.group(0) for m in PLATFORM_KEY.regex.finditer(text))
+    digests: Counter[str] = Counter()
+    for candidate, count in found.items():
+        digests[key_digest(candidate)] += count
+    others = {p.label: len(set(p.regex.findall(text))) for p in KEY_PATTERNS if p is not PLATFORM_KEY}
+    return digests, {label: n for label, n in others.items() if n}
+
+
+def _can_rotate_now(actor: Any, key: ApiKey) -> bool:
+    return (key.state in (*ApiKey.USABLE_STATES, ApiKey.State.REVOKED, ApiKey.State.EXPIRED)
+            and access.has_perm(actor, "keys.issue", key.workspace_id)
+            and access.has_perm(actor, "keys.revoke", key.workspace_id))
+
+
+@sensitive_variables("text")
+@transaction.atomic
+def leak_check(*, actor: Any, text: str) -> LeakReport:
+    """Match every platform-key-shaped string in `text` against the keys of the workspaces where `actor` holds
+    workspace.view. Audits ``api_key.exposure_reported`` per matched key and raises a high alert (once a day per
+    key) for a key that still works. The text is not kept."""
+    digests, others = extract(text)
+    del text
+    report = LeakReport(candidates=len(digests), occurrences=sum(digests.values()), other_kinds=others)
+    visible = access.workspaces_with(actor, "workspace.view")
+    ordered = sorted(digests)
+    keys: list[ApiKey] = []
+    for i in range(0, len(ordered), BATCH):
+        # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
+        qs = ApiKey.objects.filter(digest__in=ordered[i:i + BATCH]).exclude(digest="").order_by().select_related(
+            "workspace", "service_account", "environment")
+        if visible is not None:
+            qs = qs.filter(workspace_id__in=visible)
+        keys.extend(qs)
+    keys.sort(key=lambda k: (k.state not in ApiKey.USABLE_STATES, k.workspace.name, k.name, k.pk))
+    today = timezone.now().date().isoformat()
+    dedup = {key.pk: f"api_key.exposed:{key.uuid}:{today}" for key in keys}
+    raised = set()
+    for i in range(0, len(keys), BATCH):  # one query per batch instead of one per key: most were raised today
+        raised.update(Alert.objects.filter(dedup_key__in=[dedup[k.pk] for k in keys[i:i + BATCH]])
+                      .values_list("workspace_id", "dedup_key"))
+    for key in keys:
+        occurrences = digests[key.digest]
+        report.matches.append(LeakMatch(key, occurrences, _can_rotate_now(actor, key)))
+        record(actor=actor, action="api_key.exposure_reported", target=key, workspace_id=key.workspace_id,
+               changes={"occurrences": occurrences, "state": key.state})
+        if key.state in ApiKey.USABLE_STATES and (key.workspace_id, dedup[key.pk]) not in raised:
+            alert_raise(actor=actor, workspace=key.workspace, kind="api_key_exposed", severity=Alert.Severity.HIGH,
+                        title=f"Key “{key}” of {key.service_account} was found in pasted text",
+                        dedup_key=dedup[key.pk], target=key,
+                        details={"environment": key.environment.name, "occurrences": occurrences,
+                                 "advice": "Rotate it now: the old key is revoked at once and a successor issued."})
+    report.unmatched = report.candidates - len(keys)
+    return report

@@ -1,0 +1,118 @@
+"""Usage per key and day from the platform's data; the list's flags; rotation-due and idle alerts."""
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from detection.models import Alert
+from keys import services_apikeys as services
+from keys import tasks
+from keys.models_apikeys import ApiKey, KeyUsageDaily
+from keys.selectors_apikeys import DEFAULT_POLICY, flagged
+from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
+from tests.keys.apikey_fixtures import issue, usage_row
+
+pytestmark = pytest.mark.django_db
+
+
+def _midday(clock):
+    clock.now = clock.now.replace(hour=12, minute=0, second=0)
+    return clock.now
+
+
+def test_ingest_stores_credits_and_requests_per_key_and_day(owner, account, emulator, clock):
+    now = _midday(clock)
+    first, second = issue(owner, account).key, issue(owner, account, "dev").key
+    first, second = ApiKey.objects.get(pk=first.pk), ApiKey.objects.get(pk=second.pk)
+    yesterday = now - timedelta(days=1)
+    emulator.add_usage([
+        usage_row(first, yesterday.replace(hour=9), credits=10.5, requests=3),
+        usage_row(first, yesterday.replace(hour=17), credits=4, requests=1),
+        usage_row(first, now - timedelta(hours=2), credits=1, requests=1),
+        usage_row(second, now - timedelta(hours=5), credits=7, requests=2),
+        usage_row("sk_" + "0" * 48, now - timedelta(hours=1), credits=99),  # a key Keyward does not know
+    ])
+    result = services.api_key_usage_ingest()
+    assert result == {"rows": 3, "keys": 2, "unknown_hashes": 1}
+    rows = {(u.key_id, u.day): (u.credits, u.requests) for u in KeyUsageDaily.objects.all()}
+    assert rows == {(first.pk, yesterday.date()): (Decimal("14.5"), 4), (first.pk, now.date()): (Decimal(1), 1),
+                    (second.pk, now.date()): (Decimal(7), 2)}
+    first.refresh_from_db()
+    # "last used" is the end of the newest hourly bucket with traffic
+    assert first.last_used_at == (now - timedelta(hours=2)).replace(minute=0) + timedelta(hours=1)
+
+
+def test_ingest_is_idempotent_and_picks_up_late_data(owner, account, emulator, clock):
+    now = _midday(clock)
+    key = ApiKey.objects.get(pk=issue(owner, account).key.pk)
+    emulator.add_usage([usage_row(key, now - timedelta(hours=3), credits=5, requests=1)])
+    services.api_key_usage_ingest()
+    services.api_key_usage_ingest()
+    assert list(KeyUsageDaily.objects.values_list("credits", "requests")) == [(Decimal(5), 1)]
+    emulator.add_usage([usage_row(key, now - timedelta(hours=3), credits=2, requests=1)])  # arrives late
+    services.api_key_usage_ingest()
+    assert list(KeyUsageDaily.objects.values_list("credits", "requests")) == [(Decimal(7), 2)]
+
+
+def test_last_used_never_moves_back(owner, account, emulator, clock):
+    key = ApiKey.objects.get(pk=issue(owner, account).key.pk)
+    later = datetime(2030, 1, 1, tzinfo=UTC)
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=later)
+    emulator.add_usage([usage_row(key, clock.now - timedelta(hours=1))])
+    services.api_key_usage_ingest()
+    assert ApiKey.objects.get(pk=key.pk).last_used_at == later
+
+
+def test_ingest_task_calls_the_service(owner, account, emulator, clock):
+    key = ApiKey.objects.get(pk=issue(owner, account).key.pk)
+    emulator.add_usage([usage_row(key, clock.now - timedelta(hours=1))])
+    tasks.ingest_usage.delay()
+    assert KeyUsageDaily.objects.filter(key=key).exists()
+
+
+def test_flags_overdue_idle_open_network_and_all_scopes_in_prod(owner, account, clock):
+    sloppy = issue(owner, account, scopes="all").key
+    tidy = issue(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
+    sloppy, tidy = ApiKey.objects.get(pk=sloppy.pk), ApiKey.objects.get(pk=tidy.pk)
+    assert sloppy.flags(DEFAULT_POLICY, clock.now) == ["no network limit", "all scopes in prod"]
+    assert tidy.flags(DEFAULT_POLICY, clock.now) == []
+    later = clock.now + timedelta(days=91)
+    assert tidy.flags(DEFAULT_POLICY, later) == ["overdue for rotation", "idle 30+ days"]
+    ApiKey.objects.filter(pk=tidy.pk).update(last_used_at=later - timedelta(days=1))
+    tidy.refresh_from_db()
+    assert tidy.flags(DEFAULT_POLICY, later) == ["overdue for rotation"]
+
+
+def test_flag_filters_match_the_flags(owner, account, workspace, clock):
+    services.key_policy_save(actor=owner, workspace=workspace, rotation_period_days=10, idle_days=5)
+    sloppy = issue(owner, account, scopes="all").key
+    tidy = issue(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
+    qs = ApiKey.objects.all()
+    assert list(flagged(qs, "open_network").values_list("pk", flat=True)) == [sloppy.pk]
+    assert list(flagged(qs, "all_scopes_prod").values_list("pk", flat=True)) == [sloppy.pk]
+    assert not flagged(qs, "overdue").exists()
+    later = clock.now + timedelta(days=11)
+    assert set(flagged(qs, "overdue", later).values_list("pk", flat=True)) == {sloppy.pk, tidy.pk}
+    assert set(flagged(qs, "idle", clock.now + timedelta(days=6)).values_list("pk", flat=True)) == {
+        sloppy.pk, tidy.pk}
+    assert not flagged(qs, "idle", clock.now + timedelta(days=4)).exists()
+
+
+def test_overdue_and_idle_keys_raise_one_alert_each(owner, account, clock):
+    key = issue(owner, account).key
+    clock.advance(days=31)
+    assert services.api_keys_sweep()["alerts"] == 1
+    assert Alert.objects.get().kind == "api_key_idle"
+    clock.advance(days=60)
+    assert services.api_keys_sweep()["alerts"] == 1  # now also overdue; idle was raised already
+    assert set(Alert.objects.values_list("kind", flat=True)) == {"api_key_idle", "api_key_rotation_due"}
+    assert services.api_keys_sweep()["alerts"] == 0
+    assert Alert.objects.filter(object_id=str(key.pk)).count() == 2
+
+
+def test_revoked_keys_raise_no_hygiene_alerts(owner, account, clock):
+    key = issue(owner, account).key
+    services.api_key_revoke(actor=owner, key=key, reason="done")
+    clock.advance(days=120)
+    assert services.api_keys_sweep()["alerts"] == 0
