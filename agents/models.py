@@ -83,6 +83,18 @@ class Agent(TimeStampedModel):
     remote_id = models.CharField("platform agent id", max_length=128, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
+    # The conversation-initiation webhook (broker app): at conversation start the platform asks Keyward for the
+    # end user's fresh vault tokens, answered as secret__ dynamic variables. Changed only by
+    # broker.services.agent_credential_webhook_set.
+    credential_webhook = models.BooleanField(
+        "credential webhook", default=False,
+        help_text="Inject the end user's vault tokens at conversation start (conversation-initiation webhook)")
+    credential_webhook_caller_id = models.BooleanField(
+        "identify phone callers by caller id", default=False,
+        help_text="Also take a phone call's caller id as the end user id (caller ids can be spoofed)")
+    # Null while Keyward has never managed this agent's initiation webhook: sync then leaves the platform's
+    # setting alone, so a webhook configured by hand on the platform survives.
+    credential_webhook_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["workspace__name", "name"]

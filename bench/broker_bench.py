@@ -1,0 +1,238 @@
+#!/usr/bin/env python
+"""Benchmark of the session broker (a script, not a test). Prints one figure a line:
+
+    verify p50: N us               broker-key verification on the database path (shape, digest, one indexed lookup)
+    verify: N/s                    verifications per second, one process, one thread
+    password-hasher verify: N/s    the same key checked with Django's default password hasher, for comparison
+    session p50: N ms              POST /api/v1/agents/<agent>/session through the whole Django stack, against the
+                                   platform emulator on loopback (the platform call included)
+    platform call p50: N ms        the platform call alone, over the same loopback HTTP
+    session overhead p50: N ms     per request, session time minus its own platform call
+
+Targets (issue 10): verify p50 <= 1000 us on the database path, >= 1,000 verifications/s, session overhead beyond the
+platform call < 2 ms p50. The default run takes well under 50 seconds.
+
+Database: DATABASE_URL if set (a throwaway test database is created next to it and dropped afterwards), otherwise a
+temporary SQLite file. Usage: .venv/bin/python bench/broker_bench.py [--verify N] [--sessions N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+_tmpdir: str | None = None
+if not os.environ.get("DATABASE_URL"):
+    _tmpdir = tempfile.mkdtemp(prefix="keyward-bench-")
+    os.environ["DATABASE_URL"] = f"sqlite:///{_tmpdir}/bench.sqlite3"
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+os.environ.setdefault("LOG_LEVEL", "ERROR")
+os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"  # the outbox drains in-process: no broker needed
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+from django.contrib.auth.hashers import check_password, make_password  # noqa: E402
+from django.core.management import call_command  # noqa: E402
+from django.db import connection  # noqa: E402
+from django.test import Client  # noqa: E402
+
+BENCH_PLATFORM_KEY = "bench-platform-key-0f9e8d7c"
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _database() -> tuple[str, object]:
+    """Migrate a throwaway database; returns (description, teardown)."""
+    if connection.vendor == "sqlite":
+        call_command("migrate", verbosity=0, interactive=False)
+        return f"sqlite (temporary file {settings.DATABASES['default']['NAME']})", lambda: None
+    old_name = connection.settings_dict["NAME"]
+    test_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+
+    def teardown() -> None:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+    return f"{connection.vendor} (throwaway database {test_name})", teardown
+
+
+def _fixtures(platform_client: object) -> tuple[object, str, object]:
+    from agents import services as agent_services
+    from broker import services
+    from keys.models import Role, RoleAssignment, ServiceAccount
+    from project.platform.client import set_client
+
+    set_client(platform_client)  # the eager outbox drain and the session API use it
+    workspace = agent_services.workspace_create(actor=None, name="Bench", slug="bench")
+    agent = agent_services.agent_create(actor=None, workspace=workspace, name="Support", auth_mode="signed")
+    agent.refresh_from_db()
+    if not agent.remote_id:
+        from project.sync.services import outbox_drain
+
+        outbox_drain(client=platform_client)
+        agent.refresh_from_db()
+    assert agent.remote_id, "the agent did not reach the emulator"
+    account = ServiceAccount.objects.create(workspace=workspace, name="web-backend")
+    RoleAssignment.objects.create(service_account=account, workspace=workspace,
+                                  role=Role.objects.get(workspace=None, name="Developer"))
+    issued = services.broker_key_issue(actor=None, workspace=workspace, service_account=account,
+                                       environment=workspace.environments.get(name="prod"), name="bench",
+                                       agents=[agent], rate_limit_per_minute=1_000_000, session_quota=100_000_000)
+    return agent, issued.secret, issued.key
+
+
+def bench_commit(key: object, count: int = 100) -> float:
+    """One no-op UPDATE in autocommit: what one commit costs on this database (the session path makes three)."""
+    from broker import rows
+
+    timings = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        rows.execute("UPDATE broker_brokerkeyusage SET sessions_total = sessions_total WHERE key_id = %s", [key.pk])
+        timings.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(timings)
+
+
+def bench_verify(secret: str, count: int) -> tuple[float, float]:
+    from broker.auth import broker_key_authenticate
+
+    for _ in range(200):
+        assert broker_key_authenticate(secret) is not None
+    timings = []
+    started = time.perf_counter()
+    for _ in range(count):
+        t0 = time.perf_counter_ns()
+        broker_key_authenticate(secret)
+        timings.append((time.perf_counter_ns() - t0) / 1000)
+    elapsed = time.perf_counter() - started
+    return statistics.median(timings), count / elapsed
+
+
+def bench_password_hasher(secret: str, budget_seconds: float = 6.0) -> float:
+    encoded = make_password(secret)  # Django's default hasher (PBKDF2-SHA256, Django's iteration count)
+    done = 0
+    started = time.perf_counter()
+    while done < 3 or (time.perf_counter() - started < budget_seconds and done < 200):
+        assert check_password(secret, encoded)
+        done += 1
+    return done / (time.perf_counter() - started)
+
+
+class _TimedClient:
+    """The platform client, timing each call so the session's own overhead can be separated out."""
+
+    def __init__(self, client: object) -> None:
+        self._client = client
+        self.last_ms = 0.0
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._client, name)
+
+    def get_signed_url(self, *args: object, **kwargs: object) -> str:
+        t0 = time.perf_counter()
+        try:
+            return self._client.get_signed_url(*args, **kwargs)
+        finally:
+            self.last_ms = (time.perf_counter() - t0) * 1000
+
+
+def bench_sessions(agent: object, secret: str, timed: _TimedClient, count: int) -> tuple[float, float, float]:
+    client = Client()
+    url = f"/api/v1/agents/{agent.remote_id}/session"
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+    for _ in range(30):
+        response = client.post(url, data='{"end_user_id": "bench-user"}', content_type="application/json",
+                               **headers)
+        assert response.status_code == 200, response.content
+    totals, platform, overhead = [], [], []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        response = client.post(url, data='{"end_user_id": "bench-user"}', content_type="application/json",
+                               **headers)
+        total = (time.perf_counter() - t0) * 1000
+        assert response.status_code == 200
+        totals.append(total)
+        platform.append(timed.last_ms)
+        overhead.append(total - timed.last_ms)
+    return statistics.median(totals), statistics.median(platform), statistics.median(overhead)
+
+
+def _serve_emulator(ports: multiprocessing.Queue) -> None:
+    from project.platform.emulator import Emulator
+    from project.platform.emulator.server import _Handler
+
+    # The emulator's stdlib server writes headers and body separately; with Nagle on, each response then waits for
+    # the client's delayed ACK (~40 ms on Linux loopback), which would measure the kernel, not a platform call.
+    _Handler.disable_nagle_algorithm = True
+    server = Emulator(api_key=BENCH_PLATFORM_KEY).serve()  # loopback, a free port
+    ports.put(server.url)
+    threading.Event().wait()
+
+
+def _start_emulator() -> tuple[multiprocessing.Process, str]:
+    """The emulator in its own process, as the platform would be (no shared interpreter lock)."""
+    context = multiprocessing.get_context("fork")
+    ports: multiprocessing.Queue = context.Queue()
+    process = context.Process(target=_serve_emulator, args=(ports,), daemon=True)
+    process.start()
+    return process, ports.get(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--verify", type=int, default=5000, help="verifications to time (default 5000)")
+    parser.add_argument("--sessions", type=int, default=300, help="session requests to time (default 300)")
+    args = parser.parse_args()
+
+    from project.platform.client import PlatformClient, set_client
+
+    started = time.perf_counter()
+    description, teardown = _database()
+    emulator, base_url = _start_emulator()
+    platform_client = PlatformClient(base_url, BENCH_PLATFORM_KEY)
+    timed = _TimedClient(platform_client)
+    settings.PLATFORM_API_KEY = BENCH_PLATFORM_KEY
+    try:
+        agent, secret, key = _fixtures(platform_client)
+        set_client(timed)  # type: ignore[arg-type]
+        print(f"database: {description}", flush=True)
+        print(f"load average: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+        verify_p50, verify_rate = bench_verify(secret, args.verify)
+        print(f"verify p50: {verify_p50:.0f} us", flush=True)
+        print(f"verify: {verify_rate:.0f}/s", flush=True)
+        print(f"password-hasher verify: {bench_password_hasher(secret):.1f}/s", flush=True)
+        session_p50, platform_p50, overhead_p50 = bench_sessions(agent, secret, timed, args.sessions)
+        print(f"session p50: {session_p50:.2f} ms", flush=True)
+        print(f"platform call p50: {platform_p50:.2f} ms", flush=True)
+        print(f"session overhead p50: {overhead_p50:.2f} ms", flush=True)
+        print(f"database commit p50: {bench_commit(key):.2f} ms (the session path commits 3 times)", flush=True)
+    finally:
+        set_client(None)
+        platform_client.close()
+        emulator.terminate()
+        emulator.join(timeout=10)
+        connection.close()
+        teardown()
+        if _tmpdir:
+            shutil.rmtree(_tmpdir, ignore_errors=True)
+    print(f"run time: {time.perf_counter() - started:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

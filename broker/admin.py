@@ -1,0 +1,258 @@
+"""Admin pages of the broker: broker keys (list with usage, issue once, change limits, revoke) and the
+credential webhook per agent. Every page is scoped by WorkspaceScopedAdmin; every write goes through a service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.utils.html import format_html
+
+from agents.models import Workspace
+from broker import limits, selectors, services, webhook
+from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
+from broker.models import BrokerKey, WebhookAgent
+from broker.services.initiation import webhook_problem
+from broker.services.keys import KEY_FIELDS
+from project import access
+from project.admin_base import WorkspaceScopedAdmin
+
+STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
+
+
+def _form_errors(form: Any, exc: ValidationError) -> None:
+    """Put a service's refusal on the form: field errors on their fields, the rest on top."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, errors)
+    else:
+        form.add_error(None, exc)
+
+
+class RefusalAsMessage(WorkspaceScopedAdmin):
+    """A rule that changed between the form's check and the service's save is a message, nothing changed."""
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:
+            for message in exc.messages:
+                self.message_user(request, message, level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+@admin.register(BrokerKey)
+class BrokerKeyAdmin(RefusalAsMessage):
+    form = BrokerKeyChangeForm
+    manage_permission = "keys.issue"
+    list_display = ("name", "hint", "service_account", "environment", "agent_count", "networks",
+                    "rate_limit_per_minute", "sessions_this_period", "requests_this_minute", "last_used",
+                    "status_badge")
+    list_select_related = ("workspace", "service_account", "environment__workspace", "usage")
+    search_fields = ("name", "hint", "service_account__name")
+    actions = ["revoke_keys"]
+    fieldsets = (
+        (None, {"fields": ("workspace", "service_account", "environment", "name", "hint", "status_badge")}),
+        ("What it may do", {"fields": ("agents", "allowed_networks", "rate_limit_per_minute", "session_quota",
+                                       "quota_period", "expires_at")}),
+        ("Usage", {"fields": ("sessions_this_period", "requests_this_minute", "sessions_total", "last_used",
+                              "last_address")}),
+        ("History", {"fields": ("created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")}),
+    )
+    readonly_fields = ("workspace", "service_account", "environment", "hint", "status_badge",
+                       "sessions_this_period", "requests_this_minute", "sessions_total", "last_used", "last_address",
+                       "created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.broker_keys_for(request.user, self.view_permission)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is not None and obj.is_revoked:
+            return False  # a revoked key is final: its page is read-only
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # keys are revoked, never deleted: the audit trail and the sessions refer to them
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        if obj is not None and "agents" in form.base_fields:
+            form.base_fields["agents"].queryset = (selectors.issue_choices_for(request.user)["agents"]
+                                                   .filter(workspace_id=obj.workspace_id))
+        return form
+
+    # --- columns -----------------------------------------------------------------------------------
+    @admin.display(description="agents")
+    def agent_count(self, key: BrokerKey) -> int:
+        count = getattr(key, "agent_count", None)
+        return key.agents.count() if count is None else count
+
+    @admin.display(description="addresses")
+    def networks(self, key: BrokerKey) -> str:
+        return ", ".join(key.allowed_networks) if key.allowed_networks else "any"
+
+    def _usage(self, key: BrokerKey) -> tuple[int, int]:
+        return limits.current_usage(getattr(key, "usage", None), key)
+
+    @admin.display(description="sessions this period")
+    def sessions_this_period(self, key: BrokerKey) -> str:
+        return f"{self._usage(key)[0]} / {key.session_quota} {key.get_quota_period_display()}"
+
+    @admin.display(description="requests this minute")
+    def requests_this_minute(self, key: BrokerKey) -> str:
+        return f"{self._usage(key)[1]} / {key.rate_limit_per_minute}"
+
+    @admin.display(description="sessions in all")
+    def sessions_total(self, key: BrokerKey) -> int:
+        usage = getattr(key, "usage", None)
+        return usage.sessions_total if usage else 0
+
+    @admin.display(description="last used")
+    def last_used(self, key: BrokerKey) -> str:
+        usage = getattr(key, "usage", None)
+        return usage.last_used_at.strftime("%Y-%m-%d %H:%M UTC") if usage and usage.last_used_at else "never"
+
+    @admin.display(description="last address")
+    def last_address(self, key: BrokerKey) -> str:
+        usage = getattr(key, "usage", None)
+        return (usage.last_ip or "—") if usage else "—"
+
+    @admin.display(description="status")
+    def status_badge(self, key: BrokerKey) -> str:
+        return format_html('<span style="color:{};font-weight:bold">{}</span>', STATUS_COLOURS[key.status],
+                           key.status)
+
+    # --- writes ------------------------------------------------------------------------------------
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """The service has set the agents already (form.save_m2m would write them directly)."""
+
+    def service_save(self, request: HttpRequest, obj: BrokerKey, form: Any, change: bool) -> BrokerKey:
+        data = {f: form.cleaned_data[f] for f in KEY_FIELDS}
+        return services.broker_key_update(actor=request.user, key=obj, agents=form.cleaned_data["agents"], **data)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        """Issue a key. The key is shown on this response only (no-store); a re-post does not show it again."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        allowed = access.workspaces_with(request.user, "keys.issue")
+        workspaces = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
+        form = BrokerKeyIssueForm(request.POST or None, choices=selectors.issue_choices_for(request.user),
+                                  workspaces=workspaces)
+        issued = None
+        if request.method == "POST" and form.is_valid():
+            data = dict(form.cleaned_data)
+            try:
+                issued = services.broker_key_issue(actor=request.user, **data)
+            except ValidationError as exc:
+                _form_errors(form, exc)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "issued": issued, "title": "Issue a broker key", "add": True,
+                   "webhook_header": webhook.HEADER}
+        response = TemplateResponse(request, "admin/broker/brokerkey/issue.html", context)
+        # The key is on this one response only: no cache, proxy or back button may keep it.
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        return response
+
+    @admin.action(description="Revoke selected keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        done, refused = 0, []
+        for key in queryset:
+            if not access.has_perm(request.user, "keys.revoke", key.workspace_id):
+                refused.append(f"{key}: you lack keys.revoke in its workspace")
+                continue
+            if key.is_revoked:
+                continue
+            services.broker_key_revoke(actor=request.user, key=key, reason="revoked from the admin")
+            done += 1
+        if done:
+            self.message_user(request, f"{done} key(s) revoked; requests with them are refused from now on.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        allowed = access.workspaces_with(request.user, "keys.revoke")
+        if allowed is not None and not allowed:
+            actions.pop("revoke_keys", None)
+        return actions
+
+
+@admin.register(WebhookAgent)
+class WebhookAgentAdmin(RefusalAsMessage):
+    form = WebhookAgentForm
+    manage_permission = "agents.manage"
+    list_display = ("name", "workspace", "auth_mode", "credential_webhook", "credential_webhook_caller_id",
+                    "credential_webhook_changed_at")
+    list_select_related = ("workspace",)
+    list_filter = ("credential_webhook",)
+    search_fields = ("name", "=remote_id")
+    actions = ["turn_on", "turn_off"]
+    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "credential_webhook",
+              "credential_webhook_caller_id", "credential_webhook_changed_at")
+    readonly_fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "credential_webhook_changed_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.webhook_agents_for(request.user, self.view_permission)
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # agents are created on the Agents page
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    @admin.display(description="webhook URL")
+    def webhook_url(self, agent: WebhookAgent) -> str:
+        return format_html("{} (header {}: a secret derived per agent, sent to the platform, never shown)",
+                           webhook.webhook_url(), webhook.HEADER)
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        base = super().get_form(request, obj, change=change, **kwargs)
+
+        class Form(base):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                if obj is not None:
+                    problem = webhook_problem(obj, enabled=bool(data.get("credential_webhook")),
+                                              trust_caller_id=bool(data.get("credential_webhook_caller_id")))
+                    if problem:
+                        raise ValidationError(problem)
+                return data
+
+        return Form
+
+    def service_save(self, request: HttpRequest, obj: WebhookAgent, form: Any, change: bool) -> Any:
+        return services.agent_credential_webhook_set(
+            actor=request.user, agent=obj, enabled=form.cleaned_data["credential_webhook"],
+            trust_caller_id=form.cleaned_data["credential_webhook_caller_id"])
+
+    def _switch(self, request: HttpRequest, queryset: QuerySet, enabled: bool) -> None:
+        done, refused = 0, []
+        for agent in queryset:
+            if not access.has_perm(request.user, "agents.manage", agent.workspace_id):
+                refused.append(f"{agent}: you lack agents.manage in its workspace")
+                continue
+            try:
+                services.agent_credential_webhook_set(actor=request.user, agent=agent, enabled=enabled,
+                                                      trust_caller_id=agent.credential_webhook_caller_id)
+                done += 1
+            except ValidationError as exc:
+                refused.append(f"{agent}: {' '.join(exc.messages)}")
+        if done:
+            self.message_user(request, f"Credential webhook turned {'on' if enabled else 'off'} for {done} "
+                                       "agent(s); the platform is updated through the sync queue.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    @admin.action(description="Turn the credential webhook on")
+    def turn_on(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._switch(request, queryset, True)
+
+    @admin.action(description="Turn the credential webhook off")
+    def turn_off(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._switch(request, queryset, False)

@@ -1,0 +1,153 @@
+"""Issuing, changing and revoking broker keys. Local only: the platform never learns about broker keys,
+so nothing is enqueued."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from agents.models import Agent, Environment, Workspace
+from broker import keyformat
+from broker.models import BrokerKey, BrokerKeyUsage
+from broker.services._common import require, user_or_none
+from keys.models import ServiceAccount
+from project import access
+from project.audit.services import diff, record
+
+KEY_FIELDS = ("name", "allowed_networks", "rate_limit_per_minute", "session_quota", "quota_period", "expires_at")
+
+
+@dataclass(frozen=True)
+class IssuedKey:
+    """The issued key row and, this one time, the key itself ("" when a re-posted form found it issued)."""
+
+    key: BrokerKey
+    secret: str = field(repr=False)
+
+
+def _snapshot(key: BrokerKey, agents: Iterable[Agent]) -> dict[str, Any]:
+    values = {f: getattr(key, f) for f in KEY_FIELDS}
+    values["agents"] = sorted(a.name for a in agents)
+    return values
+
+
+def _check_agents(agents: list[Agent], workspace: Workspace) -> None:
+    if not agents:
+        raise ValidationError({"agents": "Choose at least one agent the key may open sessions for."})
+    foreign = [a.name for a in agents if a.workspace_id != workspace.pk]
+    if foreign:
+        raise ValidationError({"agents": f"Not agents of this workspace: {', '.join(sorted(foreign))}."})
+    unsigned = [a.name for a in agents if a.auth_mode != Agent.AuthMode.SIGNED]
+    if unsigned:
+        raise ValidationError({"agents": "Sessions are brokered for signed-URL agents only; "
+                                         f"not: {', '.join(sorted(unsigned))}."})
+
+
+@transaction.atomic
+def broker_key_issue(*, actor: Any, workspace: Workspace, service_account: ServiceAccount, environment: Environment,
+                     name: str, agents: Iterable[Agent], allowed_networks: Iterable[str] = (),
+                     rate_limit_per_minute: int = 60, session_quota: int = 1000,
+                     quota_period: str = BrokerKey.QuotaPeriod.DAY, expires_at: datetime | None = None,
+                     issue_nonce: str = "") -> IssuedKey:
+    """Issue a broker key to a service account (needs keys.issue). Stores only its digest and hint, creates
+    its usage counters, audits the issue with the key's limits (never the key). Returns the key once.
+
+    `issue_nonce` makes a re-posted issue form idempotent: the key it already issued comes back without
+    its secret, which is never shown twice.
+    """
+    require(actor, "keys.issue", workspace.pk)
+    if issue_nonce:
+        existing = BrokerKey.objects.filter(issue_nonce=issue_nonce, workspace=workspace).first()
+        if existing is not None:
+            return IssuedKey(existing, "")
+    # Locked so that a concurrent disable (which revokes the account's keys) cannot miss this one.
+    service_account = ServiceAccount.objects.select_for_update().get(pk=service_account.pk)
+    if service_account.workspace_id != workspace.pk:
+        raise ValidationError({"service_account": "This service account belongs to another workspace."})
+    if not service_account.is_active:
+        raise ValidationError({"service_account": f"“{service_account}” is disabled."})
+    if not access.has_perm(service_account, "sessions.mint", workspace.pk):
+        raise ValidationError({"service_account": f"“{service_account}” holds no role with sessions.mint in this "
+                                                  "workspace, so the key could open no session: assign one first."})
+    agents = list(agents)
+    _check_agents(agents, workspace)
+    secret = keyformat.generate(environment.name)
+    key = BrokerKey(workspace=workspace, service_account=service_account, environment=environment, name=name,
+                    digest=keyformat.digest(secret), hint=keyformat.hint(secret),
+                    allowed_networks=list(allowed_networks), rate_limit_per_minute=rate_limit_per_minute,
+                    session_quota=session_quota, quota_period=quota_period, expires_at=expires_at,
+                    created_by=user_or_none(actor), issue_nonce=issue_nonce)
+    key.full_clean()
+    key.save()
+    key.agents.set(agents)
+    BrokerKeyUsage.objects.create(key=key)
+    changes = diff({}, _snapshot(key, agents))
+    changes.update({"service_account": service_account.name, "environment": environment.name, "hint": key.hint})
+    record(actor=actor, action="broker_key.issue", target=key, workspace_id=workspace.pk, changes=changes)
+    return IssuedKey(key, secret)
+
+
+@transaction.atomic
+def broker_key_update(*, actor: Any, key: BrokerKey, agents: Iterable[Agent] | None = None,
+                      **fields: Any) -> BrokerKey:
+    """Change a key's name, agents, allowed addresses, limits or expiry (needs keys.issue); audited as a diff.
+    A revoked key cannot change. The new limits apply from the next request."""
+    require(actor, "keys.issue", key.workspace_id)
+    key = BrokerKey.objects.select_for_update().select_related("workspace").get(pk=key.pk)
+    if key.is_revoked:
+        raise ValidationError("A revoked key cannot change; issue a new one.")
+    current_agents = list(key.agents.all())
+    before = _snapshot(key, current_agents)
+    for name, value in fields.items():
+        if name not in KEY_FIELDS:
+            raise TypeError(f"broker_key_update() got an unexpected field {name!r}")
+        setattr(key, name, list(value) if name == "allowed_networks" else value)
+    new_agents = current_agents if agents is None else list(agents)
+    _check_agents(new_agents, key.workspace)
+    key.full_clean()
+    changes = diff(before, _snapshot(key, new_agents))
+    if not changes:
+        return key
+    key.save()
+    if agents is not None:
+        key.agents.set(new_agents)
+    record(actor=actor, action="broker_key.update", target=key, workspace_id=key.workspace_id, changes=changes)
+    return key
+
+
+@transaction.atomic
+def broker_key_revoke(*, actor: Any, key: BrokerKey, reason: str = "") -> BrokerKey:
+    """Revoke a key for good (needs keys.revoke). The next request with it gets the 401 (no cache). Audited;
+    revoking a revoked key changes nothing."""
+    require(actor, "keys.revoke", key.workspace_id)
+    key = BrokerKey.objects.select_for_update().get(pk=key.pk)
+    if key.is_revoked:
+        return key
+    key.revoked_at = timezone.now()
+    key.revoked_by = user_or_none(actor)
+    key.revoke_reason = reason[:200]
+    key.full_clean()
+    key.save(update_fields=["revoked_at", "revoked_by", "revoke_reason", "updated_at"])
+    record(actor=actor, action="broker_key.revoke", target=key, workspace_id=key.workspace_id,
+           changes={"revoked_at": [None, key.revoked_at.isoformat()], "reason": key.revoke_reason})
+    return key
+
+
+def broker_keys_revoke_for_service_account(actor: Any, service_account: ServiceAccount) -> int:
+    """keys.services.SERVICE_ACCOUNT_DISABLE_HOOKS entry: revoke every live broker key of a service account
+    being disabled, in the disable's transaction (each revoke audited). Returns how many were revoked.
+
+    Requests with those keys are refused already (authentication checks that the account is active); this
+    makes the revocation final, so enabling the account again does not bring its old keys back."""
+    keys = BrokerKey.objects.filter(service_account_id=service_account.pk, revoked_at__isnull=True)
+    count = 0
+    for key in keys:
+        broker_key_revoke(actor=actor, key=key, reason="service account disabled")
+        count += 1
+    return count

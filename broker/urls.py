@@ -1,0 +1,11 @@
+from django.urls import path
+
+from broker import views
+
+app_name = "broker"
+
+urlpatterns = [
+    # <agent>: the agent's Keyward id (UUID) or its platform id (agent_…).
+    path("agents/<str:agent>/session", views.session, name="session"),
+    path("platform/conversation-initiation", views.conversation_initiation, name="conversation_initiation"),
+]

@@ -1,0 +1,187 @@
+"""Fixtures of the broker tests: a synced signed agent, an app backend (service account with sessions.mint),
+a broker key issued to it, and a client that calls the session API as that backend."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from agents import services as agent_services
+from broker import limits, services
+from broker.services import IssuedKey
+from keys.models import RoleAssignment, ServiceAccount
+from tests.factories import builtin_role
+
+SESSION_URL = "/api/v1/agents/{agent}/session"
+WEBHOOK_URL = "/api/v1/platform/conversation-initiation"
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    # Logins are not under test here; PBKDF2 would dominate every fixture that makes a person.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def make_agent(workspace: Any, name: str, capture: Any, **fields: Any) -> Any:
+    with capture(execute=True):
+        agent = agent_services.agent_create(actor=None, workspace=workspace, name=name, **fields)
+    agent.refresh_from_db()
+    return agent
+
+
+@pytest.fixture
+def signed_agent(workspace, platform, django_capture_on_commit_callbacks):
+    agent = make_agent(workspace, "Support", django_capture_on_commit_callbacks, auth_mode="signed")
+    assert agent.remote_id
+    return agent
+
+
+@pytest.fixture
+def second_agent(workspace, platform, django_capture_on_commit_callbacks):
+    return make_agent(workspace, "Sales", django_capture_on_commit_callbacks, auth_mode="signed")
+
+
+def app_backend(workspace: Any, name: str = "web-backend", role: str = "Developer") -> ServiceAccount:
+    account = ServiceAccount.objects.create(workspace=workspace, name=name)
+    if role:
+        RoleAssignment.objects.create(service_account=account, role=builtin_role(role), workspace=workspace)
+    return account
+
+
+@pytest.fixture
+def backend(workspace) -> ServiceAccount:
+    return app_backend(workspace)
+
+
+@pytest.fixture
+def key_fields(workspace, backend, signed_agent) -> dict[str, Any]:
+    """What the issue form would send for a key of the web backend, for the Support agent, in prod."""
+    return {"workspace": workspace, "service_account": backend, "environment": workspace.environments.get(name="prod"),
+            "name": "web app", "agents": [signed_agent], "rate_limit_per_minute": 1000, "session_quota": 1000}
+
+
+@pytest.fixture
+def issue(owner, key_fields) -> Callable[..., IssuedKey]:
+    def _issue(**overrides: Any) -> IssuedKey:
+        return services.broker_key_issue(actor=owner, **{**key_fields, **overrides})
+
+    return _issue
+
+
+@pytest.fixture
+def issued(issue) -> IssuedKey:
+    return issue()
+
+
+class Api:
+    """Calls the session API as an app backend would (no cookies, no CSRF token)."""
+
+    def __init__(self) -> None:
+        self.client = Client(enforce_csrf_checks=True)
+
+    def session(self, agent: str, key: str | None, body: Any = None, *, remote_addr: str = "127.0.0.1",
+                raw: bytes | None = None, **headers: str) -> Any:
+        extra = {"REMOTE_ADDR": remote_addr, **headers}
+        if key is not None:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(SESSION_URL.format(agent=agent), data=data, content_type="application/json",
+                                **extra)
+
+    def webhook(self, body: Any, secret: str | None, **headers: str) -> Any:
+        extra = dict(headers)
+        if secret is not None:
+            extra["HTTP_X_KEYWARD_WEBHOOK_SECRET"] = secret
+        return self.client.post(WEBHOOK_URL, data=json.dumps(body), content_type="application/json", **extra)
+
+
+@pytest.fixture
+def api() -> Api:
+    return Api()
+
+
+class FrozenClock:
+    """limits.clock, patched: tests move time forward instead of sleeping."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch) -> Iterator[FrozenClock]:
+    frozen = FrozenClock(1_900_000_000.0)  # 2030-03-17 17:46:40 UTC, 40 s into a minute
+    monkeypatch.setattr(limits, "clock", frozen)
+    yield frozen
+
+
+# --- the credential vault and its OAuth provider --------------------------------------------------------------
+class TokenEndpoint:
+    """A provider's token URL: answers refreshes with the next fresh token and counts them."""
+
+    def __init__(self) -> None:
+        self.refreshes = 0
+        self.fail = False
+
+    def handle(self, request: Any) -> Any:
+        import httpx
+
+        self.refreshes += 1
+        if self.fail:
+            return httpx.Response(400, json={"error": "invalid_grant"})
+        return httpx.Response(200, json={"access_token": f"fresh-google-token-{self.refreshes:04d}-Zx81q",
+                                         "expires_in": 3600, "token_type": "Bearer"})
+
+
+@pytest.fixture
+def token_endpoint() -> Iterator[TokenEndpoint]:
+    import httpx
+
+    from secrets_app import oauth
+
+    endpoint = TokenEndpoint()
+    client = httpx.Client(transport=httpx.MockTransport(endpoint.handle))
+    oauth.set_client(client)
+    yield endpoint
+    oauth.set_client(None)
+    client.close()
+
+
+@pytest.fixture
+def google(workspace) -> Any:
+    from secrets_app.services import provider_save
+
+    return provider_save(actor=None, workspace=workspace, slug="google", name="Google",
+                         token_url="https://oauth.example.test/token", client_id="keyward-client",
+                         client_secret="google-client-secret-Q7w")
+
+
+def vault_credential(workspace: Any, provider: Any, end_user_id: str, access_token: str,
+                     expires_in: int | None = 3600) -> Any:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from secrets_app.services import credential_store
+
+    expires_at = timezone.now() + timedelta(seconds=expires_in) if expires_in is not None else None
+    return credential_store(actor=None, workspace=workspace, provider=provider, end_user_id=end_user_id,
+                            access_token=access_token, refresh_token=f"refresh-{end_user_id}-Lp02",
+                            expires_at=expires_at)
+
+
+@pytest.fixture
+def webhook_agent(signed_agent, owner, django_capture_on_commit_callbacks) -> Any:
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
+    signed_agent.refresh_from_db()
+    return signed_agent

@@ -1,0 +1,236 @@
+"""The conversation-initiation webhook: configuring it on the platform, its shared secret, and the answer."""
+
+import uuid
+
+import pytest
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import OperationalError
+
+from agents.sync import agent_payload
+from broker import services, webhook
+from broker.models import BrokerSession
+from project.audit.models import AuditEvent
+from project.sync.models import SyncJob
+from tests.broker.conftest import make_agent, vault_credential
+
+pytestmark = pytest.mark.django_db
+
+VARIABLE = "secret__user_google_token"
+
+
+def _conversation_for(api, issued, agent, end_user_id="user-42", mode="conversation_token"):
+    response = api.session(agent.remote_id, issued.secret, {"end_user_id": end_user_id, "mode": mode})
+    assert response.status_code == 200, response.content
+    return response.json()["conversation_id"]
+
+
+# --- turning it on and off --------------------------------------------------------------------------------
+def test_turning_the_webhook_on_configures_the_agent_on_the_platform_through_the_outbox(
+        webhook_agent, owner, platform, django_capture_on_commit_callbacks):
+    remote = platform.get_agent(webhook_agent.remote_id)["platform_settings"]
+    hook = remote["workspace_overrides"]["conversation_initiation_client_data_webhook"]
+    assert hook == {"url": "http://127.0.0.1:8000/api/v1/platform/conversation-initiation",
+                    "request_headers": {webhook.HEADER: webhook.agent_secret(webhook_agent)}}
+    assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is True
+    assert SyncJob.objects.filter(kind="agent", object_id=str(webhook_agent.pk), state="done").count() >= 2
+    event = AuditEvent.objects.get(action="agent.credential_webhook")
+    assert event.changes == {"credential_webhook": [False, True]}
+    assert webhook.agent_secret(webhook_agent) not in str(SyncJob.objects.values_list("payload", flat=True))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=False)
+    remote = platform.get_agent(webhook_agent.remote_id)["platform_settings"]
+    assert remote["workspace_overrides"]["conversation_initiation_client_data_webhook"] is None
+    assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is False
+
+
+def test_an_agent_keyward_never_managed_keeps_its_own_platform_webhook(signed_agent):
+    assert set(agent_payload(signed_agent)["platform_settings"]) == {"auth"}
+
+
+def test_turning_it_on_needs_agents_manage(signed_agent, viewer, outsider):
+    for person in (viewer, outsider):
+        with pytest.raises(PermissionDenied):
+            services.agent_credential_webhook_set(actor=person, agent=signed_agent, enabled=True)
+
+
+def test_a_public_agent_needs_caller_ids_to_identify_anyone(workspace, owner, platform,
+                                                            django_capture_on_commit_callbacks):
+    agent = make_agent(workspace, "Phone line", django_capture_on_commit_callbacks, auth_mode="public",
+                       max_duration_seconds=300)
+    with pytest.raises(ValidationError, match="identify no end user"):
+        services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True)
+    services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True, trust_caller_id=True)
+
+
+def test_production_refuses_a_plain_http_webhook_url(signed_agent, owner, settings):
+    settings.PRODUCTION = True
+    settings.BROKER_PUBLIC_URL = "http://keyward.example.com"
+    with pytest.raises(ValidationError, match="https"):
+        services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
+
+
+def test_admin_page_turns_it_on_for_managers_only(signed_agent, owner, member, viewer, platform,
+                                                  django_capture_on_commit_callbacks):
+    from tests.conftest import login
+
+    url = f"/admin/broker/webhookagent/{signed_agent.pk}/change/"
+    assert login(viewer).post(url, {"credential_webhook": "on"}).status_code == 403
+    page = login(owner).get(url).content.decode()
+    assert webhook.agent_secret(signed_agent) not in page and "conversation-initiation" in page
+    with django_capture_on_commit_callbacks(execute=True):
+        assert login(member).post(url, {"credential_webhook": "on"}).status_code == 302
+    signed_agent.refresh_from_db()
+    assert signed_agent.credential_webhook
+
+
+# --- the shared secret --------------------------------------------------------------------------------------
+def test_a_missing_or_wrong_secret_is_refused(api, webhook_agent, settings):
+    genuine = webhook.agent_secret(webhook_agent)
+    forged = genuine[:-4] + ("0000" if not genuine.endswith("0000") else "1111")
+    other_key = genuine  # the same agent's secret under another BROKER_WEBHOOK_KEY
+    settings.BROKER_WEBHOOK_KEY = ["another-webhook-signing-key-0123456789abcdef"]
+    bodies = set()
+    for secret in (None, "", "Bearer x", forged, other_key, f"kw_hook_{uuid.uuid4().hex}_{'a' * 64}"):
+        response = api.webhook({"agent_id": webhook_agent.remote_id}, secret)
+        assert response.status_code == 401, secret
+        bodies.add(response.content)
+    assert len(bodies) == 1 and b"invalid_webhook_secret" in bodies.pop()
+    assert not AuditEvent.objects.filter(action="broker.webhook_answer").exists()
+
+
+def test_one_agents_secret_cannot_speak_for_another(api, webhook_agent, second_agent):
+    response = api.webhook({"agent_id": second_agent.remote_id}, webhook.agent_secret(webhook_agent))
+    assert response.status_code == 403 and response.json()["error"] == "agent_mismatch"
+
+
+def test_a_rotated_signing_key_still_verifies_until_it_is_dropped(api, webhook_agent, settings):
+    old, new = "old-webhook-signing-key-0123456789abcdefgh", "new-webhook-signing-key-0123456789abcdefgh"
+    settings.BROKER_WEBHOOK_KEY = [old]
+    old_secret = webhook.agent_secret(webhook_agent)
+    settings.BROKER_WEBHOOK_KEY = [new, old]
+    assert webhook.agent_secret(webhook_agent) != old_secret
+    assert api.webhook({}, old_secret).status_code == 200
+    settings.BROKER_WEBHOOK_KEY = [new]
+    assert api.webhook({}, old_secret).status_code == 401
+
+
+def test_an_agent_with_the_webhook_off_gets_404(api, signed_agent):
+    response = api.webhook({}, webhook.agent_secret(signed_agent))
+    assert response.status_code == 404 and response.json()["error"] == "webhook_not_enabled"
+
+
+# --- the answer ---------------------------------------------------------------------------------------------
+def test_the_answer_carries_a_refreshed_token_and_never_the_stale_one(api, issue, webhook_agent, workspace, google,
+                                                                     token_endpoint):
+    issued = issue()
+    stale = "stale-google-token-expiring-Kk20"
+    vault_credential(workspace, google, "user-42", stale, expires_in=60)  # inside the refresh window
+    conversation_id = _conversation_for(api, issued, webhook_agent)
+    response = api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                           webhook.agent_secret(webhook_agent))
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["type"] == "conversation_initiation_client_data"
+    assert body["dynamic_variables"] == {VARIABLE: "fresh-google-token-0001-Zx81q"}
+    assert stale not in response.content.decode() and token_endpoint.refreshes == 1
+    assert response["Cache-Control"] == "no-store"
+    event = AuditEvent.objects.get(action="broker.webhook_answer")
+    assert event.changes["end_user_id"] == "user-42" and event.changes["identified_by"] == "session"
+    assert event.changes["variables"] == [VARIABLE] and "fresh-google" not in str(event.changes)
+
+
+def test_an_expired_token_whose_refresh_fails_is_not_sent(api, issue, webhook_agent, workspace, google,
+                                                          token_endpoint):
+    issued = issue()
+    token_endpoint.fail = True
+    vault_credential(workspace, google, "user-42", "stale-google-token-expired-Kk20", expires_in=-10)
+    conversation_id = _conversation_for(api, issued, webhook_agent)
+    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
+    assert token_endpoint.refreshes == 1 and "stale-google" not in response.content.decode()
+
+
+def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_agent, workspace, google,
+                                                        token_endpoint):
+    issued = issue()
+    vault_credential(workspace, google, "user-7", "valid-google-token-user7-Mm31", expires_in=3600)
+    conversation_id = _conversation_for(api, issued, webhook_agent, end_user_id="user-7", mode="signed_url")
+    response = api.webhook({"dynamic_variables": {"system__conversation_id": conversation_id}},
+                           webhook.agent_secret(webhook_agent))
+    assert response.json()["dynamic_variables"] == {VARIABLE: "valid-google-token-user7-Mm31"}
+    assert token_endpoint.refreshes == 0
+
+
+def test_a_user_id_the_browser_could_set_is_not_trusted(api, webhook_agent, workspace, google, token_endpoint):
+    vault_credential(workspace, google, "victim", "victims-google-token-Pq55", expires_in=3600)
+    response = api.webhook({"dynamic_variables": {"user_id": "victim"}, "conversation_id": "conv_unknown"},
+                           webhook.agent_secret(webhook_agent))
+    assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
+
+
+def test_an_expired_session_binding_is_not_used(api, issue, webhook_agent, workspace, google, token_endpoint):
+    from django.utils import timezone
+
+    issued = issue()
+    vault_credential(workspace, google, "user-42", "valid-google-token-Ab12", expires_in=3600)
+    conversation_id = _conversation_for(api, issued, webhook_agent)
+    BrokerSession.objects.update(expires_at=timezone.now())
+    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    assert response.json()["dynamic_variables"] == {}
+
+
+def test_phone_callers_are_identified_by_caller_id_only_when_trusted(api, webhook_agent, owner, workspace, google,
+                                                                    token_endpoint):
+    vault_credential(workspace, google, "+14155550123", "phone-user-token-Hh72", expires_in=3600)
+    call = {"caller_id": "+14155550123", "agent_id": webhook_agent.remote_id, "called_number": "+1800",
+            "call_sid": "CA123"}
+    assert api.webhook(call, webhook.agent_secret(webhook_agent)).json()["dynamic_variables"] == {}
+    services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=True, trust_caller_id=True)
+    answer = api.webhook(call, webhook.agent_secret(webhook_agent)).json()
+    assert answer["dynamic_variables"] == {VARIABLE: "phone-user-token-Hh72"}
+
+
+def test_the_vault_being_down_is_a_503(api, webhook_agent, issue, monkeypatch):
+    import secrets_app.services as vault
+
+    issued = issue()
+    conversation_id = _conversation_for(api, issued, webhook_agent)
+
+    def down(**kwargs):
+        raise OperationalError("vault database unreachable")
+
+    monkeypatch.setattr(vault, "credential_fresh_tokens", down)
+    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    assert response.status_code == 503 and response.json()["error"] == "vault_unavailable"
+
+
+def test_a_bad_body_is_a_400_after_the_secret_checked_out(api, webhook_agent):
+    response = api.client.post("/api/v1/platform/conversation-initiation", data=b"[1, 2]",
+                               content_type="application/json",
+                               HTTP_X_KEYWARD_WEBHOOK_SECRET=webhook.agent_secret(webhook_agent))
+    assert response.status_code == 400 and response.json()["error"] == "invalid_request"
+
+
+def test_webhook_list_shows_each_agents_state_to_viewers_of_its_workspace(webhook_agent, second_agent, member,
+                                                                          outsider):
+    from tests.conftest import login
+
+    listing = login(member).get("/admin/broker/webhookagent/").content.decode()
+    assert webhook_agent.name in listing and second_agent.name in listing
+    assert webhook_agent.name not in login(outsider).get("/admin/broker/webhookagent/").content.decode()
+    assert login(outsider).get(f"/admin/broker/webhookagent/{webhook_agent.pk}/change/").status_code == 404
+
+
+def test_expired_session_bindings_are_pruned_and_the_prune_audited(api, issue, webhook_agent):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    issued = issue()
+    _conversation_for(api, issued, webhook_agent)
+    fresh = _conversation_for(api, issued, webhook_agent, end_user_id="user-9")
+    BrokerSession.objects.exclude(conversation_id=fresh).update(expires_at=timezone.now() - timedelta(days=2))
+    assert services.broker_sessions_prune() == 1
+    assert list(BrokerSession.objects.values_list("conversation_id", flat=True)) == [fresh]
+    assert AuditEvent.objects.get(action="broker.sessions_prune").changes["deleted"] == 1
