@@ -63,7 +63,6 @@ def main() -> int:
         subprocess.run([PY, "manage.py", *argv], cwd=ROOT, env=env, check=True)
 
     manage("migrate", "--no-input", "-v", "0")
-    manage("seed_demo", "--quiet")
 
     children: list[subprocess.Popen] = []
 
@@ -90,6 +89,14 @@ def main() -> int:
         if not wait_for_port("127.0.0.1", args.emulator_port):
             print("The emulator did not start; see the output above.", file=sys.stderr)
             return 1
+        # The demo issues keys on the platform, so it runs once the emulator answers.
+        seeded = subprocess.run([PY, "manage.py", "seed_demo", "--quiet"], cwd=ROOT, env=env,
+                                capture_output=True, text=True)
+        print(seeded.stdout, end="")
+        if seeded.returncode != 0:
+            print(seeded.stderr, file=sys.stderr)
+            print("Creating the demo data failed; see above.", file=sys.stderr)
+            return 1
         # One worker process with its beat: SQLite serialises writers, and the beat drains the outbox
         # every few seconds even if a nudge was lost.
         spawn([PY, "-m", "celery", "-A", "project", "worker", "-B", "--concurrency", "1", "--loglevel", "WARNING",
@@ -100,7 +107,7 @@ def main() -> int:
             return 1
         print()
         print(f"Keyward is running: http://{args.host}:{args.port}/admin/")
-        manage("seed_demo", "--quiet")
+        print(seeded.stdout, end="")
         print("Press Ctrl-C to stop.")
         while all(proc.poll() is None for proc in children):
             time.sleep(1)
