@@ -1,14 +1,26 @@
-"""Turns an agent row into platform calls for the outbox."""
+"""Turns an agent row into platform calls for the outbox, and compares agents with the platform's copies."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from agents.models import Agent
 from agents.services import AGENT_KIND, agent_mark_synced
 from project.platform import errors
 from project.sync.models import SyncJob
-from project.sync.registry import register
+from project.sync.registry import (
+    DIFFERS,
+    MISSING_REMOTELY,
+    UNKNOWN_LOCALLY,
+    DriftItem,
+    LocalObject,
+    register,
+    register_objects,
+    register_reconciler,
+    report_progress,
+)
+from project.sync.selectors import attempted_before
 
 DEFAULT_MAX_DURATION = 600  # the platform's default; sent explicitly so a removed limit is removed remotely
 
@@ -19,10 +31,17 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
     }
     if agent.first_message:
         conversation_config["agent"] = {"first_message": agent.first_message}
+    platform_settings: dict[str, Any] = {"auth": agent.platform_auth()}
+    if agent.credential_webhook_changed_at is not None:
+        # Only once Keyward has managed the initiation webhook: a webhook set by hand on the platform survives.
+        # Imported here: the broker app builds on agents, not the other way round.
+        from broker.webhook import platform_settings as webhook_settings
+
+        platform_settings.update(webhook_settings(agent))
     return {
         "name": agent.name,
         "conversation_config": conversation_config,
-        "platform_settings": {"auth": agent.platform_auth()},
+        "platform_settings": platform_settings,
         "tags": [agent.sync_tag],
     }
 
@@ -38,15 +57,20 @@ def _find_by_tag(client: Any, tag: str) -> str | None:
 @register(AGENT_KIND)
 def push_agent(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
-        remote_id = job.payload.get("remote_id") or _find_by_tag(client, job.payload.get("sync_tag", ""))
+        remote_id = job.payload.get("remote_id")
+        if not remote_id and attempted_before(job):
+            # A create may have landed unrecorded; an agent no job ever tried was never created (no listing).
+            remote_id = _find_by_tag(client, job.payload.get("sync_tag", ""))
         if remote_id:
             try:
                 client.delete_agent(remote_id)
             except errors.NotFound:
                 pass  # already gone: the delete is done
         return remote_id
-    agent = Agent.objects.filter(pk=job.object_id).first()
-    if agent is None:
+    try:
+        # get(), not first(): first() would order by the model's ordering, a join with the workspace per job.
+        agent = Agent.objects.get(pk=job.object_id)
+    except Agent.DoesNotExist:
         return None  # deleted since; its delete job carries the remote id
     body = agent_payload(agent)
     remote_id = agent.remote_id
@@ -57,7 +81,7 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             # Deleted on the platform behind Keyward's back: the database is the truth, so recreate it.
             remote_id = ""
-    if job.attempts > 1 or agent.remote_id:
+    if agent.remote_id or attempted_before(job):
         remote_id = _find_by_tag(client, agent.sync_tag) or ""
     if not remote_id:
         remote_id = client.create_agent(idempotency_key=str(job.idempotency_key), **body)
@@ -65,3 +89,91 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
         client.update_agent(remote_id, **body)
     agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)
     return remote_id
+
+
+# --- reconcile -----------------------------------------------------------------------------------------------
+TAG_PREFIX = "keyward-"
+AUTH_FIELDS = ("enable_auth", "allowlist", "require_origin_header")
+
+
+def _comparable(agent: Agent) -> dict[str, Any]:
+    auth = agent.platform_auth()
+    state: dict[str, Any] = {"name": agent.name,
+                             "max_duration_seconds": agent.max_duration_seconds or DEFAULT_MAX_DURATION}
+    for name in AUTH_FIELDS:
+        state[f"platform_settings.auth.{name}"] = auth[name]
+    return state
+
+
+def _remote_comparable(remote: dict[str, Any]) -> dict[str, Any]:
+    # Only what Keyward owns; shareable_token and the rest of the agent are the platform's business.
+    auth = (remote.get("platform_settings") or {}).get("auth") or {}
+    conversation = (remote.get("conversation_config") or {}).get("conversation") or {}
+    state: dict[str, Any] = {"name": remote.get("name"),
+                             "max_duration_seconds": conversation.get("max_duration_seconds")}
+    for name in AUTH_FIELDS:
+        state[f"platform_settings.auth.{name}"] = auth.get(name)
+    return state
+
+
+def _normalised(field: str, value: Any) -> Any:
+    if field == "platform_settings.auth.allowlist":
+        # Order carries no meaning on the platform; compare the hostnames as a set, report them sorted.
+        return sorted(h.get("hostname", "") if isinstance(h, dict) else str(h) for h in (value or []))
+    return value
+
+
+def agent_differences(agent: Agent, remote: dict[str, Any]) -> dict[str, list[Any]]:
+    """{field: [local, remote]} for the fields Keyward sets on the platform (no secret among them)."""
+    local, theirs = _comparable(agent), _remote_comparable(remote)
+    differences = {}
+    for field, value in local.items():
+        mine, other = _normalised(field, value), _normalised(field, theirs[field])
+        if mine != other:
+            differences[field] = [mine, other]
+    return differences
+
+
+@register_reconciler(AGENT_KIND)
+def reconcile_agents(client: Any) -> Iterator[DriftItem]:
+    """Every local agent against its remote copy (by remote id, else by its Keyward tag), then every remote
+    agent no local agent accounts for: untagged, tagged for an agent Keyward no longer has, or a duplicate."""
+    remote = {summary["agent_id"]: summary for summary in client.iter_agents()}
+    by_tag: dict[str, list[str]] = {}
+    for agent_id, summary in remote.items():
+        for tag in summary.get("tags") or []:
+            if tag.startswith(TAG_PREFIX):
+                by_tag.setdefault(tag, []).append(agent_id)
+    local = list(Agent.objects.order_by("pk"))
+    matched: set[str] = set()
+    report_progress(0, len(local))
+    for done, agent in enumerate(local, 1):
+        remote_id = agent.remote_id or next(iter(by_tag.get(agent.sync_tag, [])), "")
+        found = None
+        if remote_id:
+            try:
+                # Also finds an archived agent, which the default listing leaves out.
+                found = client.get_agent(remote_id)
+            except errors.NotFound:
+                found = None
+        item = dict(kind=AGENT_KIND, object_id=agent.pk, workspace_id=agent.workspace_id, label=agent.name)
+        if found is None:
+            yield DriftItem(remote_id=agent.remote_id or None, problem=MISSING_REMOTELY, **item)
+        else:
+            matched.add(remote_id)
+            differences = agent_differences(agent, found)
+            if remote_id != agent.remote_id:
+                differences["remote_id"] = [agent.remote_id, remote_id]
+            if differences:
+                yield DriftItem(remote_id=remote_id, problem=DIFFERS, fields=differences, **item)
+        report_progress(done, len(local))
+    for agent_id, summary in remote.items():
+        if agent_id not in matched:
+            yield DriftItem(kind=AGENT_KIND, object_id=None, remote_id=agent_id, problem=UNKNOWN_LOCALLY,
+                            label=summary.get("name") or "")
+
+
+@register_objects(AGENT_KIND)
+def agent_objects() -> Iterator[LocalObject]:
+    for pk, workspace_id, name in Agent.objects.order_by("pk").values_list("pk", "workspace_id", "name").iterator():
+        yield LocalObject(pk, workspace_id, name)

@@ -60,8 +60,11 @@ class SyncJob(TimeStampedModel):
                                     name="sync_one_pending_job_per_object"),
         ]
         indexes = [
-            # The drain's claim query: due pending jobs in commit (id) order.
+            # Lease expiry (running jobs past lease_until) and the per-state counts of the sync page.
             models.Index(fields=["state", "next_attempt_at", "id"], name="sync_due_idx"),
+            # The drain's claim query walks pending jobs in commit (id) order and stops after a batch; a partial
+            # index keeps that walk short however many finished jobs the table holds.
+            models.Index(fields=["id"], condition=Q(state="pending"), name="sync_pending_idx"),
             # Sync state of an object: its newest job (admin annotations, "running" exclusion).
             models.Index(fields=["kind", "object_id", "-id"], name="sync_object_idx"),
             # The sync page filtered per workspace and state.
@@ -70,3 +73,94 @@ class SyncJob(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.op} {self.kind} {self.object_repr or self.object_id} ({self.state})"
+
+
+class ReconcileRun(TimeStampedModel):
+    """One long operation over every object of some kinds, with its progress.
+
+    ``reconcile`` compares local objects with the platform's copies and replaces the drift report of each kind
+    it finishes; ``resync`` enqueues an upsert for every object of one kind (within ``workspace_ids``, the
+    workspaces where the requester may manage sync; ``None`` means all). ``updated_at`` doubles as a heartbeat.
+    """
+
+    class Operation(models.TextChoices):
+        RECONCILE = "reconcile", "Reconcile"
+        RESYNC = "resync", "Bulk re-sync"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    operation = models.CharField(max_length=10, choices=Operation.choices, default=Operation.RECONCILE)
+    kinds = models.JSONField(default=list, blank=True)
+    workspace_ids = models.JSONField(null=True, blank=True)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    requested_by = models.CharField(max_length=200, default="system")
+    current_kind = models.CharField(max_length=40, blank=True)
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    drift_found = models.PositiveIntegerField(default=0)
+    jobs_enqueued = models.PositiveIntegerField(default=0)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # "Is a run of this operation already going?" before the periodic reconcile starts another.
+            models.Index(fields=["operation", "state"], name="sync_run_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_operation_display()} #{self.pk} ({self.state})"
+
+    @property
+    def percent(self) -> int | None:
+        if not self.total:
+            return 100 if self.state == self.State.DONE else None
+        return min(100, round(100 * self.done / self.total))
+
+
+class Drift(TimeStampedModel):
+    """One difference between Keyward and the platform, from the latest reconcile of its kind.
+
+    Rows of a kind are replaced whenever a reconcile of that kind completes. ``fields`` maps a field to
+    ``[local, remote]`` and never holds a secret value.
+    """
+
+    class Problem(models.TextChoices):
+        MISSING_REMOTELY = "missing_remotely", "Missing on the platform"
+        UNKNOWN_LOCALLY = "unknown_locally", "Unknown to Keyward"
+        DIFFERS = "differs", "Fields differ"
+
+    run = models.ForeignKey(ReconcileRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="drift")
+    kind = models.CharField(max_length=40)
+    object_id = models.CharField(max_length=64, null=True, blank=True)
+    object_repr = models.CharField(max_length=200, blank=True)
+    remote_id = models.CharField(max_length=128, blank=True)
+    workspace_id = models.BigIntegerField(null=True, blank=True)
+    problem = models.CharField(max_length=20, choices=Problem.choices)
+    fields = models.JSONField(default=dict, blank=True)
+    pushed_at = models.DateTimeField(null=True, blank=True)
+    push_job_id = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["kind", "problem", "id"]
+        constraints = [
+            models.CheckConstraint(condition=Q(problem__in=["missing_remotely", "unknown_locally", "differs"]),
+                                   name="sync_drift_problem_valid"),
+            models.CheckConstraint(condition=Q(problem="unknown_locally") | Q(object_id__isnull=False),
+                                   name="sync_drift_local_needs_object"),
+        ]
+        indexes = [
+            # The drift page filtered per workspace, kind and problem.
+            models.Index(fields=["workspace_id", "kind", "problem"], name="sync_drift_filter_idx"),
+            # Replacing a kind's report when its reconcile completes.
+            models.Index(fields=["kind", "problem"], name="sync_drift_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.object_repr or self.object_id or self.remote_id}: {self.get_problem_display()}"

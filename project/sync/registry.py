@@ -1,14 +1,55 @@
-"""Handlers per kind of synced object. Apps register theirs in AppConfig.ready(); the outbox knows only
-kinds and ids."""
+"""What each app tells the outbox about the kinds of objects it syncs. The outbox knows only kinds and ids.
+
+Apps register in ``AppConfig.ready()`` (import the module holding the decorated functions). Three registries,
+all keyed by the kind string the app passes to ``job_enqueue(kind=...)``:
+
+``@register(kind)``: the push handler, ``fn(job, client) -> remote_id | None``
+    Sends the object's *current* state (or its deletion, ``job.op == "delete"``) and returns the remote id.
+    It runs outside any transaction and may run more than once for one change (retries, a worker killed
+    mid-call), so it must be idempotent: pass ``str(job.idempotency_key)`` to creates, and before creating an
+    object that has no remote id yet, look for one an earlier attempt may have made when
+    ``selectors.attempted_before(job)`` says so. Raise ``project.platform.errors`` exceptions as they come:
+    transient ones are retried with backoff, 429 waits for Retry-After, the others fail the job with the
+    platform's message. A 404 on delete means done.
+
+``@register_reconciler(kind)``: drift detection, ``fn(client) -> Iterable[DriftItem]``
+    Compares every local object of the kind with the platform's copy and yields one ``DriftItem`` per
+    difference: ``missing_remotely`` (a local object the platform lacks), ``unknown_locally`` (a remote object
+    no local row accounts for; ``object_id=None``) or ``differs`` (``fields={"name": [local, remote], ...}``).
+    Never put a secret value in ``fields``: for a secret field report ``["[set]", "[differs]"]`` or leave it
+    out. Items for objects with a sync job in flight are dropped by the runner, so a reconciler need not
+    care about them. Platform errors may propagate: the run records them and keeps the previous report.
+    Call ``report_progress(done, total)`` now and then for the progress bar (optional).
+
+``@register_objects(kind)``: every local object, ``fn() -> Iterable[LocalObject]``
+    Optional; enables the bulk re-sync of the kind (an upsert job for each object).
+
+Example (secrets)::
+
+    @register_reconciler("secret")
+    def reconcile_secrets(client):
+        remote = {s["secret_id"]: s for s in client.list_secrets()}
+        for secret in Secret.objects.all():
+            if secret.remote_id not in remote:
+                yield DriftItem("secret", secret.pk, secret.remote_id or None, "missing_remotely",
+                                workspace_id=secret.workspace_id, label=secret.name)
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+import contextvars
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from project.platform.client import PlatformClient
     from project.sync.models import SyncJob
+
+MISSING_REMOTELY = "missing_remotely"
+UNKNOWN_LOCALLY = "unknown_locally"
+DIFFERS = "differs"
+PROBLEMS = (MISSING_REMOTELY, UNKNOWN_LOCALLY, DIFFERS)
 
 
 class Handler(Protocol):
@@ -16,13 +57,66 @@ class Handler(Protocol):
         """Push the object's current state (or its deletion); return the remote id, if any."""
 
 
+@dataclass(frozen=True)
+class DriftItem:
+    """One difference between a local object and the platform's copy.
+
+    ``fields`` maps a field name to ``[local, remote]`` (``differs`` only). ``workspace_id`` scopes the row in
+    the admin (``None``: superusers only, as for remote objects nobody local owns); ``label`` names the object.
+    """
+
+    kind: str
+    object_id: str | int | None
+    remote_id: str | None
+    problem: str
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    workspace_id: int | None = None
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.problem not in PROBLEMS:
+            raise ValueError(f"drift problem must be one of {PROBLEMS}, not {self.problem!r}")
+        if self.problem != UNKNOWN_LOCALLY and self.object_id is None:
+            raise ValueError(f"a {self.problem} drift item needs the local object id")
+
+
+@dataclass(frozen=True)
+class LocalObject:
+    """A local object the bulk re-sync should push."""
+
+    object_id: str | int
+    workspace_id: int | None
+    label: str = ""
+
+
+Reconciler = Callable[["PlatformClient"], Iterable[DriftItem]]
+ObjectLister = Callable[[], Iterable[LocalObject]]
+
 _handlers: dict[str, Handler] = {}
+_reconcilers: dict[str, Reconciler] = {}
+_listers: dict[str, ObjectLister] = {}
 
 
 def register(kind: str) -> Callable[[Handler], Handler]:
     def decorator(handler: Handler) -> Handler:
         _handlers[kind] = handler
         return handler
+
+    return decorator
+
+
+def register_reconciler(kind: str) -> Callable[[Reconciler], Reconciler]:
+    def decorator(reconciler: Reconciler) -> Reconciler:
+        _reconcilers[kind] = reconciler
+        return reconciler
+
+    return decorator
+
+
+def register_objects(kind: str) -> Callable[[ObjectLister], ObjectLister]:
+    def decorator(lister: ObjectLister) -> ObjectLister:
+        _listers[kind] = lister
+        return lister
 
     return decorator
 
@@ -34,5 +128,48 @@ def handler_for(kind: str) -> Handler:
         raise LookupError(f"no sync handler registered for kind {kind!r}") from None
 
 
+def reconciler_for(kind: str) -> Reconciler:
+    try:
+        return _reconcilers[kind]
+    except KeyError:
+        raise LookupError(f"no reconciler registered for kind {kind!r}") from None
+
+
+def objects_for(kind: str) -> ObjectLister:
+    try:
+        return _listers[kind]
+    except KeyError:
+        raise LookupError(f"kind {kind!r} does not support bulk re-sync") from None
+
+
 def kinds() -> list[str]:
     return sorted(_handlers)
+
+
+def reconciler_kinds() -> list[str]:
+    return sorted(_reconcilers)
+
+
+def resync_kinds() -> list[str]:
+    return sorted(_listers)
+
+
+# --- progress: reconcilers report it without knowing who listens ---------------------------------------
+_progress: contextvars.ContextVar[Callable[[int, int | None], None] | None] = contextvars.ContextVar(
+    "sync_progress", default=None)
+
+
+def report_progress(done: int, total: int | None = None) -> None:
+    """Tell the running reconcile how far this kind has got; a no-op outside a run."""
+    listener = _progress.get()
+    if listener is not None:
+        listener(done, total)
+
+
+def listening(listener: Callable[[int, int | None], None] | None) -> contextvars.Token:
+    """Install a progress listener (the reconcile runner does); reset with ``_progress.reset(token)``."""
+    return _progress.set(listener)
+
+
+def stop_listening(token: contextvars.Token) -> None:
+    _progress.reset(token)

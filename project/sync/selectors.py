@@ -1,4 +1,4 @@
-"""Reads of sync state for other apps' admin pages."""
+"""Reads of sync state for other apps' admin pages and for sync handlers."""
 
 from __future__ import annotations
 
@@ -21,3 +21,19 @@ def with_sync_state(queryset: QuerySet, kind: str) -> QuerySet:
 
 def jobs_for_object(kind: str, object_id: object, limit: int = 10) -> list[SyncJob]:
     return list(SyncJob.objects.filter(kind=kind, object_id=str(object_id)).order_by("-id")[:limit])
+
+
+def attempted_before(job: SyncJob) -> bool:
+    """Might an earlier attempt for this object have reached the platform without its answer being recorded?
+
+    True when this job was tried before (a retry, a lease taken back, an admin retry) or an older job of the
+    same object was ever claimed (a superseded job whose worker died mid-create). Handlers then look for the
+    object a lost create may have made before creating another.
+    """
+    if job.attempts > 1 or job.last_error or job.last_status is not None:
+        return True
+    annotated = getattr(job, "older_job_tried", None)  # set by jobs_claim for the whole batch
+    if annotated is not None:
+        return bool(annotated)
+    return (SyncJob.objects.filter(kind=job.kind, object_id=job.object_id, id__lt=job.pk, attempts__gt=0)
+            .exists())

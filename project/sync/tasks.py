@@ -1,11 +1,30 @@
+"""Celery entry points: thin wake-up calls. The rows (SyncJob, ReconcileRun) are the record of work."""
+
 from __future__ import annotations
 
 from celery import shared_task
 
 from project.sync import services
 
+# Reconcile and re-sync walk every object of a kind: allow them far longer than a drain batch. A run that
+# outlives a broker's redelivery (Redis's visibility timeout) is not run twice: a run is claimed once.
+LONG_SOFT_LIMIT = 1800
+LONG_HARD_LIMIT = 1860
+
 
 @shared_task(name="sync.drain_outbox", ignore_result=True)
 def drain_outbox(max_jobs: int = 1000) -> int:
     """Wake-up call: drain due outbox rows. Idempotent; safe to run on many workers at once."""
     return services.outbox_drain(max_jobs=max_jobs)
+
+
+@shared_task(name="sync.reconcile", ignore_result=True, soft_time_limit=LONG_SOFT_LIMIT, time_limit=LONG_HARD_LIMIT)
+def reconcile(run_id: int | None = None, kind: str | None = None) -> None:
+    """Run a queued reconcile, or (periodic, no id) start one unless one is already going."""
+    services.reconcile_execute(run_id=run_id, kind=kind)
+
+
+@shared_task(name="sync.resync", ignore_result=True, soft_time_limit=LONG_SOFT_LIMIT, time_limit=LONG_HARD_LIMIT)
+def resync(run_id: int) -> None:
+    """Run a queued bulk re-sync (enqueue an upsert for every object of a kind)."""
+    services.reconcile_execute(run_id=run_id)

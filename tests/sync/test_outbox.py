@@ -121,7 +121,7 @@ def test_broker_down_never_breaks_the_committed_change(workspace, owner, monkeyp
     def broken_delay(*args, **kwargs):
         raise ConnectionRefusedError("broker is down")
 
-    monkeypatch.setattr(tasks.drain_outbox, "delay", broken_delay)
+    monkeypatch.setattr(tasks.drain_outbox, "apply_async", broken_delay)
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         agent_services.agent_create(actor=owner, workspace=workspace, name="Kept", auth_mode="signed")
     assert callbacks  # the nudge ran, and failed quietly

@@ -49,6 +49,8 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps connections open, so a pooled httpx client behaves as it would against the platform.
     protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm each loopback call would wait ~40 ms.
+    disable_nagle_algorithm = True
     server: _Server
 
     def _dispatch(self) -> None:

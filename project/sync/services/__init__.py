@@ -1,0 +1,44 @@
+"""Every write of the sync app: the outbox (enqueue, claim, run, finish, drain, retry, discard) and the long
+operations over whole kinds (reconcile, bulk re-sync, pushing drifted objects)."""
+
+from project.sync.services.drain import outbox_drain
+from project.sync.services.outbox import (
+    Outcome,
+    _kick,
+    backoff_seconds,
+    job_discard,
+    job_enqueue,
+    job_finish,
+    job_retry,
+    job_run,
+    jobs_claim,
+    worker_name,
+)
+from project.sync.services.reconcile import (
+    drift_push,
+    reconcile_execute,
+    reconcile_run,
+    reconcile_start,
+    resync_run,
+    resync_start,
+)
+
+__all__ = [
+    "Outcome",
+    "_kick",
+    "backoff_seconds",
+    "drift_push",
+    "job_discard",
+    "job_enqueue",
+    "job_finish",
+    "job_retry",
+    "job_run",
+    "jobs_claim",
+    "outbox_drain",
+    "reconcile_execute",
+    "reconcile_run",
+    "reconcile_start",
+    "resync_run",
+    "resync_start",
+    "worker_name",
+]

@@ -1,0 +1,171 @@
+"""The drain: claim a batch, run it, record each outcome, repeat, on several threads of one worker process
+sharing its pooled client. Leases are renewed while a batch runs and handed back when the drain stops early."""
+
+from __future__ import annotations
+
+import functools
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from django.conf import settings
+from django.db import connection as db_connection
+from django.db import transaction
+from django.utils import timezone
+
+from project.sync.models import SyncJob
+from project.sync.services.outbox import _renew_leases, _requeue, job_finish, job_run, jobs_claim, worker_name
+
+# However long the platform asks us to wait after a 429, a worker pauses at most this long before going on
+# with its batch (the rate-limited job itself waits the full Retry-After in the queue).
+RATE_LIMIT_PAUSE_CAP = 5.0
+# A busy drain loop looks for jobs whose worker died at most this often (an idle one, before every claim).
+LEASE_SWEEP_EVERY = 5.0
+
+
+def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading.Event | None = None,
+               pause: _Pause | None = None) -> int:
+    """Run claimed jobs in order, renewing their lease as time passes; give back what is left on the way out."""
+    pause = pause or _Pause()
+    renew_every = settings.SYNC_LEASE_SECONDS / 3
+    renewed_at = time.monotonic()
+    waiting = list(jobs)
+    current: SyncJob | None = None
+    ran = 0
+    try:
+        while waiting and not (stop is not None and stop.is_set()):
+            if time.monotonic() - renewed_at > renew_every:
+                waiting = _renew_leases(waiting, worker=worker)
+                renewed_at = time.monotonic()
+                if not waiting:
+                    break
+            pause.wait()
+            current = waiting.pop(0)
+            outcome = job_run(current, client=client)
+            job_finish(current, outcome, worker=worker)
+            current = None
+            ran += 1
+            if outcome.status == 429:
+                # The platform's limit is per account, not per job: every thread of this drain lets it breathe.
+                pause.extend(min(outcome.delay, RATE_LIMIT_PAUSE_CAP))  # waited out before the next call
+    finally:
+        # Out of time, shutting down or crashed: hand back what this worker holds instead of waiting for the
+        # leases to run out. The job in progress keeps its attempt (its call may have reached the platform).
+        now = timezone.now()
+        if current is not None:
+            _requeue([current.pk], now=now, reason="worker interrupted; requeued", worker=worker)
+        if waiting:
+            _requeue([job.pk for job in waiting], now=now, reason="", worker=worker, refund_attempt=True)
+    return ran
+
+
+class _Pause:
+    """A pause after a 429, shared by the threads of one drain."""
+
+    def __init__(self) -> None:
+        self._until = 0.0
+        self._lock = threading.Lock()
+
+    def extend(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def wait(self) -> None:
+        remaining = self._until - time.monotonic()
+        if remaining > 0:
+            time.sleep(remaining)
+
+
+class _Quota:
+    """How many more jobs the threads of one drain may claim (``max_jobs`` in all)."""
+
+    def __init__(self, total: int) -> None:
+        self._left = total
+        self._lock = threading.Lock()
+
+    def take(self, wanted: int) -> int:
+        with self._lock:
+            granted = min(wanted, self._left)
+            self._left -= granted
+            return granted
+
+    def give_back(self, unused: int) -> None:
+        with self._lock:
+            self._left += unused
+
+
+def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota: _Quota, pause: _Pause,
+                stop: threading.Event | None = None) -> int:
+    """Claim a batch, run it, repeat: until nothing is due, the quota or the time is used up, or ``stop``."""
+    done, busy, swept = 0, False, time.monotonic()
+    while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
+        limit = quota.take(batch)
+        if not limit:
+            break
+        # While busy, sweep expired leases every few seconds rather than before every claim.
+        sweep = not busy or time.monotonic() - swept > LEASE_SWEEP_EVERY
+        jobs = jobs_claim(worker=worker, limit=limit, release_expired=sweep, probe=not busy)
+        swept = time.monotonic() if sweep else swept
+        quota.give_back(limit - len(jobs))
+        if not jobs:
+            break
+        busy = len(jobs) == limit
+        done += _run_batch(jobs, client=client, worker=worker, stop=stop, pause=pause)
+    return done
+
+
+def outbox_drain(*, client: Any | None = None, max_jobs: int = 1000, batch: int | None = None,
+                 worker: str | None = None, time_budget: float | None = None, threads: int | None = None) -> int:
+    """Claim and run due jobs until none is left, ``max_jobs`` ran or ``time_budget`` seconds passed (the
+    budget stays below the task's time limit). Returns the number of jobs run.
+
+    ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pooled client, so platform calls overlap;
+    each claims its own share of the batch like a separate worker would (claims are safe under concurrency,
+    and a job is never claimed while another of its object runs, so each object's changes stay in commit
+    order). Inside a transaction the drain runs on this thread alone: other connections could not see what
+    this one has not committed.
+    """
+    from project.platform.client import get_client
+
+    client = client or get_client()
+    worker = worker or worker_name()
+    batch = batch or settings.SYNC_CLAIM_BATCH
+    threads = threads or settings.SYNC_DRAIN_THREADS
+    if transaction.get_connection().in_atomic_block:
+        threads = 1
+    budget = settings.SYNC_DRAIN_TIME_BUDGET_SECONDS if time_budget is None else time_budget
+    deadline = time.monotonic() + budget
+    quota, pause = _Quota(max_jobs), _Pause()
+    if threads == 1:
+        return _drain_loop(client=client, worker=worker, batch=batch, deadline=deadline, quota=quota, pause=pause)
+    # A name per thread, so a thread that lost its lease cannot record over another thread's claim.
+    names = [f"{worker}/{i}" for i in range(threads)]
+    share = max(1, batch // threads)
+    limit = quota.take(share)
+    first = jobs_claim(worker=names[0], limit=limit) if limit and budget > 0 else []
+    quota.give_back(limit - len(first))
+    loop_here = functools.partial(_drain_loop, client=client, worker=names[0], batch=share, deadline=deadline,
+                                  quota=quota, pause=pause)
+    if len(first) < share:
+        # A trickle (the usual nudge after one commit): no helper threads, no extra database connections.
+        return (_run_batch(first, client=client, worker=names[0], pause=pause) + loop_here()) if first else 0
+    stop = threading.Event()
+
+    def helper(name: str) -> int:
+        try:
+            return _drain_loop(client=client, worker=name, batch=share, deadline=deadline, quota=quota,
+                               pause=pause, stop=stop)
+        finally:
+            db_connection.close()  # this thread's own database connection
+
+    with ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="sync-drain") as pool:
+        helpers = [pool.submit(helper, name) for name in names[1:]]
+        try:
+            ran = _run_batch(first, client=client, worker=names[0], pause=pause) + loop_here(stop=stop)
+            return ran + sum(future.result() for future in helpers)
+        except BaseException:
+            # Out of time (the signal lands in this thread) or crashed: the helpers hand back their unstarted
+            # jobs after the call in progress.
+            stop.set()
+            raise

@@ -1,0 +1,58 @@
+"""Fixtures for the sync tests: the emulator on loopback, a queue of our own, worker processes."""
+
+from __future__ import annotations
+
+import importlib
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.sync.support import EMULATOR_KEY, RABBITMQ_URL, Workers, purge_broker, rabbitmq_problem
+
+
+@pytest.fixture
+def loopback_emulator() -> Iterator[Any]:
+    """An emulator served on loopback for worker processes; yields (emulator, url)."""
+    from project.platform.emulator import Emulator
+
+    emulator = Emulator(api_key=EMULATOR_KEY)
+    server = emulator.serve(host="127.0.0.1", port=0)
+    try:
+        yield emulator, server.url
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def queue_name() -> Iterator[str]:
+    """A queue of our own, so these tests never take (or leave) messages on anybody else's queue. Name it
+    before ``workers`` in a test's arguments: the queue is deleted after the workers stopped."""
+    name = f"keyward-sync-tests-{uuid.uuid4().hex[:8]}"
+    yield name
+    if rabbitmq_problem(RABBITMQ_URL) is None:
+        purge_broker(RABBITMQ_URL, name)
+
+
+@pytest.fixture
+def workers(tmp_path: Path) -> Iterator[Workers]:
+    started = Workers(tmp_path)
+    try:
+        yield started
+    finally:
+        started.stop_all()
+
+
+@pytest.fixture(autouse=True)
+def _builtin_roles_after_flush(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush the database, data migrations' rows included; the built-in roles (which
+    fixtures such as ``owner`` grant) are put back the way their migration made them."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+
+    importlib.import_module("keys.migrations.0002_builtin_roles").forwards(apps, None)

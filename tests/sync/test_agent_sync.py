@@ -1,0 +1,84 @@
+"""The outbox carrying agents: coalescing, lost creates that must not duplicate, and failures shown on the agent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from agents import services as agent_services
+from agents.models import Agent
+from project.sync import services
+from project.sync.models import SyncJob
+from tests.conftest import login
+
+pytestmark = pytest.mark.django_db
+
+
+def _remote_copies(platform, agent: Agent) -> list[dict]:
+    return [a for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])]
+
+
+def test_burst_of_edits_reaches_the_platform_as_its_latest_state(workspace, owner, platform, emulator):
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Burst", auth_mode="signed")
+    for hosts in (["a.example.com"], ["b.example.com"], ["c.example.com", "d.example.com"]):
+        agent_services.agent_update(actor=owner, agent=agent, auth_mode="allowlist", allowlist=hosts)
+    [job] = SyncJob.objects.all()
+    assert job.coalesced == 3
+    services.outbox_drain()
+    agent.refresh_from_db()
+    assert emulator.call_counts == {"POST /v1/convai/agents/create": 1}  # one call, not four
+    auth = platform.get_agent(agent.remote_id)["platform_settings"]["auth"]
+    assert [h["hostname"] for h in auth["allowlist"]] == ["c.example.com", "d.example.com"]
+
+
+def test_create_lost_with_a_killed_worker_is_not_duplicated_by_the_next_change(workspace, owner, platform):
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Once", auth_mode="signed")
+    [first] = services.jobs_claim(worker="killed")
+    # The killed worker's create reached the platform; its answer never reached the database.
+    platform.create_agent(name="Once", conversation_config={}, platform_settings={}, tags=[agent.sync_tag])
+    agent_services.agent_update(actor=owner, agent=agent, first_message="Hi")  # a newer job, its first attempt
+    SyncJob.objects.filter(pk=first.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    services.outbox_drain()
+    agent.refresh_from_db()
+    assert SyncJob.objects.get(pk=first.pk).state == "superseded"
+    [copy] = _remote_copies(platform, agent)
+    assert copy["agent_id"] == agent.remote_id
+
+
+def test_admin_retry_of_a_dead_create_finds_the_agent_a_timed_out_attempt_made(workspace, owner, platform,
+                                                                                superuser):
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Timeout", auth_mode="signed")
+    job = SyncJob.objects.get()
+    SyncJob.objects.filter(pk=job.pk).update(state="dead", attempts=8, last_error="timeout: ReadTimeout")
+    platform.create_agent(name="Timeout", conversation_config={}, platform_settings={}, tags=[agent.sync_tag])
+    services.job_retry(actor=superuser, job=job)
+    services.outbox_drain()
+    agent.refresh_from_db()
+    assert len(_remote_copies(platform, agent)) == 1 and agent.remote_id
+
+
+def test_platform_validation_error_fails_at_once_and_shows_on_the_agent(workspace, owner, owner_client, platform,
+                                                                        emulator):
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Too many hosts",
+                                        auth_mode="allowlist", allowlist=["a.example.com"])
+    # Eleven hosts cannot come through the form; a row changed behind the model's back can still reach the
+    # platform, which refuses it.
+    Agent.objects.filter(pk=agent.pk).update(allowlist=[f"h{i}.example.com" for i in range(11)])
+    services.outbox_drain()
+    job = SyncJob.objects.get()
+    assert (job.state, job.attempts, job.last_status) == ("failed", 1, 422)
+    assert "at most 10 items" in job.last_error
+    page = owner_client.get(reverse("admin:agents_agent_change", args=[agent.pk])).content.decode()
+    assert "at most 10 items" in page and "failed" in page
+    assert emulator.call_counts.get("POST /v1/convai/agents/create") == 1  # once: no retries of a refusal
+
+
+def test_failed_job_is_listed_on_the_sync_page_with_its_reason(workspace, owner, platform, emulator):
+    agent_services.agent_create(actor=owner, workspace=workspace, name="Refused", auth_mode="signed")
+    emulator.set_faults(fail_next=[422])
+    services.outbox_drain()
+    page = login(owner).get(reverse("admin:sync_syncjob_changelist") + "?state=attention").content.decode()
+    assert "Refused" in page and "Injected fault." in page
