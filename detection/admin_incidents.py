@@ -1,0 +1,421 @@
+"""The incident pages: the list, opening one (from an alert, a leak-check match or by hand), the incident page
+as a timeline with the walk (revoke → replace → blast radius → related secrets → post-mortem → close), one page
+per step, and the Markdown export. Every write calls a service in detection.incidents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, Prefetch, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
+
+from agents.models import Workspace
+from detection import incidents as services
+from detection.admin_common import WorkspaceFilter, severity_badge
+from detection.forms import (
+    BlastRadiusForm,
+    CloseForm,
+    NoteForm,
+    OpenIncidentForm,
+    PostmortemForm,
+    RelatedForm,
+    ReplaceStepForm,
+    RevokeStepForm,
+    apply_errors,
+)
+from detection.models import Incident, IncidentStep
+from detection.report import incident_markdown
+from detection.selectors import blast_radius, latest_steps, related_candidates, timeline
+from keys.models_apikeys import ApiKey
+from keys.services_apikeys import AlreadyIssued
+from project import access
+from project.admin_base import WorkspaceScopedAdmin
+
+NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
+STATE_COLOURS = {"open": "#c62828", "contained": "#b8860b", "closed": "#2e7d32"}
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # The page shows a key's secret once: no cache may keep it and going back must ask the server again.
+    response["Cache-Control"] = NO_STORE
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class IncidentStateFilter(admin.SimpleListFilter):
+    title = "state"
+    parameter_name = "state"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("ongoing", "Open or contained"), *Incident.State.choices]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        value = self.value()
+        if value == "ongoing":
+            return queryset.exclude(state=Incident.State.CLOSED)
+        return queryset.filter(state=value) if value in Incident.State.values else queryset
+
+
+@admin.register(Incident)
+class IncidentAdmin(WorkspaceScopedAdmin):
+    manage_permission = "incidents.manage"
+    list_display = ("number", "title", "subject_repr", "severity_display", "state_display", "source", "workspace",
+                    "created_at", "opened_by")
+    list_display_links = ("number", "title")
+    list_select_related = ("workspace", "opened_by")
+    list_filter = (IncidentStateFilter, "severity", "source", WorkspaceFilter)
+    search_fields = ("title", "subject_repr")
+    fieldsets = (
+        (None, {"fields": ("title", "severity", "summary")}),
+        ("Incident", {"fields": ("workspace", "state_display", "source", "subject_link", "alert_link",
+                                 "exposure_window", "replacement_link", "opened_by", "created_at", "closed_by",
+                                 "closed_at")}),
+        ("Post-mortem", {"fields": ("root_cause", "controls_display")}),
+    )
+    readonly_fields = ("workspace", "state_display", "source", "subject_link", "alert_link", "exposure_window",
+                       "replacement_link", "opened_by", "created_at", "closed_by", "closed_at", "root_cause",
+                       "controls_display")
+    change_form_template = "admin/detection/incident/change_form.html"
+
+    # --- columns and fields --------------------------------------------------------------------------------
+    @admin.display(description="#", ordering="pk")
+    def number(self, incident: Incident) -> str:
+        return f"#{incident.pk}"
+
+    @admin.display(description="severity", ordering="severity")
+    def severity_display(self, incident: Incident) -> str:
+        return severity_badge(incident.severity, incident.get_severity_display())
+
+    @admin.display(description="state", ordering="state")
+    def state_display(self, incident: Incident) -> str:
+        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(incident.state, "#555"),
+                           incident.get_state_display())
+
+    @admin.display(description="subject")
+    def subject_link(self, incident: Incident) -> str:
+        if incident.api_key_id:
+            return format_html('<a href="{}">{}</a>', reverse("admin:keys_apikey_change", args=[incident.api_key_id]),
+                               incident.subject_repr)
+        if incident.secret_id:
+            return format_html('<a href="{}">{}</a>',
+                               reverse("admin:secrets_app_secret_change", args=[incident.secret_id]),
+                               incident.subject_repr)
+        return incident.subject_repr or "—"
+
+    @admin.display(description="from alert")
+    def alert_link(self, incident: Incident) -> str:
+        if not incident.alert_id:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:detection_alert_change", args=[incident.alert_id]),
+                           incident.alert)
+
+    @admin.display(description="exposure window (UTC)")
+    def exposure_window(self, incident: Incident) -> str:
+        def fmt(value: Any) -> str:
+            return value.strftime("%Y-%m-%d %H:%M") if value else "?"
+
+        if not incident.exposure_start and not incident.exposure_end:
+            return "not set yet (the blast-radius step sets it)"
+        return f"{fmt(incident.exposure_start)} → {fmt(incident.exposure_end) if incident.exposure_end else 'now'}"
+
+    @admin.display(description="replacement")
+    def replacement_link(self, incident: Incident) -> str:
+        if not incident.replacement_key_id:
+            return "—"
+        return format_html('<a href="{}">{}</a>',
+                           reverse("admin:keys_apikey_change", args=[incident.replacement_key_id]),
+                           incident.replacement_key)
+
+    @admin.display(description="controls added")
+    def controls_display(self, incident: Incident) -> str:
+        items = [services.CONTROLS[c] for c in incident.controls_added if c in services.CONTROLS]
+        if incident.controls_notes:
+            items.append(incident.controls_notes)
+        return "; ".join(items) or "—"
+
+    # --- rights ----------------------------------------------------------------------------------------------
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # an incident is part of the record; it is closed, never deleted
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        fields = list(self.readonly_fields)
+        if obj is not None and (obj.is_closed or not self.has_change_permission(request, obj)):
+            fields += ["title", "severity", "summary"]
+        return fields
+
+    def service_save(self, request: HttpRequest, obj: Incident, form: Any, change: bool) -> Incident:
+        data = {f: form.cleaned_data[f] for f in services.UPDATE_FIELDS if f in form.cleaned_data}
+        return services.incident_update(actor=request.user, incident=obj, **data)
+
+    def _manage(self, request: HttpRequest, incident: Incident) -> None:
+        access.require(request.user, self.manage_permission, incident.workspace_id)
+
+    # --- the incident page: walk and timeline ---------------------------------------------------------------
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        steps = [("revoke", self.revoke_view), ("replace", self.replace_view), ("blast-radius", self.blast_view),
+                 ("related", self.related_view), ("postmortem", self.postmortem_view), ("close", self.close_view),
+                 ("note", self.note_view)]
+        return [
+            path("open/", view(self.open_view), name="detection_incident_open"),
+            *[path(f"<path:object_id>/{slug}/", view(fn), name=f"detection_incident_{slug.replace('-', '_')}")
+              for slug, fn in steps],
+            path("<path:object_id>/export.md", view(self.export_view), name="detection_incident_export"),
+            *super().get_urls(),
+        ]
+
+    def walk(self, request: HttpRequest, incident: Incident) -> list[dict[str, Any]]:
+        done = latest_steps(incident)
+        manage = access.has_perm(request.user, self.manage_permission, incident.workspace_id) \
+            and not incident.is_closed
+        has_subject = incident.subject_kind != "none"
+        revoked = IncidentStep.Kind.REVOKE in done
+
+        def item(kind: str, label: str, slug: str, available: bool, explain: str) -> dict[str, Any]:
+            step = done.get(kind)
+            return {"kind": kind, "label": label, "step": step, "explain": explain,
+                    "url": reverse(f"admin:detection_incident_{slug}", args=[incident.pk]),
+                    "available": manage and available}
+
+        secret = incident.subject_kind == "secret"
+        return [
+            item(IncidentStep.Kind.REVOKE, "Revoke now", "revoke", has_subject and not revoked,
+                 "Confirm it was revoked at its issuer." if secret else "The key stops working at once."),
+            item(IncidentStep.Kind.REPLACE, "Issue the replacement", "replace",
+                 has_subject and revoked and IncidentStep.Kind.REPLACE not in done,
+                 "Store the new value." if secret else "Same scopes, quota and network limits; the secret is shown "
+                                                       "once."),
+            item(IncidentStep.Kind.BLAST_RADIUS, "Blast radius", "blast_radius", True,
+                 "What it could reach, and what it spent while exposed."),
+            item(IncidentStep.Kind.RELATED_SECRETS, "Related secrets to rotate", "related", True,
+                 "A key rarely leaks alone: what sat next to it?"),
+            item(IncidentStep.Kind.POSTMORTEM, "Post-mortem", "postmortem", True,
+                 "Root cause and the controls added."),
+            item(IncidentStep.Kind.CLOSED, "Close", "close",
+                 IncidentStep.Kind.POSTMORTEM in done and (revoked or not has_subject), "Resolves the source alert."),
+        ]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        extra = {"walk": self.walk(request, incident), "timeline": timeline(incident),
+                 "export_url": reverse("admin:detection_incident_export", args=[incident.pk]),
+                 "note_url": reverse("admin:detection_incident_note", args=[incident.pk]),
+                 "can_note": access.has_perm(request.user, self.manage_permission, incident.workspace_id)}
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
+
+    def _incident(self, request: HttpRequest, object_id: str) -> Incident:
+        incident: Incident = self.get_scoped_object_or_404(request, object_id)
+        steps = IncidentStep.objects.order_by("created_at", "id")
+        return (Incident.objects.select_related("workspace", "alert", "api_key", "replacement_key", "opened_by",
+                                                "closed_by")
+                .prefetch_related(Prefetch("steps", queryset=steps)).get(pk=incident.pk))
+
+    def _page(self, request: HttpRequest, incident: Incident | None, title: str, template: str = "step.html",
+              **extra: Any) -> TemplateResponse:
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title,
+                   "incident": incident,
+                   "change_url": reverse("admin:detection_incident_change", args=[incident.pk]) if incident else None,
+                   **extra}
+        return TemplateResponse(request, f"admin/detection/incident/{template}", context)
+
+    def _done(self, request: HttpRequest, incident: Incident, message: str) -> HttpResponse:
+        self.message_user(request, message, messages.SUCCESS)
+        return HttpResponseRedirect(reverse("admin:detection_incident_change", args=[incident.pk]))
+
+    def _step_view(self, request: HttpRequest, incident: Incident, form_class: Any, title: str, run: Any,
+                   message: str, intro: str = "", form_kwargs: dict[str, Any] | None = None,
+                   **extra: Any) -> HttpResponse:
+        self._manage(request, incident)
+        form = form_class(request.POST or None, **(form_kwargs or {}))
+        if request.method == "POST" and form.is_valid():
+            try:
+                run(incident, form.cleaned_data)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._done(request, incident, message)
+        return self._page(request, incident, title, form=form, intro=intro, **extra)
+
+    # --- open ------------------------------------------------------------------------------------------------
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        return self.open_view(request)
+
+    def open_view(self, request: HttpRequest) -> HttpResponse:
+        """Open an incident: ?alert=<id>, ?key=<id>&source=leak_check, ?secret=<id>, or nothing (choose here)."""
+        from detection.selectors import alerts_for
+        from keys.selectors_apikeys import api_keys_for
+        from secrets_app.selectors import secrets_for
+
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        keys = api_keys_for(request.user, self.manage_permission).select_related("service_account", "environment")
+        secrets = secrets_for(request.user, self.manage_permission)
+        allowed = access.workspaces_with(request.user, self.manage_permission)
+        workspaces = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
+        params = request.POST if request.method == "POST" else request.GET
+        alert = key = secret = None
+        source = Incident.Source.MANUAL
+        # Objects of another workspace answer 404 like anything else out of reach.
+        if params.get("alert"):
+            alert = self._scoped(alerts_for(request.user), params["alert"])
+            source = Incident.Source.ALERT
+        elif params.get("key"):
+            key = self._scoped(api_keys_for(request.user), params["key"])
+            source = Incident.Source.LEAK_CHECK if params.get("source") == "leak_check" else source
+        elif params.get("secret"):
+            secret = self._scoped(secrets_for(request.user), params["secret"])
+        fixed = any(o is not None for o in (alert, key, secret))
+        form = OpenIncidentForm(request.POST or None, keys=keys, secrets=secrets, workspaces=workspaces, fixed=fixed)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                incident, created = services.incident_open(
+                    actor=request.user, source=source, alert=alert, api_key=key or data.get("api_key"),
+                    secret=secret or data.get("secret"), workspace=data.get("workspace"), title=data["title"],
+                    summary=data["summary"], severity=data["severity"] or None,
+                    exposure_start=data["exposure_start"])
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._done(request, incident, f"Incident {incident} opened." if created else
+                                  f"{incident} is already open for this; continue there.")
+        subject = alert or key or secret
+        return self._page(request, None, "Open an incident", "open.html", form=form, subject=subject,
+                          alert=alert, key=key, secret=secret, source=source,
+                          hidden={"alert": params.get("alert", ""), "key": params.get("key", ""),
+                                  "secret": params.get("secret", ""), "source": params.get("source", "")})
+
+    def _scoped(self, queryset: QuerySet, value: str) -> Any:
+        obj = queryset.filter(pk=value).first() if str(value).isdigit() else None
+        if obj is None:
+            raise Http404("No such object.")
+        return obj
+
+    # --- the steps ------------------------------------------------------------------------------------------
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        def run(incident: Incident, data: dict[str, Any]) -> None:
+            services.incident_revoke(actor=request.user, incident=incident, reason=data["reason"])
+
+        incident = self._incident(request, object_id)
+        intro = ("Revoke the key now: it stops working on the platform at once (disabled, then deleted). Do not "
+                 "wait to understand the full scope." if incident.api_key_id else
+                 "Revoke the secret where it was issued (its provider's console), then record here how.")
+        return self._step_view(request, incident, RevokeStepForm, f"Revoke: {incident.subject_repr}", run,
+                               "Revoked: the exposure window is closed.", intro)
+
+    @method_decorator(sensitive_post_parameters("new_value"))
+    @sensitive_variables("issued")
+    def replace_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        self._manage(request, incident)
+        secret_subject = incident.subject_kind == "secret"
+        form = ReplaceStepForm(request.POST or None, secret_subject=secret_subject)
+        change_url = reverse("admin:detection_incident_change", args=[incident.pk])
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.incident_replace(actor=request.user, incident=incident,
+                                                   request_uuid=form.cleaned_data["request_uuid"],
+                                                   new_value=form.cleaned_data.get("new_value"))
+            except AlreadyIssued as exc:
+                return self._secret_page(request, incident, exc.key, None, change_url)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                if issued is not None:
+                    return self._secret_page(request, incident, issued.key, issued.secret, change_url)
+                return self._done(request, incident, "Replacement recorded.")
+        intro = ("Store the secret's new value: Keyward encrypts it, never shows it again, and updates the platform."
+                 if secret_subject else
+                 "Issue the successor now, with the same environment, scopes, quota and network limits. Its secret "
+                 "is shown once on the next page: put it in your secret manager and roll it out.")
+        return _no_store(self._page(request, incident, f"Replace: {incident.subject_repr}", form=form, intro=intro))
+
+    @sensitive_variables("secret")
+    def _secret_page(self, request: HttpRequest, incident: Incident, key: ApiKey, secret: str | None,
+                     change_url: str) -> HttpResponse:
+        context = {**self.admin_site.each_context(request), "opts": ApiKey._meta, "key": key, "secret": secret,
+                   "title": f"Replacement for incident {incident}", "incident": incident,
+                   "change_url": reverse("admin:keys_apikey_change", args=[key.pk]), "incident_url": change_url}
+        return _no_store(TemplateResponse(request, "admin/detection/incident/secret.html", context))
+
+    def blast_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        start = incident.exposure_start or (incident.api_key.activated_at if incident.api_key_id else None)
+        initial = {"exposure_start": start, "exposure_end": incident.exposure_end}
+        preview = blast_radius(incident, start, incident.exposure_end or timezone.now()) if start else None
+
+        def run(incident: Incident, data: dict[str, Any]) -> None:
+            services.incident_assess(actor=request.user, incident=incident, exposure_start=data["exposure_start"],
+                                     exposure_end=data["exposure_end"], notes=data["notes"])
+
+        return self._step_view(request, incident, BlastRadiusForm, f"Blast radius: {incident.subject_repr or incident}",
+                               run, "Blast radius recorded.", "Set the exposure window: how long was it valid and "
+                               "exposed? The figures below are recorded with the step.",
+                               form_kwargs={"initial": initial}, preview=preview)
+
+    def related_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        candidates = related_candidates(incident)
+
+        def run(incident: Incident, data: dict[str, Any]) -> None:
+            services.incident_list_related(actor=request.user, incident=incident, refs=data["refs"],
+                                           notes=data["notes"])
+
+        return self._step_view(request, incident, RelatedForm, "Related secrets to rotate", run,
+                               "Related secrets recorded.", "If the key leaked from a repository, a log store or a "
+                               "CI pipeline, assume what sat next to it leaked too. Tick what to rotate; each links "
+                               "to its page.", form_kwargs={"candidates": candidates}, candidates=candidates)
+
+    def postmortem_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        initial = {"root_cause": incident.root_cause, "controls": incident.controls_added,
+                   "controls_notes": incident.controls_notes}
+
+        def run(incident: Incident, data: dict[str, Any]) -> None:
+            services.incident_postmortem(actor=request.user, incident=incident, root_cause=data["root_cause"],
+                                         controls=data["controls"], controls_notes=data["controls_notes"])
+
+        return self._step_view(request, incident, PostmortemForm, "Post-mortem", run, "Post-mortem recorded.",
+                               "Find how the key escaped and close that path, or it will happen again.",
+                               form_kwargs={"initial": initial})
+
+    def close_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+
+        def run(incident: Incident, data: dict[str, Any]) -> None:
+            services.incident_close(actor=request.user, incident=incident, notes=data["notes"])
+
+        return self._step_view(request, incident, CloseForm, "Close the incident", run, "Incident closed.",
+                               "Closing resolves the alert the incident came from. Notes can still be added.")
+
+    def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        self._manage(request, incident)
+        form = NoteForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.incident_note(actor=request.user, incident=incident, text=form.cleaned_data["text"])
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._done(request, incident, "Note added.")
+        return self._page(request, incident, "Add a note", form=form)
+
+    def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        incident = self._incident(request, object_id)
+        response = HttpResponse(incident_markdown(incident), content_type="text/markdown; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="incident-{incident.pk}.md"'
+        response["Cache-Control"] = "private, no-store"
+        return response
+

@@ -1,0 +1,191 @@
+"""The security posture dashboard's figures: every number counted in the database (one aggregate each, whatever
+the number of keys), each with the URL of the filtered admin list behind it, and the credit burn of the last 30
+days per environment and per key as chart data. Scoped to the workspaces the person may view."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from django.apps import apps
+from django.db.models import Count, Q, QuerySet, Sum
+from django.urls import reverse
+from django.utils import timezone
+
+from agents.models import Agent, Workspace
+from detection.charts import BarChart, LineChart, bar_chart, line_chart
+from detection.models import Alert, Incident
+from keys.models_apikeys import ApiKey, KeyUsageDaily
+from keys.selectors_apikeys import flagged
+from project import access
+
+DAYS = 30
+TOP_KEYS = 8
+SEVERE = (Alert.Severity.HIGH, Alert.Severity.CRITICAL)
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    label: str
+    value: int
+    url: str
+    bad_when_positive: bool = True
+    note: str = ""
+
+    @property
+    def tone(self) -> str:
+        if not self.bad_when_positive:
+            return "info"
+        return "bad" if self.value else "ok"
+
+
+@dataclass
+class Posture:
+    workspaces: list[Workspace]
+    selected: Workspace | None
+    sections: list[tuple[str, list[Figure]]]
+    environments: LineChart
+    keys: BarChart
+    top_alerts: list[Alert]
+    ongoing_incidents: list[Incident]
+    since: date
+    until: date
+
+
+def _url(name: str, params: dict[str, Any]) -> str:
+    query = urlencode({k: v for k, v in params.items() if v is not None})
+    return f"{reverse(name)}?{query}" if query else reverse(name)
+
+
+def _in(queryset: QuerySet, ids: set[int] | None, lookup: str = "workspace_id") -> QuerySet:
+    return queryset if ids is None else queryset.filter(**{f"{lookup}__in": ids})
+
+
+def visible_workspaces(actor: Any) -> QuerySet[Workspace]:
+    allowed = access.workspaces_with(actor, "workspace.view")
+    qs = Workspace.objects.order_by("name")
+    return qs if allowed is None else qs.filter(pk__in=allowed)
+
+
+def posture(actor: Any, selected: Workspace | None, workspaces: list[Workspace], *,
+            today: date | None = None) -> Posture:
+    """Everything the dashboard shows, for one workspace or every workspace the actor may view."""
+    allowed = access.workspaces_with(actor, "workspace.view")
+    ids: set[int] | None = {selected.pk} if selected is not None else allowed
+    ws = {"workspace__id__exact": selected.pk if selected else None}  # the admin lists' own workspace filter
+    plain_ws = {"workspace": selected.pk if selected else None}  # the sync and detection lists' WorkspaceFilter
+
+    keys = _in(ApiKey.objects.all(), ids)
+    key_figures = [
+        Figure("overdue", "Keys overdue for rotation", flagged(keys, "overdue").count(),
+               _url("admin:keys_apikey_changelist", {"flag": "overdue", **ws})),
+        Figure("idle", "Keys unused for 30+ days", flagged(keys, "idle").count(),
+               _url("admin:keys_apikey_changelist", {"flag": "idle", **ws}), note="by each workspace's idle days"),
+        Figure("all_scopes_prod", "Production keys with every scope", flagged(keys, "all_scopes_prod").count(),
+               _url("admin:keys_apikey_changelist", {"flag": "all_scopes_prod", **ws})),
+        Figure("open_network", "Keys without a network limit", flagged(keys, "open_network").count(),
+               _url("admin:keys_apikey_changelist", {"flag": "open_network", **ws})),
+    ]
+    counts = keys.aggregate(usable=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES)),
+                            suspended=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES,
+                                                           suspended_at__isnull=False)))
+    key_figures += [
+        Figure("suspended", "Keys disabled by the credit guard", counts["suspended"],
+               _url("admin:keys_apikey_changelist", {"suspended_at__isnull": "False", **ws})),
+        Figure("usable", "Usable keys", counts["usable"],
+               _url("admin:keys_apikey_changelist", {"state__in": "active,superseded", **ws}), False),
+    ]
+
+    agents = _in(Agent.objects.all(), ids).aggregate(
+        signed=Count("pk", filter=Q(auth_mode=Agent.AuthMode.SIGNED)),
+        allowlist=Count("pk", filter=Q(auth_mode=Agent.AuthMode.ALLOWLIST)),
+        public=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC)),
+        unlimited=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True)))
+    agent_figures = [
+        Figure("public", "Public agents", agents["public"],
+               _url("admin:agents_agent_changelist", {"auth_mode__exact": "public", **ws})),
+        Figure("allowlist", "Allowlisted agents", agents["allowlist"],
+               _url("admin:agents_agent_changelist", {"auth_mode__exact": "allowlist", **ws}), False),
+        Figure("signed", "Signed-URL agents", agents["signed"],
+               _url("admin:agents_agent_changelist", {"auth_mode__exact": "signed", **ws}), False),
+        Figure("public_unlimited", "Public agents without a duration limit", agents["unlimited"],
+               _url("admin:agents_agent_changelist", {"auth_mode__exact": "public",
+                                                      "max_duration_seconds__isnull": "True", **ws}),
+               note="the database refuses new ones; any here predate that rule"),
+    ]
+
+    other: list[Figure] = []
+    if apps.is_installed("secrets_app"):
+        from secrets_app.models import Secret
+
+        unused = _in(Secret.objects.filter(tool_references__isnull=True), ids).count()
+        other.append(Figure("unused_secrets", "Secrets no tool uses", unused,
+                            _url("admin:secrets_app_secret_changelist", {"tool_references__isnull": "True", **ws})))
+    from project.sync.models import Drift, SyncJob
+
+    other += [
+        Figure("sync_attention", "Dead or failed sync jobs",
+               _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids).count(),
+               _url("admin:sync_syncjob_changelist", {"state": "attention", **plain_ws})),
+        Figure("drift", "Drift from the platform", _in(Drift.objects.all(), ids).count(),
+               _url("admin:sync_drift_changelist", plain_ws)),
+    ]
+
+    alerts = _in(Alert.objects.exclude(state=Alert.State.RESOLVED), ids)
+    alert_counts = alerts.aggregate(total=Count("pk"), severe=Count("pk", filter=Q(severity__in=SEVERE)))
+    incidents = _in(Incident.objects.exclude(state=Incident.State.CLOSED), ids)
+    response = [
+        Figure("alerts", "Open alerts", alert_counts["total"],
+               _url("admin:detection_alert_changelist", {"state": "unresolved", **plain_ws})),
+        Figure("alerts_severe", "…of which high or critical", alert_counts["severe"],
+               _url("admin:detection_alert_changelist", {"state": "unresolved", "severity__in": "high,critical",
+                                                         **plain_ws})),
+        Figure("incidents", "Open incidents", incidents.count(),
+               _url("admin:detection_incident_changelist", {"state": "ongoing", **plain_ws})),
+    ]
+
+    today = today or timezone.now().date()
+    since = today - timedelta(days=DAYS - 1)
+    days = [since + timedelta(days=n) for n in range(DAYS)]
+    return Posture(
+        workspaces=workspaces, selected=selected,
+        sections=[("Detection and response", response), ("API keys", key_figures), ("Agents", agent_figures),
+                  ("Secrets and sync", other)],
+        environments=environment_burn(ids, days, multi=selected is None and len(workspaces) > 1),
+        keys=key_burn(ids, days),
+        top_alerts=list(alerts.select_related("workspace").order_by("-created_at")[:6]),
+        ongoing_incidents=list(incidents.select_related("workspace").order_by("-created_at")[:6]),
+        since=since, until=today)
+
+
+def environment_burn(ids: set[int] | None, days: list[date], *, multi: bool) -> LineChart:
+    """Credits per environment and day: one grouped query."""
+    rows = (_in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
+            .order_by().values("key__environment_id", "key__environment__name", "key__environment__workspace__name",
+                               "day").annotate(credits=Sum("credits")))
+    series: dict[str, dict[date, float]] = defaultdict(dict)
+    for row in rows:
+        label = (f"{row['key__environment__workspace__name']} / {row['key__environment__name']}" if multi
+                 else row["key__environment__name"])
+        series[label][row["day"]] = series[label].get(row["day"], 0.0) + float(row["credits"] or 0)
+    ordered = sorted(series.items(), key=lambda item: -sum(item[1].values()))
+    return line_chart(days, [(label, [by_day.get(d, 0.0) for d in days]) for label, by_day in ordered])
+
+
+def key_burn(ids: set[int] | None, days: list[date]) -> BarChart:
+    """The keys that spent the most credits over the days, with their daily series: two queries."""
+    usage = _in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
+    top = list(usage.order_by().values("key_id", "key__name", "key__hint", "key__environment__name")
+               .annotate(total=Sum("credits")).order_by("-total", "key_id")[:TOP_KEYS])
+    daily: dict[int, dict[date, float]] = defaultdict(dict)
+    for key_id, day, credits in usage.filter(key_id__in=[t["key_id"] for t in top]).values_list("key_id", "day",
+                                                                                             "credits"):
+        daily[key_id][day] = float(credits or 0)
+    rows = [(f"{t['key__name']} …{t['key__hint']} ({t['key__environment__name']})",
+             reverse("admin:keys_apikey_change", args=[t["key_id"]]),
+             [daily[t["key_id"]].get(d, 0.0) for d in days]) for t in top if t["total"]]
+    return bar_chart(rows)

@@ -1,0 +1,112 @@
+"""Usage per key and hour from the platform: one read feeds detection's hourly rows and keys' daily totals; the
+periodic pass runs the rules on what changed and the credit guard."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+
+from detection import tasks, usage
+from detection.models import Alert, KeyUsageHourly
+from keys.models_apikeys import ApiKey, KeyUsageDaily
+from tests.detection.conftest import hourly, make_key
+from tests.keys.apikey_fixtures import issue, usage_row
+
+pytestmark = pytest.mark.django_db
+USAGE_CALL = "POST /v1/workspace/analytics/query/usage-by-product-over-time"
+
+
+@pytest.fixture
+def midday(clock):
+    clock.now = clock.now.replace(hour=12, minute=30, second=0)
+    return clock.now
+
+
+def _key(owner, account, *args, **kwargs):
+    return ApiKey.objects.get(pk=issue(owner, account, *args, **kwargs).key.pk)
+
+
+def test_one_platform_read_fills_the_hours_and_keys_daily_totals(owner, account, emulator, midday):
+    key = _key(owner, account)
+    ten = midday.replace(hour=10, minute=0)
+    emulator.add_usage([usage_row(key, ten + timedelta(minutes=5), credits=3, requests=1),
+                        usage_row(key, ten + timedelta(minutes=50), credits=4.5, requests=2),
+                        usage_row(key, ten - timedelta(hours=20), credits=1, requests=1),
+                        usage_row("sk_" + "1" * 48, ten, credits=99)])
+    before = emulator.call_counts.get(USAGE_CALL, 0)
+    result = usage.usage_ingest()
+    assert emulator.call_counts[USAGE_CALL] - before == 1  # keys' daily ingest answered from the same read
+    assert result["hours"] == 2 and result["unknown_hashes"] == 1 and len(result["changed"]) == 2
+    hours = {(h.hour, h.credits, h.requests) for h in KeyUsageHourly.objects.filter(key=key)}
+    assert hours == {(ten, Decimal("7.5"), 3), (ten - timedelta(hours=20), Decimal(1), 1)}
+    days = {(d.day, d.credits) for d in KeyUsageDaily.objects.filter(key=key)}
+    assert days == {(ten.date(), Decimal("7.5")), ((ten - timedelta(hours=20)).date(), Decimal(1))}
+    key.refresh_from_db()
+    assert key.last_used_at == ten + timedelta(hours=1)
+
+
+def test_ingest_is_idempotent_and_reports_only_changed_hours(owner, account, emulator, midday):
+    key = _key(owner, account)
+    ten = midday.replace(hour=10, minute=0)
+    emulator.add_usage([usage_row(key, ten, credits=3)])
+    usage.usage_ingest()
+    assert usage.usage_ingest()["changed"] == []
+    emulator.add_usage([usage_row(key, ten + timedelta(minutes=1), credits=2)])  # late data for the same hour
+    (changed,) = usage.usage_ingest()["changed"]
+    assert KeyUsageHourly.objects.get(pk=changed).credits == 5 and KeyUsageHourly.objects.count() == 1
+
+
+def test_keys_own_bucket_setting_still_gets_its_own_read(owner, account, emulator, midday, settings):
+    settings.API_KEY_USAGE_BUCKET_SECONDS = 900
+    key = _key(owner, account)
+    emulator.add_usage([usage_row(key, midday - timedelta(hours=1), credits=3)])
+    before = emulator.call_counts.get(USAGE_CALL, 0)
+    usage.usage_ingest()
+    assert emulator.call_counts[USAGE_CALL] - before == 2
+    assert KeyUsageDaily.objects.get(key=key).credits == 3
+
+
+def test_watch_raises_a_spike_from_platform_usage(owner, account, emulator, midday):
+    key = _key(owner, account)
+    emulator.add_usage([usage_row(key, midday - timedelta(hours=1), credits=5000, requests=80)])
+    result = usage.usage_watch()
+    assert result["rules_alerts"] >= 1
+    alert = Alert.objects.get(kind="usage_spike")
+    assert alert.object_id == str(key.pk) and alert.details["credits"] == 5000 and alert.details["requests"] == 80
+    assert usage.usage_watch()["rules_alerts"] == 0  # nothing changed: nothing re-evaluated, nothing raised
+
+
+def test_watch_runs_the_credit_guard(owner, account, emulator, midday):
+    key = _key(owner, account, "dev", credit_quota=100)
+    emulator.add_usage([usage_row(key, midday - timedelta(hours=2), credits=80)])
+    assert usage.usage_watch()["guard_alerts"] == 1
+    assert Alert.objects.get(kind="credit_guard_quota").details["threshold_percent"] == 75
+
+
+def test_the_periodic_task_runs_the_watch(owner, account, emulator, midday):
+    key = _key(owner, account)
+    emulator.add_usage([usage_row(key, midday - timedelta(hours=1), credits=2)])
+    tasks.watch_usage.delay()
+    assert KeyUsageHourly.objects.filter(key=key).exists()
+
+
+def test_the_beat_schedule_runs_detection_instead_of_a_second_usage_read(settings):
+    tasks_scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert {"detection.watch_usage", "detection.watch_concurrency", "keys.sweep"} <= tasks_scheduled
+    assert "keys.ingest_usage" not in tasks_scheduled
+
+
+def test_old_hours_are_pruned(workspace, fixed_now, settings):
+    settings.DETECTION_HOURLY_RETENTION_DAYS = 2
+    key = make_key(workspace)
+    hourly(key, fixed_now - timedelta(days=3), 1)
+    kept = hourly(key, fixed_now - timedelta(days=1), 1)
+    assert usage.usage_prune() == 1
+    assert list(KeyUsageHourly.objects.values_list("pk", flat=True)) == [kept.pk]
+
+
+def test_an_answer_without_the_key_column_is_refused():
+    from project.platform import errors
+
+    with pytest.raises(errors.PlatformError):
+        usage.parse_hours({"columns": ["time", "credits"], "rows": [[0, 1]]})
