@@ -145,6 +145,8 @@ DESIGNED: dict[str, Design] = {
     "keys.apikey": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
     "broker.webhookagent": Design("workspace.view", NEVER, "agents.manage", NEVER),
     "secrets_app.usercredential": Design("workspace.view", NEVER, NEVER, NEVER),
+    "detection.incident": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
+    "detection.detectionpolicy": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
 }
 
 
@@ -258,14 +260,35 @@ def _auth_connection(ws: Workspace, tag: str) -> Model:
 def _user_credential(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.vault import credential_store
 
-    return credential_store(actor=None, workspace=ws, provider=_oauth_provider(ws, f"{tag}v"), end_user_id=f"{tag}-user-1",
-                            access_token=f"{tag}-access-8e7d6c", refresh_token=f"{tag}-refresh-8e7d6c")
+    return credential_store(actor=None, workspace=ws, provider=_oauth_provider(ws, f"{tag}v"),
+                            end_user_id=f"{tag}-user-1", access_token=f"{tag}-access-8e7d6c",
+                            refresh_token=f"{tag}-refresh-8e7d6c")
 
 
 def _webhook_agent(ws: Workspace, tag: str) -> Model:
     from broker.models import WebhookAgent
 
     return WebhookAgent.objects.get(pk=_agent(ws, f"{tag} hook").pk)
+
+
+def _drift(ws: Workspace, tag: str) -> Model:
+    from project.sync.models import Drift
+
+    agent = _agent(ws, f"{tag} drifted")
+    return Drift.objects.create(kind="agent", object_id=str(agent.pk), object_repr=f"{tag} drifted agent",
+                                workspace_id=ws.pk, problem="missing_remotely")
+
+
+def _incident(ws: Workspace, tag: str) -> Model:
+    from detection.models import Incident
+
+    return Incident.objects.create(workspace=ws, title=f"{tag} incident")
+
+
+def _detection_policy(ws: Workspace, tag: str) -> Model:
+    from detection.models import DetectionPolicy
+
+    return DetectionPolicy.objects.get_or_create(workspace=ws)[0]
 
 
 def _user(ws: Workspace, tag: str) -> Model:
@@ -292,6 +315,9 @@ MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "secrets_app.authconnection": _auth_connection,
     "secrets_app.usercredential": _user_credential,
     "broker.webhookagent": _webhook_agent,
+    "sync.drift": _drift,
+    "detection.incident": _incident,
+    "detection.detectionpolicy": _detection_policy,
 }
 
 
