@@ -21,28 +21,16 @@ from django.db.models import Q
 from django.utils import timezone
 
 from project.models import TimeStampedModel
+from project.platform.scopes import PERMISSION_TYPES
 
 __all__ = [
     "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "key_digest",
     "normalise_allowed_ips", "normalise_scopes",
 ]
 
-# The platform's PermissionType enum (platform-api.md §5.1, 49 values). tests/keys pin it to the emulator's
-# copy, which tests/platform pins to the OpenAPI document.
-PLATFORM_SCOPES: tuple[str, ...] = (
-    "text_to_speech", "speech_to_speech", "speech_to_text", "models_read", "models_write", "voices_read",
-    "voices_write", "speech_history_read", "speech_history_write", "sound_generation", "audio_isolation",
-    "voice_generation", "dubbing_read", "dubbing_write", "pronunciation_dictionaries_read",
-    "pronunciation_dictionaries_write", "user_read", "user_write", "projects_read", "projects_write",
-    "audio_native_read", "audio_native_write", "workspace_read", "workspace_write", "forced_alignment",
-    "convai_read", "convai_write", "music_generation", "image_video_generation", "flows", "templates",
-    "add_voice_from_voice_library", "create_instant_voice_clone", "create_professional_voice_clone",
-    "publish_voice_to_voice_library", "share_voice_externally", "create_user_api_key",
-    "workspace_analytics_full_read", "webhooks_write", "service_account_write", "group_members_manage",
-    "workspace_members_read", "workspace_members_invite", "workspace_members_remove",
-    "terms_of_service_accept", "audit_log_read", "conversation_privacy_manage",
-    "copy_resources_cross_workspace", "synthid_detector",
-)  # fmt: skip
+# The platform's PermissionType enum (platform-api.md §5.1, 49 values), pinned to the OpenAPI document by
+# tests/platform/test_contract.py.
+PLATFORM_SCOPES: tuple[str, ...] = PERMISSION_TYPES
 ALL_SCOPES = "all"  # the platform's own sentinel for "every permission"
 MAX_ALLOWED_IPS = 100  # the platform accepts 1..100 entries
 
