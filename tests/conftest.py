@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 
 import httpx
@@ -103,3 +104,16 @@ def _eager_celery() -> Iterator[None]:
     app.conf.task_always_eager, app.conf.task_eager_propagates = True, True
     yield
     app.conf.task_always_eager, app.conf.task_eager_propagates = old
+
+
+@pytest.fixture(autouse=True)
+def _builtin_roles_after_flush(request: pytest.FixtureRequest) -> None:
+    """Transactional tests flush the database, data migrations' rows included; the built-in roles (which
+    fixtures such as ``owner`` grant) are put back the way their migration made them."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker is None or not marker.kwargs.get("transaction"):
+        return
+    request.getfixturevalue("transactional_db")
+    from django.apps import apps
+
+    importlib.import_module("keys.migrations.0002_builtin_roles").forwards(apps, None)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,16 +42,3 @@ def workers(tmp_path: Path) -> Iterator[Workers]:
         yield started
     finally:
         started.stop_all()
-
-
-@pytest.fixture(autouse=True)
-def _builtin_roles_after_flush(request: pytest.FixtureRequest) -> None:
-    """Transactional tests flush the database, data migrations' rows included; the built-in roles (which
-    fixtures such as ``owner`` grant) are put back the way their migration made them."""
-    marker = request.node.get_closest_marker("django_db")
-    if marker is None or not marker.kwargs.get("transaction"):
-        return
-    request.getfixturevalue("transactional_db")
-    from django.apps import apps
-
-    importlib.import_module("keys.migrations.0002_builtin_roles").forwards(apps, None)
