@@ -48,7 +48,7 @@ def _no_store(response: HttpResponse) -> HttpResponse:
     response["Cache-Control"] = NO_STORE
     response["Pragma"] = "no-cache"
     response["Expires"] = "0"
-    response["Referrer-Policy"] = "no-referrer"
+    response["Referrer-Policy"] = "same-origin"
     return response
 
 
