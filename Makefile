@@ -8,7 +8,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 EMULATOR_PORT ?= 8765
 
-.PHONY: run test setup lint bench clean worker beat emulator
+.PHONY: run test test-browser setup lint bench bench-admin clean worker beat emulator
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,11 +24,19 @@ run: $(STAMP)
 test: $(STAMP)
 	@bash scripts/test.sh $(ARGS)
 
+# The browser suite (Playwright + Debian's chromium, live server on PostgreSQL); not part of `make test`.
+test-browser: $(STAMP)
+	@bash scripts/test_browser.sh $(ARGS)
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# The admin changelists at scale on PostgreSQL: `make bench-admin ARGS="--rows-scale 10"` for 1,000,000 rows.
+bench-admin: $(STAMP)
+	$(PY) bench/admin_bench.py $(ARGS)
 
 worker: $(STAMP)
 	$(VENV)/bin/celery -A project worker --loglevel INFO --concurrency 2
@@ -40,4 +48,4 @@ emulator: $(STAMP)
 	$(PY) manage.py run_emulator --port $(EMULATOR_PORT)
 
 clean:
-	rm -rf var .pytest_cache
+	rm -rf var .pytest_cache test-artifacts

@@ -1,0 +1,338 @@
+"""Every admin changelist runs the same number of queries at 10 rows and at 1,000, and no more than its bound.
+
+Admins are discovered from admin.site at collection time, so a page another app adds later is measured too; a
+model this file cannot bulk-build is skipped with the reason printed (`pytest -ra`). Each page is measured for a
+superuser and for a workspace admin (the scoped path: one more query for the person's permissions), both signed
+in with a verified second factor, as every production session is (django-otp loads the device on each request).
+
+Rows are built from the permission matrix's factories (tests/keys/conftest.py): one object made through the
+services, then bulk-created copies of it with their unique fields varied. Counted: every SQL statement the
+request sends but transaction control (SAVEPOINT / RELEASE SAVEPOINT here, because each test runs inside a
+transaction; BEGIN / COMMIT around the same atomic block in production, which bench/admin_bench.py leaves out too).
+
+The issue's target is at most 6 queries per changelist. The bound below is what each page reaches and why: the
+fixed per-request cost of sessions, two-factor and permissions takes 4 or 5 of the 6 (see OVERHEAD).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.db import connection, models
+from django.db.models import Model
+from django.test import Client
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+from django.utils import timezone
+from django_otp import DEVICE_ID_SESSION_KEY
+
+from accounts import services as account_services
+from agents.models import Workspace
+from keys.models import RoleAssignment
+from tests.accounts.conftest import code_for
+from tests.factories import UserFactory, builtin_role, grant
+from tests.keys.conftest import MATRIX_FACTORIES, OWN
+
+pytestmark = pytest.mark.django_db
+
+SMALL, LARGE = 10, 1000
+PRINCIPALS = ("superuser", "workspace admin")
+
+
+@pytest.fixture(autouse=True)
+def _fast_password_hashing(settings: Any) -> None:
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+# --- objects the matrix has no factory for ----------------------------------------------------------------
+def _access_attempt(ws: Workspace, tag: str) -> Model:
+    from axes.models import AccessAttempt
+
+    return AccessAttempt.objects.create(username=f"{tag}-guesser", ip_address="127.0.0.1", user_agent="curl/8",
+                                        path_info="/admin/login/", get_data="", post_data="",
+                                        failures_since_start=3, attempt_time=timezone.now())
+
+
+def _access_log(ws: Workspace, tag: str) -> Model:
+    from axes.models import AccessLog
+
+    return AccessLog.objects.create(username=f"{tag}-person", ip_address="127.0.0.1", user_agent="Firefox",
+                                    path_info="/admin/login/", attempt_time=timezone.now())
+
+
+def _totp_device(ws: Workspace, tag: str) -> Model:
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    return TOTPDevice.objects.create(user=UserFactory(username=f"{tag}-phone-owner"), name="phone", confirmed=True)
+
+
+def _responder(ws: Workspace, tag: str) -> Any:
+    person = UserFactory(username=f"{tag}-responder")
+    grant(person, "Security admin", ws)
+    return person
+
+
+def _detection_policy(ws: Workspace, tag: str) -> Model:
+    from detection.services import detection_policy_save
+
+    return detection_policy_save(actor=_responder(ws, tag), workspace=ws)
+
+
+def _incident(ws: Workspace, tag: str) -> Model:
+    from detection.incidents import incident_open
+
+    return incident_open(actor=_responder(ws, tag), workspace=ws, title=f"{tag} incident", summary="by hand")[0]
+
+
+def _drift(ws: Workspace, tag: str) -> Model:
+    from project.sync.models import Drift
+
+    return Drift.objects.create(kind="agent", object_id="1", object_repr=f"{tag} agent", remote_id=f"agent_{tag}",
+                                workspace_id=ws.pk, problem="differs", fields={"name": ["here", "there"]})
+
+
+def _reconcile_run(ws: Workspace, tag: str) -> Model:
+    from project.sync.models import ReconcileRun
+
+    now = timezone.now()
+    return ReconcileRun.objects.create(kinds=["agent"], state="done", total=10, done=10, requested_by=f"{tag} admin",
+                                       started_at=now - timedelta(minutes=1), finished_at=now)
+
+
+FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
+    **MATRIX_FACTORIES,
+    "axes.accessattempt": _access_attempt,
+    "axes.accesslog": _access_log,
+    "otp_totp.totpdevice": _totp_device,
+    "detection.detectionpolicy": _detection_policy,
+    "detection.incident": _incident,
+    "sync.drift": _drift,
+    "sync.reconcilerun": _reconcile_run,
+}
+
+
+# --- bulk copies ------------------------------------------------------------------------------------------
+def _unique_fields(model: type[Model]) -> set[str]:
+    model = model._meta.concrete_model  # a proxy's _meta carries no constraints
+    names = {f.name for f in model._meta.concrete_fields if f.unique and not f.primary_key}
+    for group in model._meta.unique_together:
+        names.update(group)
+    for constraint in model._meta.constraints:
+        if isinstance(constraint, models.UniqueConstraint):
+            names.update(constraint.fields)
+    return names
+
+
+def _varied(value: str, n: int, max_length: int | None) -> str:
+    tag = f"{n:05d}"
+    return (value[: max_length - len(tag)] if max_length else value) + tag
+
+
+def copies(template: Model, numbers: range, **overrides: Callable[[int], Any]) -> list[Model]:
+    """Unsaved copies of `template`, one per number, with every unique text field varied by the number and
+    every unique UUID new. `overrides` give a field's value per number."""
+    model = type(template)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    unique = _unique_fields(model)
+    rows = []
+    for n in numbers:
+        values = {f.attname: getattr(template, f.attname) for f in fields}
+        for f in fields:
+            value = values[f.attname]
+            if f.name not in unique or f.is_relation or value in (None, ""):
+                continue
+            if isinstance(f, models.UUIDField):
+                values[f.attname] = uuid.uuid4()
+            elif isinstance(f, models.CharField | models.TextField):  # not GenericIPAddressField: left as it is
+                values[f.attname] = _varied(value, n, f.max_length)
+        values.update({name: make(n) for name, make in overrides.items()})
+        rows.append(model(**values))
+    return rows
+
+
+def _bulk(rows: list[Model]) -> list[Model]:
+    return type(rows[0])._default_manager.bulk_create(rows, batch_size=500) if rows else []
+
+
+@dataclass
+class World:
+    """One admin's rows in the principal's workspace, grown in steps."""
+
+    label: str
+    workspace: Workspace
+    principal: Any
+    template: Model | None = None
+    made: int = 0
+
+    def grow_to(self, total: int) -> None:
+        if self.template is None:
+            self.template = FACTORIES[self.label](self.workspace, OWN)
+            self.made = 1
+        numbers = range(self.made, total)
+        GROWERS.get(self.label, _grow_copies)(self, numbers)
+        self.made = total
+
+
+def _grow_copies(world: World, numbers: range) -> None:
+    _bulk(copies(world.template, numbers))
+
+
+def _new_workspaces(world: World, numbers: range) -> list[Workspace]:
+    """Workspaces for models that hold one row per workspace; the workspace admin is Admin in each of them."""
+    made = _bulk([Workspace(name=f"Bulk workspace {n:05d}", slug=f"bulk-{n:05d}") for n in numbers])
+    if not world.principal.is_superuser:
+        role = builtin_role("Admin")
+        _bulk([RoleAssignment(user=world.principal, workspace=ws, role=role) for ws in made])
+    return made
+
+
+def _grow_workspaces(world: World, numbers: range) -> None:
+    _new_workspaces(world, numbers)
+
+
+def _grow_one_per_workspace(world: World, numbers: range) -> None:
+    workspaces = iter(_new_workspaces(world, numbers))
+    _bulk(copies(world.template, numbers, workspace_id=lambda n: next(workspaces).pk))
+
+
+def _people(world: World, numbers: range) -> list[Any]:
+    user = get_user_model()
+    return _bulk([user(username=f"bulk-person-{n:05d}", email=f"bulk-{n:05d}@example.com", is_staff=True)
+                  for n in numbers])
+
+
+def _grow_people(world: World, numbers: range) -> None:
+    role = builtin_role("Viewer")
+    _bulk([RoleAssignment(user=person, workspace=world.workspace, role=role) for person in _people(world, numbers)])
+
+
+def _grow_one_per_person(world: World, numbers: range) -> None:
+    """Role assignments and two-factor devices: one copy for each new person."""
+    people = iter(_people(world, numbers))
+    _bulk(copies(world.template, numbers, user_id=lambda n: next(people).pk))
+
+
+GROWERS: dict[str, Callable[[World, range], None]] = {
+    "agents.workspace": _grow_workspaces,
+    "keys.keypolicy": _grow_one_per_workspace,
+    "detection.detectionpolicy": _grow_one_per_workspace,
+    "auth.user": _grow_people,
+    "keys.roleassignment": _grow_one_per_person,
+    "otp_totp.totpdevice": _grow_one_per_person,
+}
+
+
+# --- the principals: signed in with a verified second factor ----------------------------------------------
+def _principal(kind: str, workspace: Workspace) -> tuple[Any, Client]:
+    if kind == "superuser":
+        user = UserFactory(username="cl-root", is_superuser=True)
+    else:
+        user = UserFactory(username="cl-admin")
+        grant(user, "Admin", workspace)
+    device = account_services.otp_device_enrol(actor=user, user=user)
+    assert account_services.otp_device_confirm(actor=user, device=device, code=code_for(device)) is not None
+    client = Client()
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return user, client
+
+
+def _statements(queries: CaptureQueriesContext) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries
+            if not q["sql"].upper().startswith(("SAVEPOINT", "RELEASE SAVEPOINT"))]
+
+
+def _changelist(client: Client, url: str) -> tuple[list[str], Any]:
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(url)
+    assert response.status_code == 200, (url, response.status_code)
+    return _statements(queries), response
+
+
+# --- the bound -------------------------------------------------------------------------------------------
+#: Every admin page pays these before its own work: the session, the signed-in user, the verified two-factor
+#: device (django-otp's middleware loads it on each request) and the session written back (SESSION_SAVE_EVERY_REQUEST
+#: slides the idle timeout, so every request is also an UPDATE). Anyone but a superuser adds one query: their
+#: permissions in every workspace (keys.access, one query whatever the number of workspaces).
+OVERHEAD = {"superuser": 4, "workspace admin": 5}
+#: The changelist itself: one COUNT (show_full_result_count=False spares the second) and the page of rows.
+PAGE = 2
+#: Pages that run more on every load, whatever the row count, and why.
+EXTRA: dict[str, tuple[int, str]] = {
+    "audit.auditevent": (1, "workspace filter choices"),
+    "auth.user": (1, "prefetch of the listed people's role assignments (roles column)"),
+    "detection.alert": (1, "workspace filter choices"),
+    "detection.incident": (1, "workspace filter choices"),
+    "keys.apikey": (1, "environment filter choices"),
+    "keys.roleassignment": (2, "workspace and role filter choices"),
+    "keys.serviceaccount": (1, "workspace filter choices"),
+    "secrets_app.secret": (1, "prefetch of the tools using the listed secrets"),
+    "secrets_app.tool": (1, "prefetch of the secrets the listed tools reference"),
+    "secrets_app.usercredential": (1, "provider filter choices"),
+    "sync.drift": (1, "workspace filter choices"),
+    "sync.reconcilerun": (1, "is a run going? (the page's notice)"),
+    "sync.syncjob": (2, "state summary counts, workspace filter choices"),
+}
+
+
+def bound(label: str, principal: str) -> int:
+    return OVERHEAD[principal] + PAGE + EXTRA.get(label, (0, ""))[0]
+
+
+# --- the cases --------------------------------------------------------------------------------------------
+def _label(model_admin: Any) -> str:
+    return model_admin.model._meta.label_lower
+
+
+def _superuser_only(model_admin: Any) -> bool:
+    from accounts.admin import SuperuserOnlyAdmin
+
+    return isinstance(model_admin, SuperuserOnlyAdmin)
+
+
+def _cases() -> list[Any]:
+    cases = []
+    for model_admin in sorted(admin.site._registry.values(), key=_label):
+        label = _label(model_admin)
+        for principal in PRINCIPALS:
+            marks = []
+            if label not in FACTORIES:
+                marks.append(pytest.mark.skip(reason=f"no factory for {label}: add one to MATRIX_FACTORIES "
+                                                     "(tests/keys/conftest.py) or FACTORIES here"))
+            elif principal != "superuser" and _superuser_only(model_admin):
+                marks.append(pytest.mark.skip(reason=f"{label}: superuser-only page, a workspace admin gets 403"))
+            cases.append(pytest.param(label, principal, id=f"{label}-{principal.replace(' ', '-')}", marks=marks))
+    return cases
+
+
+@pytest.mark.parametrize("label,principal", _cases())
+def test_changelist_queries_stay_bounded_from_10_to_1000_rows(label: str, principal: str, workspace: Any) -> None:
+    model_admin = next(a for a in admin.site._registry.values() if _label(a) == label)
+    meta = model_admin.model._meta
+    url = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
+    user, client = _principal(principal, workspace)
+    world = World(label, workspace, user)
+
+    world.grow_to(SMALL)
+    client.get(url)  # process-wide caches (content types) warm, as in a running server
+    small, response = _changelist(client, url)
+    assert response.context["cl"].result_count >= SMALL
+    world.grow_to(LARGE)
+    large, response = _changelist(client, url)
+    cl = response.context["cl"]
+    assert cl.result_count >= LARGE
+    assert len(cl.result_list) == min(cl.result_count, model_admin.list_per_page)  # the rows were rendered
+
+    listing = "\n".join(large)
+    assert len(large) == len(small), f"queries grew with the rows ({len(small)} → {len(large)}):\n{listing}"
+    assert len(large) <= bound(label, principal), f"{len(large)} queries:\n{listing}"
+
