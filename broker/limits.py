@@ -1,6 +1,7 @@
-"""Rate limit and session quota: one conditional UPDATE each, so they hold exactly under concurrency.
+"""Rate limit and session quota: conditional UPDATEs, so they hold exactly under concurrency.
 
-The store is the database row ``BrokerKeyUsage`` (one per key). Each check is a single statement::
+The store is the database row ``BrokerKeyUsage`` (one per key). The rate check alone (for a request refused
+before it could take a session) is a single statement; admit() makes both checks in one. The rate check::
 
     UPDATE broker_brokerkeyusage
        SET used   = CASE WHEN window >= :w THEN used + 1 ELSE 1 END,
@@ -80,17 +81,54 @@ def rate_consume(key: BrokerKey, now: float) -> tuple[bool, Window]:
     return granted == 1, window
 
 
-def quota_reserve(key: BrokerKey, now: float, ip: str | None) -> tuple[bool, Window]:
-    """Take one session from the key's quota for the current period: (granted, the period)."""
-    window = quota_window(key.quota_period, now)
-    w = window.number
-    granted = rows.execute(
-        f"UPDATE {_table()} SET quota_used = CASE WHEN quota_window >= %s THEN quota_used + 1 ELSE 1 END, "  # noqa: S608 - names from model metadata
-        "quota_window = CASE WHEN quota_window >= %s THEN quota_window ELSE %s END, "
-        "sessions_total = sessions_total + 1, last_used_at = %s, last_ip = %s "
-        "WHERE key_id = %s AND (quota_window < %s OR quota_used < %s)",
-        [w, w, w, _prep("last_used_at", timezone.now()), _prep("last_ip", ip), key.pk, w, key.session_quota])
-    return granted == 1, window
+class Outcome:
+    GRANTED = "granted"
+    RATE_LIMITED = "rate_limited"
+    QUOTA_EXHAUSTED = "quota_exhausted"
+
+
+def admit(key: BrokerKey, now: float, ip: str | None) -> tuple[str, Window, Window]:
+    """Count one request in the key's minute and, when the minute allows it, take one session from the quota
+    of its period: (outcome, the minute, the period). One statement, so one round trip and one commit::
+
+        UPDATE usage SET <rate counters as in rate_consume>,
+               <quota counters, sessions_total, last_used_at, last_ip: changed only WHEN quota_ok>,
+               last_granted = quota_ok
+         WHERE key_id = :k AND (rate_window < :w OR rate_used < :limit)      -- the rate gate
+        RETURNING last_granted
+
+    No row means the minute is full (rate limited); ``last_granted`` false means the period is used up. Every
+    SET expression reads the row as it was before the statement, and the row lock serialises concurrent
+    statements exactly as for the two separate UPDATEs this replaces.
+    """
+    minute = minute_window(now)
+    period = quota_window(key.quota_period, now)
+    w, q = minute.number, period.number
+    quota_ok = "(quota_window < %s OR quota_used < %s)"
+    quota_params = [q, key.session_quota]
+    row = rows.fetch_one(
+        f"UPDATE {_table()} SET rate_used = CASE WHEN rate_window >= %s THEN rate_used + 1 ELSE 1 END, "  # noqa: S608 - names from model metadata
+        "rate_window = CASE WHEN rate_window >= %s THEN rate_window ELSE %s END, "
+        f"quota_used = CASE WHEN {quota_ok} THEN CASE WHEN quota_window >= %s THEN quota_used + 1 ELSE 1 END "
+        "ELSE quota_used END, "
+        f"quota_window = CASE WHEN {quota_ok} THEN CASE WHEN quota_window >= %s THEN quota_window ELSE %s END "
+        "ELSE quota_window END, "
+        f"sessions_total = sessions_total + CASE WHEN {quota_ok} THEN 1 ELSE 0 END, "
+        f"last_used_at = CASE WHEN {quota_ok} THEN %s ELSE last_used_at END, "
+        f"last_ip = CASE WHEN {quota_ok} THEN %s ELSE last_ip END, "
+        f"last_granted = {quota_ok} "
+        "WHERE key_id = %s AND (rate_window < %s OR rate_used < %s) RETURNING last_granted",
+        [w, w, w,
+         *quota_params, q,
+         *quota_params, q, q,
+         *quota_params,
+         *quota_params, _prep("last_used_at", timezone.now()),
+         *quota_params, _prep("last_ip", ip),
+         *quota_params,
+         key.pk, w, key.rate_limit_per_minute])
+    if row is None:
+        return Outcome.RATE_LIMITED, minute, period
+    return (Outcome.GRANTED if row[0] else Outcome.QUOTA_EXHAUSTED), minute, period
 
 
 def quota_refund(key: BrokerKey, window: Window) -> None:

@@ -133,6 +133,9 @@ class BrokerKeyUsage(models.Model):
     sessions_total = models.PositiveBigIntegerField(default=0)
     last_used_at = models.DateTimeField(null=True, blank=True)
     last_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Whether the last request that passed the rate limit got a session: how limits.admit() tells a full quota
+    # from a granted session in the same statement (RETURNING gives the row after the update).
+    last_granted = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"usage of key {self.key_id}: {self.quota_used} this period, {self.sessions_total} in all"

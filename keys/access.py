@@ -63,6 +63,25 @@ def _load(principal: Any, assignments: Any) -> dict[int, frozenset[str]]:
     return frozen
 
 
+def remember(principal: Any, workspace_id: int, role_permissions: Any) -> None:
+    """Cache what a service account holds in its workspace when a caller read its unexpired assignments'
+    role permissions itself (the session API folds that read into its agent query): the same answer
+    permissions_for_service_account() would load, without its query."""
+    perms: set[str] = set()
+    for role in role_permissions or []:
+        perms.update(role or [])
+    setattr(principal, _CACHE_ATTR, {workspace_id: frozenset(perms)} if role_permissions else {})
+
+
+def remember_assignments(principal: Any, pairs: Any) -> None:
+    """Cache a person's permissions read by the caller: [workspace_id, role permissions] per unexpired
+    assignment, the rows _load() would read (accounts.backends reads them with the user)."""
+    result: dict[int, set[str]] = {}
+    for workspace_id, perms in pairs:
+        result.setdefault(int(workspace_id), set()).update(perms or [])
+    setattr(principal, _CACHE_ATTR, {ws: frozenset(perms) for ws, perms in result.items()})
+
+
 def _permissions(principal: Any) -> dict[int, frozenset[str]]:
     if getattr(principal, "is_service_account", False):
         return permissions_for_service_account(principal)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import uuid
@@ -11,20 +12,22 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from agents import services as agent_services
 from agents.models import Agent
 from broker import limits, rows
 from broker.models import BrokerKey, BrokerSession
-from broker.validators import address_allowed
+from broker.validators import address_allowed, validate_end_user_id
 from detection.models import Alert
 from detection.services import alert_raise
-from keys.models import ServiceAccount
+from keys import access as keys_access
+from keys.models import Role, RoleAssignment, ServiceAccount
 from project import access
+from project.audit import services as audit_services
 from project.audit.services import record
 from project.platform import errors as platform_errors
 
@@ -62,20 +65,6 @@ class SessionGrant:
         return body
 
 
-class _SingleUseSignedUrls:
-    """The platform client, asking for signed URLs that carry their conversation id.
-
-    With ``include_conversation_id`` the platform makes the signature single-use, and the id lets the
-    credential webhook bind the conversation to the end user the app vouched for.
-    """
-
-    def __init__(self, client: Any) -> None:
-        self._client = client
-
-    def get_signed_url(self, agent_id: str, *, environment: str | None = None, **_: Any) -> str:
-        return self._client.get_signed_url(agent_id, environment=environment, include_conversation_id=True)
-
-
 def _conversation_id_of(signed_url: str) -> str:
     # UNCONFIRMED where the platform puts the id; the emulator (and, by its docs, the platform) uses the query.
     values = parse_qs(urlsplit(signed_url).query).get("conversation_id") or [""]
@@ -83,28 +72,41 @@ def _conversation_id_of(signed_url: str) -> str:
 
 
 @functools.cache
-def _agent_sql(column: str) -> str:
+def _agent_sql(column: str, vendor: str) -> str:
+    """The agent, whether the key may open sessions for it, and the role permissions the key's service account
+    holds in the key's workspace (unexpired assignments; a JSON array of the roles' permission lists)."""
     agents = BrokerKey._meta.get_field("agents")
     through = agents.remote_field.through
-    return (f"SELECT {rows.columns(Agent, 'a')}, EXISTS(SELECT 1 FROM {rows.table(through)} t "  # noqa: S608 - names from model metadata
+    aggregate = "json_agg(r.permissions)::text" if vendor == "postgresql" else "json_group_array(json(r.permissions))"
+    return (f"SELECT {rows.columns(Agent, 'a')}, "  # noqa: S608 - names from model metadata
+            f"(SELECT {aggregate} FROM {rows.table(RoleAssignment)} ra JOIN {rows.table(Role)} r ON r.id = ra.role_id "
+            "WHERE ra.service_account_id = %s AND ra.workspace_id = %s "
+            "AND (ra.expires_at IS NULL OR ra.expires_at > %s)), "
+            f"EXISTS(SELECT 1 FROM {rows.table(through)} t "
             f"WHERE t.{agents.m2m_column_name()} = %s AND t.{agents.m2m_reverse_name()} = a.id) "
             f"FROM {rows.table(Agent)} a WHERE a.workspace_id = %s AND a.{column} = %s")
 
 
 def _agent_for(key: BrokerKey, agent_ref: str) -> tuple[Agent | None, bool]:
     """The agent of the key's workspace named by its Keyward id (a UUID) or its platform id (``agent_…`` or a
-    legacy id), and whether the key may open sessions for it. One query."""
+    legacy id), and whether the key may open sessions for it. One query, which also reads what the key's
+    service account may do in the workspace (remembered on it for access.has_perm)."""
     try:
         column, value = "uuid", uuid.UUID(agent_ref)
     except ValueError:
         if not _PLATFORM_ID.match(agent_ref):
             return None, False
         column, value = "remote_id", agent_ref
-    row = rows.fetch_one(_agent_sql(column), [key.pk, key.workspace_id,
-                                             Agent._meta.get_field(column).get_db_prep_value(value, connection)])
+    now = RoleAssignment._meta.get_field("expires_at").get_db_prep_value(timezone.now(), connection)
+    row = rows.fetch_one(_agent_sql(column, connection.vendor), [
+        key.service_account_id, key.workspace_id, now, key.pk, key.workspace_id,
+        Agent._meta.get_field(column).get_db_prep_value(value, connection)])
     if row is None:
         return None, False
-    return rows.build(Agent, "a", row[:-1]), bool(row[-1])
+    held = json.loads(row[-2]) if row[-2] else []
+    if key.service_account.workspace_id == key.workspace_id:  # the model forbids otherwise; never trust it blind
+        keys_access.remember(key.service_account, key.workspace_id, held)
+    return rows.build(Agent, "a", row[:-2]), bool(row[-1])
 
 
 def _foreign_address(key: BrokerKey, ip: str | None) -> None:
@@ -116,79 +118,95 @@ def _foreign_address(key: BrokerKey, ip: str | None) -> None:
                 details={"key": key.hint, "address": ip or "unknown"})
 
 
-def _mint(actor: ServiceAccount, agent: Agent, key: BrokerKey, mode: str,
-          client: Any) -> agent_services.MintedCredential:
+@dataclass(frozen=True)
+class _Minted:
+    value: str = field(repr=False)
+    expires_at: datetime
+    conversation_id: str
+
+
+@sensitive_variables("url", "result")
+def _mint(agent: Agent, key: BrokerKey, mode: str, client: Any) -> _Minted:
+    """The platform call, with the server-held key, outside any transaction. The checks that the admin's mint
+    (agents.services) repeats were made by _admit in this request; its audit event is replaced by the one
+    broker.session event, which says more (key, end user, address)."""
     from project.platform.client import get_client
 
     client = client or get_client()
+    environment = key.environment.platform_environment
     if mode == "signed_url":
-        return agent_services.agent_mint_signed_url(actor=actor, agent=agent, environment=key.environment,
-                                                    client=_SingleUseSignedUrls(client))
+        # With include_conversation_id the platform makes the signature single-use, and the id lets the
+        # credential webhook bind the conversation to the end user the app vouched for.
+        url = client.get_signed_url(agent.remote_id, environment=environment, include_conversation_id=True)
+        expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
+        return _Minted(url, expires_at, _conversation_id_of(url))
     # The end user id stays with Keyward (it may be an e-mail address): the platform gets no participant name.
-    return agent_services.agent_mint_conversation_token(actor=actor, agent=agent, environment=key.environment,
-                                                        client=client)
+    result = client.get_conversation_token(agent.remote_id, environment=environment, participant_name=None)
+    # The platform publishes no lifetime for conversation tokens; the signed-URL window is the time within
+    # which the conversation must start.
+    expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
+    return _Minted(result["token"], expires_at, str(result.get("conversation_id") or "")[:128])
 
 
-def _refusal_for_mint_failure(exc: Exception) -> SessionRefused:
-    cause = exc.__cause__
-    if isinstance(cause, platform_errors.TRANSIENT):
-        retry = int(cause.retry_after + 0.999) if cause.retry_after is not None else None
+def _refusal_for_mint_failure(exc: platform_errors.PlatformError) -> SessionRefused:
+    if isinstance(exc, platform_errors.TRANSIENT):
+        retry = int(exc.retry_after + 0.999) if exc.retry_after is not None else None
         return SessionRefused(503, "platform_unavailable", "The platform could not mint a credential just now; "
                               "try again shortly.", retry_after=max(1, retry or 5))
-    if isinstance(cause, platform_errors.PlatformError):
-        return SessionRefused(502, "platform_refused", f"The platform refused to mint a credential ({cause.code}).")
-    if isinstance(exc, PermissionDenied):
-        return SessionRefused(403, "not_permitted", "This key's service account may not open sessions here.")
-    return SessionRefused(409, "agent_not_ready", "The agent cannot open sessions right now (it changed while "
-                          "this request ran); try again.")
+    return SessionRefused(502, "platform_refused", f"The platform refused to mint a credential ({exc.code}).")
 
 
-@transaction.atomic
-def _session_record(*, actor: ServiceAccount, key: BrokerKey, agent: Agent, minted: agent_services.MintedCredential,
+def _session_record(*, actor: ServiceAccount, key: BrokerKey, agent: Agent, minted: _Minted,
                     mode: str, end_user_id: str, conversation_id: str, ip: str | None) -> None:
+    """The session binding (when there is an end user and a conversation) and the audit event, all or none.
+
+    Inserted as prepared rows (rows.insert: one statement on PostgreSQL). The values were checked before the
+    platform call (end user id) or come from it cut to size (conversation id); the key, agent and
+    environment were loaded by this request, and the unique (agent, conversation) constraint is the
+    database's to enforce.
+    """
+    audit_event = audit_services.event(
+        actor=actor, action="broker.session", target=key, workspace_id=key.workspace_id,
+        changes={"key": key.hint, "agent": agent.name, "agent_id": agent.remote_id,
+                 "environment": key.environment.name, "end_user_id": end_user_id, "mode": mode,
+                 "conversation_id": conversation_id, "address": ip or ""})
     if end_user_id and conversation_id:
         session = BrokerSession(key=key, agent=agent, environment=key.environment, end_user_id=end_user_id,
-                                conversation_id=conversation_id, mode=mode,
-                                expires_at=minted.expires_at or timezone.now())
-        # The key, agent and environment were loaded by this request: checking that they exist would cost three
-        # queries; the unique (agent, conversation) constraint is the database's to enforce.
-        session.full_clean(exclude=["key", "agent", "environment"], validate_unique=False,
-                           validate_constraints=False)
-        session.save()
-    record(actor=actor, action="broker.session", target=key, workspace_id=key.workspace_id,
-           changes={"key": key.hint, "agent": agent.name, "agent_id": agent.remote_id,
-                    "environment": key.environment.name, "end_user_id": end_user_id, "mode": mode,
-                    "conversation_id": conversation_id, "address": ip or ""})
+                                conversation_id=conversation_id, mode=mode, expires_at=minted.expires_at)
+        rows.insert(session, audit_event)
+    else:
+        rows.insert(audit_event)
 
 
 def _admit(actor: ServiceAccount, key: BrokerKey, agent_ref: str, ip: str | None,
            now: float) -> tuple[Agent, limits.Window]:
-    """Every check before the platform call, with the counters, in one short transaction (one commit).
+    """Every check before the platform call, with the counters: two statements, no explicit transaction.
 
-    A refusal is decided inside and raised after the commit, so the request still counts against the rate
-    limit. The usage row stays locked from the rate UPDATE to the commit: a few statements, no I/O.
+    The agent (with the key's right to it and the service account's permissions) is read first; a request
+    refused for its agent still counts against the rate limit (one conditional UPDATE), and says 429 if the
+    minute was already full. A request for a good agent takes its minute and its session in one statement
+    (limits.admit). The refusals keep their documented order: rate limit, agent, quota.
     """
-    refusal: SessionRefused | None = None
-    agent: Agent | None = None
-    period = limits.quota_window(key.quota_period, now)
-    with transaction.atomic():
+    agent, may = _agent_for(key, agent_ref)
+    refusal = _agent_refusal(actor, key, agent, may)
+    if refusal is not None:
         allowed, minute = limits.rate_consume(key, now)
         if not allowed:
-            refusal = SessionRefused(429, "rate_limited", f"This key is limited to {key.rate_limit_per_minute} "
-                                     "requests per minute.", retry_after=minute.retry_after(now))
-        else:
-            agent, may = _agent_for(key, agent_ref)
-            refusal = _agent_refusal(actor, key, agent, may)
-            if refusal is None:
-                granted, period = limits.quota_reserve(key, now, ip)
-                if not granted:
-                    refusal = SessionRefused(
-                        429, "quota_exhausted", f"This key's quota of {key.session_quota} sessions "
-                        f"{key.get_quota_period_display()} is used up.", retry_after=period.retry_after(now))
-    if refusal is not None:
+            raise _rate_limited(key, minute, now)
         raise refusal
     assert agent is not None
+    outcome, minute, period = limits.admit(key, now, ip)
+    if outcome == limits.Outcome.RATE_LIMITED:
+        raise _rate_limited(key, minute, now)
+    if outcome == limits.Outcome.QUOTA_EXHAUSTED:
+        raise SessionRefused(429, "quota_exhausted", f"This key's quota of {key.session_quota} sessions "
+                             f"{key.get_quota_period_display()} is used up.", retry_after=period.retry_after(now))
     return agent, period
+
+
+def _rate_limited(key: BrokerKey, minute: limits.Window, now: float) -> SessionRefused:
+    return SessionRefused(429, "rate_limited", f"This key is limited to {key.rate_limit_per_minute} requests per "
+                          "minute.", retry_after=minute.retry_after(now))
 
 
 def _agent_refusal(actor: ServiceAccount, key: BrokerKey, agent: Agent | None, may: bool) -> SessionRefused | None:
@@ -215,11 +233,10 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
 
     Order of checks: address (403), rate limit (429), agent visible (404) and allowed for the key (403),
     the service account's sessions.mint (403), signed mode and synced (409), session quota (429); then the
-    platform call (agents.services' mint, which re-checks and audits the mint itself); then one transaction
-    recording the session binding and the broker audit event (key, agent, environment, end user, address;
-    never the credential). Nothing is enqueued.
+    platform call; then one transaction recording the session binding and the one audit event of the mint
+    (key, agent, environment, end user, address, conversation id; never the credential). Nothing is enqueued.
 
-    Three short transactions, deliberately not one: the checks and counters commit before the platform call,
+    Two short transactions, deliberately not one: the checks and counters commit before the platform call,
     which must run outside any transaction (held across HTTP it would keep SQLite's write lock and a
     PostgreSQL connection); a failed mint gives its session back.
     """
@@ -227,19 +244,24 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
         raise SessionRefused(401, "invalid_key", "The key does not belong to this service account.")
     if mode not in MODES:
         raise SessionRefused(400, "invalid_request", f"mode must be one of: {', '.join(MODES)}.")
+    if end_user_id:
+        try:
+            validate_end_user_id(end_user_id)
+        except ValidationError as exc:  # its message states the rule and echoes no input
+            raise SessionRefused(400, "invalid_request", " ".join(exc.messages)) from None
     if not address_allowed(key.allowed_networks, ip):
         _foreign_address(key, ip)
         logger.warning("broker key %s refused from address %s (outside its allowlist)", key.pk, ip)
         raise SessionRefused(403, "address_not_allowed", "This key may not be used from this address.")
     agent, period = _admit(actor, key, agent_ref, ip, limits.clock())
     try:
-        minted = _mint(actor, agent, key, mode, client)
-    except (ValidationError, PermissionDenied) as exc:
+        minted = _mint(agent, key, mode, client)
+    except platform_errors.PlatformError as exc:
         limits.quota_refund(key, period)
         refusal = _refusal_for_mint_failure(exc)
         logger.warning("broker key %s: session for agent %s refused at mint: %s", key.pk, agent.pk, refusal.code)
         raise refusal from None
-    conversation_id = minted.conversation_id or (_conversation_id_of(minted.value) if mode == "signed_url" else "")
+    conversation_id = minted.conversation_id
     try:
         _session_record(actor=actor, key=key, agent=agent, minted=minted, mode=mode, end_user_id=end_user_id,
                         conversation_id=conversation_id, ip=ip)

@@ -53,6 +53,36 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
+def event(
+    *,
+    actor: Any,
+    action: str,
+    target: models.Model | None = None,
+    object_type: str | None = None,
+    object_id: str | int | None = None,
+    object_repr: str | None = None,
+    workspace_id: int | None = None,
+    changes: Mapping[str, Any] | None = None,
+) -> AuditEvent:
+    """One audit event, not yet saved (record() saves it; a hot path may insert it with its own rows)."""
+    if target is not None:
+        object_type = object_type or target._meta.label_lower
+        object_id = object_id if object_id is not None else target.pk
+        object_repr = object_repr if object_repr is not None else str(target)
+    ctx = context.current()
+    return AuditEvent(
+        **actor_fields(actor),
+        action=action,
+        object_type=object_type or "",
+        object_id="" if object_id is None else str(object_id),
+        object_repr=(object_repr or "")[:200],
+        workspace_id=workspace_id,
+        changes=_plain(dict(changes or {})),
+        ip=ctx.ip if ctx else None,
+        request_id=ctx.request_id if ctx else "",
+    )
+
+
 def record(
     *,
     actor: Any,
@@ -65,19 +95,7 @@ def record(
     changes: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one audit event. Callers pass field names, never secret values (see diff())."""
-    if target is not None:
-        object_type = object_type or target._meta.label_lower
-        object_id = object_id if object_id is not None else target.pk
-        object_repr = object_repr if object_repr is not None else str(target)
-    ctx = context.current()
-    return AuditEvent.objects.create(
-        **actor_fields(actor),
-        action=action,
-        object_type=object_type or "",
-        object_id="" if object_id is None else str(object_id),
-        object_repr=(object_repr or "")[:200],
-        workspace_id=workspace_id,
-        changes=_plain(dict(changes or {})),
-        ip=ctx.ip if ctx else None,
-        request_id=ctx.request_id if ctx else "",
-    )
+    audit_event = event(actor=actor, action=action, target=target, object_type=object_type, object_id=object_id,
+                        object_repr=object_repr, workspace_id=workspace_id, changes=changes)
+    audit_event.save(force_insert=True)
+    return audit_event

@@ -62,7 +62,7 @@ def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
     for _ in range(6):
         call(webhook_agent.remote_id, issued.secret)  # the quota of 6 runs out
     with monkeypatch.context() as patched:
-        patched.setattr(limits, "quota_reserve", lambda *a, **k: (_ for _ in ()).throw(OperationalError("down")))
+        patched.setattr(limits, "admit", lambda *a, **k: (_ for _ in ()).throw(OperationalError("down")))
         call(webhook_agent.remote_id, issued.secret)
     unsigned = make_agent(workspace, "Web", django_capture_on_commit_callbacks, auth_mode="allowlist",
                           allowlist=["app.example.com"])

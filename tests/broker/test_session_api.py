@@ -210,7 +210,7 @@ def test_quota_fails_closed_when_its_store_is_down(api, issued, signed_agent, pl
     def down(*args, **kwargs):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(limits, "quota_reserve", down)
+    monkeypatch.setattr(limits, "admit", down)
     response = api.session(signed_agent.remote_id, issued.secret)
     assert response.status_code == 503 and response.json()["error"] == "unavailable"
     assert not emulator.call_counts.get("GET /v1/convai/conversation/get-signed-url")
