@@ -60,6 +60,9 @@ class Alert(TimeStampedModel):
         indexes = [
             # The alert list and dashboard: open alerts of a workspace, newest first.
             models.Index(fields=["workspace", "state", "-created_at"], name="alert_workspace_state_idx"),
+            # The unfiltered alert list of a superuser (every workspace), newest first: its first page reads
+            # this index from the top instead of sorting the whole table.
+            models.Index(fields=["-created_at", "-id"], name="alert_created_idx"),
         ]
 
     def __str__(self) -> str:

@@ -172,7 +172,7 @@ class AuditEventAdmin(ReadOnlyScopedAdmin):
                     "workspace_id", "ip")
     list_filter = ("actor_type", ActorFilter, ActionFilter, ObjectTypeFilter, ObjectIdFilter, WorkspaceFilter,
                    SinceFilter, UntilFilter)
-    search_fields = ("=object_id", "action", "actor_label", "object_repr")
+    search_fields = ("=object_id", "=request_id", "action", "actor_label", "object_repr")
     readonly_fields = [f.name for f in AuditEvent._meta.fields]
     list_per_page = 50
     change_list_template = "admin/audit/auditevent/change_list.html"

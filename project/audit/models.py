@@ -54,6 +54,8 @@ class AuditEvent(models.Model):
             models.Index(fields=["workspace_id", "-created_at"], name="audit_workspace_idx"),
             # The changelist's default ordering for superusers (no workspace filter).
             models.Index(fields=["-created_at", "-id"], name="audit_created_idx"),
+            # From a request id (a log line, a sync job) to what that request changed: the admin's search.
+            models.Index(fields=["request_id"], condition=~models.Q(request_id=""), name="audit_request_idx"),
         ]
 
     def __str__(self) -> str:

@@ -96,7 +96,7 @@ class SyncJobAdmin(ReadOnlyScopedAdmin):
     list_display = ("id", "kind", "object_repr", "op", "state", "attempts", "age", "next_try", "last_status",
                     "short_error", "workspace_name")
     list_filter = (StateFilter, KindFilter, WorkspaceFilter)
-    search_fields = ("=object_id", "object_repr")
+    search_fields = ("=object_id", "=request_id", "object_repr")
     readonly_fields = [f.name for f in SyncJob._meta.fields]
     actions = ["retry_jobs", "discard_jobs"]
     list_per_page = 50

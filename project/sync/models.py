@@ -51,6 +51,9 @@ class SyncJob(TimeStampedModel):
     last_error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     remote_id = models.CharField(max_length=128, blank=True)
+    # The request (or task) that asked for this change, as in the audit trail and the request logs; after
+    # coalescing, the latest one. The worker runs the job under it, so its log lines carry it too.
+    request_id = models.CharField(max_length=64, blank=True)
 
     class Meta:
         ordering = ["-id"]
@@ -69,6 +72,8 @@ class SyncJob(TimeStampedModel):
             models.Index(fields=["kind", "object_id", "-id"], name="sync_object_idx"),
             # The sync page filtered per workspace and state.
             models.Index(fields=["workspace_id", "state"], name="sync_workspace_idx"),
+            # From a request id (a log line, an audit event) to the sync jobs it caused: the admin's search.
+            models.Index(fields=["request_id"], condition=~Q(request_id=""), name="sync_request_idx"),
         ]
 
     def __str__(self) -> str:

@@ -48,3 +48,60 @@ def test_system_actor_is_labelled(workspace):
     agent = services.agent_create(actor=None, workspace=workspace, name="Seeded", auth_mode="signed")
     event = AuditEvent.objects.get(object_id=str(agent.pk))
     assert (event.actor_type, event.actor_label) == ("system", "system")
+
+
+def test_the_request_id_reaches_the_sync_job_and_the_worker_runs_under_it(superuser, workspace, platform, caplog):
+    """One id from the request log line to the audit event, the outbox row and the worker's log lines."""
+    import logging
+
+    from project import context
+    from project.sync import registry
+    from project.sync.models import SyncJob
+    from project.sync.services import job_run
+
+    client = Client()
+    client.force_login(superuser)
+    response = client.post("/admin/agents/agent/add/", {
+        "workspace": workspace.pk, "name": "Traced", "auth_mode": "signed", "allowlist": "",
+        "max_duration_seconds": ""})
+    assert response.status_code == 302
+    request_id = response["X-Request-ID"]
+    job = SyncJob.objects.get(kind="agent")
+    assert job.request_id == request_id == AuditEvent.objects.get(action="agent.create").request_id
+
+    seen: list[str | None] = []
+    handler = registry.handler_for("agent")
+
+    def spy(job: SyncJob, client: object) -> str:
+        ctx = context.current()
+        seen.append(ctx.request_id if ctx else None)
+        logging.getLogger("project.sync").warning("pushing %s", job.object_repr)
+        return handler(job, client)
+
+    from project.logging import RequestIdFilter
+
+    caplog.handler.addFilter(RequestIdFilter())  # as on the configured handlers
+    registry._handlers["agent"] = spy
+    try:
+        with caplog.at_level(logging.WARNING, logger="project.sync"):
+            job_run(job, client=platform)
+    finally:
+        registry._handlers["agent"] = handler
+    assert seen == [request_id]
+    assert context.current() is None  # the worker's own context is back once the job is done
+    record_ = next(r for r in caplog.records if r.getMessage() == "pushing Traced")
+    assert getattr(record_, "request_id", None) == request_id
+
+
+def test_a_coalesced_sync_job_carries_the_latest_request_id(workspace):
+    from project import context
+    from project.sync.services import job_enqueue
+
+    for request_id in ("first-request", "second-request"):
+        token = context.activate(context.RequestContext(request_id=request_id))
+        try:
+            job = job_enqueue(kind="test_request_id", object_id=1)
+        finally:
+            context.deactivate(token)
+    job.refresh_from_db()
+    assert (job.coalesced, job.request_id) == (1, "second-request")

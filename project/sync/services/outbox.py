@@ -23,6 +23,7 @@ from django.db import connection as db_connection
 from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
+from project import context
 from project.audit.services import record
 from project.platform import errors
 from project.sync import registry
@@ -73,7 +74,8 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
             try:
                 with transaction.atomic():
                     job = SyncJob.objects.create(kind=kind, object_id=object_id, op=op, workspace_id=workspace_id,
-                                                 object_repr=object_repr[:200], payload=payload or {})
+                                                 object_repr=object_repr[:200], payload=payload or {},
+                                                 request_id=_request_id())
             except IntegrityError:
                 # Another transaction inserted the pending job first: fold into it.
                 job = SyncJob.objects.select_for_update().get(kind=kind, object_id=object_id,
@@ -86,13 +88,20 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
     return job
 
 
+def _request_id() -> str:
+    ctx = context.current()
+    return ctx.request_id if ctx else ""
+
+
 def _coalesce(job: SyncJob, op: str, payload: dict[str, Any] | None, object_repr: str) -> None:
+    job.request_id = _request_id() or job.request_id
     job.op = op
     job.payload = {**job.payload, **(payload or {})}
     job.object_repr = object_repr[:200] or job.object_repr
     job.coalesced = F("coalesced") + 1
     job.next_attempt_at = min(job.next_attempt_at, timezone.now())
-    job.save(update_fields=["op", "payload", "object_repr", "coalesced", "next_attempt_at", "updated_at"])
+    job.save(update_fields=["op", "payload", "object_repr", "coalesced", "next_attempt_at", "request_id",
+                            "updated_at"])
     job.refresh_from_db(fields=["coalesced"])
 
 
@@ -217,7 +226,16 @@ def _transient(job: SyncJob, reason: str, status: int | None) -> Outcome:
 
 
 def job_run(job: SyncJob, *, client: Any) -> Outcome:
-    """Run one claimed job: the HTTP call happens here, outside any transaction."""
+    """Run one claimed job: the HTTP call happens here, outside any transaction, under the request id of the
+    change that asked for it (log lines and any audit event the handler writes carry it)."""
+    token = context.activate(context.RequestContext(request_id=job.request_id or context.new_request_id()))
+    try:
+        return _job_run(job, client=client)
+    finally:
+        context.deactivate(token)
+
+
+def _job_run(job: SyncJob, *, client: Any) -> Outcome:
     try:
         handler = registry.handler_for(job.kind)
         remote_id = handler(job, client)
