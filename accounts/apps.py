@@ -12,6 +12,13 @@ class AccountsConfig(AppConfig):
     label = "accounts"
     verbose_name = "Sign-in protection"
 
+    def ready(self) -> None:
+        from django.contrib.auth.signals import user_logged_in
+
+        from accounts.middleware import session_renewed_at_sign_in
+
+        user_logged_in.connect(session_renewed_at_sign_in, dispatch_uid="keyward_session_renewed_at_sign_in")
+
 
 class KeywardAdminConfig(admin_apps.AdminConfig):
     """django.contrib.admin with Keyward's site as `admin.site`, so every `@admin.register` lands behind the

@@ -73,7 +73,9 @@ def test_check_deploy_passes_without_warnings_in_production():
 def test_production_settings_harden_cookies_and_headers():
     code = ("import django; django.setup(); from django.conf import settings as s; "
             "print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_HSTS_SECONDS >= 31536000, "
-            "s.SECURE_SSL_REDIRECT, s.X_FRAME_OPTIONS, s.SESSION_SAVE_EVERY_REQUEST, s.SESSION_COOKIE_AGE <= 3600, "
+            "s.SECURE_SSL_REDIRECT, s.X_FRAME_OPTIONS, "
+            "'accounts.middleware.SlidingSessionMiddleware' in s.MIDDLEWARE and s.SESSION_REFRESH_SECONDS <= 60, "
+            "s.SESSION_COOKIE_AGE <= 3600, "
             "\"frame-ancestors 'none'\" in s.CONTENT_SECURITY_POLICY)")
     env = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "FIELD_ENCRYPTION_KEY",
                                                            "ALLOWED_HOSTS"}}
