@@ -7,8 +7,8 @@ DATABASE_URL names (default: the local one at 127.0.0.1:5432), migrates it and s
 --rows-scale), then VACUUM ANALYZE (the steady state autovacuum keeps). Each page is fetched through the whole
 Django stack with the test client, as
   superuser        sees every workspace, all the rows;
-  workspace admin  Admin of one workspace (a fifth of the rows): the scoped path, one query more;
-both with a session that passed two-factor sign-in (django-otp loads the device on every request, as in
+  workspace admin  Admin of one workspace (a fifth of the rows): the scoped path;
+both with a session that passed two-factor sign-in (the device is checked on every request, as in
 production). Per page and person: p50 and p95 over --runs requests (after 2 warm-ups, timed without query
 capture), the queries of one more request, and EXPLAIN of each of its SELECTs: a Seq Scan on a large table
 (at least 5,000 rows) is printed, since an unfiltered page must not read a whole large table.

@@ -150,8 +150,8 @@ def test_dashboard_query_count_does_not_grow_with_the_keys(workspace, owner, fix
     assert len(queries) == EXPECTED_QUERIES, "\n".join(q["sql"][:160] for q in queries.captured_queries)
 
 
-# Session, user, roles (3); workspaces (1); key flags (4, two of them reading the key policies: 6) and key counts
-# (1); agents (1); unused secrets (1); sync jobs and drift (2); alerts and incidents counts (2); burn per
-# environment (1) and per key (2); latest alerts and incidents (2); the session saved on every request
-# (SESSION_SAVE_EVERY_REQUEST: savepoint, update, release: 3). The same for 10 and for 10,000 keys.
-EXPECTED_QUERIES = 25
+# Session, user with devices and roles (2); workspaces (1); key flags (4, two of them reading the key policies: 6)
+# and key counts (1); agents (1); unused secrets (1); sync jobs and drift (2); alerts and incidents counts (2);
+# burn per environment (1) and per key (2); latest alerts and incidents (2). The session is not written (renewed
+# at most once a minute). The same for 10 and for 10,000 keys.
+EXPECTED_QUERIES = 21
