@@ -108,6 +108,9 @@ class SecretsAdminBase(WorkspaceScopedAdmin):
 class SecretAdmin(SecretsAdminBase):
     form = SecretForm
     secret_fields = ("value",)
+    # Grouped by workspace through the unique (workspace, name) index: the first page reads 100 index entries
+    # instead of sorting the table by the joined workspace name (the model's ordering).
+    ordering = ("workspace_id", "name")
     list_display = ("name", "workspace", "last_changed_at", "last_changed_by", "used_by", "sync_status")
     list_select_related = ("workspace", "last_changed_by")
     search_fields = ("name",)
@@ -173,6 +176,9 @@ class SecretAdmin(SecretsAdminBase):
 @admin.register(Tool)
 class ToolAdmin(SecretsAdminBase):
     form = ToolForm
+    # Grouped by workspace through the unique (workspace, name) index: the first page reads 100 index entries
+    # instead of sorting the table by the joined workspace name (the model's ordering).
+    ordering = ("workspace_id", "name")
     list_display = ("name", "workspace", "method", "url", "secrets", "sync_status")
     list_select_related = ("workspace",)
     search_fields = ("name", "=remote_id")
@@ -216,6 +222,9 @@ class ToolAdmin(SecretsAdminBase):
 class AuthConnectionAdmin(SecretsAdminBase):
     form = AuthConnectionForm
     secret_fields = AuthConnection.SECRET_FIELDS
+    # Grouped by workspace through the unique (workspace, name) index: the first page reads 100 index entries
+    # instead of sorting the table by the joined workspace name (the model's ordering).
+    ordering = ("workspace_id", "name")
     list_display = ("name", "workspace", "kind", "provider", "updated_at", "last_changed_by", "sync_status")
     list_select_related = ("workspace", "last_changed_by")
     list_filter = ("kind",)
