@@ -49,7 +49,7 @@ from django.conf import settings  # noqa: E402
 
 settings.DEBUG = False  # as in production: no query log kept per statement
 # WhiteNoise warns when collectstatic has not run; the session API serves no static files.
-warnings.filterwarnings("ignore", message="No directory at", module="whitenoise")
+warnings.filterwarnings("ignore", message="No directory at")
 from django.contrib.auth.hashers import check_password, make_password  # noqa: E402
 from django.core.management import call_command  # noqa: E402
 from django.db import connection  # noqa: E402
