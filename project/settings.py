@@ -231,6 +231,13 @@ BROKER_WEBHOOK_KEY = [k.strip() for k in env.str("BROKER_WEBHOOK_KEY", default="
 # The session API's few fixed statements run as server-side prepared statements on PostgreSQL (broker/rows.py);
 # turn off behind a connection pooler that cannot keep them (PgBouncer before 1.21 in transaction mode).
 BROKER_PREPARED_STATEMENTS = env.bool("BROKER_PREPARED_STATEMENTS", default=True)
+# Conversation/end-user bindings are kept this long after they expire (the webhook refuses them once expired),
+# then deleted by the periodic prune, which runs every BROKER_PRUNE_INTERVAL_SECONDS.
+BROKER_SESSION_RETENTION_HOURS = _env_int("BROKER_SESSION_RETENTION_HOURS", 24)
+BROKER_PRUNE_INTERVAL_SECONDS = _env_float("BROKER_PRUNE_INTERVAL_SECONDS", 3600.0)
+if BROKER_SESSION_RETENTION_HOURS < 1 or BROKER_PRUNE_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("BROKER_SESSION_RETENTION_HOURS must be at least 1 and BROKER_PRUNE_INTERVAL_SECONDS "
+                               "positive")
 if not BROKER_PUBLIC_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("BROKER_PUBLIC_URL must be an absolute http(s) URL")
 if any(len(k) < 32 for k in BROKER_WEBHOOK_KEY):
@@ -311,6 +318,8 @@ CELERY_BEAT_SCHEDULE = {
     "detection: sample the platform's concurrency": {
         "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
     "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
+    "broker: delete expired conversation/end-user bindings": {
+        "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
 }
 
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------

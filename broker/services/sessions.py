@@ -273,13 +273,30 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
                         environment=key.environment.name, agent_id=agent.remote_id, conversation_id=conversation_id)
 
 
-@transaction.atomic
-def broker_sessions_prune(*, actor: Any = None, older_than: timedelta = timedelta(days=1)) -> int:
-    """Delete session bindings that expired more than `older_than` ago (the webhook no longer accepts them; the
-    audit trail keeps the record of each session). System actor; audited with the count. Returns the count."""
+PRUNE_BATCH = 5000
+
+
+def broker_sessions_prune(*, actor: Any = None, older_than: timedelta | None = None,
+                          batch: int = PRUNE_BATCH) -> int:
+    """Delete session bindings that expired more than `older_than` ago (default BROKER_SESSION_RETENTION_HOURS;
+    the webhook no longer accepts them; the audit trail keeps the record of each session). Deletes in batches of
+    `batch` rows, oldest first, one short transaction each, so a large backlog never holds a long lock or a huge
+    transaction; audited once with the count. Returns the count."""
+    if older_than is None:
+        older_than = timedelta(hours=settings.BROKER_SESSION_RETENTION_HOURS)
     cutoff = timezone.now() - older_than
-    count, _ = BrokerSession.objects.filter(expires_at__lt=cutoff).delete()
-    if count:
+    total = 0
+    while True:
+        with transaction.atomic():
+            # Oldest first by primary key: expired rows are the lowest ids, so this reads the head of the pk index.
+            ids = list(BrokerSession.objects.filter(expires_at__lt=cutoff).order_by("id")
+                       .values_list("id", flat=True)[:batch])
+            if not ids:
+                break
+            total += BrokerSession.objects.filter(id__in=ids).delete()[0]
+        if len(ids) < batch:
+            break
+    if total:
         record(actor=actor, action="broker.sessions_prune", object_type="broker.brokersession",
-               changes={"deleted": count, "expired_before": cutoff.isoformat()})
-    return count
+               changes={"deleted": total, "expired_before": cutoff.isoformat()})
+    return total

@@ -234,3 +234,40 @@ def test_expired_session_bindings_are_pruned_and_the_prune_audited(api, issue, w
     assert services.broker_sessions_prune() == 1
     assert list(BrokerSession.objects.values_list("conversation_id", flat=True)) == [fresh]
     assert AuditEvent.objects.get(action="broker.sessions_prune").changes["deleted"] == 1
+
+
+def test_the_prune_deletes_in_batches_keeps_what_is_within_retention_and_is_scheduled(api, issue, webhook_agent,
+                                                                                   settings):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    from broker import tasks
+    from project.celery import app
+
+    issued = issue()
+    conversations = [_conversation_for(api, issued, webhook_agent, end_user_id=f"user-{n}") for n in range(5)]
+    now = timezone.now()
+    # Two expired long ago, one expired within the retention, two still live.
+    BrokerSession.objects.filter(conversation_id__in=conversations[:2]).update(expires_at=now - timedelta(hours=30))
+    BrokerSession.objects.filter(conversation_id=conversations[2]).update(expires_at=now - timedelta(hours=2))
+    settings.BROKER_SESSION_RETENTION_HOURS = 24
+    assert services.broker_sessions_prune(batch=1) == 2  # three batches: 1, 1, then none
+    assert set(BrokerSession.objects.values_list("conversation_id", flat=True)) == set(conversations[2:])
+    assert AuditEvent.objects.filter(action="broker.sessions_prune").count() == 1
+    assert services.broker_sessions_prune() == 0  # nothing to do: no audit line for nothing
+    assert AuditEvent.objects.filter(action="broker.sessions_prune").count() == 1
+
+    settings.BROKER_SESSION_RETENTION_HOURS = 1
+    assert tasks.prune_sessions.apply().get() == 1
+    assert set(BrokerSession.objects.values_list("conversation_id", flat=True)) == set(conversations[3:])
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="negative"):
+        call_command("broker_prune_sessions", "--days", "-1")
+    assert BrokerSession.objects.count() == 2
+
+    app.loader.import_default_modules()
+    scheduled = {entry["task"]: entry["schedule"] for entry in app.conf.beat_schedule.values()}
+    assert scheduled["broker.prune_sessions"] == settings.BROKER_PRUNE_INTERVAL_SECONDS
