@@ -29,6 +29,7 @@ from keys.forms_apikeys import (
     RevokeForm,
     RotateForm,
     RotateNowForm,
+    SuspendForm,
     apply_errors,
 )
 from keys.models_apikeys import ApiKey, KeyPolicy
@@ -57,8 +58,8 @@ class FlagFilter(admin.SimpleListFilter):
     parameter_name = "flag"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        return [("overdue", "Overdue for rotation"), ("idle", "Idle"), ("open_network", "No network limit"),
-                ("all_scopes_prod", "All scopes in production")]
+        return [("suspended", "Suspended"), ("overdue", "Overdue for rotation"), ("idle", "Idle"),
+                ("open_network", "No network limit"), ("all_scopes_prod", "All scopes in production")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
         return flagged(queryset, self.value()) if self.value() else queryset
@@ -79,7 +80,8 @@ class EnvironmentFilter(admin.SimpleListFilter):
         return queryset.filter(environment__name=self.value()) if self.value() else queryset
 
 
-DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "hint_display", "digest",
+DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "suspension_display", "hint_display",
+                 "digest",
                  "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
                  "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
                  "created_by", "created_at", "sync_detail")
@@ -120,8 +122,21 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     # --- list columns (no query per row: everything comes with the row) -------------------------------------
     @admin.display(description="state", ordering="state")
     def state_badge(self, key: ApiKey) -> str:
-        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
-                           key.get_state_display())
+        state = format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
+                            key.get_state_display())
+        if key.suspended_at is None or key.state not in ApiKey.USABLE_STATES:
+            return state
+        # Disabled on the platform until resumed: say so where people look first, the reason on hover.
+        return format_html('{} <span class="key-suspended" title="{}" style="background:#fdecea;color:#c62828;'
+                           'padding:0 4px;border-radius:3px;white-space:nowrap">suspended</span>', state,
+                           key.suspend_reason)
+
+    @admin.display(description="suspension")
+    def suspension_display(self, key: ApiKey) -> str:
+        if not key.pk or key.suspended_at is None:
+            return "—"
+        by = key.suspended_by or "the credit guard"
+        return format_html("disabled on the platform since {} by {}: {}", key.suspended_at, by, key.suspend_reason)
 
     @admin.display(description="hint")
     def hint_display(self, key: ApiKey) -> str:
@@ -220,6 +235,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             "can_rotate_now": (key.state in ApiKey.USABLE_STATES
                                and self._may(request, key, "keys.issue", "keys.revoke")),
             "can_revoke": not key.is_final and self._may(request, key, "keys.revoke"),
+            "can_suspend": (key.state in ApiKey.USABLE_STATES and key.suspended_at is None
+                            and self._may(request, key, "keys.revoke")),
+            "can_resume": (key.state in ApiKey.USABLE_STATES and key.suspended_at is not None
+                           and self._may(request, key, "keys.issue")),
         }
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **tools})
 
@@ -232,6 +251,8 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             path("<path:object_id>/rotate/", view(self.rotate_view), name="keys_apikey_rotate"),
             path("<path:object_id>/rotate-now/", view(self.rotate_now_view), name="keys_apikey_rotate_now"),
             path("<path:object_id>/revoke/", view(self.revoke_view), name="keys_apikey_revoke"),
+            path("<path:object_id>/suspend/", view(self.suspend_view), name="keys_apikey_suspend"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="keys_apikey_resume"),
             *super().get_urls(),
         ]
 
@@ -329,6 +350,42 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                 return HttpResponseRedirect(change_url)
         context = self._context(request, f"Revoke “{key}”", key=key, form=form, change_url=change_url)
         return TemplateResponse(request, "admin/keys/apikey/revoke.html", context)
+
+    def suspend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Disable the key on the platform until resumed (keys.revoke): for a suspected leak under investigation
+        or a runaway spend, when revoking would break a service that may turn out to be innocent."""
+        return self._suspension_view(request, object_id, suspend=True)
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Enable a suspended key again (keys.issue: it lets the key spend again)."""
+        return self._suspension_view(request, object_id, suspend=False)
+
+    def _suspension_view(self, request: HttpRequest, object_id: str, *, suspend: bool) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.revoke" if suspend else "keys.issue", key.workspace_id)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if key.state not in ApiKey.USABLE_STATES or (key.suspended_at is None) != suspend:
+            self.message_user(request, f"“{key}” is {key.get_state_display().lower()}"
+                              f"{' and suspended' if key.suspended_at else ''}: there is nothing to "
+                              f"{'suspend' if suspend else 'resume'}.", messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        form = SuspendForm(request.POST or None, required=suspend)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            try:
+                if suspend:
+                    services.api_key_suspend(actor=request.user, key=key, reason=reason)
+                else:
+                    services.api_key_resume(actor=request.user, key=key, reason=reason)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                done = "suspended: the platform disables it" if suspend else "resumed: the platform enables it"
+                self.message_user(request, f"“{key}” is {done} at once.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        title = f"{'Suspend' if suspend else 'Resume'} “{key}”"
+        context = self._context(request, title, key=key, form=form, change_url=change_url, suspend=suspend)
+        return TemplateResponse(request, "admin/keys/apikey/suspend.html", context)
 
     @method_decorator(sensitive_post_parameters("text"))
     @sensitive_variables("form", "text")

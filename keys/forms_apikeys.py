@@ -159,6 +159,17 @@ class RevokeForm(forms.Form):
                              help_text="Goes in the audit trail, e.g. “leaked in a CI log”, “service retired”.")
 
 
+class SuspendForm(forms.Form):
+    """The reason for suspending (required) or resuming (optional) a key; it goes in the audit trail."""
+
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}),
+                             help_text="Goes in the audit trail, e.g. “investigating a spend spike”.")
+
+    def __init__(self, *args: Any, required: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = required
+
+
 class LeakCheckForm(forms.Form):
     text = forms.CharField(
         label="Text to check", strip=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 100,

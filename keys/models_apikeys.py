@@ -248,6 +248,9 @@ class ApiKey(TimeStampedModel):
             # The sweeps: superseded keys past their overlap, live keys past their expiry.
             models.Index(fields=["state", "overlap_until"], name="apikey_state_overlap_idx"),
             models.Index(fields=["state", "expires_at"], name="apikey_state_expiry_idx"),
+            # The "suspended" filter of the key list: few rows, so a partial index costs nothing on other keys.
+            models.Index(fields=["-created_at", "-id"], condition=models.Q(suspended_at__isnull=False),
+                         name="apikey_suspended_idx"),
         ]
 
     def __str__(self) -> str:

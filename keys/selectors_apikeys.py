@@ -99,6 +99,8 @@ def _per_policy(qs: QuerySet[ApiKey], build: Any) -> QuerySet[ApiKey]:
 def flagged(qs: QuerySet[ApiKey], flag: str, now: datetime | None = None) -> QuerySet[ApiKey]:
     now = now or timezone.now()
     usable = qs.filter(state__in=ApiKey.USABLE_STATES)
+    if flag == "suspended":
+        return usable.filter(suspended_at__isnull=False)
     if flag == "overdue":
         return _per_policy(usable.filter(state=ApiKey.State.ACTIVE), lambda p: Q(
             activated_at__lt=now - timedelta(days=p.rotation_period_days)))

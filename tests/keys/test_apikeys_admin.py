@@ -202,6 +202,57 @@ def test_revoke_through_the_admin(owner_client, owner, account, emulator, django
     assert not key_works(emulator, issued.secret)
 
 
+def test_suspend_and_resume_through_the_admin(owner_client, owner, account, emulator,
+                                              django_capture_on_commit_callbacks):
+    issued = issue(owner, account)
+    key = issued.key
+    page = owner_client.get(_url("change", key)).content.decode()
+    assert 'id="suspend-link"' in page and 'id="resume-link"' not in page
+    # No reason: the error is on the reason field and nothing changes.
+    response = owner_client.post(_url("suspend", key), {"reason": "  "})
+    assert response.status_code == 200 and response.context["form"].errors["reason"]
+    assert ApiKey.objects.get(pk=key.pk).suspended_at is None
+    assert not AuditEvent.objects.filter(action="api_key.suspend").exists()
+
+    with django_capture_on_commit_callbacks(execute=True):
+        response = owner_client.post(_url("suspend", key), {"reason": "spend spike under investigation"})
+    assert response.status_code == 302
+    key.refresh_from_db()
+    assert key.suspended_by == owner and key.suspend_reason == "spend spike under investigation"
+    assert not key_works(emulator, issued.secret)
+    listing = owner_client.get(LIST).content.decode()
+    assert 'class="key-suspended" title="spend spike under investigation"' in listing
+    assert owner_client.get(LIST + "?flag=suspended").context["cl"].result_count == 1
+    page = owner_client.get(_url("change", key)).content.decode()
+    assert 'id="resume-link"' in page and 'id="suspend-link"' not in page
+    assert "spend spike under investigation" in page
+    # Suspending twice: a message, no second audit line.
+    assert owner_client.post(_url("suspend", key), {"reason": "again"}).status_code == 302
+    assert AuditEvent.objects.filter(action="api_key.suspend").count() == 1
+
+    with django_capture_on_commit_callbacks(execute=True):
+        assert owner_client.post(_url("resume", key), {"reason": ""}).status_code == 302
+    key.refresh_from_db()
+    assert key.suspended_at is None and key_works(emulator, issued.secret)
+    assert owner_client.get(LIST + "?flag=suspended").context["cl"].result_count == 0
+    assert 'class="key-suspended"' not in owner_client.get(LIST).content.decode()
+    resumed = AuditEvent.objects.get(action="api_key.resume")
+    assert resumed.changes["suspend_reason"] == "spend spike under investigation"
+
+
+@pytest.mark.parametrize("view", ["suspend", "resume"])
+def test_suspend_and_resume_refuse_member_and_hide_from_outsider(member_client, outsider_client, owner, account,
+                                                                  view):
+    key = issue(owner, account).key
+    if view == "resume":
+        services.api_key_suspend(actor=owner, key=key, reason="quota")
+    before = ApiKey.objects.get(pk=key.pk).suspended_at
+    assert member_client.get(_url(view, key)).status_code == 403
+    assert member_client.post(_url(view, key), {"reason": "x"}).status_code == 403
+    assert outsider_client.post(_url(view, key), {"reason": "x"}).status_code == 404
+    assert ApiKey.objects.get(pk=key.pk).suspended_at == before
+
+
 @pytest.mark.parametrize("view", ["rotate", "rotate_now", "revoke"])
 def test_key_actions_refuse_member_and_hide_from_outsider(member_client, outsider_client, owner, account, view):
     key = issue(owner, account).key
