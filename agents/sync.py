@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,23 +97,58 @@ TAG_PREFIX = "keyward-"
 AUTH_FIELDS = ("enable_auth", "allowlist", "require_origin_header")
 
 
+WEBHOOK_ENABLED = "platform_settings.overrides.enable_conversation_initiation_client_data_from_webhook"
+WEBHOOK_URL = "platform_settings.workspace_overrides.conversation_initiation_client_data_webhook.url"
+WEBHOOK_SECRET = "platform_settings.workspace_overrides.conversation_initiation_client_data_webhook.secret_header"
+# The webhook's secret header is compared, never reported: drift shows one of these labels, not the value.
+SECRET_CURRENT, SECRET_OTHER, SECRET_NONE = "Keyward's current secret", "another value", "none"
+
+
 def _comparable(agent: Agent) -> dict[str, Any]:
     auth = agent.platform_auth()
     state: dict[str, Any] = {"name": agent.name,
                              "max_duration_seconds": agent.max_duration_seconds or DEFAULT_MAX_DURATION}
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth[name]
+    if agent.credential_webhook_changed_at is not None:
+        # Compared only once Keyward manages the initiation webhook (as agent_payload sends it only then).
+        from broker.webhook import webhook_url
+
+        enabled = bool(agent.credential_webhook)
+        state[WEBHOOK_ENABLED] = enabled
+        state[WEBHOOK_URL] = webhook_url() if enabled else None
+        state[WEBHOOK_SECRET] = SECRET_CURRENT if enabled else SECRET_NONE
     return state
 
 
-def _remote_comparable(remote: dict[str, Any]) -> dict[str, Any]:
+def _remote_comparable(remote: dict[str, Any], agent: Agent) -> dict[str, Any]:
     # Only what Keyward owns; shareable_token and the rest of the agent are the platform's business.
-    auth = (remote.get("platform_settings") or {}).get("auth") or {}
+    platform_settings = remote.get("platform_settings") or {}
+    auth = platform_settings.get("auth") or {}
     conversation = (remote.get("conversation_config") or {}).get("conversation") or {}
     state: dict[str, Any] = {"name": remote.get("name"),
                              "max_duration_seconds": conversation.get("max_duration_seconds")}
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth.get(name)
+    if agent.credential_webhook_changed_at is not None:
+        from broker.webhook import HEADER, agent_secret
+
+        overrides = platform_settings.get("overrides") or {}
+        hook = (platform_settings.get("workspace_overrides") or {}).get("conversation_initiation_client_data_webhook")
+        hook = hook if isinstance(hook, dict) else {}
+        headers = hook.get("request_headers") or {}
+        presented = next((v for k, v in headers.items() if k.lower() == HEADER.lower()), None)
+        state[WEBHOOK_ENABLED] = bool(overrides.get("enable_conversation_initiation_client_data_from_webhook"))
+        state[WEBHOOK_URL] = hook.get("url") or None
+        if not presented:
+            state[WEBHOOK_SECRET] = SECRET_NONE
+        elif not isinstance(presented, str):
+            state[WEBHOOK_SECRET] = SECRET_OTHER  # e.g. a platform secret reference set by hand
+        else:
+            # Signed with an older BROKER_WEBHOOK_KEY still verifies, but is reported so the agent is re-pushed
+            # before that key is dropped.
+            current = hmac.compare_digest(presented.encode("utf-8"), agent_secret(agent).encode("utf-8"))
+            state[WEBHOOK_SECRET] = SECRET_CURRENT if current else SECRET_OTHER
     return state
 
 
@@ -124,8 +160,9 @@ def _normalised(field: str, value: Any) -> Any:
 
 
 def agent_differences(agent: Agent, remote: dict[str, Any]) -> dict[str, list[Any]]:
-    """{field: [local, remote]} for the fields Keyward sets on the platform (no secret among them)."""
-    local, theirs = _comparable(agent), _remote_comparable(remote)
+    """{field: [local, remote]} for the fields Keyward sets on the platform (no secret among them: the
+    webhook's secret header is reported as a label, never as its value)."""
+    local, theirs = _comparable(agent), _remote_comparable(remote, agent)
     differences = {}
     for field, value in local.items():
         mine, other = _normalised(field, value), _normalised(field, theirs[field])

@@ -44,6 +44,52 @@ def test_turning_the_webhook_on_configures_the_agent_on_the_platform_through_the
     assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is False
 
 
+def test_reconcile_reports_a_webhook_changed_on_the_platform_without_its_secret_and_resync_repairs_it(
+        webhook_agent, owner, platform, settings):
+    from agents import sync as agent_sync
+    from project.sync import services as sync_services
+    from project.sync.models import Drift
+
+    def reconcile():
+        run = sync_services.reconcile_start(actor=owner, kinds=["agent"], enqueue=False)
+        sync_services.reconcile_run(run=run)
+        return {d.object_id: d for d in Drift.objects.filter(kind="agent")}
+
+    assert str(webhook_agent.pk) not in reconcile()
+    stolen = "kw_hook_" + "0" * 32 + "_" + "1" * 64
+    platform.update_agent(webhook_agent.remote_id, platform_settings={
+        "workspace_overrides": {"conversation_initiation_client_data_webhook": {
+            "url": "https://attacker.example/hook", "request_headers": {webhook.HEADER: stolen}}},
+        "overrides": {"enable_conversation_initiation_client_data_from_webhook": False}})
+    drift = reconcile()[str(webhook_agent.pk)]
+    assert drift.problem == "differs"
+    assert drift.fields == {
+        agent_sync.WEBHOOK_ENABLED: [True, False],
+        agent_sync.WEBHOOK_URL: ["http://127.0.0.1:8000/api/v1/platform/conversation-initiation",
+                                 "https://attacker.example/hook"],
+        agent_sync.WEBHOOK_SECRET: ["Keyward's current secret", "another value"],
+    }
+    assert stolen not in str(drift.fields) and webhook.agent_secret(webhook_agent) not in str(drift.fields)
+
+    # A secret signed with a key that is still accepted but no longer the newest is reported too.
+    settings.BROKER_WEBHOOK_KEY = ["n" * 40, "o" * 40]
+    old_secret = webhook._secret(webhook_agent.uuid, b"o" * 40)
+    assert webhook.verify(old_secret) == webhook_agent.uuid
+    platform.update_agent(webhook_agent.remote_id, platform_settings={
+        "workspace_overrides": {"conversation_initiation_client_data_webhook": {
+            "url": webhook.webhook_url(), "request_headers": {webhook.HEADER: old_secret}}},
+        "overrides": {"enable_conversation_initiation_client_data_from_webhook": True}})
+    assert reconcile()[str(webhook_agent.pk)].fields == {
+        agent_sync.WEBHOOK_SECRET: ["Keyward's current secret", "another value"]}
+
+    sync_services.resync_run(run=sync_services.resync_start(actor=owner, kind="agent", enqueue=False))
+    sync_services.outbox_drain()
+    hook = platform.get_agent(webhook_agent.remote_id)["platform_settings"]["workspace_overrides"][
+        "conversation_initiation_client_data_webhook"]
+    assert hook["request_headers"][webhook.HEADER] == webhook.agent_secret(webhook_agent)
+    assert str(webhook_agent.pk) not in reconcile()
+
+
 def test_an_agent_keyward_never_managed_keeps_its_own_platform_webhook(signed_agent):
     assert set(agent_payload(signed_agent)["platform_settings"]) == {"auth"}
 
