@@ -95,6 +95,11 @@ class Agent(TimeStampedModel):
     # Null while Keyward has never managed this agent's initiation webhook: sync then leaves the platform's
     # setting alone, so a webhook configured by hand on the platform survives.
     credential_webhook_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # The platform workspace secret that holds this agent's webhook secret (the agent's webhook header references
+    # it by id, so the value is in no agent config), and which BROKER_WEBHOOK_KEY signed the value last pushed
+    # (a fingerprint, not the key). Set by the agent's sync job only.
+    webhook_secret_remote_id = models.CharField(max_length=128, blank=True, editable=False)
+    webhook_secret_key_id = models.CharField(max_length=16, blank=True, editable=False)
 
     class Meta:
         ordering = ["workspace__name", "name"]

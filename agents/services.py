@@ -149,7 +149,8 @@ def agent_delete(*, actor: Any, agent: Agent) -> None:
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     record(actor=actor, action="agent.delete", target=agent, workspace_id=agent.workspace_id,
            changes=diff(_snapshot(agent, AGENT_FIELDS), {}))
-    _enqueue_agent(agent, op=SyncJob.Op.DELETE, payload={"remote_id": agent.remote_id, "sync_tag": agent.sync_tag})
+    _enqueue_agent(agent, op=SyncJob.Op.DELETE, payload={"remote_id": agent.remote_id, "sync_tag": agent.sync_tag,
+                                                        "webhook_secret_id": agent.webhook_secret_remote_id})
     agent.delete()
 
 

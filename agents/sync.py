@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,6 +23,8 @@ from project.sync.registry import (
     report_progress,
 )
 from project.sync.selectors import attempted_before
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DURATION = 600  # the platform's default; sent explicitly so a removed limit is removed remotely
 
@@ -47,6 +50,53 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
     }
 
 
+# --- the credential webhook's secret, kept on the platform as a workspace secret ---------------------------------
+def _find_secret_id(client: Any, name: str) -> str:
+    return next((str(s["secret_id"]) for s in client.list_secrets() if s.get("name") == name), "")
+
+
+def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
+    """Make sure the platform holds this agent's current webhook secret: rewritten on every push (so a push
+    repairs a secret deleted or changed on the platform, and carries a new BROKER_WEBHOOK_KEY), created (or
+    adopted by name after a lost answer) when missing. The id and key fingerprint are stored before the agent
+    is pushed, so a failure after this loses nothing."""
+    from broker import webhook
+
+    current = webhook.key_id()
+    name, value = webhook.secret_name(agent), webhook.agent_secret(agent)
+    secret_id = agent.webhook_secret_remote_id
+    if secret_id:
+        try:
+            client.update_secret(secret_id, name=name, value=value)
+        except errors.NotFound:
+            secret_id = ""  # deleted on the platform behind Keyward's back: make it again
+    if not secret_id:
+        try:
+            secret_id = str(client.create_secret(name=name, value=value)["secret_id"])
+        except errors.Conflict:
+            # The name exists already (an earlier create whose answer was lost): adopt it and write the value.
+            secret_id = _find_secret_id(client, name)
+            if not secret_id:
+                raise
+            client.update_secret(secret_id, name=name, value=value)
+    agent.webhook_secret_remote_id, agent.webhook_secret_key_id = secret_id, current
+    if not Agent.objects.filter(pk=agent.pk).update(webhook_secret_remote_id=secret_id,
+                                                    webhook_secret_key_id=current):
+        _drop_webhook_secret(client, secret_id)  # the agent was deleted meanwhile: leave nothing behind
+        raise Agent.DoesNotExist
+
+
+def _drop_webhook_secret(client: Any, secret_id: str) -> None:
+    try:
+        client.delete_secret(secret_id)
+    except errors.NotFound:
+        pass  # already gone
+    except errors.Conflict as exc:
+        # Something set up by hand on the platform still references it: leave it; the secrets drift report
+        # lists it as unknown to Keyward for a person to look at. The agent itself is in step.
+        logger.warning("webhook secret %s left on the platform: %s", secret_id, exc.message)
+
+
 def _find_by_tag(client: Any, tag: str) -> str | None:
     """An earlier attempt may have created the agent and lost the response: find it by its tag."""
     for summary in client.iter_agents():
@@ -67,29 +117,48 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
                 client.delete_agent(remote_id)
             except errors.NotFound:
                 pass  # already gone: the delete is done
+        if job.payload.get("webhook_secret_id"):
+            _drop_webhook_secret(client, job.payload["webhook_secret_id"])  # no agent uses it any more
         return remote_id
     try:
         # get(), not first(): first() would order by the model's ordering, a join with the workspace per job.
         agent = Agent.objects.get(pk=job.object_id)
     except Agent.DoesNotExist:
         return None  # deleted since; its delete job carries the remote id
+    if agent.credential_webhook and agent.credential_webhook_changed_at is not None:
+        try:
+            _ensure_webhook_secret(agent, client)
+        except Agent.DoesNotExist:
+            return None  # deleted meanwhile; its delete job carries the remote id
     body = agent_payload(agent)
     remote_id = agent.remote_id
     if remote_id:
         try:
             client.update_agent(remote_id, **body)
-            return remote_id
         except errors.NotFound:
             # Deleted on the platform behind Keyward's back: the database is the truth, so recreate it.
             remote_id = ""
+        else:
+            _after_push(agent, client)
+            return remote_id
     if agent.remote_id or attempted_before(job):
         remote_id = _find_by_tag(client, agent.sync_tag) or ""
     if not remote_id:
         remote_id = client.create_agent(idempotency_key=str(job.idempotency_key), **body)
     else:
         client.update_agent(remote_id, **body)
+    _after_push(agent, client)
     agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)
     return remote_id
+
+
+def _after_push(agent: Agent, client: Any) -> None:
+    """Webhook turned off: once the agent no longer references its secret, delete the secret."""
+    if agent.credential_webhook or not agent.webhook_secret_remote_id:
+        return
+    _drop_webhook_secret(client, agent.webhook_secret_remote_id)
+    Agent.objects.filter(pk=agent.pk, webhook_secret_remote_id=agent.webhook_secret_remote_id).update(
+        webhook_secret_remote_id="", webhook_secret_key_id="")
 
 
 # --- reconcile -----------------------------------------------------------------------------------------------
@@ -100,8 +169,13 @@ AUTH_FIELDS = ("enable_auth", "allowlist", "require_origin_header")
 WEBHOOK_ENABLED = "platform_settings.overrides.enable_conversation_initiation_client_data_from_webhook"
 WEBHOOK_URL = "platform_settings.workspace_overrides.conversation_initiation_client_data_webhook.url"
 WEBHOOK_SECRET = "platform_settings.workspace_overrides.conversation_initiation_client_data_webhook.secret_header"
-# The webhook's secret header is compared, never reported: drift shows one of these labels, not the value.
-SECRET_CURRENT, SECRET_OTHER, SECRET_NONE = "Keyward's current secret", "another value", "none"
+# The webhook's secret header is compared, never reported: drift shows one of these labels, not a value.
+SECRET_CURRENT = "Keyward's secret, current key"
+SECRET_OLDER = "Keyward's secret, older key"
+SECRET_MISSING = "a secret no longer on the platform"
+SECRET_OTHER = "another secret"
+SECRET_PLAIN = "a plain-text value"
+SECRET_NONE = "none"
 
 
 def _comparable(agent: Agent) -> dict[str, Any]:
@@ -121,7 +195,25 @@ def _comparable(agent: Agent) -> dict[str, Any]:
     return state
 
 
-def _remote_comparable(remote: dict[str, Any], agent: Agent) -> dict[str, Any]:
+def _secret_label(agent: Agent, presented: Any, platform_secret_ids: set[str] | None) -> str:
+    from broker.webhook import key_id
+
+    if not presented:
+        return SECRET_NONE
+    if isinstance(presented, str):
+        return SECRET_PLAIN  # readable by anyone who can read the agent on the platform
+    secret_id = presented.get("secret_id") if isinstance(presented, dict) else None
+    if not secret_id or secret_id != agent.webhook_secret_remote_id:
+        return SECRET_OTHER
+    if platform_secret_ids is not None and secret_id not in platform_secret_ids:
+        return SECRET_MISSING
+    # A secret signed with an older BROKER_WEBHOOK_KEY still verifies, but is reported so the agent is re-pushed
+    # before that key is dropped.
+    return SECRET_CURRENT if hmac.compare_digest(agent.webhook_secret_key_id, key_id()) else SECRET_OLDER
+
+
+def _remote_comparable(remote: dict[str, Any], agent: Agent,
+                       platform_secret_ids: set[str] | None = None) -> dict[str, Any]:
     # Only what Keyward owns; shareable_token and the rest of the agent are the platform's business.
     platform_settings = remote.get("platform_settings") or {}
     auth = platform_settings.get("auth") or {}
@@ -131,7 +223,7 @@ def _remote_comparable(remote: dict[str, Any], agent: Agent) -> dict[str, Any]:
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth.get(name)
     if agent.credential_webhook_changed_at is not None:
-        from broker.webhook import HEADER, agent_secret
+        from broker.webhook import HEADER
 
         overrides = platform_settings.get("overrides") or {}
         hook = (platform_settings.get("workspace_overrides") or {}).get("conversation_initiation_client_data_webhook")
@@ -140,15 +232,7 @@ def _remote_comparable(remote: dict[str, Any], agent: Agent) -> dict[str, Any]:
         presented = next((v for k, v in headers.items() if k.lower() == HEADER.lower()), None)
         state[WEBHOOK_ENABLED] = bool(overrides.get("enable_conversation_initiation_client_data_from_webhook"))
         state[WEBHOOK_URL] = hook.get("url") or None
-        if not presented:
-            state[WEBHOOK_SECRET] = SECRET_NONE
-        elif not isinstance(presented, str):
-            state[WEBHOOK_SECRET] = SECRET_OTHER  # e.g. a platform secret reference set by hand
-        else:
-            # Signed with an older BROKER_WEBHOOK_KEY still verifies, but is reported so the agent is re-pushed
-            # before that key is dropped.
-            current = hmac.compare_digest(presented.encode("utf-8"), agent_secret(agent).encode("utf-8"))
-            state[WEBHOOK_SECRET] = SECRET_CURRENT if current else SECRET_OTHER
+        state[WEBHOOK_SECRET] = _secret_label(agent, presented, platform_secret_ids)
     return state
 
 
@@ -159,10 +243,12 @@ def _normalised(field: str, value: Any) -> Any:
     return value
 
 
-def agent_differences(agent: Agent, remote: dict[str, Any]) -> dict[str, list[Any]]:
+def agent_differences(agent: Agent, remote: dict[str, Any],
+                      platform_secret_ids: set[str] | None = None) -> dict[str, list[Any]]:
     """{field: [local, remote]} for the fields Keyward sets on the platform (no secret among them: the
-    webhook's secret header is reported as a label, never as its value)."""
-    local, theirs = _comparable(agent), _remote_comparable(remote, agent)
+    webhook's secret header is reported as a label, never as a value). With `platform_secret_ids`, a webhook
+    secret that is no longer on the platform is reported too."""
+    local, theirs = _comparable(agent), _remote_comparable(remote, agent, platform_secret_ids)
     differences = {}
     for field, value in local.items():
         mine, other = _normalised(field, value), _normalised(field, theirs[field])
@@ -182,6 +268,9 @@ def reconcile_agents(client: Any) -> Iterator[DriftItem]:
             if tag.startswith(TAG_PREFIX):
                 by_tag.setdefault(tag, []).append(agent_id)
     local = list(Agent.objects.order_by("pk"))
+    # One secrets listing, only when some agent keeps its webhook secret there.
+    platform_secret_ids = ({str(s["secret_id"]) for s in client.list_secrets()}
+                           if any(a.webhook_secret_remote_id for a in local) else None)
     matched: set[str] = set()
     report_progress(0, len(local))
     for done, agent in enumerate(local, 1):
@@ -198,7 +287,7 @@ def reconcile_agents(client: Any) -> Iterator[DriftItem]:
             yield DriftItem(remote_id=agent.remote_id or None, problem=MISSING_REMOTELY, **item)
         else:
             matched.add(remote_id)
-            differences = agent_differences(agent, found)
+            differences = agent_differences(agent, found, platform_secret_ids)
             if remote_id != agent.remote_id:
                 differences["remote_id"] = [agent.remote_id, remote_id]
             if differences:

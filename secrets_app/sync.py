@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from agents.models import Agent
 from project.fields import DecryptionError
 from project.logging import register_secret_value
 from project.platform import errors
@@ -195,6 +196,10 @@ def reconcile_secrets(client: Any) -> Iterator[DriftItem]:
                 yield DriftItem(remote_id=secret.remote_id, problem=DIFFERS,
                                 fields={"name": [secret.remote_name, found.get("name")]}, **item)
         report_progress(done, len(local))
+    # Agents' credential-webhook secrets are Keyward's too (kept by the agents' sync; their drift is reported
+    # on the agent): not unknown. One left behind by a deleted agent is.
+    matched.update(Agent.objects.exclude(webhook_secret_remote_id="")
+                   .values_list("webhook_secret_remote_id", flat=True))
     for secret_id, found in remote.items():
         if secret_id not in matched:
             yield DriftItem(kind=SECRET_KIND, object_id=None, remote_id=secret_id, problem=UNKNOWN_LOCALLY,

@@ -26,11 +26,17 @@ def _conversation_for(api, issued, agent, end_user_id="user-42", mode="conversat
 
 # --- turning it on and off --------------------------------------------------------------------------------
 def test_turning_the_webhook_on_configures_the_agent_on_the_platform_through_the_outbox(
-        webhook_agent, owner, platform, django_capture_on_commit_callbacks):
+        webhook_agent, owner, platform, emulator, django_capture_on_commit_callbacks):
     remote = platform.get_agent(webhook_agent.remote_id)["platform_settings"]
     hook = remote["workspace_overrides"]["conversation_initiation_client_data_webhook"]
+    # The header references a platform workspace secret: the value is in no agent config.
+    secret_id = webhook_agent.webhook_secret_remote_id
     assert hook == {"url": "http://127.0.0.1:8000/api/v1/platform/conversation-initiation",
-                    "request_headers": {webhook.HEADER: webhook.agent_secret(webhook_agent)}}
+                    "request_headers": {webhook.HEADER: {"secret_id": secret_id}}}
+    assert emulator.secret_value(secret_id) == webhook.agent_secret(webhook_agent)
+    assert platform.get_secret(secret_id)["name"] == f"keyward-webhook-{webhook_agent.uuid.hex}"
+    assert platform.get_secret(secret_id)["used_by"]["others"] == ["conversation_initiation_webhook"]
+    assert webhook_agent.webhook_secret_key_id == webhook.key_id()
     assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is True
     assert SyncJob.objects.filter(kind="agent", object_id=str(webhook_agent.pk), state="done").count() >= 2
     event = AuditEvent.objects.get(action="agent.credential_webhook")
@@ -42,52 +48,88 @@ def test_turning_the_webhook_on_configures_the_agent_on_the_platform_through_the
     remote = platform.get_agent(webhook_agent.remote_id)["platform_settings"]
     assert remote["workspace_overrides"]["conversation_initiation_client_data_webhook"] is None
     assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is False
+    # Off: the secret is deleted once no agent references it.
+    assert secret_id not in {s["secret_id"] for s in platform.list_secrets()}
+    webhook_agent.refresh_from_db()
+    assert (webhook_agent.webhook_secret_remote_id, webhook_agent.webhook_secret_key_id) == ("", "")
 
 
-def test_reconcile_reports_a_webhook_changed_on_the_platform_without_its_secret_and_resync_repairs_it(
+def test_reconcile_reports_a_webhook_changed_on_the_platform_without_a_secret_and_resync_repairs_it(
         webhook_agent, owner, platform, settings):
     from agents import sync as agent_sync
     from project.sync import services as sync_services
     from project.sync.models import Drift
 
-    def reconcile():
-        run = sync_services.reconcile_start(actor=owner, kinds=["agent"], enqueue=False)
+    def reconcile(kind="agent"):
+        run = sync_services.reconcile_start(actor=owner, kinds=[kind], enqueue=False)
         sync_services.reconcile_run(run=run)
-        return {d.object_id: d for d in Drift.objects.filter(kind="agent")}
+        return {d.object_id: d for d in Drift.objects.filter(kind=kind)}
+
+    def repair():
+        sync_services.resync_run(run=sync_services.resync_start(actor=owner, kind="agent", enqueue=False))
+        sync_services.outbox_drain()
+        webhook_agent.refresh_from_db()
+
+    def set_hook(url, header_value, enabled=True):
+        platform.update_agent(webhook_agent.remote_id, platform_settings={
+            "workspace_overrides": {"conversation_initiation_client_data_webhook": {
+                "url": url, "request_headers": {webhook.HEADER: header_value}}},
+            "overrides": {"enable_conversation_initiation_client_data_from_webhook": enabled}})
 
     assert str(webhook_agent.pk) not in reconcile()
-    stolen = "kw_hook_" + "0" * 32 + "_" + "1" * 64
-    platform.update_agent(webhook_agent.remote_id, platform_settings={
-        "workspace_overrides": {"conversation_initiation_client_data_webhook": {
-            "url": "https://attacker.example/hook", "request_headers": {webhook.HEADER: stolen}}},
-        "overrides": {"enable_conversation_initiation_client_data_from_webhook": False}})
+    assert not reconcile("secret")  # the agent's webhook secret is Keyward's, not unknown
+    secret_id = webhook_agent.webhook_secret_remote_id
+
+    # Pointed elsewhere by hand, with the secret pasted in plain text: reported with labels, never values.
+    stolen = webhook.agent_secret(webhook_agent)
+    set_hook("https://attacker.example/hook", stolen, enabled=False)
     drift = reconcile()[str(webhook_agent.pk)]
     assert drift.problem == "differs"
     assert drift.fields == {
         agent_sync.WEBHOOK_ENABLED: [True, False],
         agent_sync.WEBHOOK_URL: ["http://127.0.0.1:8000/api/v1/platform/conversation-initiation",
                                  "https://attacker.example/hook"],
-        agent_sync.WEBHOOK_SECRET: ["Keyward's current secret", "another value"],
+        agent_sync.WEBHOOK_SECRET: ["Keyward's secret, current key", "a plain-text value"],
     }
-    assert stolen not in str(drift.fields) and webhook.agent_secret(webhook_agent) not in str(drift.fields)
+    assert stolen not in str(drift.fields)
+    repair()
+    assert str(webhook_agent.pk) not in reconcile()
 
-    # A secret signed with a key that is still accepted but no longer the newest is reported too.
-    settings.BROKER_WEBHOOK_KEY = ["n" * 40, "o" * 40]
-    old_secret = webhook._secret(webhook_agent.uuid, b"o" * 40)
-    assert webhook.verify(old_secret) == webhook_agent.uuid
-    platform.update_agent(webhook_agent.remote_id, platform_settings={
-        "workspace_overrides": {"conversation_initiation_client_data_webhook": {
-            "url": webhook.webhook_url(), "request_headers": {webhook.HEADER: old_secret}}},
-        "overrides": {"enable_conversation_initiation_client_data_from_webhook": True}})
+    # BROKER_WEBHOOK_KEY changed: the agent is reported (an older key may still verify) until re-pushed.
+    settings.BROKER_WEBHOOK_KEY = ["n" * 40]
     assert reconcile()[str(webhook_agent.pk)].fields == {
-        agent_sync.WEBHOOK_SECRET: ["Keyward's current secret", "another value"]}
+        agent_sync.WEBHOOK_SECRET: ["Keyward's secret, current key", "Keyward's secret, older key"]}
+    repair()
+    assert str(webhook_agent.pk) not in reconcile()
+    assert webhook_agent.webhook_secret_remote_id == secret_id  # rewritten in place, same reference
 
-    sync_services.resync_run(run=sync_services.resync_start(actor=owner, kind="agent", enqueue=False))
-    sync_services.outbox_drain()
+    # The secret deleted on the platform (the agent first pointed at another one, so the delete is allowed).
+    other = platform.create_secret(name="someone-else", value="x" * 20)["secret_id"]
+    set_hook(webhook.webhook_url(), {"secret_id": other})
+    assert reconcile()[str(webhook_agent.pk)].fields == {
+        agent_sync.WEBHOOK_SECRET: ["Keyward's secret, current key", "another secret"]}
+    platform.delete_secret(secret_id)
+    set_hook(webhook.webhook_url(), {"secret_id": other})
+    repair()
+    new_id = webhook_agent.webhook_secret_remote_id
+    assert new_id != secret_id and str(webhook_agent.pk) not in reconcile()
     hook = platform.get_agent(webhook_agent.remote_id)["platform_settings"]["workspace_overrides"][
         "conversation_initiation_client_data_webhook"]
-    assert hook["request_headers"][webhook.HEADER] == webhook.agent_secret(webhook_agent)
-    assert str(webhook_agent.pk) not in reconcile()
+    assert hook["request_headers"] == {webhook.HEADER: {"secret_id": new_id}}
+
+
+def test_a_webhook_secret_in_use_cannot_be_deleted_and_deleting_the_agent_deletes_it(
+        webhook_agent, owner, platform, django_capture_on_commit_callbacks):
+    from agents import services as agent_services
+    from project.platform import errors
+
+    secret_id = webhook_agent.webhook_secret_remote_id
+    with pytest.raises(errors.PlatformError) as refused:
+        platform.delete_secret(secret_id)
+    assert refused.value.has_code("secret_in_use") and "conversation initiation webhook" in refused.value.message
+    with django_capture_on_commit_callbacks(execute=True):
+        agent_services.agent_delete(actor=owner, agent=webhook_agent)
+    assert secret_id not in {s["secret_id"] for s in platform.list_secrets()}
 
 
 def test_an_agent_keyward_never_managed_keeps_its_own_platform_webhook(signed_agent):

@@ -131,10 +131,14 @@ class AgentRoutes(EmulatorCore):
         tool_ids = prompt.get("tool_ids") if isinstance(prompt, dict) else None
         return [t for t in tool_ids if isinstance(t, str)] if isinstance(tool_ids, list) else []
 
+    def _check_agent_references(self, body: dict[str, Any]) -> None:
+        """References from an agent body to other objects (the workspace routes check secrets)."""
+
     @route("POST", "/v1/convai/agents/create", scopes=CONVAI_WRITE, create=True)
     def _agent_create(self, call: Call) -> Reply:
         body = require_object(call.body)
         _check_agent_fields(body, creating=True)
+        self._check_agent_references(body)
         now = self._now()
         agent_id = random_id("agent_")
         self._agents[agent_id] = {
@@ -188,6 +192,7 @@ class AgentRoutes(EmulatorCore):
         agent = self._agent(call.args["agent_id"])
         body = require_object(call.body)
         _check_agent_fields(body, creating=False)
+        self._check_agent_references(body)
         # UNCONFIRMED merge semantics: dicts deep-merge, lists (the allowlist, tool_ids) replace.
         if body.get("conversation_config") is not None:
             agent["conversation_config"] = deep_merge(agent["conversation_config"], body["conversation_config"])

@@ -55,6 +55,44 @@ class WorkspaceRoutes(AgentRoutes):
             return set()
         return {v["secret_id"] for v in headers.values() if isinstance(v, dict) and isinstance(v.get("secret_id"), str)}
 
+    @staticmethod
+    def _initiation_webhook(platform_settings: Any) -> Any:
+        overrides = platform_settings.get("workspace_overrides") if isinstance(platform_settings, dict) else None
+        return overrides.get("conversation_initiation_client_data_webhook") if isinstance(overrides, dict) else None
+
+    def _webhook_secret_ids(self, agent: dict[str, Any]) -> set[str]:
+        hook = self._initiation_webhook(agent["platform_settings"])
+        headers = hook.get("request_headers") if isinstance(hook, dict) else None
+        if not isinstance(headers, dict):
+            return set()
+        return {v["secret_id"] for v in headers.values() if isinstance(v, dict) and isinstance(v.get("secret_id"), str)}
+
+    def _agents_with_webhook_secret(self, secret_id: str) -> list[dict[str, Any]]:
+        agents = [a for a in self._agents.values() if secret_id in self._webhook_secret_ids(a)]
+        return sorted(agents, key=lambda a: a["seq"])
+
+    def _check_agent_references(self, body: dict[str, Any]) -> None:
+        # ConversationInitiationClientDataWebhook: {url, request_headers: {name: str | {secret_id}}}, or null.
+        loc: tuple[str | int, ...] = ("body", "platform_settings", "workspace_overrides",
+                                      "conversation_initiation_client_data_webhook")
+        hook = self._initiation_webhook(body.get("platform_settings"))
+        if hook is None:
+            return
+        hook = require_object(hook, loc)
+        check_str(hook, "url", loc, required=True)
+        headers = hook.get("request_headers")
+        if not isinstance(headers, dict):
+            raise invalid((*loc, "request_headers"), "Input should be a valid dictionary", "dict_type", headers)
+        for header, value in headers.items():
+            if isinstance(value, str):
+                continue
+            if not isinstance(value, dict) or not isinstance(value.get("secret_id"), str):
+                raise invalid((*loc, "request_headers", header), "Input should be a string or a secret locator",
+                              "union_error", value)
+            if value["secret_id"] not in self._secrets:
+                # UNCONFIRMED, as for tools: a dangling reference is refused here.
+                raise invalid((*loc, "request_headers", header, "secret_id"), "Secret not found", "value_error")
+
     def _tools_using_secret(self, secret_id: str) -> list[dict[str, Any]]:
         tools = [t for t in self._tools.values() if secret_id in self._header_secret_ids(t["tool_config"])]
         return sorted(tools, key=lambda t: t["seq"])
@@ -97,7 +135,7 @@ class WorkspaceRoutes(AgentRoutes):
             "phone_numbers": [],
             "phone_numbers_has_more": False,
             "mcp_servers": [],
-            "others": [],
+            "others": ["conversation_initiation_webhook"] if self._agents_with_webhook_secret(secret_id) else [],
         }
 
     # --- secrets ---------------------------------------------------------------------------------
@@ -177,9 +215,11 @@ class WorkspaceRoutes(AgentRoutes):
     def _secret_delete(self, call: Call) -> Reply:
         secret = self._secret(call.args["secret_id"])
         users = self._tools_using_secret(secret["secret_id"])
-        if users:
-            # UNCONFIRMED status/body: emulated as 400 secret_in_use naming the referencing tools.
-            names = ", ".join(t["tool_config"].get("name", t["id"]) for t in users)
+        hooks = self._agents_with_webhook_secret(secret["secret_id"])
+        if users or hooks:
+            # UNCONFIRMED status/body: emulated as 400 secret_in_use naming the referencing tools and agents.
+            names = ", ".join([*(t["tool_config"].get("name", t["id"]) for t in users),
+                               *(f"the conversation initiation webhook of agent {a['agent_id']}" for a in hooks)])
             raise platform_error(400, "validation_error", "secret_in_use", f"Secret is used by: {names}")
         del self._secrets[secret["secret_id"]]
         return 204, NO_BODY
