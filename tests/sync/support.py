@@ -163,9 +163,13 @@ def celery_publishing_to(broker_url: str) -> Iterator[Any]:
     saved = (app.conf.broker_url, app.conf.task_always_eager)
 
     def reset_pools() -> None:
-        if app._pool is not None:
-            app._pool.force_close_all()
-            app._pool = None
+        from kombu import pools
+
+        # app._pool is kombu's process-wide pool for the broker URL: closing it alone leaves a closed pool in
+        # kombu's registry, and every later publish to that URL (even an eager task's) fails with "Acquire on
+        # closed pool". reset() closes and forgets them all.
+        pools.reset()
+        app._pool = None
         app.amqp._producer_pool = None
 
     app.conf.broker_url, app.conf.task_always_eager = broker_url, False
