@@ -25,6 +25,7 @@ import statistics
 import sys
 import time
 import uuid
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -43,6 +44,8 @@ django.setup()
 from django.conf import settings  # noqa: E402
 
 settings.DEBUG = False
+# WhiteNoise warns when collectstatic has not run; the benchmark serves no static files.
+warnings.filterwarnings("ignore", message="No directory at")
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import OperationalError, connection  # noqa: E402

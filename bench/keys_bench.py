@@ -30,6 +30,7 @@ import statistics
 import sys
 import time
 import uuid
+import warnings
 from datetime import timedelta
 from pathlib import Path
 
@@ -49,6 +50,8 @@ from django.conf import settings  # noqa: E402
 
 # DEBUG's query log would format every 5,000-row INSERT into a string: measure the app, not the log.
 settings.DEBUG = False
+# WhiteNoise warns when collectstatic has not run; the benchmark serves no static files.
+warnings.filterwarnings("ignore", message="No directory at")
 
 from django.contrib.auth import get_user_model  # noqa: E402
 from django.db import OperationalError, connection  # noqa: E402
@@ -85,7 +88,7 @@ def _seed(n_keys: int) -> tuple[list[str], object, object]:
     kept: list[str] = []
     columns = ("uuid", "created_at", "updated_at", "workspace_id", "service_account_id", "environment_id", "name",
                "scopes", "credit_quota", "allowed_ips", "state", "hint", "digest", "remote_key_id", "activated_at",
-               "overlap_until", "revoked_at", "revoke_reason", "last_used_at")
+               "overlap_until", "revoked_at", "revoke_reason", "last_used_at", "suspend_reason")
     # COPY, not bulk_create: the seed is scaffolding, and COPY loads 100k rows several times faster.
     with connection.cursor() as cursor, cursor.connection.cursor().copy(
             f"COPY keys_apikey ({', '.join(columns)}) FROM STDIN") as copy:
@@ -104,7 +107,7 @@ def _seed(n_keys: int) -> tuple[list[str], object, object]:
                 secret[-4:], hashlib.sha256(secret.encode()).hexdigest(), f"k{i:019d}", born,
                 born + timedelta(days=7) if state == "superseded" else None,
                 born + timedelta(days=1) if state == "revoked" else None, "",
-                born + timedelta(days=RNG.uniform(0, 30)) if RNG.random() < 0.7 else None))
+                born + timedelta(days=RNG.uniform(0, 30)) if RNG.random() < 0.7 else None, ""))
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE keys_apikey")  # the steady state autovacuum keeps: index-only counts
     assert ApiKey.objects.count() == n_keys

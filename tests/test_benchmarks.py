@@ -1,0 +1,64 @@
+"""The benchmark scripts still run, at tiny sizes: a schema change that breaks one is caught here, not on the day
+its figures are needed. The figures themselves are not checked: speed is measured by the scripts (`make bench`),
+never asserted in tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _postgres_server() -> str | None:
+    """A PostgreSQL server URL (no database part) if one answers: the tests' own, else the local one."""
+    url = os.environ.get("DATABASE_URL", "")
+    if url and not url.startswith(("postgres://", "postgresql://")):
+        return None
+    import psycopg
+
+    try:
+        psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=postgres", connect_timeout=2).close()
+    except psycopg.Error:
+        return None
+    return "postgres://postgres@127.0.0.1:5432"
+
+
+def _run(script: str, args: list[str], database_url: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    result = subprocess.run([sys.executable, f"bench/{script}", *args], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+@pytest.mark.parametrize(("script", "args", "lines"), [
+    ("broker_bench.py", ["--verify", "200", "--sessions", "20"],
+     ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:"]),
+    ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
+])
+def test_the_embedded_benchmarks_run(script, args, lines):
+    out = _run(script, args, None)  # a temporary SQLite file of their own
+    for line in lines:
+        assert f"\n{line} " in f"\n{out}", out
+
+
+@pytest.mark.parametrize(("script", "args", "database", "lines"), [
+    ("keys_bench.py", ["--keys", "600", "--paste-bytes", "300000", "--runs", "2"], "kw_bench_smoke_keys",
+     ["leak check p50 / p95:", "leak check queries:"]),
+    ("dashboard_bench.py", ["--sizes", "10", "--runs", "2"], "kw_bench_smoke_dashboard",
+     ["dashboard (superuser, all workspaces, 10 keys) queries:", "credit guard over 10 keys:"]),
+])
+def test_the_postgresql_benchmarks_run(script, args, database, lines):
+    server = _postgres_server()
+    if server is None:
+        pytest.skip(f"{script} needs PostgreSQL, and none answers at 127.0.0.1:5432")
+    out = _run(script, args, f"{server}/{database}")
+    for line in lines:
+        assert line in out, out
