@@ -132,6 +132,38 @@ def test_a_webhook_secret_in_use_cannot_be_deleted_and_deleting_the_agent_delete
     assert secret_id not in {s["secret_id"] for s in platform.list_secrets()}
 
 
+def test_upgrade_moves_a_plain_header_secret_into_a_platform_secret(webhook_agent, platform):
+    """Before the secret moved into a platform secret, it was a plain header: the migration queues the agents
+    that still have one, and the drain fixes them."""
+    import importlib
+
+    from django.apps import apps
+
+    from agents.models import Agent
+    from project.sync import services as sync_services
+
+    migration = importlib.import_module("agents.migrations.0004_push_webhook_secrets")
+    secret_id = webhook_agent.webhook_secret_remote_id
+    # The state an older release left: the secret in plain text in the agent's config, no platform secret.
+    platform.update_agent(webhook_agent.remote_id, platform_settings={"workspace_overrides": {
+        "conversation_initiation_client_data_webhook": {
+            "url": webhook.webhook_url(), "request_headers": {webhook.HEADER: webhook.agent_secret(webhook_agent)}}}})
+    platform.delete_secret(secret_id)
+    Agent.objects.filter(pk=webhook_agent.pk).update(webhook_secret_remote_id="", webhook_secret_key_id="")
+
+    migration.forwards(apps, None)
+    migration.forwards(apps, None)  # run twice (or with a job already pending): still one job
+    assert SyncJob.objects.filter(kind="agent", object_id=str(webhook_agent.pk), state="pending").count() == 1
+    sync_services.outbox_drain()
+    webhook_agent.refresh_from_db()
+    hook = platform.get_agent(webhook_agent.remote_id)["platform_settings"]["workspace_overrides"][
+        "conversation_initiation_client_data_webhook"]
+    assert hook["request_headers"] == {webhook.HEADER: {"secret_id": webhook_agent.webhook_secret_remote_id}}
+    assert webhook_agent.webhook_secret_remote_id
+    migration.forwards(apps, None)  # nothing left to move
+    assert not SyncJob.objects.filter(kind="agent", state="pending").exists()
+
+
 def test_an_agent_keyward_never_managed_keeps_its_own_platform_webhook(signed_agent):
     assert set(agent_payload(signed_agent)["platform_settings"]) == {"auth"}
 
