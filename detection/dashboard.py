@@ -94,8 +94,8 @@ def posture(actor: Any, selected: Workspace | None, workspaces: list[Workspace],
                             suspended=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES,
                                                            suspended_at__isnull=False)))
     key_figures += [
-        Figure("suspended", "Keys disabled by the credit guard", counts["suspended"],
-               _url("admin:keys_apikey_changelist", {"suspended_at__isnull": "False", **ws})),
+        Figure("suspended", "Suspended keys (credit guard or by hand)", counts["suspended"],
+               _url("admin:keys_apikey_changelist", {"flag": "suspended", **ws})),
         Figure("usable", "Usable keys", counts["usable"],
                _url("admin:keys_apikey_changelist", {"state__in": "active,superseded", **ws}), False),
     ]
