@@ -69,7 +69,9 @@ class BrokerKeyAdmin(RefusalAsMessage):
                        "created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.broker_keys_for(request.user, self.view_permission)
+        # Explicit: the agent count's GROUP BY drops the model's ordering, and the autocomplete pages by it.
+        return selectors.broker_keys_for(request.user, self.view_permission).order_by("workspace__name", "name",
+                                                                                      "-id")
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         if obj is not None and obj.is_revoked:

@@ -279,7 +279,9 @@ class OAuthProviderAdmin(SecretsAdminBase):
               "send_client_secret_in_header")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).annotate(credentials_total=Count("credentials"))
+        # Explicit: the count's GROUP BY drops the model's ordering, and the autocomplete pages by it.
+        return (super().get_queryset(request).annotate(credentials_total=Count("credentials"))
+                .order_by("workspace__name", "name", "pk"))
 
     @admin.display(description="end-user credentials")
     def credential_count(self, provider: OAuthProvider) -> int:
