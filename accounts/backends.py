@@ -27,9 +27,11 @@ DEVICES_ATTR = "_keyward_confirmed_devices"
 
 def _device_models() -> list[Any]:
     from django_otp.plugins.otp_static.models import StaticDevice
-    from django_otp.plugins.otp_totp.models import TOTPDevice
 
-    return [TOTPDevice, StaticDevice]
+    from accounts.models import SealedTOTPDevice
+
+    # The proxy: the persistent ids django_otp.login stores are "accounts.sealedtotpdevice/<id>".
+    return [SealedTOTPDevice, StaticDevice]
 
 
 def _annotations() -> dict[str, RawSQL]:

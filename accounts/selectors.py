@@ -12,6 +12,7 @@ from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import SealedTOTPDevice
 from project import access
 
 # Lockout records and devices belong to no workspace: the policy's "workspace None" answer (superusers only)
@@ -19,16 +20,16 @@ from project import access
 SIGN_IN_RECORDS_PERMISSION = "workspace.manage"
 
 
-def confirmed_totp_device(user: Any) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("pk").first()
+def confirmed_totp_device(user: Any) -> SealedTOTPDevice | None:
+    return SealedTOTPDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("pk").first()
 
 
 def has_confirmed_device(user: Any) -> bool:
     return TOTPDevice.objects.filter(user_id=user.pk, confirmed=True).exists()
 
 
-def unconfirmed_totp_device(user: Any) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).order_by("-pk").first()
+def unconfirmed_totp_device(user: Any) -> SealedTOTPDevice | None:
+    return SealedTOTPDevice.objects.filter(user_id=user.pk, confirmed=False).order_by("-pk").first()
 
 
 def recovery_codes_left(user: Any) -> int:

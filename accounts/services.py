@@ -6,6 +6,7 @@ an audit row, a log line or an exception message: audit rows name the method and
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -18,7 +19,11 @@ from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import selectors
+from accounts.models import SealedTOTPDevice, TOTPSecret
 from project.audit.services import SECRET_SET, record
+from project.fields import DecryptionError
+
+logger = logging.getLogger(__name__)
 
 RECOVERY_CODE_COUNT = 10
 TOTP_DEVICE_NAME = "Authenticator app"
@@ -66,7 +71,7 @@ def _issue_recovery_codes(user: Any) -> RecoveryCodes:
 
 
 @transaction.atomic
-def otp_device_enrol(*, actor: Any, user: Any) -> TOTPDevice:
+def otp_device_enrol(*, actor: Any, user: Any) -> SealedTOTPDevice:
     """Start enrolment: replace `user`'s unconfirmed authenticator (if any) with a new unconfirmed one holding a
     fresh random key, to be shown once. Only the person themself, and only while they have no confirmed device
     (to replace one, remove it first). Audits `accounts.otp_enrol_started`; enqueues nothing."""
@@ -74,19 +79,20 @@ def otp_device_enrol(*, actor: Any, user: Any) -> TOTPDevice:
     if TOTPDevice.objects.select_for_update().filter(user_id=user.pk, confirmed=True).exists():
         raise ValidationError("You already have an authenticator; remove it before setting up another.")
     TOTPDevice.objects.filter(user_id=user.pk, confirmed=False).delete()
-    device = TOTPDevice(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
-    device.full_clean()
-    device.save()
+    # The seed goes into the encrypted accounts.TOTPSecret; django-otp's own column gets a decoy.
+    device = SealedTOTPDevice.create_sealed(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
     record(actor=actor, action="accounts.otp_enrol_started", target=device)
     return device
 
 
 @transaction.atomic
-def otp_device_confirm(*, actor: Any, device: TOTPDevice, code: str) -> RecoveryCodes | None:
+def otp_device_confirm(*, actor: Any, device: SealedTOTPDevice, code: str) -> RecoveryCodes | None:
     """Confirm `device` with a current code from the app. On success the device is confirmed and a new set of
     recovery codes replaces any old one (returned, to be shown once); audits `accounts.otp_device_confirmed`.
     A wrong code returns None, counts towards django-otp's throttle and audits `accounts.otp_enrol_failed`."""
-    locked = TOTPDevice.objects.select_for_update().filter(pk=device.pk).first()
+    # of=self: the seed's row joins from the nullable side of an outer join, which FOR UPDATE cannot lock.
+    locked = (SealedTOTPDevice.objects.select_related("sealed_secret").select_for_update(of=("self",))
+              .filter(pk=device.pk).first())
     if locked is None or locked.user_id != getattr(actor, "pk", None):
         raise PermissionDenied("No such device.")
     if locked.confirmed:
@@ -134,6 +140,17 @@ def otp_device_remove(*, actor: Any, user: Any) -> int:
     return removed
 
 
+def _accepts(device: Device, code: str) -> bool:
+    """device.verify_token, failing closed when an authenticator's sealed seed cannot be read (no seed row, or
+    FIELD_ENCRYPTION_KEY lacks the key that sealed it): that device accepts nothing; recovery codes still work."""
+    try:
+        return bool(device.verify_token(code))
+    except (DecryptionError, TOTPSecret.DoesNotExist):
+        logger.error("authenticator %s of user %s: its seed cannot be read (is FIELD_ENCRYPTION_KEY complete?)",
+                     device.pk, device.user_id)
+        return False
+
+
 @transaction.atomic
 def otp_token_verify(*, actor: Any, code: str) -> Device | None:
     """The second sign-in step: check `code` against the actor's authenticator (six to eight digits) or else
@@ -142,9 +159,12 @@ def otp_token_verify(*, actor: Any, code: str) -> Device | None:
     also counts towards django-otp's per-device throttle, which the transaction keeps."""
     code = normalise_code(code)
     method = "totp" if _TOTP_SHAPE.match(code) else "recovery_code"
-    model = TOTPDevice if method == "totp" else StaticDevice
-    devices = list(model.objects.select_for_update().filter(user_id=actor.pk, confirmed=True).order_by("pk"))
-    verified = next((d for d in devices if d.verify_token(code)), None) if code else None
+    if method == "totp":
+        candidates = SealedTOTPDevice.objects.select_related("sealed_secret").select_for_update(of=("self",))
+    else:
+        candidates = StaticDevice.objects.select_for_update()
+    devices = list(candidates.filter(user_id=actor.pk, confirmed=True).order_by("pk"))
+    verified = next((d for d in devices if _accepts(d, code)), None) if code else None
     if verified is None:
         record(actor=actor, action="accounts.otp_failed", target=actor, changes={"method": method})
         return None

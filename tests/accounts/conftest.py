@@ -8,6 +8,7 @@ from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import services
+from accounts.models import SealedTOTPDevice
 from tests.factories import UserFactory
 
 PASSWORD = "correct-horse-battery"
@@ -22,7 +23,9 @@ def code_for(device: TOTPDevice, steps_ahead: int = 0) -> str:
     """The device's TOTP code, computed from its key as an authenticator app would (steps_ahead > 0 gives a
     later step, still inside the device's tolerance, for a second sign-in in the same 30 seconds)."""
     device.refresh_from_db()
-    value = totp(device.bin_key, device.step, device.t0, device.digits, device.drift + steps_ahead)
+    # From the sealed seed (the app's copy): django-otp's own key column holds only a decoy.
+    seed = SealedTOTPDevice.objects.get(pk=device.pk).bin_key
+    value = totp(seed, device.step, device.t0, device.digits, device.drift + steps_ahead)
     return f"{value:0{device.digits}d}"
 
 

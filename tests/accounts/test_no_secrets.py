@@ -6,8 +6,8 @@ import logging
 import pytest
 from django.test import Client
 from django_otp.plugins.otp_static.models import StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from accounts.models import SealedTOTPDevice
 from project.audit.models import AuditEvent
 from tests.accounts.conftest import CONFIRM_URL, SETUP_URL, STATUS_URL, VERIFY_URL, code_for, password_sign_in
 
@@ -19,8 +19,9 @@ def test_no_key_or_recovery_code_in_audit_rows_logs_or_later_pages(staff, otp_re
     client = Client()
     password_sign_in(client, staff.username)
     client.post(SETUP_URL)
-    device = TOTPDevice.objects.get(user=staff)
-    secrets = {device.key, base64.b32encode(device.bin_key).decode()}
+    device = SealedTOTPDevice.objects.get(user=staff)
+    seed = device.sealed_secret.key
+    secrets = {seed, base64.b32encode(device.bin_key).decode()}
     client.post(CONFIRM_URL, {"code": "000000" if code_for(device) != "000000" else "111111"})  # a failure too
     device.throttling_failure_count = 0
     device.throttling_failure_timestamp = None
