@@ -194,6 +194,7 @@ def test_rotate_now_through_the_admin(owner_client, owner, account, emulator, dj
 
 def test_revoke_through_the_admin(owner_client, owner, account, emulator, django_capture_on_commit_callbacks):
     issued = issue(owner, account)
+    assert 'value="Revoke"' in owner_client.get(_url("revoke", issued.key)).content.decode()
     assert owner_client.post(_url("revoke", issued.key), {"reason": ""}).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(_url("revoke", issued.key), {"reason": "leaked in a ticket"})
@@ -208,6 +209,7 @@ def test_suspend_and_resume_through_the_admin(owner_client, owner, account, emul
     key = issued.key
     page = owner_client.get(_url("change", key)).content.decode()
     assert 'id="suspend-link"' in page and 'id="resume-link"' not in page
+    assert 'type="submit" class="default" value="Suspend"' in owner_client.get(_url("suspend", key)).content.decode()
     # No reason: the error is on the reason field and nothing changes.
     response = owner_client.post(_url("suspend", key), {"reason": "  "})
     assert response.status_code == 200 and response.context["form"].errors["reason"]
@@ -230,6 +232,7 @@ def test_suspend_and_resume_through_the_admin(owner_client, owner, account, emul
     assert owner_client.post(_url("suspend", key), {"reason": "again"}).status_code == 302
     assert AuditEvent.objects.filter(action="api_key.suspend").count() == 1
 
+    assert 'value="Resume"' in owner_client.get(_url("resume", key)).content.decode()
     with django_capture_on_commit_callbacks(execute=True):
         assert owner_client.post(_url("resume", key), {"reason": ""}).status_code == 302
     key.refresh_from_db()
