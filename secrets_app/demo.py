@@ -10,7 +10,9 @@ import secrets
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.utils import timezone
 
 from secrets_app import services
@@ -51,12 +53,23 @@ def seed_secrets_and_tools(*, workspaces: list, **context: Any) -> None:
                                      url=url.replace("{slug}", workspace.slug), method=method, headers=headers)
 
 
+def demo_token_url() -> str:
+    """Where the demo provider refreshes tokens: the platform emulator's demo OAuth endpoint when the platform
+    is the emulator on loopback (`make run`), so "Force refresh" works; Google's real one otherwise."""
+    from project.platform.emulator.core import DEMO_OAUTH_TOKEN_PATH
+
+    base = settings.PLATFORM_API_URL.rstrip("/")
+    if urlsplit(base).scheme == "http" and urlsplit(base).hostname in {"127.0.0.1", "localhost", "::1"}:
+        return base + DEMO_OAUTH_TOKEN_PATH
+    return "https://oauth2.googleapis.com/token"
+
+
 def _provider(workspace: Any) -> OAuthProvider:
     provider = OAuthProvider.objects.filter(workspace=workspace, slug="google").first()
     if provider is None:
         provider = services.provider_save(
             actor=None, workspace=workspace, slug="google", name="Google", client_secret=_random(),
-            token_url="https://oauth2.googleapis.com/token", client_id=f"{workspace.slug}-demo.apps.example",
+            token_url=demo_token_url(), client_id=f"{workspace.slug}-demo.apps.example",
             send_client_secret_in_header=False)
     return provider
 
@@ -93,7 +106,7 @@ def seed_vault(*, workspaces: list, **context: Any) -> None:
         for number, end_user in enumerate(DEMO_USERS):
             if end_user in existing:
                 continue
-            # Far-off expiries: the demo provider is not reachable, so a refresh would fail (and alert).
+            # Far-off expiries: no refresh runs by itself; "Force refresh" asks the demo provider.
             services.credential_store(
                 actor=None, workspace=workspace, provider=provider, end_user_id=end_user,
                 access_token=f"ya29.demo_{_random()}", refresh_token=f"1//demo_{_random()}",

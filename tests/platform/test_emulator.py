@@ -628,3 +628,22 @@ def test_run_emulator_command_refuses_non_loopback_and_prints_the_url(monkeypatc
     Command(stdout=out).handle(host="127.0.0.1", port=0, api_key="dev-key")
     assert re.search(r"listening on http://127\.0\.0\.1:\d+", out.getvalue())
     assert "dev-key" not in out.getvalue()
+
+
+def test_the_demo_oauth_token_endpoint_answers_the_refresh_grant_only():
+    from project.platform.emulator import Emulator
+
+    emulator = Emulator(api_key="k")
+    with httpx.Client(transport=httpx.MockTransport(emulator.handle), base_url="http://127.0.0.1:8765") as http:
+        url = "/_emulator/oauth/token"
+        good = {"grant_type": "refresh_token", "refresh_token": "1//demo", "client_id": "app"}
+        ok = http.post(url, data=good)
+        assert ok.status_code == 200 and ok.headers["cache-control"] == "no-store"
+        assert ok.json()["access_token"].startswith("ya29.demo_") and ok.json()["expires_in"] == 3600
+        assert http.post(url, data=good).json()["access_token"] != ok.json()["access_token"]
+        assert http.post(url, data=good, auth=("app", "secret")).status_code == 200  # client auth by header
+        assert http.get(url).status_code == 405
+        assert http.post(url, data={**good, "grant_type": "password"}).json()["error"] == "unsupported_grant_type"
+        assert http.post(url, data={k: v for k, v in good.items() if k != "client_id"}).status_code == 401
+        refused = http.post(url, data={**good, "refresh_token": "revoked-1"})
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"

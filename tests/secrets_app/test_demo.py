@@ -30,3 +30,37 @@ def test_demo_rows_are_created_once_with_random_values():
     assert (Secret.objects.count(), Tool.objects.count(), AuthConnection.objects.count(),
             OAuthProvider.objects.count(), UserCredential.objects.count()) == counts
     assert [s.value for s in Secret.objects.all()] == values
+
+
+def test_the_demo_provider_refreshes_at_the_emulator_when_the_platform_is_the_local_emulator(settings, emulator):
+    import httpx
+
+    from secrets_app import oauth, services
+
+    settings.PLATFORM_API_URL = "https://api.elevenlabs.io"
+    assert demo.demo_token_url() == "https://oauth2.googleapis.com/token"
+    settings.PLATFORM_API_URL = "http://127.0.0.1:8765/"
+    assert demo.demo_token_url() == "http://127.0.0.1:8765/_emulator/oauth/token"
+
+    _seed([workspace_create(actor=None, name="Acme Voice", slug="acme")])
+    provider = OAuthProvider.objects.get()
+    assert provider.token_url == "http://127.0.0.1:8765/_emulator/oauth/token"
+    credential = UserCredential.objects.filter(provider=provider).first()
+    old_token = credential.access_token
+    client = httpx.Client(transport=httpx.MockTransport(emulator.handle), follow_redirects=False)
+    oauth.set_client(client)
+    try:
+        refreshed = services.credential_refresh(actor=None, credential=credential)
+        assert refreshed.state == "active" and refreshed.access_token != old_token
+        assert refreshed.access_token.startswith("ya29.demo_") and refreshed.last_refreshed_at is not None
+        assert emulator.call_counts["POST /_emulator/oauth/token"] == 1
+        # The failure path: a refresh token the provider refuses marks the credential and keeps the old one.
+        other = UserCredential.objects.filter(provider=provider).exclude(pk=credential.pk).first()
+        other.refresh_token = "revoked-by-the-user"
+        other.save()
+        failed = services.credential_refresh(actor=None, credential=other)
+        assert failed.state == "refresh_failed" and "invalid_grant" in failed.last_error
+        assert UserCredential.objects.get(pk=other.pk).refresh_token == "revoked-by-the-user"
+    finally:
+        oauth.set_client(None)
+        client.close()

@@ -14,12 +14,13 @@ import json
 import logging
 import random
 import re
+import secrets
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 import httpx
 
@@ -187,6 +188,8 @@ class EmulatorCore:
         # Match on the still-encoded path so an id holding "%2F" stays one segment, as on a real server.
         raw_path = request.url.raw_path.split(b"?", 1)[0].decode("ascii")
         path = unquote(raw_path)
+        if path == DEMO_OAUTH_TOKEN_PATH:
+            return self._demo_oauth_token(request)
         if path.startswith("/_emulator/"):
             try:
                 status, body = self._control(request.method, path, _load_json(request.content))
@@ -329,6 +332,29 @@ class EmulatorCore:
     def _key_for_hash(self, hashed: str) -> dict[str, Any] | None:
         raise NotImplementedError
 
+    # --- the demo OAuth provider (not the platform's API) -------------------------------------------
+
+    def _demo_oauth_token(self, request: httpx.Request) -> tuple[int, Any, dict[str, str]]:
+        """An OAuth 2.0 token endpoint (RFC 6749 section 6, refresh grant) for `make run`'s demo provider, so
+        "Force refresh" in the vault works without a real provider. Any client id and any non-empty refresh
+        token are accepted; a refresh token starting with "revoked" is refused as invalid_grant, to try the
+        failure path. Every answer is a fresh random access token valid for an hour."""
+        form = dict(parse_qsl(request.content.decode("utf-8", "replace")))
+        basic = request.headers.get("authorization", "").lower().startswith("basic ")
+        if request.method != "POST":
+            return 405, {"error": "invalid_request", "error_description": "POST only"}, {}
+        if form.get("grant_type") != "refresh_token":
+            return 400, {"error": "unsupported_grant_type"}, {}
+        if not (form.get("client_id") or basic):
+            return 401, {"error": "invalid_client"}, {}
+        refresh = form.get("refresh_token", "")
+        if not refresh or refresh.startswith("revoked"):
+            return 400, {"error": "invalid_grant", "error_description": "The refresh token is invalid or revoked."}, {}
+        with self._lock:
+            self._calls["POST " + DEMO_OAUTH_TOKEN_PATH] = self._calls.get("POST " + DEMO_OAUTH_TOKEN_PATH, 0) + 1
+        return 200, {"access_token": "ya29.demo_" + secrets.token_urlsafe(24), "token_type": "Bearer",
+                     "expires_in": 3600}, {"cache-control": "no-store"}
+
     # --- control routes (no key needed; the server only binds loopback) --------------------------
 
     def _control(self, method: str, path: str, body: Any) -> Reply:
@@ -366,6 +392,10 @@ class EmulatorCore:
 
     def set_live_count(self, agent_id: str, count: int) -> None:
         raise NotImplementedError
+
+
+# Where the emulator plays the demo OAuth provider's token endpoint (secrets_app.demo points its provider here).
+DEMO_OAUTH_TOKEN_PATH = "/_emulator/oauth/token"
 
 
 def _invalid_key() -> ApiError:
