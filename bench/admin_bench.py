@@ -104,7 +104,7 @@ def _now() -> Any:
     return timezone.now()
 
 
-def seed(scale: int) -> dict[str, Any]:
+def seed(scale: float) -> dict[str, Any]:
     from django.contrib.auth import get_user_model
     from django.db import connection
     from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -134,7 +134,7 @@ def seed(scale: int) -> dict[str, Any]:
     started = time.perf_counter()
 
     def keys() -> Any:
-        for i in range(100_000 * scale):
+        for i in range(int(100_000 * scale)):
             account = accounts[i % len(accounts)]
             state = RNG.choices(["active", "superseded", "revoked"], weights=[85, 5, 10])[0]
             born = now - timedelta(days=RNG.uniform(0, 200))
@@ -151,7 +151,7 @@ def seed(scale: int) -> dict[str, Any]:
                 last_used_at=born + timedelta(days=RNG.uniform(0, 30)) if RNG.random() < 0.7 else None)
 
     def agents() -> Any:
-        for i in range(10_000 * scale):
+        for i in range(int(10_000 * scale)):
             mode = RNG.choices(["signed", "allowlist", "public"], weights=[6, 3, 1])[0]
             yield Agent(workspace=workspaces[i % 5], name=f"agent {i:07d}", auth_mode=mode,
                         allowlist=[f"app{i}.example.com", "localhost:3000"] if mode == "allowlist" else [],
@@ -159,7 +159,7 @@ def seed(scale: int) -> dict[str, Any]:
 
     def audit_events() -> Any:
         actions = ["agent.update", "api_key.issue", "api_key.rotate", "secret.update", "role.assign"]
-        for i in range(100_000 * scale):
+        for i in range(int(100_000 * scale)):
             at = now - timedelta(minutes=RNG.uniform(0, 90 * 24 * 60))
             yield AuditEvent(created_at=at, actor_type="user", actor_user_id=admin.pk, actor_label="bench-admin",
                              action=RNG.choice(actions), object_type="agents.agent", object_id=str(i),
@@ -167,7 +167,7 @@ def seed(scale: int) -> dict[str, Any]:
                              changes={"name": ["before", "after"]}, ip="127.0.0.1")
 
     def sync_jobs() -> Any:
-        for i in range(50_000 * scale):
+        for i in range(int(50_000 * scale)):
             state = "pending" if i % 50 == 0 else ("failed" if i % 97 == 0 else "done")
             at = now - timedelta(minutes=RNG.uniform(0, 30 * 24 * 60))
             yield SyncJob(created_at=at, updated_at=at, kind="agent", object_id=str(i), object_repr=f"agent {i}",
@@ -175,7 +175,7 @@ def seed(scale: int) -> dict[str, Any]:
                           next_attempt_at=at, finished_at=at if state == "done" else None)
 
     def alerts() -> Any:
-        for i in range(10_000 * scale):
+        for i in range(int(10_000 * scale)):
             at = now - timedelta(minutes=RNG.uniform(0, 60 * 24 * 60))
             yield Alert(created_at=at, updated_at=at, workspace=workspaces[i % 5], kind="usage_spike",
                         severity=RNG.choice(["low", "medium", "high"]), state=RNG.choice(["open", "resolved"]),
@@ -183,7 +183,7 @@ def seed(scale: int) -> dict[str, Any]:
                         object_id=str(i), object_repr=f"key {i}")
 
     def secrets() -> Any:
-        for i in range(2_000 * scale):
+        for i in range(int(2_000 * scale)):
             yield Secret(workspace=workspaces[i % 5], name=f"secret_{i:06d}", value=f"bench-value-{i}",
                          last_changed_at=now, last_changed_by=admin)
 
@@ -261,7 +261,8 @@ def measure(client: Any, url: str, runs: int) -> tuple[list[float], list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows-scale", type=int, default=1, help="multiply every table's rows (10: 1M keys)")
+    parser.add_argument("--rows-scale", type=float, default=1,
+                        help="multiply every table's rows (10: 1M keys; 0.01, the least, for a quick check)")
     parser.add_argument("--runs", type=int, default=30, help="timed requests per page and person")
     parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database afterwards")
     parser.add_argument("--show-queries", action="store_true", help="print each page's SQL")
@@ -272,8 +273,8 @@ def main() -> int:
         print("admin_bench needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/any (it creates and drops "
               f"its own database, {BENCH_DB}, on that server)", file=sys.stderr)
         return 2
-    if args.rows_scale < 1 or args.runs < 1:
-        parser.error("--rows-scale and --runs must be at least 1")
+    if args.rows_scale < 0.01 or args.runs < 1:
+        parser.error("--rows-scale must be at least 0.01 and --runs at least 1")
     try:
         create_database(url)
     except Exception as exc:  # psycopg's OperationalError and friends: say what and where, then stop

@@ -54,6 +54,8 @@ def test_the_embedded_benchmarks_run(script, args, lines):
      ["leak check p50 / p95:", "leak check queries:"]),
     ("dashboard_bench.py", ["--sizes", "10", "--runs", "2"], "kw_bench_smoke_dashboard",
      ["dashboard (superuser, all workspaces, 10 keys) queries:", "credit guard over 10 keys:"]),
+    ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1"], "postgres",  # makes and drops keyward_bench
+     ["seeded 1,000 API keys", "API keys       workspace admin", "EXPLAIN:"]),
 ])
 def test_the_postgresql_benchmarks_run(script, args, database, lines):
     server = _postgres_server()
