@@ -225,7 +225,7 @@ def rules_evaluate(*, now: datetime | None = None, row_ids: Iterable[int] | None
     row of the last DETECTION_RULE_WINDOW_HOURS hours. Raises alerts (system actor, audited by alert_raise).
     Bounded queries per batch of keys, whatever the number of hours."""
     now = now or timezone.now()
-    rows = KeyUsageHourly.objects.select_related("key__service_account", "key__environment", "key__workspace")
+    rows = KeyUsageHourly.objects.all()
     if row_ids is None:
         candidates = list(rows.filter(hour__gte=now - timedelta(hours=settings.DETECTION_RULE_WINDOW_HOURS),
                                       hour__lte=now))
@@ -236,7 +236,15 @@ def rules_evaluate(*, now: datetime | None = None, row_ids: Iterable[int] | None
     for row in candidates:
         by_key[row.key_id].append(row)
     key_ids = sorted(by_key)
-    policies = detection_policies_ensure(workspace_ids={r.key.workspace_id for r in candidates})
+    # Each key once (with what the rules and the alerts read), shared by its rows: a select_related per row
+    # would build a key, its account, environment and workspace again for every hour.
+    keys: dict[int, ApiKey] = {}
+    for i in range(0, len(key_ids), BATCH):
+        keys.update((key.pk, key) for key in ApiKey.objects.select_related(
+            "service_account", "environment", "workspace").filter(pk__in=key_ids[i:i + BATCH]))
+    for row in candidates:
+        row.key = keys[row.key_id]
+    policies = detection_policies_ensure(workspace_ids={key.workspace_id for key in keys.values()})
     result = {"hours_evaluated": len(candidates), "findings": 0, "alerts": 0}
     for i in range(0, len(key_ids), BATCH):
         batch = [row for key_id in key_ids[i:i + BATCH] for row in by_key[key_id]]
