@@ -195,9 +195,10 @@ class WebhookAgentAdmin(RefusalAsMessage):
     list_filter = ("credential_webhook",)
     search_fields = ("name", "=remote_id")
     actions = ["turn_on", "turn_off"]
-    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "credential_webhook",
+    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret", "credential_webhook",
               "credential_webhook_caller_id", "credential_webhook_changed_at")
-    readonly_fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "credential_webhook_changed_at")
+    readonly_fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret",
+                       "credential_webhook_changed_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.webhook_agents_for(request.user, self.view_permission)
@@ -210,8 +211,17 @@ class WebhookAgentAdmin(RefusalAsMessage):
 
     @admin.display(description="webhook URL")
     def webhook_url(self, agent: WebhookAgent) -> str:
-        return format_html("{} (header {}: a secret derived per agent, sent to the platform, never shown)",
+        return format_html("{} (header {}: a secret derived per agent, kept in a platform secret, never shown)",
                            webhook.webhook_url(), webhook.HEADER)
+
+    @admin.display(description="platform secret")
+    def platform_secret(self, agent: WebhookAgent) -> str:
+        """Where the platform keeps the header's value (its id and name, never the value)."""
+        if agent.webhook_secret_remote_id:
+            current = agent.webhook_secret_key_id == webhook.key_id()
+            return format_html("{} ({}; {})", webhook.secret_name(agent), agent.webhook_secret_remote_id,
+                               "current signing key" if current else "an older signing key: run broker_push_webhooks")
+        return "pending: made by the next sync" if agent.credential_webhook else "none"
 
     def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
         base = super().get_form(request, obj, change=change, **kwargs)

@@ -340,6 +340,12 @@ def test_webhook_list_shows_each_agents_state_to_viewers_of_its_workspace(webhoo
     assert webhook_agent.name in listing and second_agent.name in listing
     assert webhook_agent.name not in login(outsider).get("/admin/broker/webhookagent/").content.decode()
     assert login(outsider).get(f"/admin/broker/webhookagent/{webhook_agent.pk}/change/").status_code == 404
+    page = login(member).get(f"/admin/broker/webhookagent/{webhook_agent.pk}/change/").content.decode()
+    assert f"keyward-webhook-{webhook_agent.uuid.hex} ({webhook_agent.webhook_secret_remote_id}; current signing key)" \
+        in page
+    assert webhook.agent_secret(webhook_agent) not in page
+    other = login(member).get(f"/admin/broker/webhookagent/{second_agent.pk}/change/").content.decode()
+    assert '<div class="readonly">none</div>' in other
 
 
 def test_expired_session_bindings_are_pruned_and_the_prune_audited(api, issue, webhook_agent):
