@@ -242,8 +242,11 @@ def rules_evaluate(*, now: datetime | None = None, row_ids: Iterable[int] | None
     for i in range(0, len(key_ids), BATCH):
         keys.update((key.pk, key) for key in ApiKey.objects.select_related(
             "service_account", "environment", "workspace").filter(pk__in=key_ids[i:i + BATCH]))
+    # A row whose key went away since the first read (its workspace deleted meanwhile) has nothing to alert on.
+    candidates = [row for row in candidates if row.key_id in keys]
     for row in candidates:
         row.key = keys[row.key_id]
+    key_ids = [key_id for key_id in key_ids if key_id in keys]
     policies = detection_policies_ensure(workspace_ids={key.workspace_id for key in keys.values()})
     result = {"hours_evaluated": len(candidates), "findings": 0, "alerts": 0}
     for i in range(0, len(key_ids), BATCH):

@@ -190,3 +190,19 @@ def test_rules_use_a_bounded_number_of_queries(workspace, fixed_now, django_asse
     services.detection_policy_of(workspace.pk)
     with django_assert_max_num_queries(8):  # rows, policies, daily, three previous-use reads: not per key
         assert rules.rules_evaluate()["alerts"] == 0
+
+
+def test_a_key_gone_between_the_two_reads_is_skipped_and_the_others_still_evaluated(workspace, fixed_now,
+                                                                                   monkeypatch):
+    gone, kept = make_key(workspace, name="gone"), make_key(workspace, name="kept")
+    for key in (gone, kept):
+        hourly(key, NOW.replace(hour=3), credits=500)  # an unusual hour for both
+    real = rules.ApiKey.objects.select_related
+
+    def without_gone(*fields):  # what the second read sees if the key was deleted right after the first
+        return real(*fields).exclude(pk=gone.pk)
+
+    monkeypatch.setattr(rules.ApiKey.objects, "select_related", without_gone)
+    result = rules.rules_evaluate()
+    assert result["hours_evaluated"] == 1
+    assert [a.object_id for a in _alerts("usage_unusual_hours")] == [str(kept.pk)]
