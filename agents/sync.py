@@ -51,10 +51,6 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
 
 
 # --- the credential webhook's secret, kept on the platform as a workspace secret ---------------------------------
-def _find_secret_id(client: Any, name: str) -> str:
-    return next((str(s["secret_id"]) for s in client.list_secrets() if s.get("name") == name), "")
-
-
 def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
     """Make sure the platform holds this agent's current webhook secret: rewritten on every push (so a push
     repairs a secret deleted or changed on the platform, and carries a new BROKER_WEBHOOK_KEY), created (or
@@ -75,7 +71,7 @@ def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
             secret_id = str(client.create_secret(name=name, value=value)["secret_id"])
         except errors.Conflict:
             # The name exists already (an earlier create whose answer was lost): adopt it and write the value.
-            secret_id = _find_secret_id(client, name)
+            secret_id = client.secret_id_named(name) or ""
             if not secret_id:
                 raise
             client.update_secret(secret_id, name=name, value=value)

@@ -44,20 +44,10 @@ class CannotDecrypt(errors.PlatformError):
 
 
 # --- secrets ---------------------------------------------------------------------------------------------
-def _find_secret(client: Any, remote_name: str) -> str | None:
-    """An earlier attempt may have created the secret and lost the answer: find it by its qualified name."""
-    if not remote_name:
-        return None
-    for remote in client.list_secrets():
-        if remote.get("name") == remote_name:
-            return str(remote["secret_id"])
-    return None
-
-
 @register(SECRET_KIND)
 def push_secret(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
-        remote_id = job.payload.get("remote_id") or _find_secret(client, job.payload.get("remote_name", ""))
+        remote_id = job.payload.get("remote_id") or client.secret_id_named(job.payload.get("remote_name", ""))
         if remote_id:
             try:
                 client.delete_secret(remote_id)
@@ -86,14 +76,14 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             remote_id = ""  # deleted on the platform behind Keyward's back: the database is the truth
     if attempted_before(job) or secret.remote_id:
-        remote_id = _find_secret(client, name) or ""
+        remote_id = client.secret_id_named(name) or ""
     if not remote_id:
         try:
             remote_id = str(client.create_secret(name=name, value=value,
                                                  idempotency_key=str(job.idempotency_key))["secret_id"])
         except errors.Conflict:
             # The qualified name exists already (an earlier create whose answer was lost): adopt and update it.
-            remote_id = _find_secret(client, name) or ""
+            remote_id = client.secret_id_named(name) or ""
             if not remote_id:
                 raise
             client.update_secret(remote_id, name=name, value=value)

@@ -233,6 +233,12 @@ class PlatformClient:
             if not cursor:
                 return secrets
 
+    def secret_id_named(self, name: str) -> str | None:
+        """The id of the workspace secret called `name`, or None: how a create whose answer was lost is found."""
+        if not name:
+            return None
+        return next((str(s["secret_id"]) for s in self.list_secrets() if s.get("name") == name), None)
+
     # --- tools -----------------------------------------------------------------------------------
 
     def create_tool(self, *, tool_config: JSON, idempotency_key: str | None = None) -> JSON:

@@ -350,8 +350,9 @@ class EmulatorCore:
         refresh = form.get("refresh_token", "")
         if not refresh or refresh.startswith("revoked"):
             return 400, {"error": "invalid_grant", "error_description": "The refresh token is invalid or revoked."}, {}
+        counter = "POST " + DEMO_OAUTH_TOKEN_PATH
         with self._lock:
-            self._calls["POST " + DEMO_OAUTH_TOKEN_PATH] = self._calls.get("POST " + DEMO_OAUTH_TOKEN_PATH, 0) + 1
+            self._calls[counter] = self._calls.get(counter, 0) + 1
         return 200, {"access_token": "ya29.demo_" + secrets.token_urlsafe(24), "token_type": "Bearer",
                      "expires_in": 3600}, {"cache-control": "no-store"}
 

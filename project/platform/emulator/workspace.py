@@ -48,12 +48,15 @@ class WorkspaceRoutes(AgentRoutes):
     # --- references ------------------------------------------------------------------------------
 
     @staticmethod
-    def _header_secret_ids(tool_config: dict[str, Any]) -> set[str]:
-        api_schema = tool_config.get("api_schema")
-        headers = api_schema.get("request_headers") if isinstance(api_schema, dict) else None
+    def _locator_secret_ids(headers: Any) -> set[str]:
+        """The secret ids that request headers reference ({"secret_id": …} values)."""
         if not isinstance(headers, dict):
             return set()
         return {v["secret_id"] for v in headers.values() if isinstance(v, dict) and isinstance(v.get("secret_id"), str)}
+
+    def _header_secret_ids(self, tool_config: dict[str, Any]) -> set[str]:
+        api_schema = tool_config.get("api_schema")
+        return self._locator_secret_ids(api_schema.get("request_headers") if isinstance(api_schema, dict) else None)
 
     @staticmethod
     def _initiation_webhook(platform_settings: Any) -> Any:
@@ -62,10 +65,7 @@ class WorkspaceRoutes(AgentRoutes):
 
     def _webhook_secret_ids(self, agent: dict[str, Any]) -> set[str]:
         hook = self._initiation_webhook(agent["platform_settings"])
-        headers = hook.get("request_headers") if isinstance(hook, dict) else None
-        if not isinstance(headers, dict):
-            return set()
-        return {v["secret_id"] for v in headers.values() if isinstance(v, dict) and isinstance(v.get("secret_id"), str)}
+        return self._locator_secret_ids(hook.get("request_headers") if isinstance(hook, dict) else None)
 
     def _agents_with_webhook_secret(self, secret_id: str) -> list[dict[str, Any]]:
         agents = [a for a in self._agents.values() if secret_id in self._webhook_secret_ids(a)]
