@@ -1,10 +1,10 @@
 """The sign-in backend: Django's ModelBackend, with a cheaper per-request user load.
 
 Every admin request loads the signed-in user (AuthenticationMiddleware), then django-otp loads the device
-that verified the session, then keys.access loads the person's role permissions: three queries before the
+that verified the session, then workspaces.access loads the person's role permissions: three queries before the
 page does anything. KeywardModelBackend.get_user() reads all three in one: the user row with two scalar
 subqueries, the ids of the user's confirmed second-factor devices and the unexpired role assignments'
-(workspace, permissions) pairs. VerifiedDeviceMiddleware (accounts/middleware.py) and keys.access take
+(workspace, permissions) pairs. VerifiedDeviceMiddleware (accounts/middleware.py) and workspaces.access take
 their answers from there; a user loaded any other way (the sign-in request itself) falls back to their
 own queries, with the same results.
 """
@@ -20,7 +20,7 @@ from django.db import connection
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 
-from keys import access
+from workspaces import access
 
 DEVICES_ATTR = "_keyward_confirmed_devices"
 
@@ -35,7 +35,7 @@ def _device_models() -> list[Any]:
 
 
 def _annotations() -> dict[str, RawSQL]:
-    from keys.models import Role, RoleAssignment
+    from workspaces.models import Role, RoleAssignment
 
     qn = connection.ops.quote_name
     user = qn(get_user_model()._meta.db_table)

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Model, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -12,76 +12,10 @@ from django.utils.html import format_html
 
 from agents import services
 from agents.forms import AgentForm, MintForm
-from agents.models import Agent, Environment, Workspace
+from agents.models import Agent
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
-
-SYNC_LABELS = {
-    None: ("never queued", "#777"), "pending": ("pending", "#b8860b"), "running": ("syncing", "#b8860b"),
-    "done": ("synced", "#2e7d32"), "failed": ("failed", "#c62828"), "dead": ("failed (gave up)", "#c62828"),
-    "superseded": ("pending", "#b8860b"), "discarded": ("not synced (discarded)", "#777"),
-}
-
-
-def sync_badge(state: str | None, error: str | None) -> str:
-    label, colour = SYNC_LABELS.get(state, (state, "#777"))
-    title = error or ""
-    return format_html('<span style="color:{};font-weight:bold" title="{}">{}</span>', colour, title, label)
-
-
-admin.site.site_header = "Keyward"
-admin.site.site_title = "Keyward"
-admin.site.index_title = "Security control plane"
-# Bulk delete would bypass the services (no audit, no sync): every delete goes one object at a time.
-admin.site.disable_action("delete_selected")
-
-
-@admin.register(Workspace)
-class WorkspaceAdmin(WorkspaceScopedAdmin):
-    workspace_lookup = "id"
-    workspace_form_fields = ()
-    list_display = ("name", "slug", "created_at")
-    search_fields = ("name", "slug")
-    prepopulated_fields = {"slug": ("name",)}
-    fields = ("name", "slug", "description")
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return access.has_perm(request.user, "workspace.manage", None)  # superusers only
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # a workspace holds the audit trail's context; it is never deleted from the admin
-
-    def service_save(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> Workspace:
-        data = {f: form.cleaned_data[f] for f in ("name", "slug", "description")}
-        if change:
-            return services.workspace_update(actor=request.user, workspace=obj, **data)
-        return services.workspace_create(actor=request.user, **data)
-
-
-@admin.register(Environment)
-class EnvironmentAdmin(WorkspaceScopedAdmin):
-    list_display = ("name", "workspace", "platform_environment", "budget", "is_production")
-    list_select_related = ("workspace",)
-    list_filter = ("is_production",)
-    fields = ("workspace", "name", "platform_environment", "budget", "is_production")
-    readonly_fields = ("budget",)
-
-    @admin.display(description="credit budget")
-    def budget(self, env: Environment) -> str:
-        # Budgets are checked against the live keys' quotas, so they change only on the budgets page.
-        amount = "none" if env.credit_budget is None else f"{env.credit_budget:,}"
-        return format_html('{} (<a href="{}">change on the budgets page</a>)', amount,
-                           reverse("admin:keys_apikey_budgets"))
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # keys and usage refer to environments; retire one by removing its budget instead
-
-    def service_save(self, request: HttpRequest, obj: Environment, form: Any, change: bool) -> Environment:
-        data = {f: form.cleaned_data[f] for f in services.ENV_FIELDS if f != "credit_budget"}
-        workspace = obj.workspace if change else form.cleaned_data["workspace"]
-        return services.environment_save(actor=request.user, workspace=workspace,
-                                         environment=obj if change else None, **data)
 
 
 @admin.register(Agent)

@@ -4,7 +4,8 @@ from typing import Any
 
 from django import forms
 
-from agents.models import Agent, Environment
+from agents.models import Agent
+from workspaces.models import Environment
 
 
 class AgentForm(forms.ModelForm):

@@ -1,4 +1,4 @@
-"""Workspaces, their environments, and agents with exactly one connection policy."""
+"""Agents with exactly one connection policy (their workspace and environments: workspaces.models)."""
 
 from __future__ import annotations
 
@@ -6,53 +6,15 @@ import uuid
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
 from agents.validators import normalize_allowlist
 from project.models import TimeStampedModel
+from workspaces.models import Workspace
 
 MAX_DURATION_LIMIT = 24 * 3600
-
-
-class Workspace(TimeStampedModel):
-    """A team's boundary: its agents, secrets, keys and people's roles live inside one workspace."""
-
-    name = models.CharField(max_length=120, unique=True)
-    slug = models.SlugField(max_length=60, unique=True)
-    description = models.TextField(blank=True)
-
-    class Meta:
-        ordering = ["name"]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Environment(TimeStampedModel):
-    """A deployment stage of a workspace (dev, staging, prod by default), with its credit budget.
-
-    `platform_environment` is the value passed as `environment` to the platform's signed-URL and token
-    endpoints, which select per-environment variables there.
-    """
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="environments")
-    name = models.CharField(max_length=30, validators=[RegexValidator(r"^[a-z][a-z0-9-]{0,29}$",
-                            "Use lowercase letters, digits and hyphens, starting with a letter.")])
-    platform_environment = models.CharField(max_length=60, default="production")
-    credit_budget = models.PositiveBigIntegerField(
-        null=True, blank=True, help_text="Credits the keys of this environment may spend per period; blank = no budget")
-    is_production = models.BooleanField(default=False)
-
-    class Meta:
-        ordering = ["workspace__name", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["workspace", "name"], name="environment_unique_name_per_workspace"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.workspace} / {self.name}"
 
 
 class Agent(TimeStampedModel):
@@ -85,7 +47,7 @@ class Agent(TimeStampedModel):
                                    related_name="+", editable=False)
     # The conversation-initiation webhook (broker app): at conversation start the platform asks Keyward for the
     # end user's fresh vault tokens, answered as secret__ dynamic variables. Changed only by
-    # broker.services.agent_credential_webhook_set.
+    # agents.services.agent_credential_webhook_set.
     credential_webhook = models.BooleanField(
         "credential webhook", default=False,
         help_text="Inject the end user's vault tokens at conversation start (conversation-initiation webhook)")

@@ -1,4 +1,4 @@
-"""Every write to workspaces, environments and agents; each one audited and, for agents, synced."""
+"""Every write to agents: their connection policy and their credential webhook; each one audited and synced."""
 
 from __future__ import annotations
 
@@ -7,94 +7,29 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Agent, Environment, Workspace
+from agents.models import Agent
 from project import access
 from project.audit.services import diff, record
 from project.platform import errors as platform_errors
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
+from workspaces.models import Environment, Workspace
 
 AGENT_KIND = "agent"
 AGENT_FIELDS = ("name", "first_message", "auth_mode", "allowlist", "require_origin_header", "max_duration_seconds")
-DEFAULT_ENVIRONMENTS = (("dev", "development", False), ("staging", "staging", False), ("prod", "production", True))
 
 
 def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in fields}
 
 
-def _require_superuser(actor: Any) -> None:
-    if actor is not None and not getattr(actor, "is_superuser", False):
-        raise PermissionDenied("Only a superuser can create workspaces.")
-
-
 def _require(actor: Any, permission: str, workspace_id: int) -> None:
     if actor is not None:  # None is the system itself (seed, migrations, tasks)
         access.require(actor, permission, workspace_id)
-
-
-# --- workspaces --------------------------------------------------------------------------------------
-@transaction.atomic
-def workspace_create(*, actor: Any, name: str, slug: str, description: str = "",
-                     environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS) -> Workspace:
-    """Create a workspace with its default environments (dev, staging, prod). Audited; nothing to sync."""
-    _require_superuser(actor)
-    workspace = Workspace(name=name, slug=slug, description=description)
-    workspace.full_clean()
-    workspace.save()
-    for env_name, platform_env, is_prod in environments:
-        env = Environment(workspace=workspace, name=env_name, platform_environment=platform_env,
-                          is_production=is_prod)
-        env.full_clean()
-        env.save()
-    record(actor=actor, action="workspace.create", target=workspace, workspace_id=workspace.pk,
-           changes={"name": [None, name], "environments": [None, [e[0] for e in environments]]})
-    return workspace
-
-
-@transaction.atomic
-def workspace_update(*, actor: Any, workspace: Workspace, **fields: Any) -> Workspace:
-    """Change a workspace's name, slug or description. Audited."""
-    _require(actor, "workspace.manage", workspace.pk)
-    workspace = Workspace.objects.select_for_update().get(pk=workspace.pk)
-    before = _snapshot(workspace, ("name", "slug", "description"))
-    for key, value in fields.items():
-        if key not in before:
-            raise TypeError(f"workspace_update() got an unexpected field {key!r}")
-        setattr(workspace, key, value)
-    workspace.full_clean()
-    workspace.save()
-    record(actor=actor, action="workspace.update", target=workspace, workspace_id=workspace.pk,
-           changes=diff(before, _snapshot(workspace, ("name", "slug", "description"))))
-    return workspace
-
-
-ENV_FIELDS = ("name", "platform_environment", "credit_budget", "is_production")
-
-
-@transaction.atomic
-def environment_save(*, actor: Any, workspace: Workspace, environment: Environment | None = None,
-                     **fields: Any) -> Environment:
-    """Create or change an environment of a workspace. Audited."""
-    _require(actor, "workspace.manage", workspace.pk)
-    if environment is None:
-        environment, before, action = Environment(workspace=workspace), {}, "environment.create"
-    else:
-        environment = Environment.objects.select_for_update().get(pk=environment.pk, workspace=workspace)
-        before, action = _snapshot(environment, ENV_FIELDS), "environment.update"
-    for key, value in fields.items():
-        if key not in ENV_FIELDS:
-            raise TypeError(f"environment_save() got an unexpected field {key!r}")
-        setattr(environment, key, value)
-    environment.full_clean()
-    environment.save()
-    record(actor=actor, action=action, target=environment, workspace_id=workspace.pk,
-           changes=diff(before, _snapshot(environment, ENV_FIELDS)))
-    return environment
 
 
 # --- agents --------------------------------------------------------------------------------------------
@@ -224,3 +159,62 @@ def agent_mint_conversation_token(*, actor: Any, agent: Agent, environment: Envi
            changes={"environment": environment.name, "conversation_id": result.get("conversation_id", "")})
     return MintedCredential("conversation_token", result["token"], expires_at,
                             conversation_id=result.get("conversation_id", ""), environment=environment.name)
+
+
+# --- the credential webhook (answered by the broker app) ------------------------------------------------
+WEBHOOK_FIELDS = ("credential_webhook", "credential_webhook_caller_id")
+
+
+def webhook_problem(agent: Agent, *, enabled: bool, trust_caller_id: bool) -> str | None:
+    """Why the webhook cannot be turned on for this agent, or None (the admin form asks before saving)."""
+    if not enabled:
+        return None
+    if agent.auth_mode != Agent.AuthMode.SIGNED and not trust_caller_id:
+        return (f"“{agent}” is not a signed-URL agent, so Keyward mints none of its sessions and could identify "
+                "no end user: use the signed policy, or identify phone callers by caller id.")
+    if getattr(settings, "PRODUCTION", False) and not settings.BROKER_PUBLIC_URL.startswith("https://"):
+        return "BROKER_PUBLIC_URL must be an https URL before the platform may call the webhook."
+    return None
+
+
+@transaction.atomic
+def agent_credential_webhook_set(*, actor: Any, agent: Agent, enabled: bool, trust_caller_id: bool = False) -> Agent:
+    """Turn the conversation-initiation webhook on or off for an agent (needs agents.manage). Audits the change
+    and enqueues the agent's sync, which sets ``workspace_overrides.conversation_initiation_client_data_webhook``
+    (Keyward's URL and the agent's shared-secret header) and
+    ``overrides.enable_conversation_initiation_client_data_from_webhook`` on the platform, or clears both.
+
+    End users are identified by the sessions Keyward mints (signed-URL agents), or, when `trust_caller_id`, by
+    a phone call's caller id; an agent with neither could identify nobody, so that is refused.
+    """
+    _require(actor, "agents.manage", agent.workspace_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    before = {f: getattr(agent, f) for f in WEBHOOK_FIELDS}
+    trust_caller_id = bool(enabled and trust_caller_id)
+    problem = webhook_problem(agent, enabled=enabled, trust_caller_id=trust_caller_id)
+    if problem:
+        raise ValidationError(problem)
+    agent.credential_webhook, agent.credential_webhook_caller_id = bool(enabled), trust_caller_id
+    changes = diff(before, {f: getattr(agent, f) for f in WEBHOOK_FIELDS})
+    if not changes:
+        return agent
+    agent.credential_webhook_changed_at = timezone.now()
+    agent.full_clean()
+    agent.save(update_fields=[*WEBHOOK_FIELDS, "credential_webhook_changed_at", "updated_at"])
+    record(actor=actor, action="agent.credential_webhook", target=agent, workspace_id=agent.workspace_id,
+           changes=changes)
+    job_enqueue(kind=AGENT_KIND, object_id=agent.pk, workspace_id=agent.workspace_id, object_repr=agent.name)
+    return agent
+
+
+@transaction.atomic
+def agent_credential_webhooks_push(*, actor: Any = None) -> int:
+    """Enqueue the sync of every agent whose webhook Keyward manages (after BROKER_WEBHOOK_KEY or
+    BROKER_PUBLIC_URL changed, the platform must get the new header or URL). System actor; audited per run."""
+    ids = list(Agent.objects.filter(credential_webhook_changed_at__isnull=False)
+               .values_list("pk", "workspace_id", "name"))
+    for pk, workspace_id, name in ids:
+        job_enqueue(kind=AGENT_KIND, object_id=pk, workspace_id=workspace_id, object_repr=name)
+    record(actor=actor, action="agent.credential_webhooks_push", object_type="agents.agent",
+           changes={"agents": len(ids)})
+    return len(ids)

@@ -39,7 +39,7 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
     if agent.credential_webhook_changed_at is not None:
         # Only once Keyward has managed the initiation webhook: a webhook set by hand on the platform survives.
         # Imported here: the broker app builds on agents, not the other way round.
-        from broker.webhook import platform_settings as webhook_settings
+        from agents.webhook import platform_settings as webhook_settings
 
         platform_settings.update(webhook_settings(agent))
     return {
@@ -56,7 +56,7 @@ def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
     repairs a secret deleted or changed on the platform, and carries a new BROKER_WEBHOOK_KEY), created (or
     adopted by name after a lost answer) when missing. The id and key fingerprint are stored before the agent
     is pushed, so a failure after this loses nothing."""
-    from broker import webhook
+    from agents import webhook
 
     current = webhook.key_id()
     name, value = webhook.secret_name(agent), webhook.agent_secret(agent)
@@ -182,7 +182,7 @@ def _comparable(agent: Agent) -> dict[str, Any]:
         state[f"platform_settings.auth.{name}"] = auth[name]
     if agent.credential_webhook_changed_at is not None:
         # Compared only once Keyward manages the initiation webhook (as agent_payload sends it only then).
-        from broker.webhook import webhook_url
+        from agents.webhook import webhook_url
 
         enabled = bool(agent.credential_webhook)
         state[WEBHOOK_ENABLED] = enabled
@@ -192,7 +192,7 @@ def _comparable(agent: Agent) -> dict[str, Any]:
 
 
 def _secret_label(agent: Agent, presented: Any, platform_secret_ids: set[str] | None) -> str:
-    from broker.webhook import key_id
+    from agents.webhook import key_id
 
     if not presented:
         return SECRET_NONE
@@ -219,7 +219,7 @@ def _remote_comparable(remote: dict[str, Any], agent: Agent,
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth.get(name)
     if agent.credential_webhook_changed_at is not None:
-        from broker.webhook import HEADER
+        from agents.webhook import HEADER
 
         overrides = platform_settings.get("overrides") or {}
         hook = (platform_settings.get("workspace_overrides") or {}).get("conversation_initiation_client_data_webhook")

@@ -25,6 +25,7 @@ import argparse
 import hashlib
 import os
 import random
+import re
 import statistics
 import sys
 import time
@@ -35,12 +36,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-BENCH_DB = "keyward_bench"
+BENCH_DB = "keyward_bench"  # the default of --database
 LARGE_ROWS = 5_000
 RNG = random.Random(20261123)  # noqa: S311 - synthetic data
 PAGES = (("agents", "admin:agents_agent_changelist"), ("API keys", "admin:keys_apikey_changelist"),
          ("audit events", "admin:audit_auditevent_changelist"), ("sync jobs", "admin:sync_syncjob_changelist"),
-         ("alerts", "admin:detection_alert_changelist"), ("secrets", "admin:secrets_app_secret_changelist"))
+         ("alerts", "admin:alerts_alert_changelist"), ("secrets", "admin:secrets_app_secret_changelist"))
 
 
 def _server_url(url: str, dbname: str) -> str:
@@ -57,15 +58,15 @@ def _admin_connection(url: str) -> Any:
                            autocommit=True, connect_timeout=5)
 
 
-def create_database(url: str) -> None:
+def create_database(url: str, name: str) -> None:
     with _admin_connection(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}"')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def drop_database(url: str) -> None:
+def drop_database(url: str, name: str) -> None:
     with _admin_connection(url) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -110,13 +111,13 @@ def seed(scale: float) -> dict[str, Any]:
     from django_otp.plugins.otp_totp.models import TOTPDevice
 
     from agents.models import Agent
-    from agents.services import workspace_create
-    from detection.models import Alert
-    from keys.models import Role, RoleAssignment, ServiceAccount
-    from keys.models_apikeys import PLATFORM_SCOPES, ApiKey
+    from keys.models import PLATFORM_SCOPES, ApiKey
+    from project.alerts.models import Alert
     from project.audit.models import AuditEvent
     from project.sync.models import SyncJob
     from secrets_app.models import Secret
+    from workspaces.models import Role, RoleAssignment, ServiceAccount
+    from workspaces.services import workspace_create
 
     users = get_user_model().objects
     root = users.create_user("bench-root", is_staff=True, is_superuser=True)
@@ -264,24 +265,29 @@ def main() -> int:
     parser.add_argument("--rows-scale", type=float, default=1,
                         help="multiply every table's rows (10: 1M keys; 0.01, the least, for a quick check)")
     parser.add_argument("--runs", type=int, default=30, help="timed requests per page and person")
-    parser.add_argument("--keep", action="store_true", help=f"keep the {BENCH_DB} database afterwards")
+    parser.add_argument("--database", default=BENCH_DB, metavar="NAME",
+                        help=f"the database to create, fill and drop (default {BENCH_DB}); two runs on one server "
+                             "need two names")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     parser.add_argument("--show-queries", action="store_true", help="print each page's SQL")
     args = parser.parse_args()
     # Like scripts/test.sh: DATABASE_URL names the server, else the local PostgreSQL.
     url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
     if not url.startswith(("postgres://", "postgresql://", "pgsql://")):
         print("admin_bench needs PostgreSQL: set DATABASE_URL=postgres://user@host:5432/any (it creates and drops "
-              f"its own database, {BENCH_DB}, on that server)", file=sys.stderr)
+              f"its own database, {args.database}, on that server)", file=sys.stderr)
         return 2
     if args.rows_scale < 0.01 or args.runs < 1:
         parser.error("--rows-scale must be at least 0.01 and --runs at least 1")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", args.database):
+        parser.error("--database takes a lowercase name of letters, digits and underscores")
     try:
-        create_database(url)
+        create_database(url, args.database)
     except Exception as exc:  # psycopg's OperationalError and friends: say what and where, then stop
-        print(f"admin_bench cannot create {BENCH_DB} at {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"admin_bench cannot create {args.database} at {url}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
 
-    os.environ["DATABASE_URL"] = _server_url(url, BENCH_DB)
+    os.environ["DATABASE_URL"] = _server_url(url, args.database)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
@@ -300,7 +306,7 @@ def main() -> int:
     try:
         started = time.perf_counter()
         call_command("migrate", verbosity=0)
-        print(f"database {BENCH_DB} migrated in {time.perf_counter() - started:.0f} s")
+        print(f"database {args.database} migrated in {time.perf_counter() - started:.0f} s")
         world = seed(args.rows_scale)
         print("seeded " + ", ".join(f"{n:,} {label}" for label, n in world["counts"].items())
               + f" in {world['seconds']:.0f} s (VACUUM ANALYZE {world['vacuumed']:.0f} s); 5 workspaces, the "
@@ -330,7 +336,7 @@ def main() -> int:
     finally:
         connections.close_all()
         if not args.keep:
-            drop_database(url)
+            drop_database(url, args.database)
     return 0
 
 

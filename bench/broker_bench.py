@@ -79,11 +79,13 @@ def _database() -> tuple[str, object]:
 def _fixtures(platform_client: object) -> tuple[object, str, object]:
     from agents import services as agent_services
     from broker import services
-    from keys.models import Role, RoleAssignment, ServiceAccount
     from project.platform.client import set_client
+    from workspaces.models import Role, RoleAssignment, ServiceAccount
 
     set_client(platform_client)  # the eager outbox drain and the session API use it
-    workspace = agent_services.workspace_create(actor=None, name="Bench", slug="bench")
+    from workspaces.services import workspace_create
+
+    workspace = workspace_create(actor=None, name="Bench", slug="bench")
     agent = agent_services.agent_create(actor=None, workspace=workspace, name="Support", auth_mode="signed")
     agent.refresh_from_db()
     if not agent.remote_id:

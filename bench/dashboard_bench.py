@@ -64,8 +64,8 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _seed(n_keys: int) -> tuple[object, object, int, int]:
-    from agents.services import workspace_create
-    from keys.models import Role, RoleAssignment, ServiceAccount
+    from workspaces.models import Role, RoleAssignment, ServiceAccount
+    from workspaces.services import workspace_create
 
     users = get_user_model().objects
     root = users.create_user(f"bench-root-{n_keys}", is_staff=True, is_superuser=True)

@@ -70,9 +70,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 def _seed(n_keys: int) -> tuple[list[str], object, object]:
     """Workspaces, accounts and n_keys keys; returns some real secrets, a superuser and a workspace admin."""
-    from agents.services import workspace_create
-    from keys.models import Role, RoleAssignment, ServiceAccount
-    from keys.models_apikeys import PLATFORM_SCOPES, ApiKey, KeyPolicy
+    from keys.models import PLATFORM_SCOPES, ApiKey, KeyPolicy
+    from workspaces.models import Role, RoleAssignment, ServiceAccount
+    from workspaces.services import workspace_create
 
     users = get_user_model().objects
     root = users.create_user("bench-root", is_staff=True, is_superuser=True)

@@ -100,8 +100,9 @@ def _start_emulator() -> tuple[subprocess.Popen, str]:
 
 def _seed(jobs: int) -> None:
     """A fresh workspace with ``jobs`` agents never synced, and a pending upsert job for each."""
-    from agents.models import Agent, Workspace
+    from agents.models import Agent
     from project.sync.models import SyncJob
+    from workspaces.models import Workspace
 
     _clear()
     workspace = Workspace.objects.create(name="Sync bench", slug=WORKSPACE_SLUG)
@@ -114,8 +115,9 @@ def _seed(jobs: int) -> None:
 
 
 def _clear() -> None:
-    from agents.models import Agent, Workspace
+    from agents.models import Agent
     from project.sync.models import SyncJob
+    from workspaces.models import Workspace
 
     workspace = Workspace.objects.filter(slug=WORKSPACE_SLUG).first()
     if workspace is not None:

@@ -12,14 +12,16 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
-from agents.models import Workspace
-from broker import limits, selectors, services, webhook
+from agents import services as agent_services
+from agents import webhook
+from agents.services import webhook_problem
+from broker import limits, selectors, services
 from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
 from broker.models import BrokerKey, WebhookAgent
-from broker.services.initiation import webhook_problem
 from broker.services.keys import KEY_FIELDS
 from project import access
 from project.admin_base import WorkspaceScopedAdmin
+from workspaces.models import Workspace
 
 STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
 
@@ -239,7 +241,7 @@ class WebhookAgentAdmin(RefusalAsMessage):
         return Form
 
     def service_save(self, request: HttpRequest, obj: WebhookAgent, form: Any, change: bool) -> Any:
-        return services.agent_credential_webhook_set(
+        return agent_services.agent_credential_webhook_set(
             actor=request.user, agent=obj, enabled=form.cleaned_data["credential_webhook"],
             trust_caller_id=form.cleaned_data["credential_webhook_caller_id"])
 
@@ -250,7 +252,7 @@ class WebhookAgentAdmin(RefusalAsMessage):
                 refused.append(f"{agent}: you lack agents.manage in its workspace")
                 continue
             try:
-                services.agent_credential_webhook_set(actor=request.user, agent=agent, enabled=enabled,
+                agent_services.agent_credential_webhook_set(actor=request.user, agent=agent, enabled=enabled,
                                                       trust_caller_id=agent.credential_webhook_caller_id)
                 done += 1
             except ValidationError as exc:

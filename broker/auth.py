@@ -19,10 +19,9 @@ from datetime import datetime
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from agents.models import Environment
 from broker import keyformat, rows
 from broker.models import BrokerKey
-from keys.models import ServiceAccount
+from workspaces.models import Environment, ServiceAccount
 
 _NO_DIGEST = "0" * 64
 

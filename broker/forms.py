@@ -5,8 +5,8 @@ from typing import Any
 
 from django import forms
 
-from agents.models import Workspace
 from broker.models import BrokerKey, WebhookAgent
+from workspaces.models import Workspace
 
 
 class NetworksField(forms.CharField):

@@ -12,10 +12,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from agents.models import Agent, Environment, Workspace
+from agents.models import Agent
 from broker.validators import normalize_networks
-from keys.models import ServiceAccount
 from project.models import TimeStampedModel
+from workspaces.models import Environment, ServiceAccount, Workspace
 
 MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_QUOTA = 100_000_000

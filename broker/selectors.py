@@ -6,10 +6,10 @@ from typing import Any
 
 from django.db.models import Count, QuerySet
 
-from agents.models import Agent, Environment
+from agents.models import Agent
 from broker.models import BrokerKey, WebhookAgent
-from keys.models import ServiceAccount
 from project import access
+from workspaces.models import Environment, ServiceAccount
 
 
 def _scope(queryset: QuerySet, actor: Any, permission: str, lookup: str = "workspace_id") -> QuerySet:

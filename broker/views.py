@@ -16,7 +16,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.debug import sensitive_variables
 
-from broker import services, webhook
+from agents import webhook
+from broker import services
 from broker.auth import bearer_token, broker_key_authenticate
 from broker.validators import validate_end_user_id
 from project.audit.middleware import client_ip

@@ -16,9 +16,11 @@ from django.utils.html import format_html, format_html_join
 from detection import services
 from detection.admin_common import WorkspaceFilter, severity_badge
 from detection.forms import DetectionPolicyForm
-from detection.models import Alert, DetectionPolicy
+from detection.models import DetectionPolicy
 from project import access
 from project.admin_base import ReadOnlyScopedAdmin, WorkspaceScopedAdmin
+from project.alerts import services as alert_services
+from project.alerts.models import Alert
 
 #: Every alert kind Keyward raises, for the kind filter (fixed choices: no DISTINCT over the alert table).
 ALERT_KINDS: dict[str, str] = {
@@ -72,7 +74,7 @@ class AlertAdmin(ReadOnlyScopedAdmin):
                        "created_at", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at")
     fields = readonly_fields
     actions = ["acknowledge", "resolve", "open_incident"]
-    change_form_template = "admin/detection/alert/change_form.html"
+    change_form_template = "admin/alerts/alert/change_form.html"
 
     @admin.display(description="severity", ordering="severity")
     def severity_display(self, alert: Alert) -> str:
@@ -115,11 +117,11 @@ class AlertAdmin(ReadOnlyScopedAdmin):
 
     @admin.action(description="Acknowledge selected alerts")
     def acknowledge(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._act(request, queryset, services.alert_acknowledge, "acknowledged")
+        self._act(request, queryset, alert_services.alert_acknowledge, "acknowledged")
 
     @admin.action(description="Resolve selected alerts")
     def resolve(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._act(request, queryset, services.alert_resolve, "resolved")
+        self._act(request, queryset, alert_services.alert_resolve, "resolved")
 
     @admin.action(description="Open an incident for each selected alert")
     def open_incident(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -137,11 +139,11 @@ class AlertAdmin(ReadOnlyScopedAdmin):
     # --- the alert page: open an incident, resume a key the credit guard disabled ---------------------------
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
-        return [path("<path:object_id>/resume-key/", view(self.resume_key_view), name="detection_alert_resume_key"),
+        return [path("<path:object_id>/resume-key/", view(self.resume_key_view), name="alerts_alert_resume_key"),
                 *super().get_urls()]
 
     def _suspended_key(self, alert: Alert) -> Any:
-        from keys.models_apikeys import ApiKey
+        from keys.models import ApiKey
 
         if not alert.kind.startswith("credit_guard") or alert.object_type != "keys.apikey":
             return None
@@ -159,14 +161,14 @@ class AlertAdmin(ReadOnlyScopedAdmin):
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def resume_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        from keys.services_apikeys import api_key_resume
+        from keys.services import api_key_resume
 
         alert: Alert = self.get_scoped_object_or_404(request, object_id)
         key = self._suspended_key(alert)
         if key is None:
             raise Http404("No suspended key behind this alert.")
         access.require(request.user, "keys.issue", alert.workspace_id)
-        change_url = reverse("admin:detection_alert_change", args=[alert.pk])
+        change_url = reverse("admin:alerts_alert_change", args=[alert.pk])
         if request.method == "POST":
             try:
                 api_key_resume(actor=request.user, key=key, reason=f"resumed from alert #{alert.pk}")
@@ -178,7 +180,7 @@ class AlertAdmin(ReadOnlyScopedAdmin):
             return HttpResponseRedirect(change_url)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "alert": alert, "key": key,
                    "title": f"Resume “{key}”", "change_url": change_url}
-        return TemplateResponse(request, "admin/detection/alert/resume_key.html", context)
+        return TemplateResponse(request, "admin/alerts/alert/resume_key.html", context)
 
 
 def _plain(value: Any) -> str:

@@ -7,8 +7,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from agents.models import Workspace
 from project import access
+from workspaces.models import Workspace
 
 SEVERITY_COLOURS = {"info": "#555", "low": "#1565c0", "medium": "#b8860b", "high": "#c62828", "critical": "#8b0000"}
 

@@ -17,7 +17,6 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from agents.models import Workspace
 from detection import incidents as services
 from detection.admin_common import WorkspaceFilter, severity_badge
 from detection.forms import (
@@ -34,10 +33,11 @@ from detection.forms import (
 from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
 from detection.selectors import blast_radius, latest_steps, related_candidates, timeline
-from keys.models_apikeys import ApiKey
-from keys.services_apikeys import AlreadyIssued
+from keys.models import ApiKey
+from keys.services import AlreadyIssued
 from project import access
 from project.admin_base import WorkspaceScopedAdmin
+from workspaces.models import Workspace
 
 NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
 STATE_COLOURS = {"open": "#c62828", "contained": "#b8860b", "closed": "#2e7d32"}
@@ -116,7 +116,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
     def alert_link(self, incident: Incident) -> str:
         if not incident.alert_id:
             return "—"
-        return format_html('<a href="{}">{}</a>', reverse("admin:detection_alert_change", args=[incident.alert_id]),
+        return format_html('<a href="{}">{}</a>', reverse("admin:alerts_alert_change", args=[incident.alert_id]),
                            incident.alert)
 
     @admin.display(description="exposure window (UTC)")
@@ -254,7 +254,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
     def open_view(self, request: HttpRequest) -> HttpResponse:
         """Open an incident: ?alert=<id>, ?key=<id>&source=leak_check, ?secret=<id>, or nothing (choose here)."""
         from detection.selectors import alerts_for
-        from keys.selectors_apikeys import api_keys_for
+        from keys.selectors import api_keys_for
         from secrets_app.selectors import secrets_for
 
         if not self.has_add_permission(request):

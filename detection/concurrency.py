@@ -17,11 +17,13 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from agents.models import Workspace
-from detection.models import Alert, ConcurrencySample
-from detection.services import alert_raise, detection_policies_ensure
-from keys.models_apikeys import ApiKey
+from detection.models import ConcurrencySample
+from detection.services import detection_policies_ensure
+from keys.models import ApiKey
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.platform import errors
+from workspaces.models import Workspace
 
 
 def concurrency_sample_record(*, current: int, maximum: int, now: datetime | None = None) -> ConcurrencySample:

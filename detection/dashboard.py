@@ -15,12 +15,14 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
 
-from agents.models import Agent, Workspace
+from agents.models import Agent
 from detection.charts import BarChart, LineChart, bar_chart, line_chart
-from detection.models import Alert, Incident
-from keys.models_apikeys import ApiKey, KeyUsageDaily
-from keys.selectors_apikeys import flagged
+from detection.models import Incident
+from keys.models import ApiKey, KeyUsageDaily
+from keys.selectors import flagged
 from project import access
+from project.alerts.models import Alert
+from workspaces.models import Workspace
 
 DAYS = 30
 TOP_KEYS = 8
@@ -140,9 +142,9 @@ def posture(actor: Any, selected: Workspace | None, workspaces: list[Workspace],
     incidents = _in(Incident.objects.exclude(state=Incident.State.CLOSED), ids)
     response = [
         Figure("alerts", "Open alerts", alert_counts["total"],
-               _url("admin:detection_alert_changelist", {"state": "unresolved", **plain_ws})),
+               _url("admin:alerts_alert_changelist", {"state": "unresolved", **plain_ws})),
         Figure("alerts_severe", "…of which high or critical", alert_counts["severe"],
-               _url("admin:detection_alert_changelist", {"state": "unresolved", "severity__in": "high,critical",
+               _url("admin:alerts_alert_changelist", {"state": "unresolved", "severity__in": "high,critical",
                                                          **plain_ws})),
         Figure("incidents", "Open incidents", incidents.count(),
                _url("admin:detection_incident_changelist", {"state": "ongoing", **plain_ws})),

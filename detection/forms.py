@@ -10,7 +10,8 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from detection.incidents import CONTROLS
-from detection.models import Alert, DetectionPolicy
+from detection.models import DetectionPolicy
+from project.alerts.models import Alert
 
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
 DATETIME_FORMATS = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]

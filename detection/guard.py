@@ -17,12 +17,14 @@ from typing import Any
 from django.db.models import Sum
 from django.utils import timezone
 
-from agents.models import Environment
-from detection.models import Alert, DetectionPolicy
+from detection.models import DetectionPolicy
 from detection.rules import BATCH, Finding, _fmt, _num
-from detection.services import alert_raise, detection_policies_ensure
-from keys.models_apikeys import ApiKey, KeyUsageDaily
-from keys.services_apikeys import api_key_suspend
+from detection.services import detection_policies_ensure
+from keys.models import ApiKey, KeyUsageDaily
+from keys.services import api_key_suspend
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
+from workspaces.models import Environment
 
 SEVERITY = {0: Alert.Severity.LOW, 1: Alert.Severity.MEDIUM, 2: Alert.Severity.HIGH}
 

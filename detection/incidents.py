@@ -14,13 +14,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Workspace
-from detection.models import Alert, Incident, IncidentStep
-from detection.services import alert_acknowledge, alert_resolve
-from keys import services_apikeys as key_services
-from keys.models_apikeys import ApiKey
+from detection.models import Incident, IncidentStep
+from keys import services as key_services
+from keys.models import ApiKey
 from project import access
+from project.alerts.models import Alert
+from project.alerts.services import alert_acknowledge, alert_resolve
 from project.audit.services import actor_fields, diff, record
+from workspaces.models import Workspace
 
 PERMISSION = "incidents.manage"
 UPDATE_FIELDS = ("title", "summary", "severity")

@@ -1,5 +1,5 @@
-"""Detection and response: alerts, each workspace's detection thresholds, hourly usage per key, concurrency
-samples, and incidents walked step by step."""
+"""Detection and response: each workspace's detection thresholds, hourly usage per key, concurrency samples, and
+incidents walked step by step (alerts themselves: project.alerts)."""
 
 from __future__ import annotations
 
@@ -11,62 +11,9 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from agents.models import Workspace
+from project.alerts.models import Alert
 from project.models import TimeStampedModel
-
-
-class Alert(TimeStampedModel):
-    """Something a security admin should look at, with the figures that triggered it.
-
-    An open alert is unique per `dedup_key`: a check that fires again for the same window updates nothing
-    and raises nothing new.
-    """
-
-    class Severity(models.TextChoices):
-        INFO = "info", "Info"
-        LOW = "low", "Low"
-        MEDIUM = "medium", "Medium"
-        HIGH = "high", "High"
-        CRITICAL = "critical", "Critical"
-
-    class State(models.TextChoices):
-        OPEN = "open", "Open"
-        ACKNOWLEDGED = "acknowledged", "Acknowledged"
-        RESOLVED = "resolved", "Resolved"
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="alerts")
-    kind = models.CharField(max_length=60, help_text="The rule that fired, e.g. credential_refresh_failed")
-    severity = models.CharField(max_length=10, choices=Severity.choices, default=Severity.MEDIUM)
-    state = models.CharField(max_length=15, choices=State.choices, default=State.OPEN)
-    title = models.CharField(max_length=200)
-    details = models.JSONField(default=dict, blank=True, help_text="The figures that triggered the alert")
-    object_type = models.CharField(max_length=80, blank=True)
-    object_id = models.CharField(max_length=64, blank=True)
-    object_repr = models.CharField(max_length=200, blank=True)
-    dedup_key = models.CharField(max_length=200)
-    acknowledged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                        related_name="+")
-    acknowledged_at = models.DateTimeField(null=True, blank=True)
-    resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+")
-    resolved_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        constraints = [
-            # A rule firing again for the same window must not raise a second alert.
-            models.UniqueConstraint(fields=["workspace", "dedup_key"], name="alert_unique_dedup_key"),
-        ]
-        indexes = [
-            # The alert list and dashboard: open alerts of a workspace, newest first.
-            models.Index(fields=["workspace", "state", "-created_at"], name="alert_workspace_state_idx"),
-            # The unfiltered alert list of a superuser (every workspace), newest first: its first page reads
-            # this index from the top instead of sorting the whole table.
-            models.Index(fields=["-created_at", "-id"], name="alert_created_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"[{self.severity}] {self.title}"
+from workspaces.models import Workspace
 
 
 def validate_time_zone(value: str) -> None:

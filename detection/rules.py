@@ -22,9 +22,11 @@ from django.conf import settings
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from detection.models import Alert, DetectionPolicy, KeyUsageHourly
-from detection.services import alert_raise, detection_policies_ensure
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from detection.models import DetectionPolicy, KeyUsageHourly
+from detection.services import detection_policies_ensure
+from keys.models import ApiKey, KeyUsageDaily
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 
 BATCH = 1000
 

@@ -11,9 +11,10 @@ from django.apps import apps
 from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 
-from detection.models import Alert, DetectionPolicy, Incident, IncidentStep, KeyUsageHourly
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from detection.models import DetectionPolicy, Incident, IncidentStep, KeyUsageHourly
+from keys.models import ApiKey, KeyUsageDaily
 from project import access
+from project.alerts.models import Alert
 
 
 def _scope(queryset: QuerySet, actor: Any, permission: str, lookup: str = "workspace_id") -> QuerySet:

@@ -1,6 +1,6 @@
 """Usage per key and hour from the platform: one read feeds detection's hourly table and keys' daily totals.
 
-keys.services_apikeys.api_key_usage_ingest already reads the platform's usage in hourly buckets but keeps only day
+keys.services.api_key_usage_ingest already reads the platform's usage in hourly buckets but keeps only day
 totals and "last used". The rules need the hours, so this ingest makes the one read, stores the hours, and hands
 the very same answer to keys' ingest (through `_Answered`), so the platform is asked once per run, not twice.
 """
@@ -18,8 +18,8 @@ from django.db import transaction
 from django.utils import timezone
 
 from detection.models import KeyUsageHourly
-from keys.models_apikeys import ApiKey
-from keys.services_apikeys import api_key_usage_ingest
+from keys.models import ApiKey
+from keys.services import api_key_usage_ingest
 from project.platform import errors
 
 logger = logging.getLogger(__name__)

@@ -1,402 +1,447 @@
-"""Admin pages of the keys app. Roles, assignments and service accounts live here, and the people
-(Django's User, replaced by a workspace-scoped admin; Group is not used). The API-key pages are registered by
-keys/admin_apikeys.py, imported at the end of this module.
-
-Adding people: "Add user" (titled "Add a person") creates a staff login with no usable password and its
-first role in one workspace, for anyone holding `roles.assign` somewhere; "Add role assignment" gives a role
-to someone who already has a login (by username or email) or to a service account. A superuser sets the
-new person's password (the "Set password" link) or the deployment's single sign-on does.
-"""
+"""Admin pages for API keys: the list with hygiene flags, issue and the show-once secret page, rotate, rotate now,
+revoke, the leak check, key policies and environment budgets. Every write goes through keys.services."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
-from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.options import IS_POPUP_VAR
-from django.contrib.admin.utils import unquote
-from django.contrib.auth import get_user_model, update_session_auth_hash
-from django.contrib.auth.forms import AdminPasswordChangeForm
-from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Model, Prefetch, QuerySet
+from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
-from agents.models import Workspace
-from keys import access as policy
-from keys import selectors, services, services_people
-from keys.forms import PersonForm, RoleAssignmentForm, RoleForm, ServiceAccountForm, UserChangeForm
-from keys.models import Role, RoleAssignment, ServiceAccount
+from keys import leaks, services
+from keys.forms import (
+    ApiKeyChangeForm,
+    ApiKeyIssueForm,
+    BudgetsForm,
+    KeyPolicyForm,
+    LeakCheckForm,
+    RevokeForm,
+    RotateForm,
+    RotateNowForm,
+    SuspendForm,
+    apply_errors,
+)
+from keys.models import ApiKey, KeyPolicy
+from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
 from project.admin_base import WorkspaceScopedAdmin
+from project.sync.selectors import jobs_for_object, with_sync_state
+from workspaces.models import Environment
 
-User = get_user_model()
+STATE_COLOURS = {"pending": "#b8860b", "active": "#2e7d32", "superseded": "#1565c0", "revoked": "#c62828",
+                 "expired": "#777", "failed": "#c62828"}
+NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
 
 
-# --- shared pieces -------------------------------------------------------------------------------------
-class ScopedWorkspaceFilter(admin.SimpleListFilter):
-    """Workspace choices limited to the ones the person may see (a plain related filter would list all)."""
+def _no_store(response: HttpResponse) -> HttpResponse:
+    # The page holds a secret (or what a person pasted): no browser or proxy cache may keep it, and going
+    # back must ask the server again, which never shows it twice.
+    response["Cache-Control"] = NO_STORE
+    response["Pragma"] = "no-cache"
+    response["Expires"] = "0"
+    response["Referrer-Policy"] = "same-origin"
+    return response
 
-    title = "workspace"
-    parameter_name = "workspace"
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
-        allowed = access.workspaces_with(request.user, model_admin.view_permission)
-        qs = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
-        return [(ws.pk, ws.name) for ws in qs]
+class FlagFilter(admin.SimpleListFilter):
+    title = "flag"
+    parameter_name = "flag"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return [("suspended", "Suspended"), ("overdue", "Overdue for rotation"), ("idle", "Idle"),
+                ("open_network", "No network limit"), ("all_scopes_prod", "All scopes in production")]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(workspace_id=self.value()) if self.value() else queryset
+        return flagged(queryset, self.value()) if self.value() else queryset
 
 
-class ScopedRoleFilter(admin.SimpleListFilter):
-    title = "role"
-    parameter_name = "role"
+class EnvironmentFilter(admin.SimpleListFilter):
+    """Environment names of the person's workspaces, from the environments table (not a DISTINCT over keys)."""
 
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
-        return [(role.pk, str(role)) for role in selectors.roles_for(request.user, model_admin.view_permission)]
+    title = "environment"
+    parameter_name = "env"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        allowed = access.workspaces_with(request.user, "workspace.view")
+        qs = Environment.objects.all() if allowed is None else Environment.objects.filter(workspace_id__in=allowed)
+        return [(n, n) for n in qs.order_by("name").values_list("name", flat=True).distinct()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(role_id=self.value()) if self.value() else queryset
+        return queryset.filter(environment__name=self.value()) if self.value() else queryset
 
 
-class KeysAdmin(WorkspaceScopedAdmin):
-    """Gives forms the signed-in person and turns a service's refusal into a message, nothing changed."""
+DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "suspension_display", "hint_display",
+                 "digest",
+                 "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
+                 "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
+                 "created_by", "created_at", "sync_detail")
+EDIT_FIELDS = ("name", "all_scopes", "scopes", "credit_quota", "allowed_ips", "expires_at")
+VIEW_FIELDS = ("name", "scopes_display", "credit_quota", "allowed_ips_display", "expires_at")
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(WorkspaceScopedAdmin):
+    form = ApiKeyChangeForm
+    manage_permission = "keys.issue"
+    list_display = ("name", "service_account", "environment", "state_badge", "hint_display", "scopes_summary",
+                    "credit_quota", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
+                    "sync_status")
+    list_select_related = ("workspace__key_policy", "service_account", "environment__workspace")
+    list_filter = ("state", FlagFilter, EnvironmentFilter)
+    search_fields = ("name", "service_account__name", "=hint", "=remote_key_id", "=digest")
+    ordering = ("-created_at",)
+    list_per_page = 50
+    change_form_template = "admin/keys/apikey/change_form.html"
+    change_list_template = "admin/keys/apikey/change_list.html"
+
+    # --- scoping and rights -----------------------------------------------------------------------------------
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return with_sync_state(super().get_queryset(request), services.API_KEY_KIND)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is not None and obj.state != ApiKey.State.ACTIVE:
+            return False  # only an active key changes; a revoked one never comes back
+        return super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # keys are revoked, never deleted: their history stays
+
+    def _may(self, request: HttpRequest, key: ApiKey, *permissions: str) -> bool:
+        return all(access.has_perm(request.user, p, key.workspace_id) for p in permissions)
+
+    # --- list columns (no query per row: everything comes with the row) -------------------------------------
+    @admin.display(description="state", ordering="state")
+    def state_badge(self, key: ApiKey) -> str:
+        state = format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
+                            key.get_state_display())
+        if key.suspended_at is None or key.state not in ApiKey.USABLE_STATES:
+            return state
+        # Disabled on the platform until resumed: say so where people look first, the reason on hover.
+        return format_html('{} <span class="key-suspended" title="{}" style="background:#fdecea;color:#c62828;'
+                           'padding:0 4px;border-radius:3px;white-space:nowrap">suspended</span>', state,
+                           key.suspend_reason)
+
+    @admin.display(description="suspension")
+    def suspension_display(self, key: ApiKey) -> str:
+        if not key.pk or key.suspended_at is None:
+            return "—"
+        by = key.suspended_by or "the credit guard"
+        return format_html("disabled on the platform since {} by {}: {}", key.suspended_at, by, key.suspend_reason)
+
+    @admin.display(description="hint")
+    def hint_display(self, key: ApiKey) -> str:
+        return f"…{key.hint}" if key.hint else "—"
+
+    @admin.display(description="scopes")
+    def scopes_summary(self, key: ApiKey) -> str:
+        if key.has_all_scopes:
+            return "all"
+        scopes = list(key.scopes or [])
+        return ", ".join(scopes) if len(scopes) <= 2 else f"{len(scopes)} scopes"
+
+    @admin.display(description="network")
+    def network(self, key: ApiKey) -> str:
+        ips = key.allowed_ips or []
+        return "any" if not ips else (ips[0] if len(ips) == 1 else f"{len(ips)} ranges")
+
+    @admin.display(description="flags")
+    def flag_badges(self, key: ApiKey) -> str:
+        flags = key.flags(policy_of_row(key), timezone.now())
+        return format_html_join(" ", '<span style="background:#fff3cd;color:#7a5b00;padding:0 4px;border-radius:3px;'
+                                'white-space:nowrap">{}</span>', ((f,) for f in flags)) or "—"
+
+    @admin.display(description="sync")
+    def sync_status(self, key: ApiKey) -> str:
+        from project.admin_base import sync_badge
+
+        return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
+
+    # --- detail fields -----------------------------------------------------------------------------------------
+    @admin.display(description="flags")
+    def flags_display(self, key: ApiKey) -> str:
+        return self.flag_badges(key) if key.pk else "—"
+
+    @admin.display(description="scopes")
+    def scopes_display(self, key: ApiKey) -> str:
+        return "all (every permission)" if key.has_all_scopes else ", ".join(key.scopes or [])
+
+    @admin.display(description="allowed IPs")
+    def allowed_ips_display(self, key: ApiKey) -> str:
+        return ", ".join(key.allowed_ips) if key.allowed_ips else "any address (no network limit)"
+
+    @admin.display(description="predecessor")
+    def predecessor_link(self, key: ApiKey) -> str:
+        if not key.predecessor_id:
+            return "—"
+        return format_html('<a href="{}">{}</a>', reverse("admin:keys_apikey_change", args=[key.predecessor_id]),
+                           key.predecessor)
+
+    @admin.display(description="successor")
+    def successor_links(self, key: ApiKey) -> str:
+        successors = list(key.successors.order_by("-created_at")) if key.pk else []
+        return format_html_join(", ", '<a href="{}">{}</a> ({})', (
+            (reverse("admin:keys_apikey_change", args=[s.pk]), s, s.get_state_display().lower())
+            for s in successors)) or "—"
+
+    @admin.display(description="usage, last 30 days")
+    def usage_display(self, key: ApiKey) -> str:
+        days = key_usage(key) if key.pk else []
+        if not days:
+            return "no use reported"
+        rows = format_html_join("", "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                                ((d.day, d.credits, d.requests) for d in days))
+        return format_html("<table><tr><th>day</th><th>credits</th><th>requests</th></tr>{}</table>", rows)
+
+    @admin.display(description="platform sync")
+    def sync_detail(self, key: ApiKey) -> str:
+        from project.admin_base import sync_badge
+
+        jobs = jobs_for_object(services.API_KEY_KIND, key.pk, limit=1) if key.pk else []
+        if not jobs:
+            return sync_badge(None, None)
+        job = jobs[0]
+        return format_html("{} (attempts: {}, updated {})", sync_badge(job.state, job.last_error), job.attempts,
+                           job.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"))
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        editable = obj is not None and self.has_change_permission(request, obj)
+        return [(None, {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}), ("Key", {"fields": DETAIL_FIELDS})]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return DETAIL_FIELDS + ("scopes_display", "allowed_ips_display")
 
     def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
         return type(form.__name__, (form,), {"actor": request.user})
 
-    def _refused(self, request: HttpRequest, exc: ValidationError, where: str) -> HttpResponse:
-        for message in exc.messages:
-            self.message_user(request, message, level=messages.ERROR)
-        return HttpResponseRedirect(where)
+    def service_save(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> ApiKey:
+        return services.api_key_update(actor=request.user, key=obj, **form.update_fields())
 
-    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
-                        extra_context: dict | None = None) -> HttpResponse:
-        try:
-            return super().changeform_view(request, object_id, form_url, extra_context)
-        except ValidationError as exc:  # a rule that changed between the form's check and the save
-            return self._refused(request, exc, request.get_full_path())
-
-    def delete_check(self, request: HttpRequest, obj: Model) -> None:
-        """Raise ValidationError when the service would refuse to delete obj (shown before confirming)."""
-
-    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
-        obj = self.get_object(request, unquote(object_id))  # 404 outside the person's workspaces
-        if not self.has_delete_permission(request, obj):
-            raise PermissionDenied
-        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
-        try:
-            self.delete_check(request, obj)
-            return super().delete_view(request, object_id, extra_context)
-        except ValidationError as exc:
-            return self._refused(request, exc, change_url)
-
-
-# --- roles ---------------------------------------------------------------------------------------------
-@admin.register(Role)
-class RoleAdmin(KeysAdmin):
-    form = RoleForm
-    manage_permission = "roles.assign"
-    list_display = ("name", "scope", "permission_list", "description")
-    list_filter = ("is_builtin",)
-    search_fields = ("name",)
-    fields = ("workspace", "name", "description", "permissions")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.roles_for(request.user, self.view_permission)
-
-    @admin.display(description="workspace")
-    def scope(self, role: Role) -> str:
-        return "built-in (every workspace)" if role.workspace_id is None else str(role.workspace)
-
-    @admin.display(description="permissions")
-    def permission_list(self, role: Role) -> str:
-        return ", ".join(role.permissions)
-
-    def _manageable(self, request: HttpRequest, role: Role) -> bool:
-        # A role beyond the person's own rights is read-only to them (the service refuses it anyway).
-        return (not role.is_builtin and access.has_perm(request.user, self.manage_permission, role.workspace_id)
-                and set(role.permissions) <= policy.permissions_in(request.user, role.workspace_id))
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        if obj is not None and obj.workspace_id is None:
-            return self._any(request, self.view_permission)
-        return super().has_view_permission(request, obj)
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return super().has_change_permission(request, obj) if obj is None else self._manageable(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return super().has_delete_permission(request, obj) if obj is None else self._manageable(request, obj)
-
-    def service_save(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> Role:
-        data = {f: form.cleaned_data[f] for f in ("name", "description", "permissions")}
-        if change:
-            return services.role_update(actor=request.user, role=obj, **data)
-        return services.role_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)
-
-    def delete_check(self, request: HttpRequest, obj: Role) -> None:
-        services.role_delete_check(actor=request.user, role=obj)
-
-    def service_delete(self, request: HttpRequest, obj: Role) -> None:
-        services.role_delete(actor=request.user, role=obj)
-
-
-# --- role assignments ----------------------------------------------------------------------------------
-@admin.register(RoleAssignment)
-class RoleAssignmentAdmin(KeysAdmin):
-    manage_permission = "roles.assign"
-    list_display = ("principal_link", "role", "workspace", "granted_by", "expires_at", "state")
-    list_select_related = ("workspace", "role", "user", "service_account", "granted_by")
-    list_filter = (ScopedWorkspaceFilter, ScopedRoleFilter)
-    search_fields = ("user__username", "user__email", "service_account__name", "role__name")
-    add_fields = ("workspace", "role", "person", "service_account", "expires_at")
-    view_fields = ("workspace", "role", "principal_link", "granted_by", "expires_at", "state", "created_at")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.role_assignments_for(request.user, self.view_permission)
-
-    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
-        return self.add_fields if obj is None else self.view_fields
-
-    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
-        kwargs["form"] = RoleAssignmentForm if obj is None else forms.ModelForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
-        return self.view_fields if obj is not None else ()
-
-    @admin.display(description="granted to")
-    def principal_link(self, assignment: RoleAssignment) -> str:
-        if assignment.service_account_id:
-            return format_html("{} (service account)", assignment.service_account)
-        return str(assignment.user)
-
-    @admin.display(description="state")
-    def state(self, assignment: RoleAssignment) -> str:
-        if assignment.expires_at is not None and assignment.expires_at <= timezone.now():
-            return "expired (grants nothing)"
-        if assignment.service_account_id and not assignment.service_account.is_active:
-            return "dormant (service account disabled)"
-        return "active"
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # an assignment is granted or revoked, never edited: revoke and grant again
-
-    def service_save(self, request: HttpRequest, obj: RoleAssignment, form: Any, change: bool) -> RoleAssignment:
-        data = form.cleaned_data
-        return services.role_assign(actor=request.user, workspace=data["workspace"], role=data["role"],
-                                    user=data["person"], service_account=data["service_account"],
-                                    expires_at=data.get("expires_at"))
-
-    def delete_check(self, request: HttpRequest, obj: RoleAssignment) -> None:
-        services.role_revoke_check(actor=request.user, assignment=obj)
-
-    def service_delete(self, request: HttpRequest, obj: RoleAssignment) -> None:
-        services.role_revoke(actor=request.user, assignment=obj)
-
-
-# --- service accounts ----------------------------------------------------------------------------------
-@admin.register(ServiceAccount)
-class ServiceAccountAdmin(KeysAdmin):
-    form = ServiceAccountForm
-    manage_permission = "keys.issue"
-    list_display = ("name", "workspace", "is_active", "remote_id", "created_by", "created_at")
-    list_select_related = ("workspace", "created_by")
-    list_filter = ("is_active", ScopedWorkspaceFilter)
-    search_fields = ("name", "=remote_id")
-    fields = ("workspace", "name", "description", "is_active", "disabled_at", "disabled_by", "remote_id",
-              "created_by", "roles")
-    readonly_fields = ("is_active", "disabled_at", "disabled_by", "remote_id", "created_by", "roles")
-    actions = ["disable_service_accounts", "enable_service_accounts"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return selectors.service_accounts_for(request.user, self.view_permission)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # audit events and keys refer to it: disable it instead
-
-    @admin.display(description="roles")
-    def roles(self, sa: ServiceAccount) -> str:
-        if not sa.pk:
-            return "—"
-        rows = format_html_join(", ", "{}", ((a.role.name,) for a in sa.role_assignments.select_related("role")))
-        assign = reverse("admin:keys_roleassignment_add") + f"?workspace={sa.workspace_id}&service_account={sa.pk}"
-        return format_html('{} <a href="{}">Assign a role</a>', rows or "none", assign)
-
-    def service_save(self, request: HttpRequest, obj: ServiceAccount, form: Any, change: bool) -> ServiceAccount:
-        data = {f: form.cleaned_data[f] for f in services.SERVICE_ACCOUNT_FIELDS}
-        if change:
-            return services.service_account_update(actor=request.user, service_account=obj, **data)
-        return services.service_account_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)
-
-    def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, needs: tuple[str, ...]) -> None:
-        done, refused = 0, []
-        service = services.service_account_disable if verb == "disabled" else services.service_account_enable
-        for sa in queryset:
-            if not all(access.has_perm(request.user, p, sa.workspace_id) for p in needs):
-                refused.append(f"{sa}: you lack {' and '.join(needs)} in its workspace")
-                continue
-            try:
-                service(actor=request.user, service_account=sa)
-                done += 1
-            except ValidationError as exc:
-                refused.append(f"{sa}: {' '.join(exc.messages)}")
-        if done:
-            self.message_user(request, f"{done} service account(s) {verb}.")
-        for reason in refused:
-            self.message_user(request, reason, level=messages.WARNING)
-
-    @admin.action(description="Disable selected service accounts (revokes their keys)")
-    def disable_service_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._act(request, queryset, "disabled", ("keys.revoke",))
-
-    @admin.action(description="Enable selected service accounts")
-    def enable_service_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
-        self._act(request, queryset, "enabled", ("keys.issue", "keys.revoke"))
-
-    def _anywhere(self, request: HttpRequest, *permissions: str) -> bool:
-        """Does the person hold all these permissions together in at least one workspace?"""
-        sets = [access.workspaces_with(request.user, p) for p in permissions]
-        return any(s is None for s in sets) or bool(set.intersection(*sets))
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        actions = super().get_actions(request)
-        if not self._anywhere(request, "keys.revoke"):
-            actions.pop("disable_service_accounts", None)
-        if not self._anywhere(request, "keys.issue", "keys.revoke"):
-            actions.pop("enable_service_accounts", None)
-        return actions
-
-
-# --- people (Django's User) -----------------------------------------------------------------------------
-admin.site.unregister(User)
-admin.site.unregister(Group)  # Django groups grant nothing in Keyward: roles do
-
-
-@admin.register(User)
-class PersonAdmin(KeysAdmin):
-    """People who hold a role where the signed-in person may assign roles. Only superusers change a login
-    (it is shared by every workspace); anyone with roles.assign adds people to their workspaces."""
-
-    view_permission = "roles.assign"
-    manage_permission = "roles.assign"
-    # A person belongs to the workspaces where they hold a role (get_queryset and the has_* checks below
-    # use it through the selectors; the base class's single-object lookup does not apply).
-    workspace_lookup = "role_assignments__workspace_id"
-    workspace_form_fields = ()
-    list_display = ("username", "email", "first_name", "last_name", "is_active", "roles_here")
-    list_filter = ("is_active",)
-    search_fields = ("username", "first_name", "last_name", "email")
-    ordering = ("username",)
-    add_fieldsets = (("Person", {"fields": ("username", "email", "first_name", "last_name")}),
-                     ("First role", {"fields": ("workspace", "role", "expires_at")}))
-    change_fieldsets = ((None, {"fields": ("username", "first_name", "last_name", "email", "is_active",
-                                           "password_state", "last_login", "date_joined")}),
-                        ("Roles in your workspaces", {"fields": ("roles_here",)}))
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        allowed = access.workspaces_with(request.user, self.view_permission)
-        visible = RoleAssignment.objects.select_related("role", "workspace")
-        if allowed is not None:
-            visible = visible.filter(workspace_id__in=allowed)
-        return (selectors.users_for(request.user, self.view_permission).order_by("username")
-                .prefetch_related(Prefetch("role_assignments", queryset=visible, to_attr="visible_assignments")))
-
-    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
-        # No probing of password hashes through changelist filters (as Django's own UserAdmin).
-        return not lookup.startswith("password") and super().lookup_allowed(lookup, value, request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        if obj is None or policy.is_superuser(request.user):
-            return self._any(request, self.view_permission)
-        return selectors.users_for(request.user, self.view_permission).filter(pk=obj.pk).exists()
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return policy.is_superuser(request.user)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False  # disable the login instead: the audit trail keeps naming the person
-
-    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
-        return self.add_fieldsets if obj is None else self.change_fieldsets
-
-    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
-        return () if obj is None else ("username", "password_state", "last_login", "date_joined", "roles_here")
-
-    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
-        kwargs["form"] = PersonForm if obj is None else UserChangeForm
-        return super().get_form(request, obj, change=change, **kwargs)
-
-    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        return super().add_view(request, form_url, {"title": "Add a person", **(extra_context or {})})
-
-    @admin.display(description="roles")
-    def roles_here(self, user: Any) -> str:
-        # visible_assignments comes from get_queryset (list and change page alike): this person's roles in the
-        # viewer's workspaces only, never in the others.
-        return ", ".join(f"{a.role.name} in {a.workspace}" for a in user.visible_assignments) or "—"
-
-    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model | None:
-        obj = super().get_object(request, object_id, from_field)
-        obj._viewer_is_superuser = policy.is_superuser(request.user)  # type: ignore[union-attr]
-        return obj
-
-    @admin.display(description="password")
-    def password_state(self, user: Any) -> str:
-        state = "set" if user.has_usable_password() else "not set (cannot sign in with a password)"
-        if not getattr(user, "_viewer_is_superuser", False):
-            return state
-        return format_html('{} <a href="{}">Set password</a>', state,
-                           reverse("admin:auth_user_password_change", args=[user.pk]))
-
-    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Any:
-        data = form.cleaned_data
-        if change:
-            return services_people.user_update(actor=request.user, user=obj,
-                                               **{f: data[f] for f in services_people.USER_FIELDS})
-        return services_people.person_create(actor=request.user, workspace=data["workspace"], role=data["role"],
-                                             username=data["username"], email=data["email"],
-                                             first_name=data["first_name"], last_name=data["last_name"],
-                                             expires_at=data.get("expires_at"))
-
-    def get_urls(self) -> list:
-        return [path("<path:object_id>/password/", self.admin_site.admin_view(self.password_view),
-                     name="auth_user_password_change"), *super().get_urls()]
-
-    @method_decorator(sensitive_post_parameters())
-    def password_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        user = self.get_object(request, unquote(object_id))  # 404 outside the person's reach
-        if not self.has_change_permission(request, user):
-            raise PermissionDenied
-        form = AdminPasswordChangeForm(user, request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            usable = form.cleaned_data["set_usable_password"]
-            services_people.user_set_password(actor=request.user, user=user,
-                                              password=form.cleaned_data["password1"] if usable else None)
-            if user.pk == request.user.pk:
-                user.refresh_from_db()
-                update_session_auth_hash(request, user)
-            self.message_user(request, "Password changed." if usable else "Password sign-in turned off.")
-            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
-        context = {
-            **self.admin_site.each_context(request), "title": f"Set password: {user.get_username()}",
-            "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.base_fields)})], {}),
-            "form_url": "", "form": form, "is_popup": IS_POPUP_VAR in request.GET, "is_popup_var": IS_POPUP_VAR,
-            "add": True, "change": False, "has_delete_permission": False, "has_change_permission": True,
-            "has_absolute_url": False, "opts": self.opts, "original": user, "save_as": False, "show_save": True,
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        key = self.get_scoped_object_or_404(request, object_id)
+        tools = {
+            "can_rotate": key.state == ApiKey.State.ACTIVE and self._may(request, key, "keys.issue"),
+            "can_rotate_now": (key.state in ApiKey.USABLE_STATES
+                               and self._may(request, key, "keys.issue", "keys.revoke")),
+            "can_revoke": not key.is_final and self._may(request, key, "keys.revoke"),
+            "can_suspend": (key.state in ApiKey.USABLE_STATES and key.suspended_at is None
+                            and self._may(request, key, "keys.revoke")),
+            "can_resume": (key.state in ApiKey.USABLE_STATES and key.suspended_at is not None
+                           and self._may(request, key, "keys.issue")),
         }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/auth/user/change_password.html", context)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}), **tools})
+
+    # --- custom pages ------------------------------------------------------------------------------------------
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [
+            path("leak-check/", view(self.leak_check_view), name="keys_apikey_leak_check"),
+            path("budgets/", view(self.budgets_view), name="keys_apikey_budgets"),
+            path("<path:object_id>/rotate/", view(self.rotate_view), name="keys_apikey_rotate"),
+            path("<path:object_id>/rotate-now/", view(self.rotate_now_view), name="keys_apikey_rotate_now"),
+            path("<path:object_id>/revoke/", view(self.revoke_view), name="keys_apikey_revoke"),
+            path("<path:object_id>/suspend/", view(self.suspend_view), name="keys_apikey_suspend"),
+            path("<path:object_id>/resume/", view(self.resume_view), name="keys_apikey_resume"),
+            *super().get_urls(),
+        ]
+
+    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
+        return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title, **extra}
+
+    @sensitive_variables("issued")
+    def _secret_page(self, request: HttpRequest, issued: services.IssuedKey | None, *, key: ApiKey,
+                     title: str) -> HttpResponse:
+        context = self._context(request, title, key=key, secret=issued.secret if issued else None,
+                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/secret.html", context))
+
+    @sensitive_variables("issued")
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        """Issue a key. The answer to the POST is the only page that ever shows the secret."""
+        if not self.has_add_permission(request):
+            raise PermissionDenied
+        form = ApiKeyIssueForm(request.POST or None, user=request.user)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                issued = services.api_key_issue(
+                    actor=request.user, service_account=data["service_account"], environment=data["environment"],
+                    name=data["name"], scopes=data["scopes"], credit_quota=data["credit_quota"],
+                    allowed_ips=data["allowed_ips"], expires_at=data["expires_at"],
+                    request_uuid=data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Key already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._secret_page(request, issued, key=issued.key, title=f"Key “{issued.key.name}” issued")
+        context = self._context(request, "Issue an API key", form=form, media=self.media + form.media)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/issue.html", context))
+
+    @sensitive_variables("issued")
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.issue", key.workspace_id)
+        form = RotateForm(request.POST or None, policy=key_policy_of(key.workspace_id))
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.api_key_rotate(actor=request.user, key=key,
+                                                 overlap=timedelta(days=form.cleaned_data["overlap_days"]),
+                                                 request_uuid=form.cleaned_data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Successor already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” rotated")
+        context = self._context(request, f"Rotate “{key}”", key=key, form=form, immediate=False,
+                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+
+    @sensitive_variables("issued")
+    def rotate_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.issue", key.workspace_id)
+        access.require(request.user, "keys.revoke", key.workspace_id)
+        form = RotateNowForm(request.POST or None)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if request.method == "POST" and form.is_valid():
+            try:
+                issued = services.api_key_rotate_now(actor=request.user, key=key,
+                                                     request_uuid=form.cleaned_data["request_uuid"])
+            except services.AlreadyIssued as exc:
+                return self._secret_page(request, None, key=exc.key, title="Successor already issued")
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                if issued is None:
+                    self.message_user(request, f"“{key}” is revoked; its successor from the earlier rotation stays "
+                                               "in use.", messages.SUCCESS)
+                    return HttpResponseRedirect(change_url)
+                return self._secret_page(request, issued, key=issued.key,
+                                         title=f"“{key.name}” revoked and replaced")
+        context = self._context(request, f"Rotate “{key}” now", key=key, form=form, immediate=True,
+                                change_url=change_url)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.revoke", key.workspace_id)
+        form = RevokeForm(request.POST or None)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if request.method == "POST" and form.is_valid():
+            try:
+                services.api_key_revoke(actor=request.user, key=key, reason=form.cleaned_data["reason"])
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                self.message_user(request, f"“{key}” is revoked; the platform is told at once.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        context = self._context(request, f"Revoke “{key}”", key=key, form=form, change_url=change_url)
+        return TemplateResponse(request, "admin/keys/apikey/revoke.html", context)
+
+    def suspend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Disable the key on the platform until resumed (keys.revoke): for a suspected leak under investigation
+        or a runaway spend, when revoking would break a service that may turn out to be innocent."""
+        return self._suspension_view(request, object_id, suspend=True)
+
+    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """Enable a suspended key again (keys.issue: it lets the key spend again)."""
+        return self._suspension_view(request, object_id, suspend=False)
+
+    def _suspension_view(self, request: HttpRequest, object_id: str, *, suspend: bool) -> HttpResponse:
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
+        access.require(request.user, "keys.revoke" if suspend else "keys.issue", key.workspace_id)
+        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        if key.state not in ApiKey.USABLE_STATES or (key.suspended_at is None) != suspend:
+            self.message_user(request, f"“{key}” is {key.get_state_display().lower()}"
+                              f"{' and suspended' if key.suspended_at else ''}: there is nothing to "
+                              f"{'suspend' if suspend else 'resume'}.", messages.WARNING)
+            return HttpResponseRedirect(change_url)
+        form = SuspendForm(request.POST or None, required=suspend)
+        if request.method == "POST" and form.is_valid():
+            reason = form.cleaned_data["reason"]
+            try:
+                if suspend:
+                    services.api_key_suspend(actor=request.user, key=key, reason=reason)
+                else:
+                    services.api_key_resume(actor=request.user, key=key, reason=reason)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                done = "suspended: the platform disables it" if suspend else "resumed: the platform enables it"
+                self.message_user(request, f"“{key}” is {done} at once.", messages.SUCCESS)
+                return HttpResponseRedirect(change_url)
+        title = f"{'Suspend' if suspend else 'Resume'} “{key}”"
+        context = self._context(request, title, key=key, form=form, change_url=change_url, suspend=suspend)
+        return TemplateResponse(request, "admin/keys/apikey/suspend.html", context)
+
+    @method_decorator(sensitive_post_parameters("text"))
+    @sensitive_variables("form", "text")
+    def leak_check_view(self, request: HttpRequest) -> HttpResponse:
+        """Paste text, see which keys it exposes. The text is checked in memory: never stored, logged, kept in
+        the session or echoed back."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        form = LeakCheckForm(request.POST or None)
+        report = None
+        if request.method == "POST" and form.is_valid():
+            report = leaks.leak_check(actor=request.user, text=form.cleaned_data["text"])
+            form = LeakCheckForm()  # the pasted text is not sent back
+        # Matches the person may open an incident for (detection's "Open incident" button).
+        incident_keys = {m.key.pk for m in (report.matches if report else [])
+                         if access.has_perm(request.user, "incidents.manage", m.key.workspace_id)}
+        context = self._context(request, "Leak check", form=form, report=report, incident_keys=incident_keys)
+        return _no_store(TemplateResponse(request, "admin/keys/apikey/leak_check.html", context))
+
+    def budgets_view(self, request: HttpRequest) -> HttpResponse:
+        """Credit budgets per environment next to what the live keys' quotas hold; editable with
+        workspace.manage."""
+        if not self.has_view_permission(request):
+            raise PermissionDenied
+        rows = environment_budgets(request.user)
+        editable = [(env, allocated) for env, allocated in rows
+                    if access.has_perm(request.user, "workspace.manage", env.workspace_id)]
+        form = BudgetsForm(request.POST or None, environments=editable)
+        if request.method == "POST":
+            if not editable:
+                raise PermissionDenied
+            if form.is_valid():
+                try:
+                    services.environment_budgets_set(actor=request.user, budgets=form.budgets())
+                except ValidationError as exc:
+                    apply_errors(form, exc)
+                else:
+                    self.message_user(request, "Budgets saved.", messages.SUCCESS)
+                    return HttpResponseRedirect(reverse("admin:keys_apikey_budgets"))
+        editable_ids = {env.pk for env, _ in editable}
+        table = [(env, allocated, form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
+                 for env, allocated in rows]
+        context = self._context(request, "Environment budgets", form=form, table=table)
+        return TemplateResponse(request, "admin/keys/apikey/budgets.html", context)
 
 
-from keys import admin_apikeys  # noqa: E402,F401
+@admin.register(KeyPolicy)
+class KeyPolicyAdmin(WorkspaceScopedAdmin):
+    form = KeyPolicyForm
+    list_display = ("workspace", "rotation_period_days", "max_live_keys_per_account_per_env", "idle_days",
+                    "default_overlap_days", "quiet_hours")
+    list_select_related = ("workspace",)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # change the values instead; a workspace always lives by some policy
+
+    def service_save(self, request: HttpRequest, obj: KeyPolicy, form: Any, change: bool) -> KeyPolicy:
+        data = {f: form.cleaned_data[f] for f in services.POLICY_FIELDS}
+        workspace = obj.workspace if change else form.cleaned_data["workspace"]
+        return services.key_policy_save(actor=request.user, workspace=workspace, **data)

@@ -1,14 +1,88 @@
-"""Demo rows for seed_demo, gathered from the keys app's parts (roles and people; API keys)."""
+"""Demo API keys for seed_demo: one per demo service account in every environment of the first two demo
+workspaces, with budgets and a key policy, through the services and idempotently.
+
+Keys are issued on the platform (the emulator under `make run`), so the platform must answer; otherwise the
+seeder says so and issues nothing. Their secrets are not kept anywhere, so nothing can print them later: to see
+a secret, issue or rotate a key in the admin.
+"""
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+from typing import Any
 
-demo_seeders: list[Callable[..., None]] = []
-for _name in ("keys.demo_roles", "keys.demo_apikeys"):
+from django.core.exceptions import ValidationError
+
+from keys import services
+from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
+from project.platform import errors
+from workspaces.models import ServiceAccount, Workspace
+
+#: service account -> (description, scopes, quota per environment name, allowed IPs in production)
+DEMO_KEYS: dict[str, tuple[str, Any, dict[str, int], list[str]]] = {
+    "support-backend": ("Mints sessions for the support web app", ["convai_read", "convai_write"],
+                        {"dev": 5_000, "staging": 20_000, "prod": 200_000}, ["203.0.113.0/24", "2001:db8:1::/48"]),
+    # Deliberately sloppy in production (every scope, any network) so the list's flags have something to show.
+    "ci-deployer": ("Deploys agents from CI", ["convai_read", "convai_write", "workspace_read"],
+                    {"dev": 2_000, "staging": 5_000, "prod": 20_000}, []),
+}
+DEMO_BUDGETS = {"dev": 20_000, "staging": 50_000, "prod": 500_000}
+OTHER_ENVIRONMENT_QUOTA = 1_000
+
+
+def _service_account(workspace: Workspace, name: str, description: str) -> ServiceAccount:
+    account = ServiceAccount.objects.filter(workspace=workspace, name=name).first()
+    if account is not None:
+        return account
+    from workspaces import services as roles_services
+
+    return roles_services.service_account_create(actor=None, workspace=workspace, name=name, description=description)
+
+
+def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: Any = None, **context: Any) -> None:
+    from project.platform.client import get_client
+
+    client = client or get_client()
     try:
-        demo_seeders += getattr(importlib.import_module(_name), "demo_seeders", [])
-    except ModuleNotFoundError as exc:  # a part not installed yet
-        if exc.name != _name:
-            raise
+        client.list_service_accounts()
+    except errors.PlatformError as exc:
+        if stdout is not None:
+            stdout.write(f"Demo API keys skipped: the platform did not answer ({exc.code}). Start the emulator "
+                         "(make emulator) and run seed_demo again.")
+        return
+    issued = 0
+    for workspace in workspaces[:2]:
+        if not KeyPolicy.objects.filter(workspace=workspace).exists():
+            services.key_policy_save(actor=None, workspace=workspace)
+        environments = list(workspace.environments.order_by("name"))
+        budgets = {env.pk: DEMO_BUDGETS[env.name] for env in environments
+                   if env.name in DEMO_BUDGETS and env.credit_budget is None}
+        if budgets:
+            services.environment_budgets_set(actor=None, budgets=budgets)
+        for name, (description, scopes, quotas, prod_ips) in DEMO_KEYS.items():
+            account = _service_account(workspace, name, description)
+            if not account.is_active:
+                continue
+            services.service_account_ensure_remote(actor=None, service_account=account, client=client)
+            for env in environments:
+                key_name = f"{name} {env.name}"
+                if ApiKey.objects.filter(service_account=account, environment=env, name=key_name,
+                                         state__in=ApiKey.LIVE_STATES).exists():
+                    continue
+                sloppy = env.is_production and not prod_ips
+                try:
+                    services.api_key_issue(
+                        actor=None, service_account=account, environment=env, name=key_name,
+                        scopes=ALL_SCOPES if sloppy else scopes,
+                        credit_quota=quotas.get(env.name, OTHER_ENVIRONMENT_QUOTA),
+                        allowed_ips=prod_ips if env.is_production else [], client=client)
+                except ValidationError as exc:  # a budget or cap someone set differently: say so, go on
+                    if stdout is not None:
+                        stdout.write(f"Demo key {key_name} in {workspace} not issued: {' '.join(exc.messages)}")
+                    continue
+                issued += 1  # the secret is dropped here, unseen: only its hint and digest remain
+    if stdout is not None and issued:
+        stdout.write(f"Demo API keys: {issued} issued. Their secrets were not kept; issue or rotate a key in the "
+                     "admin to see one.")
+
+
+demo_seeders = [seed_api_keys]

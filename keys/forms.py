@@ -1,169 +1,210 @@
-"""Admin forms of the keys app. They offer only choices the signed-in person may use and repeat the
-services' checks (the `*_check` functions) so a refusal shows on the right field; the services enforce."""
+"""Forms of the API-key pages. They shape input; every rule is enforced again by keys.services."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django import forms
-from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.urls import reverse
-from django.utils.html import format_html
+from django.conf import settings
+from django.core.exceptions import ValidationError
 
-from agents.models import Workspace
-from keys import selectors, services, services_people
-from keys.models import Role, RoleAssignment, ServiceAccount
-from keys.permissions import CATALOGUE
+from keys.models import ALL_SCOPES, PLATFORM_SCOPES, ApiKey, KeyPolicy
 from project import access
+from workspaces.models import Environment, ServiceAccount
 
-PERMISSION_CHOICES = [(name, f"{name}: {text}") for name, text in CATALOGUE.items()]
-
-
-class ActorFormMixin:
-    """The admin sets `actor` (the signed-in person) on the form class it builds for each request."""
-
-    actor: Any = None
-
-    def _workspaces(self, permission: str) -> Any:
-        allowed = access.workspaces_with(self.actor, permission)
-        qs = Workspace.objects.all()
-        return qs if allowed is None else qs.filter(pk__in=allowed)
-
-    def _add_errors(self, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
-        fields = set(self.fields)  # type: ignore[attr-defined]
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.error_dict.items():
-                field = (rename or {}).get(field, field)
-                self.add_error(field if field in fields else None, errors)  # type: ignore[attr-defined]
-        else:
-            self.add_error(None, exc)  # type: ignore[attr-defined]
+SCOPE_CHOICES = [(s, s) for s in PLATFORM_SCOPES]
 
 
-class RoleForm(ActorFormMixin, forms.ModelForm):
-    permissions = forms.MultipleChoiceField(choices=PERMISSION_CHOICES, widget=forms.CheckboxSelectMultiple,
-                                            help_text="Only permissions you hold yourself in the role's workspace.")
+def apply_errors(form: forms.Form, exc: ValidationError) -> None:
+    """Put a service's ValidationError on the form's fields (unknown fields become form-wide errors)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            form.add_error(field if field in form.fields else None, [m for e in errors for m in e.messages])
+    else:
+        form.add_error(None, exc.messages)
 
-    class Meta:
-        model = Role
-        fields = ("workspace", "name", "description", "permissions")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        if "workspace" in self.fields:
-            self.fields["workspace"].required = True
-            self.fields["workspace"].help_text = "The workspace this custom role belongs to."
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in (text or "").replace(",", "\n").splitlines() if line.strip()]
+
+
+class ScopesMixin(forms.Form):
+    all_scopes = forms.BooleanField(
+        label="All scopes", required=False,
+        help_text="Every permission, including ones the platform adds later. Rarely what a key needs; flagged in "
+                  "production.")
+    scopes = forms.MultipleChoiceField(
+        choices=SCOPE_CHOICES, required=False, widget=forms.CheckboxSelectMultiple,
+        help_text="Least privilege: only what this key's job calls.")
+    allowed_ips = forms.CharField(
+        label="Allowed IPs", required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 50}),
+        help_text="Optional: one IPv4/IPv6 address or CIDR range per line (203.0.113.0/24, 2001:db8::/48). "
+                  "Empty = any address. Enterprise feature on the platform.")
+
+    def clean_allowed_ips(self) -> list[str]:
+        return _lines(self.cleaned_data.get("allowed_ips", ""))
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        workspace = data.get("workspace") if "workspace" in self.fields else self.instance.workspace
-        if workspace is None or "permissions" not in data:
-            return data
-        try:
-            services.role_check(actor=self.actor, workspace_id=workspace.pk, permissions=data["permissions"],
-                                role=self.instance if self.instance.pk else None)
-        except ValidationError as exc:
-            self._add_errors(exc)
+        if data.get("all_scopes"):
+            if data.get("scopes"):
+                self.add_error("scopes", "Choose either “All scopes” or individual scopes, not both.")
+            data["scopes"] = ALL_SCOPES
+        elif not data.get("scopes") and "scopes" not in self.errors:
+            self.add_error("scopes", "Choose at least one scope.")
         return data
 
 
-class RoleAssignmentForm(ActorFormMixin, forms.ModelForm):
-    person = forms.CharField(
-        required=False, max_length=254,
-        help_text="Username or email of someone who already has a Keyward login. Leave blank to choose a "
-                  "service account instead.")
+class ApiKeyIssueForm(ScopesMixin):
+    """Issue a key. `request_uuid` is the key's future id: a resubmitted form finds the key it already made."""
 
-    class Meta:
-        model = RoleAssignment
-        fields = ("workspace", "role", "person", "service_account", "expires_at")
-        help_texts = {"expires_at": "Optional: the assignment grants nothing after this time (UTC)."}
+    request_uuid = forms.UUIDField(widget=forms.HiddenInput)
+    service_account = forms.ModelChoiceField(queryset=ServiceAccount.objects.none())
+    environment = forms.ModelChoiceField(queryset=Environment.objects.none())
+    name = forms.CharField(max_length=120, help_text="What uses the key, e.g. “billing backend”.")
+    credit_quota = forms.IntegerField(
+        min_value=0, required=False,
+        help_text="Credits this key may spend per billing period. Required where the environment has a budget; "
+                  "the quotas of an environment's live keys cannot add up past it.")
+    expires_at = forms.DateTimeField(
+        required=False, widget=forms.DateTimeInput(attrs={"type": "datetime-local"}),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"], help_text="Optional (UTC).")
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    field_order = ["request_uuid", "service_account", "environment", "name", "all_scopes", "scopes", "credit_quota",
+                   "allowed_ips", "expires_at"]
+
+    def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["workspace"].queryset = self._workspaces("roles.assign")
-        self.fields["role"].queryset = selectors.grantable_roles_anywhere(self.actor)
-        self.fields["role"].help_text = ("Only roles within your own permissions in the chosen workspace; a custom "
-                                         "role only in its own workspace.")
-        self.fields["service_account"].queryset = (selectors.service_accounts_for(self.actor, "roles.assign")
-                                                   .filter(is_active=True))
-        self.fields["person"].help_text = format_html(
-            "{} New to Keyward? <a href=\"{}\">Add a person</a> (creates their login with this first role).",
-            self.fields["person"].help_text, reverse("admin:auth_user_add"))
-
-    def clean_person(self) -> Any:
-        text = (self.cleaned_data.get("person") or "").strip()
-        if not text:
-            return None
-        users = get_user_model().objects
-        user = users.filter(username=text).first()
-        if user is None:
-            matches = list(users.filter(email__iexact=text)[:2])
-            if len(matches) > 1:
-                raise ValidationError("Several logins share this email; enter the username instead.")
-            user = matches[0] if matches else None
-        if user is None:
-            raise ValidationError("Nobody signs in with this username or email. Use “Add a person” to create "
-                                  "their login.")
-        return user
+        allowed = access.workspaces_with(user, "keys.issue")
+        accounts = ServiceAccount.objects.filter(is_active=True).select_related("workspace")
+        environments = Environment.objects.select_related("workspace")
+        if allowed is not None:
+            accounts, environments = accounts.filter(workspace_id__in=allowed), environments.filter(
+                workspace_id__in=allowed)
+        self.fields["service_account"].queryset = accounts.order_by("workspace__name", "name")
+        self.fields["service_account"].label_from_instance = lambda sa: f"{sa.workspace} / {sa.name}"
+        self.fields["environment"].queryset = environments.order_by("workspace__name", "name")
+        if not self.is_bound:
+            self.initial.setdefault("request_uuid", uuid.uuid4())
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
-        user, service_account = data.get("person"), data.get("service_account")
+        account, environment = data.get("service_account"), data.get("environment")
+        if account and environment and account.workspace_id != environment.workspace_id:
+            self.add_error("environment", f"Choose an environment of {account.workspace}, the account's workspace.")
+        return data
+
+
+class ApiKeyChangeForm(ScopesMixin, forms.ModelForm):
+    """Change an active key's name, scopes, quota, network allowlist and expiry (synced with a PATCH)."""
+
+    class Meta:
+        model = ApiKey
+        fields = ("name", "credit_quota", "expires_at")
+
+    field_order = ["name", "all_scopes", "scopes", "credit_quota", "allowed_ips", "expires_at"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["all_scopes"] = self.instance.has_all_scopes
+            self.initial["scopes"] = [] if self.instance.has_all_scopes else list(self.instance.scopes)
+            self.initial["allowed_ips"] = "\n".join(self.instance.allowed_ips)
+
+    actor: Any = None  # set by the admin (the person changing the key)
+
+    def update_fields(self) -> dict[str, Any]:
+        data = self.cleaned_data
+        return {"name": data["name"], "scopes": data["scopes"], "credit_quota": data["credit_quota"],
+                "allowed_ips": data["allowed_ips"], "expires_at": data["expires_at"]}
+
+    def _post_clean(self) -> None:
+        # Instead of the model's own validation: the service's, which also checks the budget across rows.
         if self.errors:
-            return data
-        if (user is None) == (service_account is None):
-            raise ValidationError("Choose either a person or a service account.")
-        self.instance.user = user
+            return
+        from keys.services import api_key_update_check
+
         try:
-            services.role_assign_check(actor=self.actor, workspace=data["workspace"], role=data["role"], user=user,
-                                       service_account=service_account, expires_at=data.get("expires_at"))
-        except PermissionDenied as exc:
-            self.add_error("workspace", str(exc))
+            api_key_update_check(actor=self.actor, key=self.instance, **self.update_fields())
         except ValidationError as exc:
-            self._add_errors(exc, rename={"user": "person"})
-        return data
+            apply_errors(self, exc)
 
 
-class PersonForm(ActorFormMixin, forms.ModelForm):
-    """Add a person: their login (no password yet) and their first role in one workspace."""
+class RotateForm(forms.Form):
+    request_uuid = forms.UUIDField(widget=forms.HiddenInput)
+    overlap_days = forms.IntegerField(
+        min_value=0, max_value=90, label="Overlap (days)",
+        help_text="How long the old key stays valid next to its successor. It is revoked after that once it has "
+                  "gone quiet; while it is still used an alert says so.")
 
-    workspace = forms.ModelChoiceField(queryset=Workspace.objects.none())
-    role = forms.ModelChoiceField(queryset=Role.objects.none(),
-                                  help_text="Only roles within your own permissions in the chosen workspace.")
-    expires_at = forms.DateTimeField(required=False, label="Role expires at",
-                                     help_text="Optional: the role grants nothing after this time (UTC).")
+    def __init__(self, *args: Any, policy: KeyPolicy, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.is_bound:
+            self.initial.update(request_uuid=uuid.uuid4(), overlap_days=policy.default_overlap_days)
 
-    class Meta:
-        model = get_user_model()
-        fields = ("username", "email", "first_name", "last_name")
+
+class RotateNowForm(forms.Form):
+    request_uuid = forms.UUIDField(widget=forms.HiddenInput)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["email"].required = True
-        self.fields["workspace"].queryset = self._workspaces("roles.assign")
-        self.fields["role"].queryset = selectors.grantable_roles_anywhere(self.actor)
-
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            services_people.person_create_check(actor=self.actor, workspace=data["workspace"], role=data["role"],
-                                         email=data.get("email") or "", expires_at=data.get("expires_at"))
-        except PermissionDenied as exc:
-            self.add_error("workspace", str(exc))
-        except ValidationError as exc:
-            self._add_errors(exc)
-        return data
+        if not self.is_bound:
+            self.initial["request_uuid"] = uuid.uuid4()
 
 
-class UserChangeForm(forms.ModelForm):
+class RevokeForm(forms.Form):
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}),
+                             help_text="Goes in the audit trail, e.g. “leaked in a CI log”, “service retired”.")
+
+
+class SuspendForm(forms.Form):
+    """The reason for suspending (required) or resuming (optional) a key; it goes in the audit trail."""
+
+    reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 60}),
+                             help_text="Goes in the audit trail, e.g. “investigating a spend spike”.")
+
+    def __init__(self, *args: Any, required: bool = True, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["reason"].required = required
+
+
+class LeakCheckForm(forms.Form):
+    text = forms.CharField(
+        label="Text to check", strip=False, widget=forms.Textarea(attrs={"rows": 14, "cols": 100,
+                                                                          "autocomplete": "off",
+                                                                          "spellcheck": "false"}),
+        help_text="A log excerpt, a screenshot's OCR, a diff. Checked in memory and not stored, logged or echoed.")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["text"].validators.append(_max_chars)
+
+
+def _max_chars(value: str) -> None:
+    limit = settings.API_KEY_LEAK_CHECK_MAX_CHARS
+    if len(value) > limit:
+        raise ValidationError(f"At most {limit:,} characters per check; split the text.")
+
+
+class KeyPolicyForm(forms.ModelForm):
     class Meta:
-        model = get_user_model()
-        fields = ("first_name", "last_name", "email", "is_active")
+        model = KeyPolicy
+        fields = ("workspace", "rotation_period_days", "max_live_keys_per_account_per_env", "idle_days",
+                  "default_overlap_days", "quiet_hours")
 
 
-class ServiceAccountForm(forms.ModelForm):
-    class Meta:
-        model = ServiceAccount
-        fields = ("workspace", "name", "description")
+class BudgetsForm(forms.Form):
+    """One budget field per environment the person may manage (`budget_<id>`; blank = no budget)."""
+
+    def __init__(self, *args: Any, environments: list[tuple[Environment, int]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.rows = []
+        for env, allocated in environments:
+            name = f"budget_{env.pk}"
+            self.fields[name] = forms.IntegerField(min_value=0, required=False, label=str(env),
+                                                   initial=env.credit_budget)
+            self.rows.append((env, allocated, name))
+
+    def budgets(self) -> dict[int, int | None]:
+        return {env.pk: self.cleaned_data.get(name) for env, _, name in self.rows}

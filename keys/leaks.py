@@ -17,10 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from detection.models import Alert
-from detection.services import alert_raise
-from keys.models_apikeys import ApiKey, key_digest
+from keys.models import ApiKey, key_digest
 from project import access
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit.services import record
 
 BATCH = 1000  # digests per IN (...) lookup: well under SQLite's and PostgreSQL's parameter limits

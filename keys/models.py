@@ -1,125 +1,344 @@
-"""Machine identities, roles and role assignments (the API keys themselves come with the keys issue)."""
+"""API keys of service accounts: one environment each, scoped, with a credit quota, a network allowlist, an
+expiry, a rotation chain, and their usage per day. Also the workspace's key policy.
+
+Only a key's hint (last 4 characters) and SHA-256 digest are kept: the secret exists in memory between the
+platform's create response and the one page that shows it (see services_apikeys.api_key_issue).
+"""
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import uuid
+from datetime import timedelta
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
-from agents.models import Workspace
-from keys.permissions import CATALOGUE
 from project.models import TimeStampedModel
+from project.platform.scopes import PERMISSION_TYPES
+
+__all__ = [
+    "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "key_digest",
+    "normalise_allowed_ips", "normalise_scopes",
+]
+
+# The platform's PermissionType enum (platform-api.md §5.1, 49 values), pinned to the OpenAPI document by
+# tests/platform/test_contract.py.
+PLATFORM_SCOPES: tuple[str, ...] = PERMISSION_TYPES
+ALL_SCOPES = "all"  # the platform's own sentinel for "every permission"
+MAX_ALLOWED_IPS = 100  # the platform accepts 1..100 entries
 
 
-class ServiceAccount(TimeStampedModel):
-    """A machine identity owned by a workspace (an app backend, a CI job), never a person."""
+def key_digest(secret: str) -> str:
+    """SHA-256 hex of a key: what Keyward keeps, and what the platform reports usage under."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
-    is_service_account = True
 
-    workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="service_accounts")
+def normalise_scopes(value: Any) -> str | list[str]:
+    """"all", or the chosen scopes in catalogue order without duplicates. Raises ValidationError."""
+    if value == ALL_SCOPES:
+        return ALL_SCOPES
+    if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+        raise ValidationError("Scopes must be “all” or a list of the platform's permission names.")
+    if not value:
+        raise ValidationError("Choose at least one scope (or “all”, which is rarely what a key needs).")
+    unknown = sorted({str(v) for v in value} - set(PLATFORM_SCOPES))
+    if unknown:
+        raise ValidationError(f"Not in the platform's permission catalogue: {', '.join(unknown)}.")
+    chosen = set(value)
+    return [scope for scope in PLATFORM_SCOPES if scope in chosen]
+
+
+def normalise_allowed_ips(values: Any) -> list[str]:
+    """IPv4/IPv6 addresses and CIDR ranges as normalised networks (a bare address becomes /32 or /128).
+
+    Refuses prefixes out of range, host bits set (10.0.0.1/24 is ambiguous: the network or the host?),
+    scope ids, duplicates after normalisation, the whole internet, and more than the platform's 100 entries.
+    """
+    if values is None:
+        return []
+    if isinstance(values, str) or not isinstance(values, list | tuple):
+        raise ValidationError("The allowlist must be a list of IP addresses or CIDR ranges.")
+    errors: list[str] = []
+    seen: dict[str, str] = {}
+    result: list[str] = []
+    for raw in values:
+        text = str(raw).strip()
+        if not text:
+            continue
+        if "%" in text:
+            errors.append(f"{text}: scoped addresses (with %zone) cannot be allowlisted.")
+            continue
+        address, _, prefix = text.partition("/")
+        try:
+            host = ipaddress.ip_address(address)
+        except ValueError:
+            errors.append(f"{text}: “{address}” is not an IPv4 or IPv6 address.")
+            continue
+        if prefix:
+            limit = host.max_prefixlen
+            if not prefix.isdigit() or not 0 <= int(prefix) <= limit:
+                errors.append(f"{text}: an IPv{host.version} prefix length is a number from 0 to {limit}.")
+                continue
+        try:
+            network = ipaddress.ip_network(text, strict=True)
+        except ValueError:
+            loose = ipaddress.ip_network(text, strict=False)
+            errors.append(f"{text} has host bits set: write {loose} for the whole range, or "
+                          f"{host}/{host.max_prefixlen} for that one address.")
+            continue
+        if network.prefixlen == 0:
+            errors.append(f"{text} allows every address; leave the allowlist empty for no network limit.")
+            continue
+        normal = str(network)
+        if normal in seen:
+            errors.append(f"{text} is listed twice (same as {seen[normal]}).")
+            continue
+        seen[normal] = text
+        result.append(normal)
+    if len(result) > MAX_ALLOWED_IPS:
+        errors.append(f"At most {MAX_ALLOWED_IPS} addresses or ranges (the platform's limit); "
+                      f"this list has {len(result)}.")
+    if errors:
+        raise ValidationError(errors)
+    return result
+
+
+class KeyPolicy(TimeStampedModel):
+    """How a workspace wants its keys kept: rotation period, live keys per account and environment, idle
+    threshold, default rotation overlap and what "gone quiet" means. A workspace without a row uses the
+    defaults."""
+
+    workspace = models.OneToOneField("workspaces.Workspace", on_delete=models.CASCADE, related_name="key_policy")
+    rotation_period_days = models.PositiveIntegerField(
+        default=90, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Keys older than this are flagged and raise an alert until rotated.")
+    max_live_keys_per_account_per_env = models.PositiveSmallIntegerField(
+        "max live keys per service account and environment", default=2,
+        validators=[MinValueValidator(1), MaxValueValidator(20)],
+        help_text="Live = issuing, active or in a rotation overlap. 2 = one in use, one in rotation.")
+    idle_days = models.PositiveIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Keys without any use for this many days are flagged and raise an alert.")
+    default_overlap_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MaxValueValidator(90)],
+        help_text="How long a rotated key stays valid next to its successor, unless the rotation says otherwise.")
+    quiet_hours = models.PositiveSmallIntegerField(
+        default=24, validators=[MinValueValidator(1), MaxValueValidator(720)],
+        help_text="After its overlap, a rotated key is revoked once the platform reports no use of it for this "
+                  "many hours; until then an alert says who still uses it.")
+
+    class Meta:
+        verbose_name = "key policy"
+        verbose_name_plural = "key policies"
+        constraints = [
+            models.CheckConstraint(condition=Q(rotation_period_days__gte=1, rotation_period_days__lte=3650),
+                                   name="keypolicy_rotation_period_range"),
+            models.CheckConstraint(condition=Q(max_live_keys_per_account_per_env__gte=1,
+                                               max_live_keys_per_account_per_env__lte=20),
+                                   name="keypolicy_max_live_keys_range"),
+            models.CheckConstraint(condition=Q(idle_days__gte=1), name="keypolicy_idle_days_min"),
+            models.CheckConstraint(condition=Q(default_overlap_days__lte=90), name="keypolicy_overlap_max"),
+            models.CheckConstraint(condition=Q(quiet_hours__gte=1, quiet_hours__lte=720),
+                                   name="keypolicy_quiet_hours_range"),
+        ]
+
+    def __str__(self) -> str:
+        return f"Key policy of {self.workspace}"
+
+
+class ApiKey(TimeStampedModel):
+    """A platform API key of one service account, for one environment.
+
+    States: pending (being issued: Keyward has asked the platform, no answer yet) → active → superseded (a
+    successor exists; both are valid until `overlap_until` and the old key has gone quiet) → revoked.
+    Active or superseded keys past `expires_at` become expired. A pending key whose answer was lost becomes
+    failed (whatever the platform made of it is deleted). Revoked, expired and failed are final: a database
+    trigger refuses any way back.
+    """
+
+    class State(models.TextChoices):
+        PENDING = "pending", "Issuing"
+        ACTIVE = "active", "Active"
+        SUPERSEDED = "superseded", "Rotated (overlap)"
+        REVOKED = "revoked", "Revoked"
+        EXPIRED = "expired", "Expired"
+        FAILED = "failed", "Failed to issue"
+
+    LIVE_STATES = (State.PENDING, State.ACTIVE, State.SUPERSEDED)
+    USABLE_STATES = (State.ACTIVE, State.SUPERSEDED)
+    FINAL_STATES = (State.REVOKED, State.EXPIRED, State.FAILED)
+
+    # Keyward's id for the key: names the platform's key (so a retry finds what a lost response created)
+    # and doubles as the issue form's one-time token (so a resubmitted form cannot issue twice).
+    uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.PROTECT, related_name="api_keys")
+    service_account = models.ForeignKey("workspaces.ServiceAccount", on_delete=models.PROTECT, related_name="api_keys")
+    environment = models.ForeignKey("workspaces.Environment", on_delete=models.PROTECT, related_name="api_keys")
     name = models.CharField(max_length=120)
-    description = models.TextField(blank=True)
-    is_active = models.BooleanField(default=True, editable=False)
-    disabled_at = models.DateTimeField(null=True, blank=True, editable=False)
-    disabled_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                    related_name="+", editable=False)
-    remote_id = models.CharField("platform service account id", max_length=128, blank=True, editable=False)
+    scopes = models.JSONField(default=list, help_text="“all”, or a list of the platform's permission names")
+    credit_quota = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Credits this key may spend per billing period; blank = no quota")
+    allowed_ips = models.JSONField("allowed IPs", default=list, blank=True,
+                                   help_text="Normalised CIDR ranges; empty = no network limit")
+    expires_at = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING, editable=False)
+    hint = models.CharField(max_length=8, blank=True, editable=False)
+    digest = models.CharField("SHA-256 digest", max_length=64, blank=True, editable=False)
+    remote_key_id = models.CharField("platform key id", max_length=128, blank=True, editable=False)
+    predecessor = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
+                                    related_name="successors", editable=False)
+    activated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    overlap_until = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", editable=False)
+    revoke_reason = models.CharField(max_length=300, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
+    # Suspension (detection's credit guard, or a person): the key stays valid in Keyward but is disabled on the
+    # platform until resumed; unlike revocation it can be undone. Changed only by api_key_suspend/api_key_resume.
+    suspended_at = models.DateTimeField(null=True, blank=True, editable=False)
+    suspended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+", editable=False)
+    suspend_reason = models.CharField(max_length=300, blank=True, editable=False)
 
     class Meta:
-        ordering = ["workspace__name", "name"]
+        verbose_name = "API key"
+        ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["workspace", "name"], name="service_account_unique_name"),
-        ]
-
-    def __str__(self) -> str:
-        return self.name
-
-
-class Role(TimeStampedModel):
-    """A named set of permissions from the fixed catalogue. Built-in roles have no workspace."""
-
-    workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="roles",
-                                  help_text="Blank for built-in roles, which every workspace shares")
-    name = models.CharField(max_length=80)
-    description = models.CharField(max_length=300, blank=True)
-    permissions = models.JSONField(default=list)
-    is_builtin = models.BooleanField(default=False, editable=False)
-
-    class Meta:
-        ordering = ["-is_builtin", "name"]
-        constraints = [
-            models.UniqueConstraint(fields=["workspace", "name"], name="role_unique_name_per_workspace"),
-            models.UniqueConstraint(fields=["name"], condition=Q(workspace__isnull=True),
-                                    name="role_unique_builtin_name"),
-            models.CheckConstraint(condition=Q(is_builtin=False) | Q(workspace__isnull=True),
-                                   name="role_builtin_has_no_workspace"),
-        ]
-
-    def __str__(self) -> str:
-        return self.name if self.workspace_id is None else f"{self.name} ({self.workspace})"
-
-    def clean(self) -> None:
-        perms = self.permissions
-        if not isinstance(perms, list) or not all(isinstance(p, str) for p in perms):
-            raise ValidationError({"permissions": "Permissions must be a list of names from the catalogue."})
-        unknown = sorted(set(perms) - set(CATALOGUE))
-        if unknown:
-            raise ValidationError({"permissions": f"Not in the permission catalogue: {', '.join(unknown)}."})
-        if not perms:
-            raise ValidationError({"permissions": "A role needs at least one permission."})
-        self.permissions = sorted(set(perms))
-        if not self.is_builtin and self.workspace_id is None:
-            raise ValidationError({"workspace": "A custom role belongs to one workspace."})
-
-
-class RoleAssignment(TimeStampedModel):
-    """Grants a role to a user or a service account in one workspace, optionally until a date."""
-
-    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="role_assignments")
-    role = models.ForeignKey(Role, on_delete=models.PROTECT, related_name="assignments")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE,
-                             related_name="role_assignments")
-    service_account = models.ForeignKey(ServiceAccount, null=True, blank=True, on_delete=models.CASCADE,
-                                        related_name="role_assignments")
-    granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
-                                   related_name="+", editable=False)
-    expires_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["workspace__name", "role__name"]
-        constraints = [
+            models.CheckConstraint(condition=Q(state__in=["pending", "active", "superseded", "revoked", "expired",
+                                                          "failed"]), name="apikey_state_valid"),
+            # Final states carry when they ended; live ones carry no end.
             models.CheckConstraint(
-                condition=(Q(user__isnull=False, service_account__isnull=True)
-                           | Q(user__isnull=True, service_account__isnull=False)),
-                name="role_assignment_one_principal"),
-            models.UniqueConstraint(fields=["workspace", "role", "user"], condition=Q(user__isnull=False),
-                                    name="role_assignment_unique_user"),
-            models.UniqueConstraint(fields=["workspace", "role", "service_account"],
-                                    condition=Q(service_account__isnull=False),
-                                    name="role_assignment_unique_service_account"),
+                condition=(Q(state__in=["revoked", "expired", "failed"], revoked_at__isnull=False)
+                           | (~Q(state__in=["revoked", "expired", "failed"]) & Q(revoked_at__isnull=True))),
+                name="apikey_final_state_has_end"),
+            # A usable key is known to the platform and has a digest for leak checks and usage.
+            models.CheckConstraint(
+                condition=~Q(state__in=["active", "superseded"]) | (~Q(digest="") & ~Q(remote_key_id="")),
+                name="apikey_usable_has_digest_and_remote_id"),
+            models.CheckConstraint(condition=~Q(state="superseded") | Q(overlap_until__isnull=False),
+                                   name="apikey_superseded_has_overlap_end"),
+            # The leak check's and the usage ingest's lookup by digest.
+            models.UniqueConstraint(fields=["digest"], condition=~Q(digest=""), name="apikey_unique_digest"),
+            models.UniqueConstraint(fields=["remote_key_id"], condition=~Q(remote_key_id=""),
+                                    name="apikey_unique_remote_key_id"),
+            # Rotation is retry-safe: a key never has two live successors.
+            models.UniqueConstraint(fields=["predecessor"],
+                                    condition=Q(state__in=["pending", "active", "superseded"]),
+                                    name="apikey_one_live_successor"),
         ]
         indexes = [
-            # access.permissions_for(): every assignment of one user, in one query.
-            models.Index(fields=["user", "workspace"], name="role_assignment_user_idx"),
+            # The key list for one person: their workspaces' keys, newest first.
+            models.Index(fields=["workspace", "-created_at"], name="apikey_workspace_created_idx"),
+            # The key list for a superuser: every key, newest first (the admin adds -id).
+            models.Index(fields=["-created_at", "-id"], name="apikey_created_idx"),
+            # The live-keys cap per service account and environment.
+            models.Index(fields=["service_account", "environment", "state"], name="apikey_account_env_idx"),
+            # The budget sum per environment.
+            models.Index(fields=["environment", "state"], name="apikey_env_state_idx"),
+            # The sweeps: superseded keys past their overlap, live keys past their expiry.
+            models.Index(fields=["state", "overlap_until"], name="apikey_state_overlap_idx"),
+            models.Index(fields=["state", "expires_at"], name="apikey_state_expiry_idx"),
+            # The "suspended" filter of the key list: few rows, so a partial index costs nothing on other keys.
+            models.Index(fields=["-created_at", "-id"], condition=models.Q(suspended_at__isnull=False),
+                         name="apikey_suspended_idx"),
         ]
 
     def __str__(self) -> str:
-        return f"{self.principal} is {self.role.name} in {self.workspace}"
+        return f"{self.name} (…{self.hint})" if self.hint else self.name
+
+    # --- single-row rules --------------------------------------------------------------------------
+    def clean(self) -> None:
+        errors: dict[str, list[str]] = {}
+        try:
+            self.scopes = normalise_scopes(self.scopes)
+        except ValidationError as exc:
+            errors["scopes"] = exc.messages
+        try:
+            self.allowed_ips = normalise_allowed_ips(self.allowed_ips)
+        except ValidationError as exc:
+            errors["allowed_ips"] = exc.messages
+        if self._state.adding and self.expires_at is not None and self.expires_at <= timezone.now():
+            errors["expires_at"] = ["The expiry is in the past: a key must be valid for some time."]
+        if self.service_account_id and self.workspace_id and self.service_account.workspace_id != self.workspace_id:
+            errors["service_account"] = ["This service account belongs to another workspace."]
+        if self.environment_id and self.workspace_id and self.environment.workspace_id != self.workspace_id:
+            errors["environment"] = ["This environment belongs to another workspace."]
+        if errors:
+            raise ValidationError(errors)
+
+    # --- derived facts ------------------------------------------------------------------------------
+    @property
+    def is_live(self) -> bool:
+        return self.state in self.LIVE_STATES
 
     @property
-    def principal(self) -> object:
-        return self.user if self.user_id else self.service_account
+    def is_final(self) -> bool:
+        return self.state in self.FINAL_STATES
 
-    def clean(self) -> None:
-        if bool(self.user_id) == bool(self.service_account_id):
-            raise ValidationError("Choose either a user or a service account.")
-        if self.service_account_id and self.service_account.workspace_id != self.workspace_id:
-            raise ValidationError({"service_account": "This service account belongs to another workspace."})
-        if self.role_id and self.role.workspace_id not in (None, self.workspace_id):
-            raise ValidationError({"role": "This custom role belongs to another workspace."})
+    @property
+    def is_suspended(self) -> bool:
+        return self.suspended_at is not None
+
+    @property
+    def remote_tag(self) -> str:
+        """Part of the platform key's name: how a retry recognises a key an earlier attempt created."""
+        return f"[keyward:{self.uuid}]"
+
+    @property
+    def remote_name(self) -> str:
+        return f"{self.name} {self.remote_tag}"
+
+    @property
+    def has_all_scopes(self) -> bool:
+        return self.scopes == ALL_SCOPES
+
+    def platform_permissions(self) -> str | list[str]:
+        return ALL_SCOPES if self.has_all_scopes else list(self.scopes)
+
+    def flags(self, policy: KeyPolicy, now: Any) -> list[str]:
+        """Hygiene flags for the key list (no query: the policy comes with the row)."""
+        if self.state not in self.USABLE_STATES:
+            return []
+        flags = []
+        born = self.activated_at or self.created_at
+        if self.state == self.State.ACTIVE and born < now - timedelta(days=policy.rotation_period_days):
+            flags.append("overdue for rotation")
+        # A rotated key going quiet is the point of its overlap, not a finding: only active keys count as idle.
+        if self.state == self.State.ACTIVE and (self.last_used_at or born) < now - timedelta(days=policy.idle_days):
+            flags.append(f"idle {policy.idle_days}+ days")
+        if not self.allowed_ips:
+            flags.append("no network limit")
+        if self.has_all_scopes and self.environment.is_production:
+            flags.append("all scopes in prod")
+        return flags
 
 
-from keys.models_apikeys import *  # noqa: E402,F401,F403
+class KeyUsageDaily(TimeStampedModel):
+    """What one key spent on one UTC day, as the platform reports it (re-read and replaced by the ingest)."""
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_days")
+    day = models.DateField()
+    credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    requests = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "key usage (day)"
+        verbose_name_plural = "key usage (days)"
+        ordering = ["-day"]
+        constraints = [
+            # One row per key and day; also serves "a key's usage, newest days first" on the key page.
+            models.UniqueConstraint(fields=["key", "day"], name="keyusage_unique_key_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} on {self.day}: {self.credits} credits, {self.requests} requests"

@@ -1,85 +1,140 @@
-"""Every permission-filtered read of the keys app: one restricted queryset per model.
-
-`<model>s_for(actor, permission)` returns the rows the actor may see with that permission: those in the
-workspaces where the actor holds it (every row for a superuser, none for a person without roles). Admin
-querysets, form choices and list filters all come from here, so a row of another workspace cannot appear
-in a list, a select, an autocomplete or a count.
-"""
+"""Permission-filtered reads of API keys, key policies, budgets and usage."""
 
 from __future__ import annotations
 
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
+from django.utils import timezone
 
-from keys import access as policy
-from keys.models import Role, RoleAssignment, ServiceAccount
+from keys.models import ApiKey, KeyPolicy, KeyUsageDaily
 from project import access
+from workspaces.models import Environment, Workspace
+
+DEFAULT_POLICY = KeyPolicy()  # unsaved: the defaults a workspace without a policy row lives by
 
 
-def _scope(queryset: QuerySet, actor: Any, permission: str, lookup: str = "workspace_id") -> QuerySet:
+def api_keys_for(actor: Any, permission: str = "workspace.view") -> QuerySet[ApiKey]:
+    """The keys of the workspaces where `actor` holds `permission` (every key for a superuser)."""
+    qs = ApiKey.objects.all()
     allowed = access.workspaces_with(actor, permission)
-    if allowed is None:
-        return queryset
-    return queryset.filter(**{f"{lookup}__in": allowed})
+    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
 
 
-def roles_for(actor: Any, permission: str) -> QuerySet:
-    """Built-in roles (shared by every workspace, so visible to anyone holding the permission somewhere)
-    and the custom roles of the workspaces where the actor holds `permission`."""
+def key_policies_for(actor: Any, permission: str = "workspace.view") -> QuerySet[KeyPolicy]:
+    qs = KeyPolicy.objects.all()
     allowed = access.workspaces_with(actor, permission)
-    qs = Role.objects.select_related("workspace")
-    if allowed is None:
-        return qs
-    if not allowed:
-        return qs.none()
-    return qs.filter(Q(workspace__isnull=True) | Q(workspace_id__in=allowed))
+    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
 
 
-def role_assignments_for(actor: Any, permission: str) -> QuerySet:
-    return _scope(RoleAssignment.objects.select_related("workspace", "role", "user", "service_account",
-                                                        "granted_by"), actor, permission)
+def environments_for(actor: Any, permission: str = "workspace.view") -> QuerySet[Environment]:
+    qs = Environment.objects.select_related("workspace")
+    allowed = access.workspaces_with(actor, permission)
+    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
 
 
-def service_accounts_for(actor: Any, permission: str) -> QuerySet:
-    return _scope(ServiceAccount.objects.select_related("workspace", "created_by", "disabled_by"), actor,
-                  permission)
+def key_policy_of(workspace_id: int) -> KeyPolicy:
+    """The workspace's policy, or the defaults (unsaved) when it has none."""
+    return KeyPolicy.objects.filter(workspace_id=workspace_id).first() or KeyPolicy(workspace_id=workspace_id)
 
 
-def users_for(actor: Any, permission: str) -> QuerySet:
-    """People holding an assignment (current or expired) in a workspace where the actor holds `permission`.
+def policy_of_row(key: ApiKey) -> KeyPolicy:
+    """The policy that came with a row selected with `workspace__key_policy` (no query)."""
+    try:
+        return key.workspace.key_policy
+    except KeyPolicy.DoesNotExist:
+        return DEFAULT_POLICY
 
-    A person with no assignment anywhere is visible to superusers only: the people directory of one
-    workspace says nothing about the others.
+
+# --- the cross-row rules' figures ---------------------------------------------------------------------------
+def _carried_by_successor() -> Exists:
+    # A superseded key's quota is carried by its live successor: a rotation pair counts once in a budget.
+    return Exists(ApiKey.objects.filter(predecessor=OuterRef("pk"), state__in=ApiKey.LIVE_STATES))
+
+
+def live_keys_in(environment_id: int) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(environment_id=environment_id, state__in=ApiKey.LIVE_STATES)
+
+
+def allocated_quota(environment_id: int, *, exclude_pk: int | None = None) -> int:
+    """Credits of quota the live keys of an environment hold (a rotation pair counted once)."""
+    qs = live_keys_in(environment_id).exclude(Q(state=ApiKey.State.SUPERSEDED) & _carried_by_successor())
+    if exclude_pk is not None:
+        qs = qs.exclude(pk=exclude_pk)
+    return int(qs.aggregate(total=Sum("credit_quota"))["total"] or 0)
+
+
+def unlimited_live_keys(environment_id: int) -> int:
+    return live_keys_in(environment_id).filter(credit_quota__isnull=True).count()
+
+
+def live_key_count(service_account_id: int, environment_id: int) -> int:
+    return live_keys_in(environment_id).filter(service_account_id=service_account_id).count()
+
+
+def environment_budgets(actor: Any) -> list[tuple[Environment, int]]:
+    """Each environment the actor may see with the quota its live keys hold, in two queries."""
+    environments = list(environments_for(actor).order_by("workspace__name", "name"))
+    totals = dict(
+        ApiKey.objects.filter(environment__in=environments, state__in=ApiKey.LIVE_STATES)
+        .exclude(Q(state=ApiKey.State.SUPERSEDED) & _carried_by_successor())
+        .values("environment_id").annotate(total=Sum("credit_quota")).values_list("environment_id", "total"))
+    return [(env, int(totals.get(env.pk) or 0)) for env in environments]
+
+
+# --- the key list's flags as database filters ----------------------------------------------------------------
+def _per_policy(qs: QuerySet[ApiKey], build: Any) -> QuerySet[ApiKey]:
+    """OR of `build(policy)` over the workspaces with their own policy, and the defaults for the rest.
+
+    Policies are few (one per workspace that set one), so this stays one query with a short WHERE.
     """
-    users = get_user_model().objects.all()
-    allowed = access.workspaces_with(actor, permission)
-    if allowed is None:
-        return users
-    return users.filter(pk__in=RoleAssignment.objects.filter(workspace_id__in=allowed, user__isnull=False)
-                        .values("user_id"))
+    policies = list(KeyPolicy.objects.all())
+    condition = build(DEFAULT_POLICY) & ~Q(workspace_id__in=[p.workspace_id for p in policies])
+    for policy in policies:
+        condition |= build(policy) & Q(workspace_id=policy.workspace_id)
+    return qs.filter(condition)
 
 
-def grantable_roles(actor: Any, workspace_id: int) -> list[Role]:
-    """Roles the actor may grant in one workspace: built-in or that workspace's custom roles, whose
-    permissions are all among the actor's own there. Empty without `roles.assign` in that workspace."""
-    if not access.has_perm(actor, "roles.assign", workspace_id):
-        return []
-    own = policy.permissions_in(actor, workspace_id)
-    candidates = Role.objects.filter(Q(workspace__isnull=True) | Q(workspace_id=workspace_id))
-    return [role for role in candidates if set(role.permissions) <= own]
+def flagged(qs: QuerySet[ApiKey], flag: str, now: datetime | None = None) -> QuerySet[ApiKey]:
+    now = now or timezone.now()
+    usable = qs.filter(state__in=ApiKey.USABLE_STATES)
+    if flag == "suspended":
+        return usable.filter(suspended_at__isnull=False)
+    if flag == "overdue":
+        return _per_policy(usable.filter(state=ApiKey.State.ACTIVE), lambda p: Q(
+            activated_at__lt=now - timedelta(days=p.rotation_period_days)))
+    if flag == "idle":
+        return _per_policy(usable.filter(state=ApiKey.State.ACTIVE), lambda p: (
+            Q(last_used_at__lt=now - timedelta(days=p.idle_days))
+            | Q(last_used_at__isnull=True, activated_at__lt=now - timedelta(days=p.idle_days))))
+    if flag == "open_network":
+        return usable.filter(allowed_ips=[])
+    if flag == "all_scopes_prod":
+        return usable.filter(scopes="all", environment__is_production=True)
+    raise ValueError(f"unknown flag {flag!r}")
 
 
-def grantable_roles_anywhere(actor: Any) -> QuerySet:
-    """Roles the actor may grant in at least one workspace (the choices of the assignment form; the
-    service re-checks the pair of role and workspace). Two queries, whatever the number of workspaces."""
-    allowed = access.workspaces_with(actor, "roles.assign")
-    qs = Role.objects.select_related("workspace")
-    if allowed is None:
-        return qs
-    own = {ws: policy.permissions_in(actor, ws) for ws in allowed}
-    ids = [role.pk for role in Role.objects.filter(Q(workspace__isnull=True) | Q(workspace_id__in=allowed))
-           if any(set(role.permissions) <= perms for ws, perms in own.items()
-                  if role.workspace_id in (None, ws))]
-    return qs.filter(pk__in=ids)
+# --- sweeps (system reads) --------------------------------------------------------------------------------------
+def keys_past_overlap(now: datetime) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(state=ApiKey.State.SUPERSEDED, overlap_until__lte=now)
+
+
+def keys_past_expiry(now: datetime) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(state__in=ApiKey.USABLE_STATES, expires_at__lte=now)
+
+
+def keys_needing_attention(now: datetime) -> QuerySet[ApiKey]:
+    """Active keys overdue for rotation or idle, by their workspace's policy."""
+    return (flagged(ApiKey.objects.all(), "overdue", now) | flagged(ApiKey.objects.all(), "idle", now)).distinct()
+
+
+def key_usage(key: ApiKey, days: int = 30, today: date | None = None) -> list[KeyUsageDaily]:
+    today = today or timezone.now().date()
+    return list(KeyUsageDaily.objects.filter(key=key, day__gt=today - timedelta(days=days)).order_by("-day"))
+
+
+def workspaces_visible(actor: Any) -> QuerySet[Workspace]:
+    allowed = access.workspaces_with(actor, "workspace.view")
+    qs = Workspace.objects.all()
+    return qs if allowed is None else qs.filter(pk__in=allowed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from keys import services_apikeys as services
+from keys import services
 from project.platform import errors
 
 # A sweep walks every key due for expiry, retirement or an alert: allow it longer than a drain batch.

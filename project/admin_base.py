@@ -13,6 +13,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
+from django.utils.html import format_html
 
 from project import access
 
@@ -177,3 +178,17 @@ def scoped_related_filter(field: str, *, title: str | None = None, workspace_loo
 
     ScopedRelatedFilter.__name__ = f"Scoped{field.title().replace('_', '')}Filter"
     return ScopedRelatedFilter
+
+
+# --- the sync state of an object, as a badge in lists and pages ----------------------------------------------
+SYNC_LABELS = {
+    None: ("never queued", "#777"), "pending": ("pending", "#b8860b"), "running": ("syncing", "#b8860b"),
+    "done": ("synced", "#2e7d32"), "failed": ("failed", "#c62828"), "dead": ("failed (gave up)", "#c62828"),
+    "superseded": ("pending", "#b8860b"), "discarded": ("not synced (discarded)", "#777"),
+}
+
+
+def sync_badge(state: str | None, error: str | None) -> str:
+    label, colour = SYNC_LABELS.get(state, (state, "#777"))
+    title = error or ""
+    return format_html('<span style="color:{};font-weight:bold" title="{}">{}</span>', colour, title, label)

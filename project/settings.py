@@ -93,6 +93,8 @@ INSTALLED_APPS = [
     "project.platform",
     "project.audit",
     "project.sync",
+    "project.alerts",
+    "workspaces",
     "agents",
     "keys",
     "secrets_app",

@@ -15,6 +15,8 @@ PY
 fi
 echo "Test database: ${DATABASE_URL:-sqlite}"
 export DEBUG=true
+# The floors of README's "Architecture" (pyproject's [tool.importlinter]): an upward import fails the run.
+.venv/bin/lint-imports --no-cache --no-logo > /dev/null || { .venv/bin/lint-imports --no-cache --no-logo; exit 1; }
 .venv/bin/pytest "$@"
 status=$?
 # pytest exits 5 when it collected nothing: that is a failure for us, not a pass.

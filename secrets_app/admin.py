@@ -14,9 +14,8 @@ from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
-from agents.admin import sync_badge
 from project import access
-from project.admin_base import WorkspaceScopedAdmin, scoped_related_filter
+from project.admin_base import WorkspaceScopedAdmin, scoped_related_filter, sync_badge
 from project.fields import CANNOT_DECRYPT, field_state
 from project.sync.selectors import jobs_for_object, with_sync_state
 from secrets_app import services

@@ -15,7 +15,6 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
-from agents.models import Workspace
 from project.fields import EncryptedTextField
 from project.models import TimeStampedModel
 from secrets_app.validators import (
@@ -27,6 +26,7 @@ from secrets_app.validators import (
     validate_tool_name,
     validate_tool_url,
 )
+from workspaces.models import Workspace
 
 
 def _is_https_or_loopback(url: str) -> bool:

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import importlib
 from collections.abc import Iterator
 
 import httpx
@@ -114,6 +113,7 @@ def _builtin_roles_after_flush(request: pytest.FixtureRequest) -> None:
     if marker is None or not marker.kwargs.get("transaction"):
         return
     request.getfixturevalue("transactional_db")
-    from django.apps import apps
+    from workspaces.models import Role
+    from workspaces.permissions import builtin_roles_ensure
 
-    importlib.import_module("keys.migrations.0002_builtin_roles").forwards(apps, None)
+    builtin_roles_ensure(Role)

@@ -3,8 +3,8 @@ from __future__ import annotations
 import factory
 from django.contrib.auth import get_user_model
 
-from agents.models import Agent, Environment, Workspace
-from keys.models import Role, RoleAssignment, ServiceAccount
+from agents.models import Agent
+from workspaces.models import Environment, Role, RoleAssignment, ServiceAccount, Workspace
 
 
 class UserFactory(factory.django.DjangoModelFactory):

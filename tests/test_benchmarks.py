@@ -12,6 +12,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Two test runs on one server (two checkouts) must not fill and drop each other's benchmark databases.
+_OWN = os.environ.get("TEST_DATABASE_NAME", "").lower()
+
+
+def _bench_database(name: str) -> str:
+    return f"{name}_{_OWN}"[:63] if _OWN else name
 
 
 def _postgres_server() -> str | None:
@@ -54,13 +60,14 @@ def test_the_embedded_benchmarks_run(script, args, lines):
      ["leak check p50 / p95:", "leak check queries:"]),
     ("dashboard_bench.py", ["--sizes", "10", "--runs", "2"], "kw_bench_smoke_dashboard",
      ["dashboard (superuser, all workspaces, 10 keys) queries:", "credit guard over 10 keys:"]),
-    ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1"], "postgres",  # makes and drops keyward_bench
+    ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1", "--database", _bench_database("keyward_bench")],
+     "postgres",  # makes and drops its --database
      ["seeded 1,000 API keys", "API keys       workspace admin", "EXPLAIN:"]),
 ])
 def test_the_postgresql_benchmarks_run(script, args, database, lines):
     server = _postgres_server()
     if server is None:
         pytest.skip(f"{script} needs PostgreSQL, and none answers at 127.0.0.1:5432")
-    out = _run(script, args, f"{server}/{database}")
+    out = _run(script, args, f"{server}/{_bench_database(database) if database != 'postgres' else database}")
     for line in lines:
         assert line in out, out

@@ -34,11 +34,10 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts import services as account_services
-from agents.models import Workspace
-from keys.models import RoleAssignment
 from tests.accounts.conftest import code_for
 from tests.factories import UserFactory, builtin_role, grant
 from tests.keys.conftest import MATRIX_FACTORIES, OWN
+from workspaces.models import RoleAssignment, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -220,11 +219,11 @@ def _grow_one_per_person(world: World, numbers: range) -> None:
 
 
 GROWERS: dict[str, Callable[[World, range], None]] = {
-    "agents.workspace": _grow_workspaces,
+    "workspaces.workspace": _grow_workspaces,
     "keys.keypolicy": _grow_one_per_workspace,
     "detection.detectionpolicy": _grow_one_per_workspace,
     "auth.user": _grow_people,
-    "keys.roleassignment": _grow_one_per_person,
+    "workspaces.roleassignment": _grow_one_per_person,
     "otp_totp.totpdevice": _grow_one_per_person,
 }
 
@@ -270,11 +269,11 @@ PAGE = 2
 EXTRA: dict[str, tuple[int, str]] = {
     "audit.auditevent": (1, "workspace filter choices"),
     "auth.user": (1, "prefetch of the listed people's role assignments (roles column)"),
-    "detection.alert": (1, "workspace filter choices"),
+    "alerts.alert": (1, "workspace filter choices"),
     "detection.incident": (1, "workspace filter choices"),
     "keys.apikey": (1, "environment filter choices"),
-    "keys.roleassignment": (2, "workspace and role filter choices"),
-    "keys.serviceaccount": (1, "workspace filter choices"),
+    "workspaces.roleassignment": (2, "workspace and role filter choices"),
+    "workspaces.serviceaccount": (1, "workspace filter choices"),
     "secrets_app.secret": (1, "prefetch of the tools using the listed secrets"),
     "secrets_app.tool": (1, "prefetch of the secrets the listed tools reference"),
     "secrets_app.usercredential": (1, "provider filter choices"),

@@ -1,4 +1,5 @@
-"""The credential webhook: turning it on for an agent, and answering the platform's call at conversation start."""
+"""The credential webhook's answer to the platform's call at conversation start (turning it on for an agent:
+agents.services.agent_credential_webhook_set)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,15 @@ import logging
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from agents.models import Agent
-from agents.services import AGENT_KIND
 from broker.models import BrokerSession
-from broker.services._common import require
 from broker.validators import validate_end_user_id
-from project.audit.services import diff, record
-from project.sync.services import job_enqueue
+from project.audit.services import record
 
 logger = logging.getLogger(__name__)
 
@@ -26,68 +23,12 @@ ANSWER_TYPE = "conversation_initiation_client_data"
 SECRET_PREFIX = "secret__"
 # How the webhook appears in the audit trail: the platform, authenticated by the agent's shared secret.
 WEBHOOK_ACTOR = "platform (conversation-initiation webhook)"
-WEBHOOK_FIELDS = ("credential_webhook", "credential_webhook_caller_id")
 
 
 class WebhookRefused(Exception):
     def __init__(self, status: int, code: str, message: str) -> None:
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
-
-
-def webhook_problem(agent: Agent, *, enabled: bool, trust_caller_id: bool) -> str | None:
-    """Why the webhook cannot be turned on for this agent, or None (the admin form asks before saving)."""
-    if not enabled:
-        return None
-    if agent.auth_mode != Agent.AuthMode.SIGNED and not trust_caller_id:
-        return (f"“{agent}” is not a signed-URL agent, so Keyward mints none of its sessions and could identify "
-                "no end user: use the signed policy, or identify phone callers by caller id.")
-    if getattr(settings, "PRODUCTION", False) and not settings.BROKER_PUBLIC_URL.startswith("https://"):
-        return "BROKER_PUBLIC_URL must be an https URL before the platform may call the webhook."
-    return None
-
-
-@transaction.atomic
-def agent_credential_webhook_set(*, actor: Any, agent: Agent, enabled: bool, trust_caller_id: bool = False) -> Agent:
-    """Turn the conversation-initiation webhook on or off for an agent (needs agents.manage). Audits the change
-    and enqueues the agent's sync, which sets ``workspace_overrides.conversation_initiation_client_data_webhook``
-    (Keyward's URL and the agent's shared-secret header) and
-    ``overrides.enable_conversation_initiation_client_data_from_webhook`` on the platform, or clears both.
-
-    End users are identified by the sessions Keyward mints (signed-URL agents), or, when `trust_caller_id`, by
-    a phone call's caller id; an agent with neither could identify nobody, so that is refused.
-    """
-    require(actor, "agents.manage", agent.workspace_id)
-    agent = Agent.objects.select_for_update().get(pk=agent.pk)
-    before = {f: getattr(agent, f) for f in WEBHOOK_FIELDS}
-    trust_caller_id = bool(enabled and trust_caller_id)
-    problem = webhook_problem(agent, enabled=enabled, trust_caller_id=trust_caller_id)
-    if problem:
-        raise ValidationError(problem)
-    agent.credential_webhook, agent.credential_webhook_caller_id = bool(enabled), trust_caller_id
-    changes = diff(before, {f: getattr(agent, f) for f in WEBHOOK_FIELDS})
-    if not changes:
-        return agent
-    agent.credential_webhook_changed_at = timezone.now()
-    agent.full_clean()
-    agent.save(update_fields=[*WEBHOOK_FIELDS, "credential_webhook_changed_at", "updated_at"])
-    record(actor=actor, action="agent.credential_webhook", target=agent, workspace_id=agent.workspace_id,
-           changes=changes)
-    job_enqueue(kind=AGENT_KIND, object_id=agent.pk, workspace_id=agent.workspace_id, object_repr=agent.name)
-    return agent
-
-
-@transaction.atomic
-def agent_credential_webhooks_push(*, actor: Any = None) -> int:
-    """Enqueue the sync of every agent whose webhook Keyward manages (after BROKER_WEBHOOK_KEY or
-    BROKER_PUBLIC_URL changed, the platform must get the new header or URL). System actor; audited per run."""
-    ids = list(Agent.objects.filter(credential_webhook_changed_at__isnull=False)
-               .values_list("pk", "workspace_id", "name"))
-    for pk, workspace_id, name in ids:
-        job_enqueue(kind=AGENT_KIND, object_id=pk, workspace_id=workspace_id, object_repr=name)
-    record(actor=actor, action="agent.credential_webhooks_push", object_type="agents.agent",
-           changes={"agents": len(ids)})
-    return len(ids)
 
 
 def _text(value: Any) -> str:

@@ -12,13 +12,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
-from agents.models import Agent, Environment, Workspace
+from agents.models import Agent
 from broker import keyformat
 from broker.models import BrokerKey, BrokerKeyUsage
 from broker.services._common import require, user_or_none
-from keys.models import ServiceAccount
 from project import access
 from project.audit.services import diff, record
+from workspaces.models import Environment, ServiceAccount, Workspace
 
 KEY_FIELDS = ("name", "allowed_networks", "rate_limit_per_minute", "session_quota", "quota_period", "expires_at")
 
@@ -140,7 +140,7 @@ def broker_key_revoke(*, actor: Any, key: BrokerKey, reason: str = "") -> Broker
 
 
 def broker_keys_revoke_for_service_account(actor: Any, service_account: ServiceAccount) -> int:
-    """keys.services.SERVICE_ACCOUNT_DISABLE_HOOKS entry: revoke every live broker key of a service account
+    """workspaces.services.SERVICE_ACCOUNT_DISABLE_HOOKS entry: revoke every live broker key of a service account
     being disabled, in the disable's transaction (each revoke audited). Returns how many were revoked.
 
     Requests with those keys are refused already (authentication checks that the account is active); this

@@ -22,14 +22,14 @@ from agents.models import Agent
 from broker import limits, rows
 from broker.models import BrokerKey, BrokerSession
 from broker.validators import address_allowed, validate_end_user_id
-from detection.models import Alert
-from detection.services import alert_raise
-from keys import access as keys_access
-from keys.models import Role, RoleAssignment, ServiceAccount
 from project import access
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit import services as audit_services
 from project.audit.services import record
 from project.platform import errors as platform_errors
+from workspaces import access as keys_access
+from workspaces.models import Role, RoleAssignment, ServiceAccount
 
 logger = logging.getLogger(__name__)
 

@@ -45,7 +45,17 @@ class ObjectTypeFilter(admin.SimpleListFilter):
                       for m in apps.get_models() if m._meta.app_label not in FRAMEWORK_APPS)
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(object_type=self.value()) if self.value() else queryset
+        return queryset.filter(object_type__in=labels_of(self.value())) if self.value() else queryset
+
+
+def labels_of(label: str) -> list[str]:
+    """A model's label and the labels it had before it moved between apps: the trail is append-only, so its
+    older rows keep the label they were written with (a model lists them in `audit_former_labels`)."""
+    try:
+        model = apps.get_model(label)
+    except (LookupError, ValueError):
+        return [label]
+    return [label, *getattr(model, "audit_former_labels", ())]
 
 
 class WorkspaceFilter(admin.SimpleListFilter):
@@ -56,7 +66,7 @@ class WorkspaceFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
         allowed = access.workspaces_with(request.user, model_admin.view_permission)
-        workspaces = apps.get_model("agents", "Workspace")._default_manager.order_by("name")
+        workspaces = apps.get_model("workspaces", "Workspace")._default_manager.order_by("name")
         if allowed is not None:
             workspaces = workspaces.filter(pk__in=allowed)
         return [(str(pk), name) for pk, name in workspaces.values_list("pk", "name")]

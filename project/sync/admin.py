@@ -20,7 +20,7 @@ from project.sync import registry, services
 from project.sync.models import Drift, ReconcileRun, SyncJob
 
 # The sync app imports no other app; the workspace model is named, like the audit admin names app labels.
-WORKSPACE_MODEL = ("agents", "Workspace")
+WORKSPACE_MODEL = ("workspaces", "Workspace")
 
 
 def _workspace_model() -> type[Model]:

@@ -9,7 +9,6 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import Workspace
 from project.audit.services import SECRET_CHANGED, diff, record
 from project.fields import field_state
 from project.sync.models import SyncJob
@@ -17,6 +16,7 @@ from project.sync.services import job_enqueue
 from secrets_app.models import AuthConnection
 from secrets_app.services._common import keep_or_replace, remember, require, snapshot, user_or_none
 from secrets_app.validators import parse_header
+from workspaces.models import Workspace
 
 PERMISSION = "secrets.manage"
 AUTH_CONNECTION_KIND = "auth_connection"

@@ -7,13 +7,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
-from agents.models import Workspace
 from project.audit.services import diff, record
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import OAuthProvider, Secret, Tool, ToolSecretReference
 from secrets_app.services._common import require, snapshot, user_or_none
 from secrets_app.validators import HeaderSpec, parse_headers
+from workspaces.models import Workspace
 
 TOOL_KIND = "tool"
 TOOL_FIELDS = ("name", "description", "url", "method", "headers", "response_timeout_secs")

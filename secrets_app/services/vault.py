@@ -18,15 +18,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from agents.models import Workspace
-from detection.models import Alert
-from detection.services import alert_raise
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit.services import SECRET_CHANGED, SECRET_SET, diff, record
 from project.fields import CANNOT_DECRYPT, DecryptionError
 from secrets_app import oauth
 from secrets_app.models import OAuthProvider, UserCredential
 from secrets_app.services._common import keep_or_replace, remember, require, snapshot
 from secrets_app.validators import vault_variable
+from workspaces.models import Workspace
 
 logger = logging.getLogger(__name__)
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts import middleware, services
-from keys.models import RoleAssignment
 from tests.accounts.conftest import VERIFY_URL, code_for, password_sign_in
 from tests.factories import grant
+from workspaces.models import RoleAssignment
 
 pytestmark = pytest.mark.django_db
 
@@ -88,11 +88,11 @@ def test_permissions_read_with_the_user_match_the_rules(enrolled, workspace, oth
     grant(enrolled.user, "Viewer", workspace)
     admin_there = grant(enrolled.user, "Admin", other_workspace)
     client = _verified_client(enrolled)
-    assert client.get("/admin/agents/workspace/").status_code == 200
-    assert client.get(f"/admin/agents/workspace/{other_workspace.pk}/change/").status_code == 200
+    assert client.get("/admin/workspaces/workspace/").status_code == 200
+    assert client.get(f"/admin/workspaces/workspace/{other_workspace.pk}/change/").status_code == 200
     RoleAssignment.objects.filter(pk=admin_there.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    assert client.get(f"/admin/agents/workspace/{other_workspace.pk}/change/").status_code != 200  # not there now
-    assert client.get(f"/admin/agents/workspace/{workspace.pk}/change/").status_code == 200  # still a viewer here
+    assert client.get(f"/admin/workspaces/workspace/{other_workspace.pk}/change/").status_code != 200  # not there now
+    assert client.get(f"/admin/workspaces/workspace/{workspace.pk}/change/").status_code == 200  # still a viewer here
 
 
 def test_the_idle_timeout_slides_once_a_minute(enrolled, otp_required, monkeypatch, settings):

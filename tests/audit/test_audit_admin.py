@@ -37,7 +37,7 @@ def trail(workspace, other_workspace, owner, outsider, monkeypatch):
                      object_type="keys.apikey", object_id=8, object_repr="=HYPERLINK(\"x\")",
                      workspace_id=workspace.pk),
         "system": _at(monkeypatch, datetime(2026, 11, 15, 9, tzinfo=UTC), actor=None, action="alert.raise",
-                      object_type="detection.alert", object_id=3, object_repr="spike", workspace_id=workspace.pk),
+                      object_type="alerts.alert", object_id=3, object_repr="spike", workspace_id=workspace.pk),
         "foreign": _at(monkeypatch, datetime(2026, 11, 10, 9, tzinfo=UTC), actor=outsider, action="api_key.issue",
                        object_type="keys.apikey", object_id=9, object_repr="globex key",
                        workspace_id=other_workspace.pk),
@@ -55,7 +55,7 @@ def _shown(client, **params):
     ({"actor": "system"}, {"system"}),
     ({"action": "api_key."}, {"revoke", "issue"}),
     ({"action": "api_key.revoke"}, {"revoke"}),
-    ({"object_type": "detection.alert"}, {"system"}),
+    ({"object_type": "alerts.alert"}, {"system"}),
     ({"object_type": "keys.apikey", "object_id": "8"}, {"issue"}),
     ({"since": "2026-11-05"}, {"issue", "system"}),
     ({"until": "2026-11-10"}, {"revoke", "issue"}),  # the whole day of the 10th

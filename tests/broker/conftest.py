@@ -13,8 +13,8 @@ from django.test import Client
 from agents import services as agent_services
 from broker import limits, services
 from broker.services import IssuedKey
-from keys.models import RoleAssignment, ServiceAccount
 from tests.factories import builtin_role
+from workspaces.models import RoleAssignment, ServiceAccount
 
 SESSION_URL = "/api/v1/agents/{agent}/session"
 WEBHOOK_URL = "/api/v1/platform/conversation-initiation"
@@ -182,6 +182,6 @@ def vault_credential(workspace: Any, provider: Any, end_user_id: str, access_tok
 @pytest.fixture
 def webhook_agent(signed_agent, owner, django_capture_on_commit_callbacks) -> Any:
     with django_capture_on_commit_callbacks(execute=True):
-        services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
+        agent_services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
     signed_agent.refresh_from_db()
     return signed_agent

@@ -7,7 +7,8 @@ import logging
 import pytest
 from django.db import OperationalError, connection
 
-from broker import limits, services, webhook
+from agents import webhook
+from broker import limits, services
 from project.audit.models import AuditEvent
 from tests.broker.conftest import make_agent, vault_credential
 from tests.conftest import EMULATOR_KEY, login

@@ -9,9 +9,9 @@ from django.test import Client
 
 from broker import limits
 from broker.models import BrokerKeyUsage
-from keys.models import Role
-from keys.permissions import BUILTIN_ROLES
 from project.audit.models import AuditEvent
+from workspaces.models import Role
+from workspaces.permissions import BUILTIN_ROLES
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

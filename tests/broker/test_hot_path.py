@@ -10,9 +10,9 @@ from django.utils import timezone
 
 from broker import limits, rows
 from broker.models import BrokerKeyUsage, BrokerSession
-from keys.models import RoleAssignment
 from project.audit.models import AuditEvent
 from project.audit.services import event
+from workspaces.models import RoleAssignment
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ from django.utils import timezone
 from agents import services as agent_services
 from broker import auth, keyformat, limits, services
 from broker.models import BrokerKeyUsage
-from detection.models import Alert
-from keys.models import RoleAssignment
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from tests.broker.conftest import app_backend, make_agent
+from workspaces.models import RoleAssignment
 
 pytestmark = pytest.mark.django_db
 
@@ -115,7 +115,7 @@ def test_revocation_takes_effect_on_the_very_next_request(api, issued, signed_ag
 
 
 def test_disabling_the_service_account_revokes_its_keys(issued, owner, backend):
-    from keys import services as key_services
+    from workspaces import services as key_services
 
     key_services.service_account_disable(actor=owner, service_account=backend)
     issued.key.refresh_from_db()

@@ -6,8 +6,10 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import OperationalError
 
+from agents import services as agent_services
+from agents import webhook
 from agents.sync import agent_payload
-from broker import services, webhook
+from broker import services
 from broker.models import BrokerSession
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
@@ -44,7 +46,7 @@ def test_turning_the_webhook_on_configures_the_agent_on_the_platform_through_the
     assert webhook.agent_secret(webhook_agent) not in str(SyncJob.objects.values_list("payload", flat=True))
 
     with django_capture_on_commit_callbacks(execute=True):
-        services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=False)
+        agent_services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=False)
     remote = platform.get_agent(webhook_agent.remote_id)["platform_settings"]
     assert remote["workspace_overrides"]["conversation_initiation_client_data_webhook"] is None
     assert remote["overrides"]["enable_conversation_initiation_client_data_from_webhook"] is False
@@ -171,7 +173,7 @@ def test_an_agent_keyward_never_managed_keeps_its_own_platform_webhook(signed_ag
 def test_turning_it_on_needs_agents_manage(signed_agent, viewer, outsider):
     for person in (viewer, outsider):
         with pytest.raises(PermissionDenied):
-            services.agent_credential_webhook_set(actor=person, agent=signed_agent, enabled=True)
+            agent_services.agent_credential_webhook_set(actor=person, agent=signed_agent, enabled=True)
 
 
 def test_a_public_agent_needs_caller_ids_to_identify_anyone(workspace, owner, platform,
@@ -179,15 +181,15 @@ def test_a_public_agent_needs_caller_ids_to_identify_anyone(workspace, owner, pl
     agent = make_agent(workspace, "Phone line", django_capture_on_commit_callbacks, auth_mode="public",
                        max_duration_seconds=300)
     with pytest.raises(ValidationError, match="identify no end user"):
-        services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True)
-    services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True, trust_caller_id=True)
+        agent_services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True)
+    agent_services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True, trust_caller_id=True)
 
 
 def test_production_refuses_a_plain_http_webhook_url(signed_agent, owner, settings):
     settings.PRODUCTION = True
     settings.BROKER_PUBLIC_URL = "http://keyward.example.com"
     with pytest.raises(ValidationError, match="https"):
-        services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
+        agent_services.agent_credential_webhook_set(actor=owner, agent=signed_agent, enabled=True)
 
 
 def test_admin_page_turns_it_on_for_managers_only(signed_agent, owner, member, viewer, platform,
@@ -306,7 +308,7 @@ def test_phone_callers_are_identified_by_caller_id_only_when_trusted(api, webhoo
     call = {"caller_id": "+14155550123", "agent_id": webhook_agent.remote_id, "called_number": "+1800",
             "call_sid": "CA123"}
     assert api.webhook(call, webhook.agent_secret(webhook_agent)).json()["dynamic_variables"] == {}
-    services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=True, trust_caller_id=True)
+    agent_services.agent_credential_webhook_set(actor=owner, agent=webhook_agent, enabled=True, trust_caller_id=True)
     answer = api.webhook(call, webhook.agent_secret(webhook_agent)).json()
     assert answer["dynamic_variables"] == {VARIABLE: "phone-user-token-Hh72"}
 

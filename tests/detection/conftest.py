@@ -13,7 +13,7 @@ import pytest
 from django.utils import timezone
 
 from detection.models import DetectionPolicy, KeyUsageHourly
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from keys.models import ApiKey, KeyUsageDaily
 from tests.factories import ServiceAccountFactory, UserFactory, grant
 from tests.keys.apikey_fixtures import Clock, account, clock, globex_account  # noqa: F401  (fixtures)
 

@@ -7,9 +7,10 @@ import pytest
 from django.urls import reverse
 
 from detection import incidents as incident_services
-from detection.models import Alert, DetectionPolicy, Incident
-from detection.services import alert_raise
-from keys.models_apikeys import ApiKey
+from detection.models import DetectionPolicy, Incident
+from keys.models import ApiKey
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
 from tests.conftest import login
 from tests.detection.conftest import NOW, make_key
@@ -26,7 +27,7 @@ def _alert(key, kind="usage_spike"):
 def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspace, owner_client, member_client,
                                                                         fixed_now):
     alert = _alert(make_key(workspace))
-    url = reverse("admin:detection_alert_change", args=[alert.pk])
+    url = reverse("admin:alerts_alert_change", args=[alert.pk])
     body = owner_client.get(url).content.decode()
     assert "baseline credits per hour" in body and "12.5" in body and 'id="open-incident-link"' in body
     body = member_client.get(url).content.decode()
@@ -35,7 +36,7 @@ def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspac
 
 def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed_now):
     alerts = [_alert(make_key(workspace)), _alert(make_key(workspace))]
-    response = owner_client.post(reverse("admin:detection_alert_changelist"),
+    response = owner_client.post(reverse("admin:alerts_alert_changelist"),
                                  {"action": "open_incident", "_selected_action": [a.pk for a in alerts]})
     assert response.status_code == 302
     assert sorted(Incident.objects.values_list("alert_id", flat=True)) == sorted(a.pk for a in alerts)
@@ -44,7 +45,7 @@ def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed
 
 def test_open_incident_action_skips_what_the_person_may_not_manage(workspace, member_client, fixed_now):
     alert = _alert(make_key(workspace))
-    member_client.post(reverse("admin:detection_alert_changelist"),
+    member_client.post(reverse("admin:alerts_alert_changelist"),
                        {"action": "open_incident", "_selected_action": [alert.pk]})
     assert not Incident.objects.exists()
 
@@ -52,7 +53,7 @@ def test_open_incident_action_skips_what_the_person_may_not_manage(workspace, me
 def test_alert_filters_have_fixed_choices_and_narrow_the_list(workspace, owner_client, fixed_now):
     key = make_key(workspace)
     spike, idle = _alert(key), _alert(key, "api_key_idle")
-    url = reverse("admin:detection_alert_changelist")
+    url = reverse("admin:alerts_alert_changelist")
     shown = owner_client.get(url, {"kind": "usage_spike"}).context["cl"].result_list
     assert [a.pk for a in shown] == [spike.pk]
     Alert.objects.filter(pk=idle.pk).update(state="resolved")
@@ -64,8 +65,8 @@ def test_resume_key_from_a_credit_guard_alert(workspace, owner, owner_client, me
     key = make_key(workspace, "prod", credit_quota=10)
     ApiKey.objects.filter(pk=key.pk).update(suspended_at=NOW, suspend_reason="credit guard: 100%")
     alert = _alert(key, "credit_guard_quota")
-    page = reverse("admin:detection_alert_change", args=[alert.pk])
-    resume = reverse("admin:detection_alert_resume_key", args=[alert.pk])
+    page = reverse("admin:alerts_alert_change", args=[alert.pk])
+    resume = reverse("admin:alerts_alert_resume_key", args=[alert.pk])
     assert resume in owner_client.get(page).content.decode()
     assert resume not in member_client.get(page).content.decode()
     assert outsider_client.post(resume).status_code == 404

@@ -6,7 +6,8 @@ from datetime import timedelta
 import pytest
 
 from detection import concurrency
-from detection.models import Alert, ConcurrencySample
+from detection.models import ConcurrencySample
+from project.alerts.models import Alert
 from tests.detection.conftest import NOW, make_key, policy
 
 pytestmark = pytest.mark.django_db

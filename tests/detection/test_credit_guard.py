@@ -6,8 +6,8 @@ from datetime import timedelta
 import pytest
 
 from detection import guard
-from detection.models import Alert
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from keys.models import ApiKey, KeyUsageDaily
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
 from tests.detection.conftest import NOW, daily, make_key, policy
@@ -102,7 +102,7 @@ def test_production_key_is_disabled_on_the_platform_at_100_percent(owner, accoun
 
 
 def test_a_resumed_key_is_not_disabled_again_in_the_same_period(owner, account, fixed_now):
-    from keys.services_apikeys import api_key_resume
+    from keys.services import api_key_resume
 
     key = issue(owner, account, "prod", credit_quota=100).key
     daily(key, TODAY, 150)
@@ -134,7 +134,7 @@ def test_environment_budget_alerts_and_disables_the_environment_keys(workspace, 
     guard.credit_guard_run()
     assert _percents("credit_guard_budget") == [75, 90, 100]
     alert = Alert.objects.get(kind="credit_guard_budget", details__threshold_percent=100)
-    assert alert.object_type == "agents.environment" and alert.workspace_id == workspace.pk
+    assert alert.object_type == "workspaces.environment" and alert.workspace_id == workspace.pk
     assert set(ApiKey.objects.filter(suspended_at__isnull=False).values_list("pk", flat=True)) == {first.pk, second.pk}
 
 

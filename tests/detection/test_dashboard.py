@@ -12,8 +12,8 @@ from django.urls import reverse
 
 from agents.models import Agent
 from detection.models import Incident
-from detection.services import alert_raise
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from keys.models import ApiKey, KeyUsageDaily
+from project.alerts.services import alert_raise
 from project.sync.models import Drift, SyncJob
 from secrets_app.services import secret_create, tool_create
 from tests.conftest import login

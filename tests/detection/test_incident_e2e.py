@@ -9,8 +9,9 @@ from datetime import timedelta
 import pytest
 from django.urls import reverse
 
-from detection.models import Alert, Incident
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from detection.models import Incident
+from keys.models import ApiKey, KeyUsageDaily
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from secrets_app.services import secret_create
 from tests.keys.apikey_fixtures import SECRET_SHAPE, issue, key_works

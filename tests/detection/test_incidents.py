@@ -7,16 +7,17 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
 from detection import incidents as services
-from detection.models import Alert, Incident, IncidentStep
+from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
 from detection.selectors import related_candidates
-from detection.services import alert_raise
-from keys.models import Role, RoleAssignment
-from keys.models_apikeys import ApiKey
+from keys.models import ApiKey
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
 from tests.detection.conftest import NOW, daily, hourly, make_key
 from tests.factories import UserFactory
 from tests.keys.apikey_fixtures import issue
+from workspaces.models import Role, RoleAssignment
 
 pytestmark = pytest.mark.django_db
 
@@ -136,7 +137,7 @@ def test_replace_comes_after_revoke_and_issues_the_successor(owner, account, emu
 
 
 def test_replace_keeps_the_live_successor_of_an_earlier_rotation(owner, account, emulator, fixed_now):
-    from keys.services_apikeys import api_key_rotate
+    from keys.services import api_key_rotate
 
     issued = issue(owner, account)
     successor = api_key_rotate(actor=owner, key=issued.key, overlap=timedelta(days=3)).key

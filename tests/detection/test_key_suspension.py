@@ -4,9 +4,9 @@ through the outbox without being revoked, and enabled again on resume; both audi
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from keys import services_apikeys as services
-from keys.models_apikeys import ApiKey
-from keys.sync_apikeys import _differences
+from keys import services
+from keys.models import ApiKey
+from keys.sync import _differences
 from project.audit.models import AuditEvent
 from tests.keys.apikey_fixtures import issue, key_works
 

@@ -6,7 +6,9 @@ from datetime import timedelta
 import pytest
 
 from detection import rules, services
-from detection.models import Alert, DetectionPolicy
+from detection.models import DetectionPolicy
+from project.alerts import services as alert_services
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from tests.detection.conftest import NOW, baseline, daily, hourly, make_key, policy
 
@@ -56,7 +58,7 @@ def test_spike_fires_once_per_hour_even_after_it_was_resolved(workspace, owner, 
     baseline(key, HOUR.date(), credits_per_day=240)
     hourly(key, HOUR, credits=5000)
     rules.rules_evaluate()
-    services.alert_resolve(actor=owner, alert=Alert.objects.get())
+    alert_services.alert_resolve(actor=owner, alert=Alert.objects.get())
     assert rules.rules_evaluate()["alerts"] == 0  # same window: nothing new, even resolved
     hourly(key, HOUR + timedelta(hours=1), credits=5000)
     assert rules.rules_evaluate()["alerts"] == 1  # the next hour is its own window

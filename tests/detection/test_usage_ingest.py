@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from detection import tasks, usage
-from detection.models import Alert, KeyUsageHourly
-from keys.models_apikeys import ApiKey, KeyUsageDaily
+from detection.models import KeyUsageHourly
+from keys.models import ApiKey, KeyUsageDaily
+from project.alerts.models import Alert
 from tests.detection.conftest import hourly, make_key
 from tests.keys.apikey_fixtures import issue, usage_row
 

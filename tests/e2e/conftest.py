@@ -107,8 +107,8 @@ def _e2e_environment(settings: Any, transactional_db: None) -> None:
     settings.OTP_REQUIRED = True  # as in production: no admin page without a verified second factor
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; not under test here
     # A transactional test's flush removes the built-in roles their data migration made: put them back.
-    from keys.models import Role
-    from keys.permissions import BUILTIN_ROLES
+    from workspaces.models import Role
+    from workspaces.permissions import BUILTIN_ROLES
 
     for name, permissions in BUILTIN_ROLES.items():
         Role.objects.get_or_create(workspace=None, name=name,
@@ -124,8 +124,8 @@ class World:
 @pytest.fixture
 def world(platform: Any) -> World:
     """Acme and Globex, each with its dev, staging and prod environments, created as a superuser would."""
-    from agents.services import workspace_create
     from tests.factories import UserFactory
+    from workspaces.services import workspace_create
 
     root = UserFactory(username="e2e-root", is_superuser=True)
     return World(acme=workspace_create(actor=root, name="Acme Voice", slug="acme"),

@@ -8,11 +8,10 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from keys.models_apikeys import ApiKey
-from keys.services import service_account_create
-from keys.services_apikeys import service_account_ensure_remote
+from keys.models import ApiKey
 from tests.e2e.conftest import person, sign_in, submitted
 from tests.keys.apikey_fixtures import SECRET_SHAPE, key_works
+from workspaces.services import service_account_create, service_account_ensure_remote
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

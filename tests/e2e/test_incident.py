@@ -29,10 +29,9 @@ def _incident_pages() -> None:
 @pytest.fixture
 def exposed(world: Any, platform: Any) -> dict[str, Any]:
     """A security admin of Acme, a live key of a synced service account, and an alert about that key."""
-    from detection.services import alert_raise
-    from keys.services import service_account_create
-    from keys.services_apikeys import service_account_ensure_remote
+    from project.alerts.services import alert_raise
     from secrets_app.services.secrets import secret_create
+    from workspaces.services import service_account_create, service_account_ensure_remote
 
     responder = person("acme-security", "Security admin", world.acme)
     account = service_account_create(actor=responder.user, workspace=world.acme, name="billing-backend")
@@ -45,7 +44,7 @@ def exposed(world: Any, platform: Any) -> dict[str, Any]:
 
 
 def _open_from_alert(page: Any, base: str, alert: Any) -> None:
-    page.goto(f"{base}/admin/detection/alert/{alert.pk}/change/")
+    page.goto(f"{base}/admin/alerts/alert/{alert.pk}/change/")
     page.click("#open-incident-link")
     expect(page.locator("#incident-subject")).to_contain_text("billing key seen in a public paste")
     page.fill("#id_summary", "Found in a public paste")
@@ -97,7 +96,7 @@ def _assess_list_postmortem_close(page: Any) -> None:
 def test_incident_walk_revokes_replaces_assesses_lists_related_secrets_and_closes(
         page: Any, live_server: Any, exposed: dict[str, Any], emulator: Any) -> None:
     from detection.models import Incident
-    from keys.models_apikeys import ApiKey
+    from keys.models import ApiKey
 
     base = live_server.url
     sign_in(page, base, exposed["responder"])
@@ -126,7 +125,8 @@ def test_incident_walk_revokes_replaces_assesses_lists_related_secrets_and_close
 
 def test_incident_about_a_key_nobody_needs_is_revoked_assessed_and_closed_without_a_replacement(
         page: Any, live_server: Any, exposed: dict[str, Any], emulator: Any) -> None:
-    from detection.models import Alert, Incident
+    from detection.models import Incident
+    from project.alerts.models import Alert
 
     base = live_server.url
     sign_in(page, base, exposed["responder"])

@@ -8,8 +8,8 @@ import pytest
 from playwright.sync_api import expect
 
 from agents.services import agent_create
-from keys.services import service_account_create
 from tests.e2e.conftest import person, sign_in
+from workspaces.services import service_account_create
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -36,8 +36,8 @@ def test_team_lead_sees_only_their_workspace_and_another_workspaces_agent_is_404
     assert response is not None and response.status == 200
 
     # Nothing of Globex on the other pages a team lead opens, nor among the choices offered for a new agent.
-    for path in ("/admin/", "/admin/keys/serviceaccount/", "/admin/audit/auditevent/", "/admin/agents/agent/add/",
-                 "/admin/agents/workspace/"):
+    for path in ("/admin/", "/admin/workspaces/serviceaccount/", "/admin/audit/auditevent/", "/admin/agents/agent/add/",
+                 "/admin/workspaces/workspace/"):
         response = page.goto(base + path)
         assert response is not None and response.status == 200, path
         assert "Globex" not in page.content() and "globex" not in page.content(), path

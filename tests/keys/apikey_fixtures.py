@@ -13,14 +13,14 @@ import httpx
 import pytest
 from django.utils import timezone
 
-from keys import services_apikeys as services
-from keys.models import ServiceAccount
-from keys.models_apikeys import ApiKey, key_digest
+from keys import services
+from keys.models import ApiKey, key_digest
 from project.platform import errors
 from project.platform.client import PlatformClient
 from project.platform.emulator import Emulator
 from project.sync.services import outbox_drain
 from tests.factories import ServiceAccountFactory
+from workspaces.models import ServiceAccount
 
 __all__ = ["SECRET_SHAPE", "Clock", "account", "clock", "drain", "env", "globex_account", "issue", "key_works",
            "usage_row"]

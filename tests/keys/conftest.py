@@ -19,13 +19,12 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model, Q
 
 from agents import services as agent_services
-from agents.models import Workspace
-from keys import services
-from keys.models import Role, RoleAssignment, ServiceAccount
-from keys.permissions import BUILTIN_ROLES
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from tests.factories import UserFactory, builtin_role, grant
+from workspaces import services
+from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
+from workspaces.permissions import BUILTIN_ROLES
 
 
 @pytest.fixture(autouse=True)
@@ -131,14 +130,14 @@ class Design:
 #: The designed permissions of the known admins (written from DESIGN.md and the issue, not read from the
 #: admin classes). Admins without a row fall back to their declared view/manage/add permissions.
 DESIGNED: dict[str, Design] = {
-    "agents.workspace": Design("workspace.view", SUPERUSER, "workspace.manage", NEVER),
-    "agents.environment": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
+    "workspaces.workspace": Design("workspace.view", SUPERUSER, "workspace.manage", NEVER),
+    "workspaces.environment": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
     "agents.agent": Design("workspace.view", "agents.manage", "agents.manage", "agents.manage"),
     "audit.auditevent": Design("audit.view", NEVER, NEVER, NEVER),
     "sync.syncjob": Design("workspace.view", NEVER, NEVER, NEVER),
-    "keys.role": Design("workspace.view", "roles.assign", "roles.assign", "roles.assign"),
-    "keys.roleassignment": Design("workspace.view", "roles.assign", NEVER, "roles.assign"),
-    "keys.serviceaccount": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
+    "workspaces.role": Design("workspace.view", "roles.assign", "roles.assign", "roles.assign"),
+    "workspaces.roleassignment": Design("workspace.view", "roles.assign", NEVER, "roles.assign"),
+    "workspaces.serviceaccount": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
     "auth.user": Design("roles.assign", "roles.assign", SUPERUSER, NEVER),
     "keys.keypolicy": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
     "broker.brokerkey": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
@@ -196,7 +195,7 @@ def _service_account(ws: Workspace, tag: str) -> Model:
 
 
 def _alert(ws: Workspace, tag: str) -> Model:
-    from detection.services import alert_raise
+    from project.alerts.services import alert_raise
 
     return alert_raise(actor=None, workspace=ws, kind="matrix", title=f"{tag} alert", dedup_key=f"matrix-{tag}")[0]
 
@@ -231,7 +230,7 @@ def _broker_key(ws: Workspace, tag: str) -> Model:
 
 
 def _key_policy(ws: Workspace, tag: str) -> Model:
-    from keys.services_apikeys import key_policy_save
+    from keys.services import key_policy_save
 
     return key_policy_save(actor=None, workspace=ws)  # "Key policy of Acme" / "... of Globex"
 
@@ -241,7 +240,7 @@ def _api_key(ws: Workspace, tag: str) -> Model:
 
     from django.utils import timezone
 
-    from keys.models_apikeys import ApiKey
+    from keys.models import ApiKey
 
     sa = ServiceAccount.objects.create(workspace=ws, name=f"{tag}-keyholder", remote_id=f"remote-{tag}")
     return ApiKey.objects.create(workspace=ws, service_account=sa, environment=ws.environments.get(name="dev"),
@@ -296,16 +295,16 @@ def _user(ws: Workspace, tag: str) -> Model:
 
 
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
-    "agents.workspace": lambda ws, tag: ws,
-    "agents.environment": _environment,
+    "workspaces.workspace": lambda ws, tag: ws,
+    "workspaces.environment": _environment,
     "agents.agent": _agent,
     "audit.auditevent": _audit_event,
     "sync.syncjob": _sync_job,
-    "keys.role": _role,
-    "keys.roleassignment": _assignment,
-    "keys.serviceaccount": _service_account,
+    "workspaces.role": _role,
+    "workspaces.roleassignment": _assignment,
+    "workspaces.serviceaccount": _service_account,
     "auth.user": _user,
-    "detection.alert": _alert,
+    "alerts.alert": _alert,
     "secrets_app.secret": _secret,
     "keys.keypolicy": _key_policy,
     "secrets_app.tool": _tool,
@@ -325,7 +324,7 @@ def visible_in(model_admin: Any, workspace: Workspace) -> int:
     """How many rows of the admin's model a person holding roles only in `workspace` should see."""
     model = model_admin.model
     label = model._meta.label_lower
-    if label == "keys.role":
+    if label == "workspaces.role":
         return Role.objects.filter(Q(workspace=workspace) | Q(workspace__isnull=True)).count()
     return model._default_manager.filter(**{model_admin.workspace_lookup: workspace.pk}).distinct().count()
 
@@ -375,15 +374,15 @@ def _fail(job: Model) -> None:
 
 
 KNOWN_ACTIONS: dict[tuple[str, str], ActionSpec] = {
-    ("keys.serviceaccount", "disable_service_accounts"): ActionSpec(("keys.revoke",), None,
+    ("workspaces.serviceaccount", "disable_service_accounts"): ActionSpec(("keys.revoke",), None,
                                                                     lambda sa: not sa.is_active),
-    ("keys.serviceaccount", "enable_service_accounts"): ActionSpec(("keys.issue", "keys.revoke"), _disable,
+    ("workspaces.serviceaccount", "enable_service_accounts"): ActionSpec(("keys.issue", "keys.revoke"), _disable,
                                                                    lambda sa: sa.is_active),
     ("sync.syncjob", "retry_jobs"): ActionSpec(("sync.manage",), _fail, lambda job: job.state == "pending"),
     ("sync.syncjob", "discard_jobs"): ActionSpec(("sync.manage",), None, lambda job: job.state == "discarded"),
-    ("detection.alert", "acknowledge"): ActionSpec(("incidents.manage",), None,
+    ("alerts.alert", "acknowledge"): ActionSpec(("incidents.manage",), None,
                                                    lambda alert: alert.state == "acknowledged"),
-    ("detection.alert", "resolve"): ActionSpec(("incidents.manage",), None, lambda alert: alert.state == "resolved"),
+    ("alerts.alert", "resolve"): ActionSpec(("incidents.manage",), None, lambda alert: alert.state == "resolved"),
 }
 
 #: Cross-workspace leaks the matrix found in pages other engineers own, reported to the lead and listed here so

@@ -8,11 +8,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import access, services
-from keys.models import RoleAssignment, ServiceAccount
-from keys.permissions import ALL
 from tests.conftest import login
 from tests.factories import UserFactory, WorkspaceFactory, builtin_role, grant
+from workspaces import access, services
+from workspaces.models import RoleAssignment, ServiceAccount
+from workspaces.permissions import ALL
 
 pytestmark = pytest.mark.django_db
 
@@ -62,8 +62,8 @@ def test_admin_page_queries_do_not_grow_with_workspaces():
             services.service_account_create(actor=None, workspace=ws, name="robot")
         client = login(user)
         with CaptureQueriesContext(connection) as queries:
-            assert client.get(reverse("admin:keys_serviceaccount_changelist")).status_code == 200
-            assert client.get(reverse("admin:keys_roleassignment_changelist")).status_code == 200
+            assert client.get(reverse("admin:workspaces_serviceaccount_changelist")).status_code == 200
+            assert client.get(reverse("admin:workspaces_roleassignment_changelist")).status_code == 200
         return len(queries)
 
     assert page_queries(1) == page_queries(50)

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from keys import services_apikeys as services
-from keys.models_apikeys import ApiKey, KeyPolicy
+from keys import services
+from keys.models import ApiKey, KeyPolicy
 from project.audit.models import AuditEvent
 from tests.conftest import login
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)

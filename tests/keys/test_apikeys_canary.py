@@ -11,8 +11,8 @@ from django.contrib.sessions.models import Session
 from django.db import connection
 from django.urls import reverse
 
-from keys import services_apikeys as services
-from keys.models_apikeys import ApiKey, key_digest
+from keys import services
+from keys.models import ApiKey, key_digest
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import SECRET_SHAPE, drain, env, usage_row
 
@@ -73,7 +73,7 @@ def test_issued_secret_appears_nowhere_but_its_one_page(owner_client, owner, acc
     pages = "".join(owner_client.get(url).content.decode() for url in (
         reverse("admin:keys_apikey_changelist"), reverse("admin:keys_apikey_change", args=[key.pk]),
         reverse("admin:keys_apikey_change", args=[successor.pk]), reverse("admin:audit_auditevent_changelist"),
-        reverse("admin:sync_syncjob_changelist"), reverse("admin:detection_alert_changelist"),
+        reverse("admin:sync_syncjob_changelist"), reverse("admin:alerts_alert_changelist"),
         reverse("admin:keys_apikey_add")))
     logs = caplog.text + "".join(str(r.args) + str(r.msg) for r in caplog.records)
     for secret in (first, second):

@@ -4,8 +4,8 @@ import io
 
 import pytest
 
-from keys.demo_apikeys import seed_api_keys
-from keys.models_apikeys import ApiKey
+from keys.demo import seed_api_keys
+from keys.models import ApiKey
 from tests.factories import WorkspaceFactory
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import SECRET_SHAPE

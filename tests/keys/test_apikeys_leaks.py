@@ -8,9 +8,9 @@ import pytest
 from django.contrib.sessions.models import Session
 from django.urls import reverse
 
-from detection.models import Alert
 from keys import leaks
-from keys.models_apikeys import ApiKey
+from keys.models import ApiKey
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import issue, key_works

@@ -8,10 +8,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 
-from keys import services_apikeys as services
-from keys.models_apikeys import ApiKey, key_digest
-from keys.services_apikeys import issue as issuing
-from keys.sync_apikeys import push_api_key, reconcile_api_keys
+from keys import services
+from keys.models import ApiKey, key_digest
+from keys.services import issue as issuing
+from keys.sync import push_api_key, reconcile_api_keys
 from project.audit.models import AuditEvent
 from project.platform.client import PlatformClient
 from project.sync.models import SyncJob
@@ -119,7 +119,7 @@ def test_update_patches_the_platform(owner, account, emulator, django_capture_on
 
 
 def test_key_deleted_behind_keywards_back_is_revoked_with_an_alert(owner, account, platform, clock):
-    from detection.models import Alert
+    from project.alerts.models import Alert
 
     key = issue(owner, account).key
     platform.delete_api_key(account.remote_id, ApiKey.objects.get(pk=key.pk).remote_key_id)
@@ -213,7 +213,7 @@ def test_resubmitted_form_never_issues_twice(owner, account, emulator):
 
 # --- service accounts -----------------------------------------------------------------------------------------
 def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(workspace, platform, emulator):
-    from keys import services as roles
+    from workspaces import services as roles
 
     sa = roles.service_account_create(actor=None, workspace=workspace, name="robot")
     drain()
@@ -223,7 +223,7 @@ def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(worksp
 
 
 def test_service_account_lost_create_is_found_not_duplicated(workspace, platform, emulator):
-    from keys import services as roles
+    from workspaces import services as roles
 
     sa = roles.service_account_create(actor=None, workspace=workspace, name="robot")
     made = platform.create_service_account(name=services.service_account_remote_name(sa))
@@ -235,7 +235,7 @@ def test_service_account_lost_create_is_found_not_duplicated(workspace, platform
 
 def test_disabling_a_service_account_revokes_its_keys_in_the_same_transaction(owner, account, emulator,
                                                                                django_capture_on_commit_callbacks):
-    from keys import services as roles
+    from workspaces import services as roles
 
     first, second = issue(owner, account), issue(owner, account, "dev")
     other = issue(owner, ServiceAccountFactory(workspace=account.workspace, name="other", remote_id=account.remote_id))

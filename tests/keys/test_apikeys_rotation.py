@@ -6,9 +6,9 @@ from datetime import timedelta
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 
-from detection.models import Alert
-from keys import services_apikeys as services
-from keys.models_apikeys import ApiKey
+from keys import services
+from keys.models import ApiKey
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import drain, env, issue, key_works, usage_row

@@ -6,8 +6,8 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
-from keys import services_apikeys as services
-from keys.models_apikeys import PLATFORM_SCOPES, ApiKey, KeyPolicy, normalise_allowed_ips
+from keys import services
+from keys.models import PLATFORM_SCOPES, ApiKey, KeyPolicy, normalise_allowed_ips
 from project.audit.models import AuditEvent
 from project.platform.emulator import PERMISSION_TYPES
 from project.sync.models import SyncJob

@@ -5,11 +5,10 @@ from decimal import Decimal
 
 import pytest
 
-from detection.models import Alert
-from keys import services_apikeys as services
-from keys import tasks
-from keys.models_apikeys import ApiKey, KeyUsageDaily
-from keys.selectors_apikeys import DEFAULT_POLICY, flagged
+from keys import services, tasks
+from keys.models import ApiKey, KeyUsageDaily
+from keys.selectors import DEFAULT_POLICY, flagged
+from project.alerts.models import Alert
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import issue, usage_row
 

@@ -7,9 +7,9 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 
-from keys import services
-from keys.models import RoleAssignment
 from tests.factories import UserFactory, WorkspaceFactory, grant
+from workspaces import services
+from workspaces.models import RoleAssignment
 
 
 @pytest.mark.django_db(transaction=True)

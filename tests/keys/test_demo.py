@@ -4,12 +4,12 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from keys import demo
-from keys.demo_roles import seed_people_and_service_accounts
-from keys.models import Role, RoleAssignment, ServiceAccount
 from project.audit.models import AuditEvent
 from tests.factories import WorkspaceFactory
 from tests.keys.conftest import state
+from workspaces import demo
+from workspaces.demo import seed_people_and_service_accounts
+from workspaces.models import Role, RoleAssignment, ServiceAccount
 
 pytestmark = pytest.mark.django_db
 PASSWORD = "demo-password-for-tests-2026"
@@ -43,10 +43,10 @@ def test_a_newcomer_signs_in_as_team_lead_and_sees_only_their_workspace(client):
     lead = get_user_model().objects.get(username="acme-lead")
     assert lead.check_password(PASSWORD)
     client.force_login(lead)
-    page = client.get(reverse("admin:keys_roleassignment_changelist")).content.decode()
+    page = client.get(reverse("admin:workspaces_roleassignment_changelist")).content.decode()
     assert "acme-dev" in page and "globex" not in page.lower()
-    assert client.get(reverse("admin:keys_roleassignment_add")).status_code == 200
+    assert client.get(reverse("admin:workspaces_roleassignment_add")).status_code == 200
 
 
-def test_keys_demo_gathers_the_roles_seeder():
+def test_the_roles_seeder_is_offered_to_seed_demo():
     assert seed_people_and_service_accounts in demo.demo_seeders

@@ -4,15 +4,16 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from keys import services, services_people
-from keys.models import RoleAssignment, ServiceAccount
 from tests.conftest import login
 from tests.factories import UserFactory, builtin_role
 from tests.keys.conftest import state
+from workspaces import services
+from workspaces.models import RoleAssignment, ServiceAccount
+from workspaces.services import people as services_people
 
 pytestmark = pytest.mark.django_db
 
-ASSIGN_ADD = reverse("admin:keys_roleassignment_add")
+ASSIGN_ADD = reverse("admin:workspaces_roleassignment_add")
 
 
 def _assign_form(workspace, role, person="", service_account=""):
@@ -57,7 +58,7 @@ def test_team_lead_cannot_add_a_permission_they_lack_to_a_role(team_lead, worksp
     role = services.role_create(actor=team_lead, workspace=workspace, name="Helpers", permissions=["workspace.view"])
     services.role_assign(actor=team_lead, workspace=workspace, role=role, user=UserFactory(username="helper"))
     before = state()
-    url = reverse("admin:keys_role_change", args=[role.pk])
+    url = reverse("admin:workspaces_role_change", args=[role.pk])
     response = login(team_lead).post(url, {"name": "Helpers", "description": "",
                                            "permissions": ["workspace.view", "keys.revoke"]})
     assert response.status_code == 200
@@ -75,10 +76,10 @@ def test_team_lead_cannot_touch_a_role_beyond_their_rights(owner, team_lead, wor
                                 permissions=["workspace.view", "keys.revoke"])
     before = state()
     client = login(team_lead)
-    url = reverse("admin:keys_role_change", args=[role.pk])
+    url = reverse("admin:workspaces_role_change", args=[role.pk])
     assert client.get(url).status_code == 200  # read-only
     assert client.post(url, {"name": "Responders", "permissions": ["workspace.view"]}).status_code == 403
-    assert client.post(reverse("admin:keys_role_delete", args=[role.pk]), {"post": "yes"}).status_code == 403
+    assert client.post(reverse("admin:workspaces_role_delete", args=[role.pk]), {"post": "yes"}).status_code == 403
     with pytest.raises(ValidationError, match="beyond your own"):
         services.role_update(actor=team_lead, role=role, permissions=["workspace.view"])
     with pytest.raises(ValidationError, match="beyond your own"):
@@ -89,7 +90,7 @@ def test_team_lead_cannot_touch_a_role_beyond_their_rights(owner, team_lead, wor
 def test_team_lead_cannot_revoke_an_admin(owner, second_admin, team_lead, workspace):
     before = state()
     assignment = RoleAssignment.objects.get(user=owner)
-    response = login(team_lead).post(reverse("admin:keys_roleassignment_delete", args=[assignment.pk]),
+    response = login(team_lead).post(reverse("admin:workspaces_roleassignment_delete", args=[assignment.pk]),
                                      {"post": "yes"}, follow=True)
     assert "within your own permissions" in response.content.decode()
     with pytest.raises(ValidationError, match="within your own permissions"):
@@ -121,10 +122,10 @@ def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, ot
     # Creating in the other workspace.
     response = client.post(ASSIGN_ADD, _assign_form(other_workspace, builtin_role("Viewer"), "friend"))
     assert response.status_code == 200 and "workspace" in _errors(response)
-    response = client.post(reverse("admin:keys_role_add"), {"workspace": other_workspace.pk, "name": "Sneaky",
+    response = client.post(reverse("admin:workspaces_role_add"), {"workspace": other_workspace.pk, "name": "Sneaky",
                                                            "permissions": ["workspace.view"]})
     assert response.status_code == 200 and "workspace" in _errors(response)
-    response = client.post(reverse("admin:keys_serviceaccount_add"), {"workspace": other_workspace.pk,
+    response = client.post(reverse("admin:workspaces_serviceaccount_add"), {"workspace": other_workspace.pk,
                                                                       "name": "sneaky"})
     assert response.status_code == 200 and "workspace" in _errors(response)
     # Its objects, used from the own workspace.
@@ -133,14 +134,15 @@ def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, ot
     response = client.post(ASSIGN_ADD, _assign_form(workspace, builtin_role("Viewer"), "", globex_sa))
     assert response.status_code == 200 and "service_account" in _errors(response)
     # Its objects, changed directly.
-    assert client.post(reverse("admin:keys_role_change", args=[globex_role.pk]),
+    assert client.post(reverse("admin:workspaces_role_change", args=[globex_role.pk]),
                        {"name": "Mine now", "permissions": ["workspace.view"]}).status_code == 404
-    assert client.post(reverse("admin:keys_role_delete", args=[globex_role.pk]), {"post": "yes"}).status_code == 404
-    assert client.post(reverse("admin:keys_roleassignment_delete", args=[globex_assignment.pk]),
+    assert client.post(reverse("admin:workspaces_role_delete", args=[globex_role.pk]),
                        {"post": "yes"}).status_code == 404
-    assert client.post(reverse("admin:keys_serviceaccount_change", args=[globex_sa.pk]),
+    assert client.post(reverse("admin:workspaces_roleassignment_delete", args=[globex_assignment.pk]),
+                       {"post": "yes"}).status_code == 404
+    assert client.post(reverse("admin:workspaces_serviceaccount_change", args=[globex_sa.pk]),
                        {"name": "renamed"}).status_code == 404
-    client.post(reverse("admin:keys_serviceaccount_changelist"),
+    client.post(reverse("admin:workspaces_serviceaccount_changelist"),
                 {"action": "disable_service_accounts", "index": 0, "_selected_action": [globex_sa.pk]})
     assert client.get(reverse("admin:auth_user_change", args=[globex_person.pk])).status_code == 404
     assert state() == before

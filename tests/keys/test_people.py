@@ -4,12 +4,12 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
-from keys import services_people
-from keys.models import RoleAssignment
 from project.audit.models import AuditEvent
 from tests.conftest import login
 from tests.factories import UserFactory, builtin_role, grant
 from tests.keys.conftest import state
+from workspaces.models import RoleAssignment
+from workspaces.services import people as services_people
 
 pytestmark = pytest.mark.django_db
 

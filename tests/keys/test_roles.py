@@ -5,17 +5,17 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from keys import access, services
-from keys.models import Role, RoleAssignment
 from project.audit.models import AuditEvent
 from tests.conftest import login
 from tests.factories import UserFactory, builtin_role, grant
 from tests.keys.conftest import state
+from workspaces import access, services
+from workspaces.models import Role, RoleAssignment
 
 pytestmark = pytest.mark.django_db
 
-ASSIGN_ADD = reverse("admin:keys_roleassignment_add")
-ROLE_ADD = reverse("admin:keys_role_add")
+ASSIGN_ADD = reverse("admin:workspaces_roleassignment_add")
+ROLE_ADD = reverse("admin:workspaces_role_add")
 
 
 def _assign_form(workspace, role, person="", service_account=""):
@@ -62,10 +62,10 @@ def test_builtin_roles_cannot_be_changed_or_deleted(owner, owner_client, superus
             services.role_update(actor=actor, role=admin_role, permissions=["workspace.view"])
         with pytest.raises(ValidationError, match="Built-in roles"):
             services.role_delete(actor=actor, role=admin_role)
-    url = reverse("admin:keys_role_change", args=[admin_role.pk])
+    url = reverse("admin:workspaces_role_change", args=[admin_role.pk])
     assert owner_client.get(url).status_code == 200  # shown, read-only
     assert owner_client.post(url, {"name": "Admin", "permissions": ["workspace.view"]}).status_code == 403
-    assert owner_client.get(reverse("admin:keys_role_delete", args=[admin_role.pk])).status_code == 403
+    assert owner_client.get(reverse("admin:workspaces_role_delete", args=[admin_role.pk])).status_code == 403
     assert state() == before
 
 
@@ -90,7 +90,7 @@ def test_role_in_use_cannot_be_deleted(owner, workspace):
 
 def test_unused_custom_role_is_deleted_and_audited(owner_client, owner, workspace):
     role = services.role_create(actor=owner, workspace=workspace, name="Ops", permissions=["workspace.view"])
-    response = owner_client.post(reverse("admin:keys_role_delete", args=[role.pk]), {"post": "yes"})
+    response = owner_client.post(reverse("admin:workspaces_role_delete", args=[role.pk]), {"post": "yes"})
     assert response.status_code == 302
     assert not Role.objects.filter(pk=role.pk).exists()
     assert AuditEvent.objects.filter(action="role.delete", object_id=str(role.pk)).exists()
@@ -99,7 +99,7 @@ def test_unused_custom_role_is_deleted_and_audited(owner_client, owner, workspac
 def test_delete_page_explains_why_a_role_in_use_stays(owner_client, owner, workspace):
     role = services.role_create(actor=owner, workspace=workspace, name="Ops", permissions=["workspace.view"])
     services.role_assign(actor=owner, workspace=workspace, role=role, user=UserFactory(username="holder"))
-    response = owner_client.post(reverse("admin:keys_role_delete", args=[role.pk]), {"post": "yes"}, follow=True)
+    response = owner_client.post(reverse("admin:workspaces_role_delete", args=[role.pk]), {"post": "yes"}, follow=True)
     assert "still assigned 1 time" in response.content.decode()
     assert Role.objects.filter(pk=role.pk).exists()
 
@@ -163,7 +163,7 @@ def test_last_active_admin_cannot_be_revoked_even_by_a_superuser(owner, superuse
     before = state()
     with pytest.raises(ValidationError, match="last active Admin"):
         services.role_revoke(actor=superuser, assignment=only)
-    response = login(superuser).post(reverse("admin:keys_roleassignment_delete", args=[only.pk]), {"post": "yes"},
+    response = login(superuser).post(reverse("admin:workspaces_roleassignment_delete", args=[only.pk]), {"post": "yes"},
                                      follow=True)
     assert "last active Admin" in response.content.decode()
     assert state() == before
@@ -191,7 +191,8 @@ def test_revoke_through_admin_is_audited_with_the_original_granter(owner, owner_
     grantee = UserFactory(username="grantee")
     assignment = services.role_assign(actor=team_lead, workspace=workspace, role=builtin_role("Viewer"),
                                       user=grantee)
-    response = owner_client.post(reverse("admin:keys_roleassignment_delete", args=[assignment.pk]), {"post": "yes"})
+    response = owner_client.post(reverse("admin:workspaces_roleassignment_delete", args=[assignment.pk]),
+                                 {"post": "yes"})
     assert response.status_code == 302
     event = AuditEvent.objects.get(action="role.revoke")
     assert (event.actor_label, event.changes["granted_by"], event.changes["revoked_from"]) == ("owner", "lead",
@@ -200,7 +201,7 @@ def test_revoke_through_admin_is_audited_with_the_original_granter(owner, owner_
 
 def test_assignments_cannot_be_edited_only_revoked(owner_client, owner, workspace):
     assignment = RoleAssignment.objects.get(user=owner)
-    url = reverse("admin:keys_roleassignment_change", args=[assignment.pk])
+    url = reverse("admin:workspaces_roleassignment_change", args=[assignment.pk])
     assert owner_client.get(url).status_code == 200
     assert owner_client.post(url, {"role": builtin_role("Viewer").pk}).status_code == 403
 

@@ -3,18 +3,18 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
 
-from keys import access, services
-from keys.models import ServiceAccount
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from project.sync.models import SyncJob
 from tests.conftest import login
 from tests.factories import builtin_role
 from tests.keys.conftest import state
+from workspaces import access, services
+from workspaces.models import ServiceAccount
 
 pytestmark = pytest.mark.django_db
 
-LIST = reverse("admin:keys_serviceaccount_changelist")
+LIST = reverse("admin:workspaces_serviceaccount_changelist")
 
 
 def _act(client, action, *accounts):
@@ -31,7 +31,7 @@ def test_create_audits_and_enqueues_the_platform_create(team_lead, workspace):
 
 
 def test_security_admin_creates_through_admin(security_admin, workspace):
-    response = login(security_admin).post(reverse("admin:keys_serviceaccount_add"),
+    response = login(security_admin).post(reverse("admin:workspaces_serviceaccount_add"),
                                           {"workspace": workspace.pk, "name": "backend", "description": ""})
     assert response.status_code == 302
     assert ServiceAccount.objects.filter(name="backend", workspace=workspace).exists()
@@ -40,14 +40,15 @@ def test_security_admin_creates_through_admin(security_admin, workspace):
 def test_create_needs_keys_issue(member, workspace):
     with pytest.raises(PermissionDenied):
         services.service_account_create(actor=member, workspace=workspace, name="ci")
-    assert login(member).get(reverse("admin:keys_serviceaccount_add")).status_code == 403
+    assert login(member).get(reverse("admin:workspaces_serviceaccount_add")).status_code == 403
     assert not ServiceAccount.objects.exists()
 
 
 def test_duplicate_name_in_a_workspace_is_refused_on_its_field(owner, workspace, other_workspace):
     services.service_account_create(actor=None, workspace=workspace, name="ci")
     services.service_account_create(actor=None, workspace=other_workspace, name="ci")  # another workspace: fine
-    response = login(owner).post(reverse("admin:keys_serviceaccount_add"), {"workspace": workspace.pk, "name": "ci"})
+    response = login(owner).post(reverse("admin:workspaces_serviceaccount_add"),
+                                 {"workspace": workspace.pk, "name": "ci"})
     assert response.status_code == 200
     assert response.context["adminform"].form.errors
     assert ServiceAccount.objects.filter(workspace=workspace).count() == 1
@@ -137,7 +138,7 @@ def test_enabling_needs_issue_and_revoke(team_lead, security_admin, acme_sa):
 
 
 def test_service_accounts_are_never_deleted_from_the_admin(owner_client, acme_sa):
-    assert owner_client.post(reverse("admin:keys_serviceaccount_delete", args=[acme_sa.pk]),
+    assert owner_client.post(reverse("admin:workspaces_serviceaccount_delete", args=[acme_sa.pk]),
                              {"post": "yes"}).status_code == 403
     assert ServiceAccount.objects.filter(pk=acme_sa.pk).exists()
 

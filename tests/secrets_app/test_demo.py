@@ -2,9 +2,9 @@ import re
 
 import pytest
 
-from agents.services import workspace_create
 from secrets_app import demo
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool, ToolSecretReference, UserCredential
+from workspaces.services import workspace_create
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from detection.models import Alert
+from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from secrets_app import oauth, services, tasks
 from secrets_app.models import UserCredential

@@ -15,7 +15,9 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from agents import services
-from agents.models import Agent, Workspace
+from agents.models import Agent
+from workspaces import services as workspace_services
+from workspaces.models import Workspace
 
 DEMO_PASSWORD = "keyward-demo-2026"
 DEMO_ADMIN = "admin"
@@ -69,7 +71,7 @@ class Command(BaseCommand):
         for name, slug in specs:
             workspace = Workspace.objects.filter(slug=slug).first()
             if workspace is None:
-                workspace = services.workspace_create(actor=None, name=name, slug=slug,
+                workspace = workspace_services.workspace_create(actor=None, name=name, slug=slug,
                                                       description="Demo workspace created by seed_demo")
             result.append(workspace)
         return result

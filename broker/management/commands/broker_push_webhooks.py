@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from broker.services import agent_credential_webhooks_push
+from agents.services import agent_credential_webhooks_push
 
 
 class Command(BaseCommand):

@@ -1,0 +1,447 @@
+"""Admin pages of tenancy and access: workspaces and their environments, roles, assignments, service accounts,
+and the people (Django's User, replaced by a workspace-scoped admin; Group is not used).
+
+Adding people: "Add user" (titled "Add a person") creates a staff login with no usable password and its
+first role in one workspace, for anyone holding `roles.assign` somewhere; "Add role assignment" gives a role
+to someone who already has a login (by username or email) or to a service account. A superuser sets the
+new person's password (the "Set password" link) or the deployment's single sign-on does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin.options import IS_POPUP_VAR
+from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model, update_session_auth_hash
+from django.contrib.auth.forms import AdminPasswordChangeForm
+from django.contrib.auth.models import Group
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Model, Prefetch, QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.utils.html import format_html, format_html_join
+from django.views.decorators.debug import sensitive_post_parameters
+
+from project import access
+from project.admin_base import WorkspaceScopedAdmin
+from workspaces import access as policy
+from workspaces import selectors, services
+from workspaces.forms import PersonForm, RoleAssignmentForm, RoleForm, ServiceAccountForm, UserChangeForm
+from workspaces.models import Environment, Role, RoleAssignment, ServiceAccount, Workspace
+from workspaces.services import people as services_people
+
+User = get_user_model()
+
+
+# --- shared pieces -------------------------------------------------------------------------------------
+class ScopedWorkspaceFilter(admin.SimpleListFilter):
+    """Workspace choices limited to the ones the person may see (a plain related filter would list all)."""
+
+    title = "workspace"
+    parameter_name = "workspace"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
+        allowed = access.workspaces_with(request.user, model_admin.view_permission)
+        qs = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
+        return [(ws.pk, ws.name) for ws in qs]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(workspace_id=self.value()) if self.value() else queryset
+
+
+class ScopedRoleFilter(admin.SimpleListFilter):
+    title = "role"
+    parameter_name = "role"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
+        return [(role.pk, str(role)) for role in selectors.roles_for(request.user, model_admin.view_permission)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        return queryset.filter(role_id=self.value()) if self.value() else queryset
+
+
+class KeysAdmin(WorkspaceScopedAdmin):
+    """Gives forms the signed-in person and turns a service's refusal into a message, nothing changed."""
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def _refused(self, request: HttpRequest, exc: ValidationError, where: str) -> HttpResponse:
+        for message in exc.messages:
+            self.message_user(request, message, level=messages.ERROR)
+        return HttpResponseRedirect(where)
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:  # a rule that changed between the form's check and the save
+            return self._refused(request, exc, request.get_full_path())
+
+    def delete_check(self, request: HttpRequest, obj: Model) -> None:
+        """Raise ValidationError when the service would refuse to delete obj (shown before confirming)."""
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
+        obj = self.get_object(request, unquote(object_id))  # 404 outside the person's workspaces
+        if not self.has_delete_permission(request, obj):
+            raise PermissionDenied
+        change_url = reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk])
+        try:
+            self.delete_check(request, obj)
+            return super().delete_view(request, object_id, extra_context)
+        except ValidationError as exc:
+            return self._refused(request, exc, change_url)
+
+
+# --- roles ---------------------------------------------------------------------------------------------
+@admin.register(Role)
+class RoleAdmin(KeysAdmin):
+    form = RoleForm
+    manage_permission = "roles.assign"
+    list_display = ("name", "scope", "permission_list", "description")
+    list_filter = ("is_builtin",)
+    search_fields = ("name",)
+    fields = ("workspace", "name", "description", "permissions")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.roles_for(request.user, self.view_permission)
+
+    @admin.display(description="workspace")
+    def scope(self, role: Role) -> str:
+        return "built-in (every workspace)" if role.workspace_id is None else str(role.workspace)
+
+    @admin.display(description="permissions")
+    def permission_list(self, role: Role) -> str:
+        return ", ".join(role.permissions)
+
+    def _manageable(self, request: HttpRequest, role: Role) -> bool:
+        # A role beyond the person's own rights is read-only to them (the service refuses it anyway).
+        return (not role.is_builtin and access.has_perm(request.user, self.manage_permission, role.workspace_id)
+                and set(role.permissions) <= policy.permissions_in(request.user, role.workspace_id))
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is not None and obj.workspace_id is None:
+            return self._any(request, self.view_permission)
+        return super().has_view_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return super().has_change_permission(request, obj) if obj is None else self._manageable(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return super().has_delete_permission(request, obj) if obj is None else self._manageable(request, obj)
+
+    def service_save(self, request: HttpRequest, obj: Role, form: Any, change: bool) -> Role:
+        data = {f: form.cleaned_data[f] for f in ("name", "description", "permissions")}
+        if change:
+            return services.role_update(actor=request.user, role=obj, **data)
+        return services.role_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)
+
+    def delete_check(self, request: HttpRequest, obj: Role) -> None:
+        services.role_delete_check(actor=request.user, role=obj)
+
+    def service_delete(self, request: HttpRequest, obj: Role) -> None:
+        services.role_delete(actor=request.user, role=obj)
+
+
+# --- role assignments ----------------------------------------------------------------------------------
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(KeysAdmin):
+    manage_permission = "roles.assign"
+    list_display = ("principal_link", "role", "workspace", "granted_by", "expires_at", "state")
+    list_select_related = ("workspace", "role", "user", "service_account", "granted_by")
+    list_filter = (ScopedWorkspaceFilter, ScopedRoleFilter)
+    search_fields = ("user__username", "user__email", "service_account__name", "role__name")
+    add_fields = ("workspace", "role", "person", "service_account", "expires_at")
+    view_fields = ("workspace", "role", "principal_link", "granted_by", "expires_at", "state", "created_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.role_assignments_for(request.user, self.view_permission)
+
+    def get_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.add_fields if obj is None else self.view_fields
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = RoleAssignmentForm if obj is None else forms.ModelForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.view_fields if obj is not None else ()
+
+    @admin.display(description="granted to")
+    def principal_link(self, assignment: RoleAssignment) -> str:
+        if assignment.service_account_id:
+            return format_html("{} (service account)", assignment.service_account)
+        return str(assignment.user)
+
+    @admin.display(description="state")
+    def state(self, assignment: RoleAssignment) -> str:
+        if assignment.expires_at is not None and assignment.expires_at <= timezone.now():
+            return "expired (grants nothing)"
+        if assignment.service_account_id and not assignment.service_account.is_active:
+            return "dormant (service account disabled)"
+        return "active"
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # an assignment is granted or revoked, never edited: revoke and grant again
+
+    def service_save(self, request: HttpRequest, obj: RoleAssignment, form: Any, change: bool) -> RoleAssignment:
+        data = form.cleaned_data
+        return services.role_assign(actor=request.user, workspace=data["workspace"], role=data["role"],
+                                    user=data["person"], service_account=data["service_account"],
+                                    expires_at=data.get("expires_at"))
+
+    def delete_check(self, request: HttpRequest, obj: RoleAssignment) -> None:
+        services.role_revoke_check(actor=request.user, assignment=obj)
+
+    def service_delete(self, request: HttpRequest, obj: RoleAssignment) -> None:
+        services.role_revoke(actor=request.user, assignment=obj)
+
+
+# --- service accounts ----------------------------------------------------------------------------------
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(KeysAdmin):
+    form = ServiceAccountForm
+    manage_permission = "keys.issue"
+    list_display = ("name", "workspace", "is_active", "remote_id", "created_by", "created_at")
+    list_select_related = ("workspace", "created_by")
+    list_filter = ("is_active", ScopedWorkspaceFilter)
+    search_fields = ("name", "=remote_id")
+    fields = ("workspace", "name", "description", "is_active", "disabled_at", "disabled_by", "remote_id",
+              "created_by", "roles")
+    readonly_fields = ("is_active", "disabled_at", "disabled_by", "remote_id", "created_by", "roles")
+    actions = ["disable_service_accounts", "enable_service_accounts"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return selectors.service_accounts_for(request.user, self.view_permission)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # audit events and keys refer to it: disable it instead
+
+    @admin.display(description="roles")
+    def roles(self, sa: ServiceAccount) -> str:
+        if not sa.pk:
+            return "—"
+        rows = format_html_join(", ", "{}", ((a.role.name,) for a in sa.role_assignments.select_related("role")))
+        assign = (reverse("admin:workspaces_roleassignment_add")
+                  + f"?workspace={sa.workspace_id}&service_account={sa.pk}")
+        return format_html('{} <a href="{}">Assign a role</a>', rows or "none", assign)
+
+    def service_save(self, request: HttpRequest, obj: ServiceAccount, form: Any, change: bool) -> ServiceAccount:
+        data = {f: form.cleaned_data[f] for f in services.SERVICE_ACCOUNT_FIELDS}
+        if change:
+            return services.service_account_update(actor=request.user, service_account=obj, **data)
+        return services.service_account_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)
+
+    def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, needs: tuple[str, ...]) -> None:
+        done, refused = 0, []
+        service = services.service_account_disable if verb == "disabled" else services.service_account_enable
+        for sa in queryset:
+            if not all(access.has_perm(request.user, p, sa.workspace_id) for p in needs):
+                refused.append(f"{sa}: you lack {' and '.join(needs)} in its workspace")
+                continue
+            try:
+                service(actor=request.user, service_account=sa)
+                done += 1
+            except ValidationError as exc:
+                refused.append(f"{sa}: {' '.join(exc.messages)}")
+        if done:
+            self.message_user(request, f"{done} service account(s) {verb}.")
+        for reason in refused:
+            self.message_user(request, reason, level=messages.WARNING)
+
+    @admin.action(description="Disable selected service accounts (revokes their keys)")
+    def disable_service_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "disabled", ("keys.revoke",))
+
+    @admin.action(description="Enable selected service accounts")
+    def enable_service_accounts(self, request: HttpRequest, queryset: QuerySet) -> None:
+        self._act(request, queryset, "enabled", ("keys.issue", "keys.revoke"))
+
+    def _anywhere(self, request: HttpRequest, *permissions: str) -> bool:
+        """Does the person hold all these permissions together in at least one workspace?"""
+        sets = [access.workspaces_with(request.user, p) for p in permissions]
+        return any(s is None for s in sets) or bool(set.intersection(*sets))
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        actions = super().get_actions(request)
+        if not self._anywhere(request, "keys.revoke"):
+            actions.pop("disable_service_accounts", None)
+        if not self._anywhere(request, "keys.issue", "keys.revoke"):
+            actions.pop("enable_service_accounts", None)
+        return actions
+
+
+# --- people (Django's User) -----------------------------------------------------------------------------
+admin.site.unregister(User)
+admin.site.unregister(Group)  # Django groups grant nothing in Keyward: roles do
+
+
+@admin.register(User)
+class PersonAdmin(KeysAdmin):
+    """People who hold a role where the signed-in person may assign roles. Only superusers change a login
+    (it is shared by every workspace); anyone with roles.assign adds people to their workspaces."""
+
+    view_permission = "roles.assign"
+    manage_permission = "roles.assign"
+    # A person belongs to the workspaces where they hold a role (get_queryset and the has_* checks below
+    # use it through the selectors; the base class's single-object lookup does not apply).
+    workspace_lookup = "role_assignments__workspace_id"
+    workspace_form_fields = ()
+    list_display = ("username", "email", "first_name", "last_name", "is_active", "roles_here")
+    list_filter = ("is_active",)
+    search_fields = ("username", "first_name", "last_name", "email")
+    ordering = ("username",)
+    add_fieldsets = (("Person", {"fields": ("username", "email", "first_name", "last_name")}),
+                     ("First role", {"fields": ("workspace", "role", "expires_at")}))
+    change_fieldsets = ((None, {"fields": ("username", "first_name", "last_name", "email", "is_active",
+                                           "password_state", "last_login", "date_joined")}),
+                        ("Roles in your workspaces", {"fields": ("roles_here",)}))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        allowed = access.workspaces_with(request.user, self.view_permission)
+        visible = RoleAssignment.objects.select_related("role", "workspace")
+        if allowed is not None:
+            visible = visible.filter(workspace_id__in=allowed)
+        return (selectors.users_for(request.user, self.view_permission).order_by("username")
+                .prefetch_related(Prefetch("role_assignments", queryset=visible, to_attr="visible_assignments")))
+
+    def lookup_allowed(self, lookup: str, value: str, request: HttpRequest | None = None) -> bool:
+        # No probing of password hashes through changelist filters (as Django's own UserAdmin).
+        return not lookup.startswith("password") and super().lookup_allowed(lookup, value, request)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is None or policy.is_superuser(request.user):
+            return self._any(request, self.view_permission)
+        return selectors.users_for(request.user, self.view_permission).filter(pk=obj.pk).exists()
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return policy.is_superuser(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # disable the login instead: the audit trail keeps naming the person
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.add_fieldsets if obj is None else self.change_fieldsets
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return () if obj is None else ("username", "password_state", "last_login", "date_joined", "roles_here")
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        kwargs["form"] = PersonForm if obj is None else UserChangeForm
+        return super().get_form(request, obj, change=change, **kwargs)
+
+    def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
+        return super().add_view(request, form_url, {"title": "Add a person", **(extra_context or {})})
+
+    @admin.display(description="roles")
+    def roles_here(self, user: Any) -> str:
+        # visible_assignments comes from get_queryset (list and change page alike): this person's roles in the
+        # viewer's workspaces only, never in the others.
+        return ", ".join(f"{a.role.name} in {a.workspace}" for a in user.visible_assignments) or "—"
+
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Model | None:
+        obj = super().get_object(request, object_id, from_field)
+        obj._viewer_is_superuser = policy.is_superuser(request.user)  # type: ignore[union-attr]
+        return obj
+
+    @admin.display(description="password")
+    def password_state(self, user: Any) -> str:
+        state = "set" if user.has_usable_password() else "not set (cannot sign in with a password)"
+        if not getattr(user, "_viewer_is_superuser", False):
+            return state
+        return format_html('{} <a href="{}">Set password</a>', state,
+                           reverse("admin:auth_user_password_change", args=[user.pk]))
+
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Any:
+        data = form.cleaned_data
+        if change:
+            return services_people.user_update(actor=request.user, user=obj,
+                                               **{f: data[f] for f in services_people.USER_FIELDS})
+        return services_people.person_create(actor=request.user, workspace=data["workspace"], role=data["role"],
+                                             username=data["username"], email=data["email"],
+                                             first_name=data["first_name"], last_name=data["last_name"],
+                                             expires_at=data.get("expires_at"))
+
+    def get_urls(self) -> list:
+        return [path("<path:object_id>/password/", self.admin_site.admin_view(self.password_view),
+                     name="auth_user_password_change"), *super().get_urls()]
+
+    @method_decorator(sensitive_post_parameters())
+    def password_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        user = self.get_object(request, unquote(object_id))  # 404 outside the person's reach
+        if not self.has_change_permission(request, user):
+            raise PermissionDenied
+        form = AdminPasswordChangeForm(user, request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            usable = form.cleaned_data["set_usable_password"]
+            services_people.user_set_password(actor=request.user, user=user,
+                                              password=form.cleaned_data["password1"] if usable else None)
+            if user.pk == request.user.pk:
+                user.refresh_from_db()
+                update_session_auth_hash(request, user)
+            self.message_user(request, "Password changed." if usable else "Password sign-in turned off.")
+            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
+        context = {
+            **self.admin_site.each_context(request), "title": f"Set password: {user.get_username()}",
+            "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.base_fields)})], {}),
+            "form_url": "", "form": form, "is_popup": IS_POPUP_VAR in request.GET, "is_popup_var": IS_POPUP_VAR,
+            "add": True, "change": False, "has_delete_permission": False, "has_change_permission": True,
+            "has_absolute_url": False, "opts": self.opts, "original": user, "save_as": False, "show_save": True,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/auth/user/change_password.html", context)
+
+
+# --- workspaces and environments ---------------------------------------------------------------------------
+@admin.register(Workspace)
+class WorkspaceAdmin(WorkspaceScopedAdmin):
+    workspace_lookup = "id"
+    workspace_form_fields = ()
+    list_display = ("name", "slug", "created_at")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    fields = ("name", "slug", "description")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return access.has_perm(request.user, "workspace.manage", None)  # superusers only
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # a workspace holds the audit trail's context; it is never deleted from the admin
+
+    def service_save(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> Workspace:
+        data = {f: form.cleaned_data[f] for f in ("name", "slug", "description")}
+        if change:
+            return services.workspace_update(actor=request.user, workspace=obj, **data)
+        return services.workspace_create(actor=request.user, **data)
+
+
+@admin.register(Environment)
+class EnvironmentAdmin(WorkspaceScopedAdmin):
+    list_display = ("name", "workspace", "platform_environment", "budget", "is_production")
+    list_select_related = ("workspace",)
+    list_filter = ("is_production",)
+    fields = ("workspace", "name", "platform_environment", "budget", "is_production")
+    readonly_fields = ("budget",)
+
+    @admin.display(description="credit budget")
+    def budget(self, env: Environment) -> str:
+        # Budgets are checked against the live keys' quotas, so they change only on the budgets page.
+        amount = "none" if env.credit_budget is None else f"{env.credit_budget:,}"
+        return format_html('{} (<a href="{}">change on the budgets page</a>)', amount,
+                           reverse("admin:keys_apikey_budgets"))
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # keys and usage refer to environments; retire one by removing its budget instead
+
+    def service_save(self, request: HttpRequest, obj: Environment, form: Any, change: bool) -> Environment:
+        data = {f: form.cleaned_data[f] for f in services.ENV_FIELDS if f != "credit_budget"}
+        workspace = obj.workspace if change else form.cleaned_data["workspace"]
+        return services.environment_save(actor=request.user, workspace=workspace,
+                                         environment=obj if change else None, **data)

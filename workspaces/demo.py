@@ -1,0 +1,53 @@
+"""Demo people (one per built-in role) and service accounts in the first two demo workspaces, through the
+services, idempotently: a second run changes nothing and prints the same logins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth import get_user_model
+from django.db.models import Q
+
+from workspaces import services
+from workspaces.models import Role, RoleAssignment, ServiceAccount
+from workspaces.services import people as services_people
+
+#: built-in role -> username suffix ("acme-lead" is the Team lead of the workspace whose slug is "acme")
+DEMO_PEOPLE = {"Admin": "admin", "Security admin": "security", "Team lead": "lead", "Developer": "dev",
+               "Viewer": "viewer"}
+#: (name, description, role): "Session broker" is a custom role, defined per workspace below
+DEMO_SERVICE_ACCOUNTS = (("ci-deployer", "Deploys agents from CI", "Developer"),
+                         ("support-backend", "Mints sessions for the support web app", "Session broker"))
+SESSION_BROKER = ("Session broker", ["workspace.view", "sessions.mint"], "Sees the workspace and mints sessions")
+
+
+def seed_people_and_service_accounts(*, workspaces: list, logins: list, password: str, **context: Any) -> None:
+    users = get_user_model().objects
+    for workspace in workspaces[:2]:
+        for role_name, suffix in DEMO_PEOPLE.items():
+            username = f"{workspace.slug}-{suffix}"
+            role = Role.objects.get(workspace=None, name=role_name)
+            user = users.filter(username=username).first()
+            if user is None:
+                user = services_people.person_create(actor=None, workspace=workspace, role=role, username=username,
+                                              email=f"{username}@example.com", first_name=role_name,
+                                              last_name=workspace.name)
+                services_people.user_set_password(actor=None, user=user, password=password)
+            elif not RoleAssignment.objects.filter(workspace=workspace, role=role, user=user).exists():
+                services.role_assign(actor=None, workspace=workspace, role=role, user=user)
+            logins.append((username, password, f"{role_name} in {workspace.name}"))
+        name, permissions, description = SESSION_BROKER
+        if not Role.objects.filter(workspace=workspace, name=name).exists():
+            services.role_create(actor=None, workspace=workspace, name=name, permissions=permissions,
+                                 description=description)
+        for name, description, role_name in DEMO_SERVICE_ACCOUNTS:
+            sa = ServiceAccount.objects.filter(workspace=workspace, name=name).first()
+            if sa is None:
+                sa = services.service_account_create(actor=None, workspace=workspace, name=name,
+                                                     description=description)
+            if not sa.role_assignments.exists():
+                role = Role.objects.filter(Q(workspace=None) | Q(workspace=workspace), name=role_name).get()
+                services.role_assign(actor=None, workspace=workspace, service_account=sa, role=role)
+
+
+demo_seeders = [seed_people_and_service_accounts]

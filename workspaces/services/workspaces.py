@@ -1,0 +1,88 @@
+"""Every write to workspaces and their environments; each one audited. Nothing here reaches the platform."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+
+from project import access
+from project.audit.services import diff, record
+from workspaces.models import Environment, Workspace
+
+DEFAULT_ENVIRONMENTS = (("dev", "development", False), ("staging", "staging", False), ("prod", "production", True))
+
+
+def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
+    return {f: getattr(obj, f) for f in fields}
+
+
+def _require_superuser(actor: Any) -> None:
+    if actor is not None and not getattr(actor, "is_superuser", False):
+        raise PermissionDenied("Only a superuser can create workspaces.")
+
+
+def _require(actor: Any, permission: str, workspace_id: int) -> None:
+    if actor is not None:  # None is the system itself (seed, migrations, tasks)
+        access.require(actor, permission, workspace_id)
+
+
+# --- workspaces --------------------------------------------------------------------------------------
+@transaction.atomic
+def workspace_create(*, actor: Any, name: str, slug: str, description: str = "",
+                     environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS) -> Workspace:
+    """Create a workspace with its default environments (dev, staging, prod). Audited; nothing to sync."""
+    _require_superuser(actor)
+    workspace = Workspace(name=name, slug=slug, description=description)
+    workspace.full_clean()
+    workspace.save()
+    for env_name, platform_env, is_prod in environments:
+        env = Environment(workspace=workspace, name=env_name, platform_environment=platform_env,
+                          is_production=is_prod)
+        env.full_clean()
+        env.save()
+    record(actor=actor, action="workspace.create", target=workspace, workspace_id=workspace.pk,
+           changes={"name": [None, name], "environments": [None, [e[0] for e in environments]]})
+    return workspace
+
+
+@transaction.atomic
+def workspace_update(*, actor: Any, workspace: Workspace, **fields: Any) -> Workspace:
+    """Change a workspace's name, slug or description. Audited."""
+    _require(actor, "workspace.manage", workspace.pk)
+    workspace = Workspace.objects.select_for_update().get(pk=workspace.pk)
+    before = _snapshot(workspace, ("name", "slug", "description"))
+    for key, value in fields.items():
+        if key not in before:
+            raise TypeError(f"workspace_update() got an unexpected field {key!r}")
+        setattr(workspace, key, value)
+    workspace.full_clean()
+    workspace.save()
+    record(actor=actor, action="workspace.update", target=workspace, workspace_id=workspace.pk,
+           changes=diff(before, _snapshot(workspace, ("name", "slug", "description"))))
+    return workspace
+
+
+ENV_FIELDS = ("name", "platform_environment", "credit_budget", "is_production")
+
+
+@transaction.atomic
+def environment_save(*, actor: Any, workspace: Workspace, environment: Environment | None = None,
+                     **fields: Any) -> Environment:
+    """Create or change an environment of a workspace. Audited."""
+    _require(actor, "workspace.manage", workspace.pk)
+    if environment is None:
+        environment, before, action = Environment(workspace=workspace), {}, "environment.create"
+    else:
+        environment = Environment.objects.select_for_update().get(pk=environment.pk, workspace=workspace)
+        before, action = _snapshot(environment, ENV_FIELDS), "environment.update"
+    for key, value in fields.items():
+        if key not in ENV_FIELDS:
+            raise TypeError(f"environment_save() got an unexpected field {key!r}")
+        setattr(environment, key, value)
+    environment.full_clean()
+    environment.save()
+    record(actor=actor, action=action, target=environment, workspace_id=workspace.pk,
+           changes=diff(before, _snapshot(environment, ENV_FIELDS)))
+    return environment
