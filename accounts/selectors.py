@@ -14,6 +14,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts.models import SealedTOTPDevice
 from project import access
+from project.actors import Actor
 
 # Lockout records and devices belong to no workspace: the policy's "workspace None" answer (superusers only)
 # decides who sees them.
@@ -40,21 +41,21 @@ def recovery_device(user: Any) -> StaticDevice | None:
     return StaticDevice.objects.filter(user_id=user.pk, confirmed=True).order_by("pk").first()
 
 
-def may_see_sign_in_records(actor: Any) -> bool:
+def may_see_sign_in_records(actor: Actor) -> bool:
     return access.has_perm(actor, SIGN_IN_RECORDS_PERMISSION, None)
 
 
-def access_attempts_for(actor: Any) -> QuerySet[AccessAttempt]:
+def access_attempts_for(actor: Actor) -> QuerySet[AccessAttempt]:
     qs = AccessAttempt.objects.all()
     return qs if may_see_sign_in_records(actor) else qs.none()
 
 
-def access_logs_for(actor: Any) -> QuerySet[AccessLog]:
+def access_logs_for(actor: Actor) -> QuerySet[AccessLog]:
     qs = AccessLog.objects.all()
     return qs if may_see_sign_in_records(actor) else qs.none()
 
 
-def totp_devices_for(actor: Any) -> QuerySet[TOTPDevice]:
+def totp_devices_for(actor: Actor) -> QuerySet[TOTPDevice]:
     qs = TOTPDevice.objects.all()
     return qs if may_see_sign_in_records(actor) else qs.none()
 

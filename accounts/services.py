@@ -20,6 +20,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import selectors
 from accounts.models import SealedTOTPDevice, TOTPSecret
+from project.actors import Actor, checked
 from project.audit.services import SECRET_SET, record
 from project.fields import DecryptionError
 
@@ -46,12 +47,12 @@ def normalise_code(code: str) -> str:
     return re.sub(r"[\s-]+", "", code or "").lower()
 
 
-def _require_self(actor: Any, user: Any) -> None:
-    if actor is None or actor.pk != user.pk:
+def _require_self(actor: Actor, user: Any) -> None:
+    if checked(actor).pk is None or actor.pk != user.pk:
         raise PermissionDenied("Only the person themself may do this.")
 
 
-def _require_superuser(actor: Any) -> None:
+def _require_superuser(actor: Actor) -> None:
     if not selectors.may_see_sign_in_records(actor):
         raise PermissionDenied("Only a superuser may do this.")
 
@@ -71,7 +72,7 @@ def _issue_recovery_codes(user: Any) -> RecoveryCodes:
 
 
 @transaction.atomic
-def otp_device_enrol(*, actor: Any, user: Any) -> SealedTOTPDevice:
+def otp_device_enrol(*, actor: Actor, user: Any) -> SealedTOTPDevice:
     """Start enrolment: replace `user`'s unconfirmed authenticator (if any) with a new unconfirmed one holding a
     fresh random key, to be shown once. Only the person themself, and only while they have no confirmed device
     (to replace one, remove it first). Audits `accounts.otp_enrol_started`; enqueues nothing."""
@@ -86,7 +87,7 @@ def otp_device_enrol(*, actor: Any, user: Any) -> SealedTOTPDevice:
 
 
 @transaction.atomic
-def otp_device_confirm(*, actor: Any, device: SealedTOTPDevice, code: str) -> RecoveryCodes | None:
+def otp_device_confirm(*, actor: Actor, device: SealedTOTPDevice, code: str) -> RecoveryCodes | None:
     """Confirm `device` with a current code from the app. On success the device is confirmed and a new set of
     recovery codes replaces any old one (returned, to be shown once); audits `accounts.otp_device_confirmed`.
     A wrong code returns None, counts towards django-otp's throttle and audits `accounts.otp_enrol_failed`."""
@@ -109,7 +110,7 @@ def otp_device_confirm(*, actor: Any, device: SealedTOTPDevice, code: str) -> Re
 
 
 @transaction.atomic
-def recovery_codes_regenerate(*, actor: Any, user: Any) -> RecoveryCodes:
+def recovery_codes_regenerate(*, actor: Actor, user: Any) -> RecoveryCodes:
     """Replace `user`'s recovery codes with RECOVERY_CODE_COUNT new ones (returned, to be shown once); every old
     code stops working. Only the person themself, with a confirmed authenticator. Audits
     `accounts.recovery_codes_regenerated` (that it happened, never the codes)."""
@@ -123,12 +124,12 @@ def recovery_codes_regenerate(*, actor: Any, user: Any) -> RecoveryCodes:
 
 
 @transaction.atomic
-def otp_device_remove(*, actor: Any, user: Any) -> int:
+def otp_device_remove(*, actor: Actor, user: Any) -> int:
     """Remove every two-factor device of `user` (authenticators and recovery codes), so they sign in with their
     password alone or, under OTP_REQUIRED, must enrol again. The person themself or a superuser. Audits
     `accounts.otp_device_removed` with the number removed and whether a superuser did it for someone else.
     Returns the number of devices removed."""
-    if actor is None or (actor.pk != user.pk and not selectors.may_see_sign_in_records(actor)):
+    if checked(actor).pk is None or (actor.pk != user.pk and not selectors.may_see_sign_in_records(actor)):
         raise PermissionDenied("Only the person themself or a superuser may remove two-factor devices.")
     removed = 0
     for model in (TOTPDevice, StaticDevice):
@@ -152,7 +153,7 @@ def _accepts(device: Device, code: str) -> bool:
 
 
 @transaction.atomic
-def otp_token_verify(*, actor: Any, code: str) -> Device | None:
+def otp_token_verify(*, actor: Actor, code: str) -> Device | None:
     """The second sign-in step: check `code` against the actor's authenticator (six to eight digits) or else
     their recovery codes (a matching recovery code is used up). Returns the device that accepted it, or None.
     Audits `accounts.otp_verified` (method, recovery codes left) or `accounts.otp_failed` (method); a failure
@@ -176,7 +177,7 @@ def otp_token_verify(*, actor: Any, code: str) -> Device | None:
 
 
 @transaction.atomic
-def login_lockout_reset(*, actor: Any, username: str | None, ip_address: str | None) -> int:
+def login_lockout_reset(*, actor: Actor, username: str | None, ip_address: str | None) -> int:
     """Clear the failed sign-in attempts of one username+address pair (axes' own reset API), lifting its
     lockout. Superusers only. Audits `accounts.lockout_reset`: who reset whom, from which address, how many
     records. A typed name that matches no account is not copied into the audit row (people sometimes type their

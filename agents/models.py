@@ -12,6 +12,7 @@ from django.db.models import Q
 
 from agents.validators import normalize_allowlist
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 from workspaces.models import Workspace
 
 MAX_DURATION_LIMIT = 24 * 3600
@@ -62,6 +63,8 @@ class Agent(TimeStampedModel):
     # (a fingerprint, not the key). Set by the agent's sync job only.
     webhook_secret_remote_id = models.CharField(max_length=128, blank=True, editable=False)
     webhook_secret_key_id = models.CharField(max_length=16, blank=True, editable=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["workspace__name", "name"]

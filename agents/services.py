@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from project import access
+from project.actors import Actor
 from project.audit.services import diff, record
 from project.platform import errors as platform_errors
 from project.sync.models import SyncJob
@@ -27,9 +28,6 @@ def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in fields}
 
 
-def _require(actor: Any, permission: str, workspace_id: int) -> None:
-    if actor is not None:  # None is the system itself (seed, migrations, tasks)
-        access.require(actor, permission, workspace_id)
 
 
 # --- agents --------------------------------------------------------------------------------------------
@@ -39,11 +37,11 @@ def _enqueue_agent(agent: Agent, op: str = SyncJob.Op.UPSERT, payload: dict | No
 
 
 @transaction.atomic
-def agent_create(*, actor: Any, workspace: Workspace, name: str, auth_mode: str = Agent.AuthMode.SIGNED,
+def agent_create(*, actor: Actor, workspace: Workspace, name: str, auth_mode: str = Agent.AuthMode.SIGNED,
                  allowlist: list[str] | None = None, require_origin_header: bool = True,
                  max_duration_seconds: int | None = None, first_message: str = "") -> Agent:
     """Create an agent with its connection policy; audits the creation and enqueues the platform create."""
-    _require(actor, "agents.manage", workspace.pk)
+    access.require(actor, "agents.manage", workspace.pk)
     agent = Agent(workspace=workspace, name=name, auth_mode=auth_mode, allowlist=list(allowlist or []),
                   require_origin_header=require_origin_header, max_duration_seconds=max_duration_seconds,
                   first_message=first_message,
@@ -57,10 +55,10 @@ def agent_create(*, actor: Any, workspace: Workspace, name: str, auth_mode: str 
 
 
 @transaction.atomic
-def agent_update(*, actor: Any, agent: Agent, **fields: Any) -> Agent:
+def agent_update(*, actor: Actor, agent: Agent, **fields: Any) -> Agent:
     """Change an agent's name, first message or connection policy; audits the field changes and enqueues
     the platform update (coalesced with any pending one)."""
-    _require(actor, "agents.manage", agent.workspace_id)
+    access.require(actor, "agents.manage", agent.workspace_id)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     before = _snapshot(agent, AGENT_FIELDS)
     for key, value in fields.items():
@@ -78,9 +76,9 @@ def agent_update(*, actor: Any, agent: Agent, **fields: Any) -> Agent:
 
 
 @transaction.atomic
-def agent_delete(*, actor: Any, agent: Agent) -> None:
+def agent_delete(*, actor: Actor, agent: Agent) -> None:
     """Delete an agent locally; audits it and enqueues the platform delete (by remote id, if it has one)."""
-    _require(actor, "agents.manage", agent.workspace_id)
+    access.require(actor, "agents.manage", agent.workspace_id)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     record(actor=actor, action="agent.delete", target=agent, workspace_id=agent.workspace_id,
            changes=diff(_snapshot(agent, AGENT_FIELDS), {}))
@@ -107,8 +105,8 @@ class MintedCredential:
     environment: str = ""
 
 
-def _mintable(actor: Any, agent: Agent, environment: Environment) -> Agent:
-    _require(actor, "sessions.mint", agent.workspace_id)
+def _mintable(actor: Actor, agent: Agent, environment: Environment) -> Agent:
+    access.require(actor, "sessions.mint", agent.workspace_id)
     agent = Agent.objects.select_related("workspace").get(pk=agent.pk)
     if environment.workspace_id != agent.workspace_id:
         raise ValidationError({"environment": "This environment belongs to another workspace."})
@@ -124,7 +122,7 @@ def _mint_failed(exc: platform_errors.PlatformError) -> ValidationError:
     return ValidationError(f"The platform refused to mint a credential: {exc.message or exc.code}")
 
 
-def agent_mint_signed_url(*, actor: Any, agent: Agent, environment: Environment,
+def agent_mint_signed_url(*, actor: Actor, agent: Agent, environment: Environment,
                           client: Any = None) -> MintedCredential:
     """Ask the platform for a signed URL (valid 15 minutes) with the server-held key; audits the mint
     without the URL. Nothing is stored and nothing is enqueued."""
@@ -141,7 +139,7 @@ def agent_mint_signed_url(*, actor: Any, agent: Agent, environment: Environment,
     return MintedCredential("signed_url", url, expires_at, environment=environment.name)
 
 
-def agent_mint_conversation_token(*, actor: Any, agent: Agent, environment: Environment,
+def agent_mint_conversation_token(*, actor: Actor, agent: Agent, environment: Environment,
                                   participant_name: str | None = None, client: Any = None) -> MintedCredential:
     """Ask the platform for a WebRTC conversation token; audits the mint (conversation id, never the token)."""
     from project.platform.client import get_client
@@ -178,7 +176,7 @@ def webhook_problem(agent: Agent, *, enabled: bool, trust_caller_id: bool) -> st
 
 
 @transaction.atomic
-def agent_credential_webhook_set(*, actor: Any, agent: Agent, enabled: bool, trust_caller_id: bool = False) -> Agent:
+def agent_credential_webhook_set(*, actor: Actor, agent: Agent, enabled: bool, trust_caller_id: bool = False) -> Agent:
     """Turn the conversation-initiation webhook on or off for an agent (needs agents.manage). Audits the change
     and enqueues the agent's sync, which sets ``workspace_overrides.conversation_initiation_client_data_webhook``
     (Keyward's URL and the agent's shared-secret header) and
@@ -187,7 +185,7 @@ def agent_credential_webhook_set(*, actor: Any, agent: Agent, enabled: bool, tru
     End users are identified by the sessions Keyward mints (signed-URL agents), or, when `trust_caller_id`, by
     a phone call's caller id; an agent with neither could identify nobody, so that is refused.
     """
-    _require(actor, "agents.manage", agent.workspace_id)
+    access.require(actor, "agents.manage", agent.workspace_id)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
     before = {f: getattr(agent, f) for f in WEBHOOK_FIELDS}
     trust_caller_id = bool(enabled and trust_caller_id)
@@ -208,7 +206,7 @@ def agent_credential_webhook_set(*, actor: Any, agent: Agent, enabled: bool, tru
 
 
 @transaction.atomic
-def agent_credential_webhooks_push(*, actor: Any = None) -> int:
+def agent_credential_webhooks_push(*, actor: Actor) -> int:
     """Enqueue the sync of every agent whose webhook Keyward manages (after BROKER_WEBHOOK_KEY or
     BROKER_PUBLIC_URL changed, the platform must get the new header or URL). System actor; audited per run."""
     ids = list(Agent.objects.filter(credential_webhook_changed_at__isnull=False)

@@ -112,6 +112,7 @@ def seed(scale: float) -> dict[str, Any]:
 
     from agents.models import Agent
     from keys.models import PLATFORM_SCOPES, ApiKey
+    from project.actors import SYSTEM
     from project.alerts.models import Alert
     from project.audit.models import AuditEvent
     from project.sync.models import SyncJob
@@ -122,7 +123,7 @@ def seed(scale: float) -> dict[str, Any]:
     users = get_user_model().objects
     root = users.create_user("bench-root", is_staff=True, is_superuser=True)
     admin = users.create_user("bench-admin", is_staff=True)
-    workspaces = [workspace_create(actor=None, name=f"Bench {i}", slug=f"bench-{i}") for i in range(5)]
+    workspaces = [workspace_create(actor=SYSTEM, name=f"Bench {i}", slug=f"bench-{i}") for i in range(5)]
     RoleAssignment.objects.create(user=admin, workspace=workspaces[0], role=Role.objects.get(workspace=None,
                                                                                              name="Admin"))
     devices = {u.pk: TOTPDevice.objects.create(user=u, name="phone", confirmed=True) for u in (root, admin)}

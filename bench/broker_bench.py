@@ -44,8 +44,9 @@ os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"  # the outbox drains in-process:
 import django  # noqa: E402
 
 django.setup()
-
 from django.conf import settings  # noqa: E402
+
+from project.actors import SYSTEM  # noqa: E402  (models need the app registry)
 
 settings.DEBUG = False  # as in production: no query log kept per statement
 # WhiteNoise warns when collectstatic has not run; the session API serves no static files.
@@ -85,8 +86,8 @@ def _fixtures(platform_client: object) -> tuple[object, str, object]:
     set_client(platform_client)  # the eager outbox drain and the session API use it
     from workspaces.services import workspace_create
 
-    workspace = workspace_create(actor=None, name="Bench", slug="bench")
-    agent = agent_services.agent_create(actor=None, workspace=workspace, name="Support", auth_mode="signed")
+    workspace = workspace_create(actor=SYSTEM, name="Bench", slug="bench")
+    agent = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name="Support", auth_mode="signed")
     agent.refresh_from_db()
     if not agent.remote_id:
         from project.sync.services import outbox_drain
@@ -97,7 +98,7 @@ def _fixtures(platform_client: object) -> tuple[object, str, object]:
     account = ServiceAccount.objects.create(workspace=workspace, name="web-backend")
     RoleAssignment.objects.create(service_account=account, workspace=workspace,
                                   role=Role.objects.get(workspace=None, name="Developer"))
-    issued = services.broker_key_issue(actor=None, workspace=workspace, service_account=account,
+    issued = services.broker_key_issue(actor=SYSTEM, workspace=workspace, service_account=account,
                                        environment=workspace.environments.get(name="prod"), name="bench",
                                        agents=[agent], rate_limit_per_minute=1_000_000, session_quota=100_000_000)
     return agent, issued.secret, issued.key

@@ -40,8 +40,9 @@ os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
 import django  # noqa: E402
 
 django.setup()
-
 from django.conf import settings  # noqa: E402
+
+from project.actors import SYSTEM  # noqa: E402  (models need the app registry)
 
 settings.DEBUG = False
 # WhiteNoise warns when collectstatic has not run; the benchmark serves no static files.
@@ -70,7 +71,7 @@ def _seed(n_keys: int) -> tuple[object, object, int, int]:
     users = get_user_model().objects
     root = users.create_user(f"bench-root-{n_keys}", is_staff=True, is_superuser=True)
     admin = users.create_user(f"bench-admin-{n_keys}", is_staff=True)
-    workspaces = [workspace_create(actor=None, name=f"Bench {n_keys} {i}", slug=f"bench-{n_keys}-{i}")
+    workspaces = [workspace_create(actor=SYSTEM, name=f"Bench {n_keys} {i}", slug=f"bench-{n_keys}-{i}")
                   for i in range(3)]
     RoleAssignment.objects.create(user=admin, workspace=workspaces[0],
                                   role=Role.objects.get(workspace=None, name="Admin"))

@@ -45,8 +45,9 @@ os.environ["CELERY_TASK_ALWAYS_EAGER"] = "true"
 import django  # noqa: E402
 
 django.setup()
-
 from django.conf import settings  # noqa: E402
+
+from project.actors import SYSTEM  # noqa: E402  (models need the app registry)
 
 # DEBUG's query log would format every 5,000-row INSERT into a string: measure the app, not the log.
 settings.DEBUG = False
@@ -77,7 +78,7 @@ def _seed(n_keys: int) -> tuple[list[str], object, object]:
     users = get_user_model().objects
     root = users.create_user("bench-root", is_staff=True, is_superuser=True)
     admin = users.create_user("bench-admin", is_staff=True)
-    workspaces = [workspace_create(actor=None, name=f"Bench {i}", slug=f"bench-{i}") for i in range(3)]
+    workspaces = [workspace_create(actor=SYSTEM, name=f"Bench {i}", slug=f"bench-{i}") for i in range(3)]
     RoleAssignment.objects.create(user=admin, workspace=workspaces[0],
                                   role=Role.objects.get(workspace=None, name="Admin"))
     KeyPolicy.objects.create(workspace=workspaces[1], rotation_period_days=30)

@@ -143,8 +143,7 @@ class BrokerKeyAdmin(RefusalAsMessage):
         """Issue a key. The key is shown on this response only (no-store); a re-post does not show it again."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        allowed = access.workspaces_with(request.user, "keys.issue")
-        workspaces = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
+        workspaces = Workspace.objects.restrict(request.user, "keys.issue")
         form = BrokerKeyIssueForm(request.POST or None, choices=selectors.issue_choices_for(request.user),
                                   workspaces=workspaces)
         issued = None

@@ -15,6 +15,7 @@ from django.utils import timezone
 from agents.models import Agent
 from broker.validators import normalize_networks
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 from workspaces.models import Environment, ServiceAccount, Workspace
 
 MAX_RATE_PER_MINUTE = 1_000_000
@@ -64,6 +65,8 @@ class BrokerKey(TimeStampedModel):
     # A random value from the issue form: a reloaded (re-posted) form finds the key it already issued instead of
     # issuing a second one, and the key is not shown again.
     issue_nonce = models.CharField(max_length=64, blank=True, editable=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["workspace__name", "name", "-id"]
@@ -125,6 +128,8 @@ class BrokerKeyUsage(models.Model):
     what keeps them exact under concurrency.
     """
 
+    workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     key = models.OneToOneField(BrokerKey, on_delete=models.CASCADE, primary_key=True, related_name="usage")
     rate_window = models.BigIntegerField(default=0)
     rate_used = models.PositiveIntegerField(default=0)
@@ -137,6 +142,8 @@ class BrokerKeyUsage(models.Model):
     # from a granted session in the same statement (RETURNING gives the row after the update).
     last_granted = models.BooleanField(default=False)
 
+    objects = RestrictedManager()
+
     def __str__(self) -> str:
         return f"usage of key {self.key_id}: {self.quota_used} this period, {self.sessions_total} in all"
 
@@ -146,6 +153,8 @@ class BrokerSession(models.Model):
     the app vouched for, so the conversation-initiation webhook knows whose vault tokens to send without
     trusting anything the browser says. Written only when both are known."""
 
+    workspace_path = "agent__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     created_at = models.DateTimeField(default=timezone.now)
     key = models.ForeignKey(BrokerKey, on_delete=models.PROTECT, related_name="sessions")
     agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="broker_sessions")
@@ -154,6 +163,8 @@ class BrokerSession(models.Model):
     conversation_id = models.CharField(max_length=128)
     mode = models.CharField(max_length=20)
     expires_at = models.DateTimeField()
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -19,6 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 from agents import webhook
 from broker import services
 from broker.auth import bearer_token, broker_key_authenticate
+from broker.services.initiation import WEBHOOK_ACTOR
 from broker.validators import validate_end_user_id
 from project.audit.middleware import client_ip
 
@@ -138,7 +139,7 @@ def conversation_initiation(request: HttpRequest) -> HttpResponse:
     except BadRequest as exc:
         return error(400, "invalid_request", str(exc))
     try:
-        answer = services.conversation_initiation_answer(actor=None, agent_uuid=agent_uuid, payload=payload)
+        answer = services.conversation_initiation_answer(actor=WEBHOOK_ACTOR, agent_uuid=agent_uuid, payload=payload)
     except services.WebhookRefused as refusal:
         return error(refusal.status, refusal.code, refusal.message)
     except DatabaseError as exc:

@@ -14,11 +14,12 @@ from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
 from detection import services
-from detection.admin_common import WorkspaceFilter, severity_badge
+from detection.admin_common import severity_badge
 from detection.forms import DetectionPolicyForm
 from detection.models import DetectionPolicy
 from project import access
-from project.admin_base import ReadOnlyScopedAdmin, WorkspaceScopedAdmin
+from project.actors import Actor
+from project.admin_base import ReadOnlyScopedAdmin, WorkspaceFilter, WorkspaceScopedAdmin
 from project.alerts import services as alert_services
 from project.alerts.models import Alert
 
@@ -128,7 +129,7 @@ class AlertAdmin(ReadOnlyScopedAdmin):
         from detection.incidents import incident_open
         from detection.models import Incident
 
-        def one(*, actor: Any, alert: Alert) -> None:
+        def one(*, actor: Actor, alert: Alert) -> None:
             incident, created = incident_open(actor=actor, alert=alert, source=Incident.Source.ALERT)
             url = reverse("admin:detection_incident_change", args=[incident.pk])
             self.message_user(request, format_html('{} <a href="{}">{}</a>', "Opened" if created else

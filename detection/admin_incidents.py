@@ -18,7 +18,7 @@ from django.utils.html import format_html
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 
 from detection import incidents as services
-from detection.admin_common import WorkspaceFilter, severity_badge
+from detection.admin_common import severity_badge
 from detection.forms import (
     BlastRadiusForm,
     CloseForm,
@@ -36,7 +36,7 @@ from detection.selectors import blast_radius, latest_steps, related_candidates, 
 from keys.models import ApiKey
 from keys.services import AlreadyIssued
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin
 from workspaces.models import Workspace
 
 NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
@@ -261,8 +261,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
             raise PermissionDenied
         keys = api_keys_for(request.user, self.manage_permission).select_related("service_account", "environment")
         secrets = secrets_for(request.user, self.manage_permission)
-        allowed = access.workspaces_with(request.user, self.manage_permission)
-        workspaces = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
+        workspaces = Workspace.objects.restrict(request.user, self.manage_permission)
         params = request.POST if request.method == "POST" else request.GET
         alert = key = secret = None
         source = Incident.Source.MANUAL

@@ -20,6 +20,7 @@ from django.utils import timezone
 from detection.models import ConcurrencySample
 from detection.services import detection_policies_ensure
 from keys.models import ApiKey
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.platform import errors
@@ -90,7 +91,7 @@ def concurrency_evaluate(*, now: datetime | None = None) -> int:
     for workspace_id, workspace in sorted(workspaces.items()):
         policy = policies[workspace_id]
         newest = run.samples[0]
-        _, created = alert_raise(
+        _, created = alert_raise(actor=SYSTEM,
             workspace=workspace, kind="concurrency_pinned", severity=Alert.Severity.HIGH,
             title=f"Platform concurrency pinned at its maximum ({newest.current}/{newest.maximum}) for "
                   f"{run.length} consecutive samples",

@@ -21,6 +21,7 @@ from detection.models import Incident
 from keys.models import ApiKey, KeyUsageDaily
 from keys.selectors import flagged
 from project import access
+from project.actors import Actor
 from project.alerts.models import Alert
 from workspaces.models import Workspace
 
@@ -67,13 +68,11 @@ def _in(queryset: QuerySet, ids: set[int] | None, lookup: str = "workspace_id") 
     return queryset if ids is None else queryset.filter(**{f"{lookup}__in": ids})
 
 
-def visible_workspaces(actor: Any) -> QuerySet[Workspace]:
-    allowed = access.workspaces_with(actor, "workspace.view")
-    qs = Workspace.objects.order_by("name")
-    return qs if allowed is None else qs.filter(pk__in=allowed)
+def visible_workspaces(actor: Actor) -> QuerySet[Workspace]:
+    return Workspace.objects.restrict(actor, "workspace.view").order_by("name")
 
 
-def posture(actor: Any, selected: Workspace | None, workspaces: list[Workspace], *,
+def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace], *,
             today: date | None = None) -> Posture:
     """Everything the dashboard shows, for one workspace or every workspace the actor may view."""
     allowed = access.workspaces_with(actor, "workspace.view")

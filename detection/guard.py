@@ -22,6 +22,7 @@ from detection.rules import BATCH, Finding, _fmt, _num
 from detection.services import detection_policies_ensure
 from keys.models import ApiKey, KeyUsageDaily
 from keys.services import api_key_suspend
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from workspaces.models import Environment
@@ -129,7 +130,7 @@ def credit_guard_run(*, now: datetime | None = None) -> dict[str, int]:
     result = {"keys_watched": len(keys), "environments_watched": len(environments), "alerts": 0, "suspended": 0}
     to_suspend: dict[int, tuple[ApiKey, str]] = {}
     for target, finding in _new(findings):
-        _, created = alert_raise(workspace=target.workspace, kind=finding.kind, severity=finding.severity,
+        _, created = alert_raise(actor=SYSTEM, workspace=target.workspace, kind=finding.kind, severity=finding.severity,
                                  title=finding.title, dedup_key=finding.dedup_key, details=finding.details,
                                  target=target)
         result["alerts"] += created
@@ -145,6 +146,6 @@ def credit_guard_run(*, now: datetime | None = None) -> dict[str, int]:
             to_suspend.setdefault(key.pk, (key, reason))
     for key, reason in to_suspend.values():
         if key.suspended_at is None:
-            api_key_suspend(actor=None, key=key, reason=reason)
+            api_key_suspend(actor=SYSTEM, key=key, reason=reason)
             result["suspended"] += 1
     return result

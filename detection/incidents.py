@@ -18,6 +18,7 @@ from detection.models import Incident, IncidentStep
 from keys import services as key_services
 from keys.models import ApiKey
 from project import access
+from project.actors import Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_acknowledge, alert_resolve
 from project.audit.services import actor_fields, diff, record
@@ -41,11 +42,11 @@ CONTROLS: dict[str, str] = {
 }
 
 
-def _person(actor: Any) -> Any:
+def _person(actor: Actor) -> Any:
     return actor if actor_fields(actor)["actor_user"] is not None else None
 
 
-def _step(incident: Incident, kind: str, actor: Any, *, notes: str = "", figures: dict[str, Any] | None = None
+def _step(incident: Incident, kind: str, actor: Actor, *, notes: str = "", figures: dict[str, Any] | None = None
           ) -> IncidentStep:
     step = IncidentStep(incident=incident, kind=kind, created_at=timezone.now(), actor=_person(actor),
                         actor_label=actor_fields(actor)["actor_label"], notes=(notes or "").strip(),
@@ -55,12 +56,12 @@ def _step(incident: Incident, kind: str, actor: Any, *, notes: str = "", figures
     return step
 
 
-def _audit(actor: Any, incident: Incident, verb: str, changes: dict[str, Any]) -> None:
+def _audit(actor: Actor, incident: Incident, verb: str, changes: dict[str, Any]) -> None:
     record(actor=actor, action=f"incident.{verb}", target=incident, workspace_id=incident.workspace_id,
            changes=changes)
 
 
-def _lock(actor: Any, incident: Incident, *, open_only: bool = True) -> Incident:
+def _lock(actor: Actor, incident: Incident, *, open_only: bool = True) -> Incident:
     access.require(actor, PERMISSION, incident.workspace_id)
     locked = Incident.objects.select_for_update().get(pk=incident.pk)
     if open_only and locked.is_closed:
@@ -109,7 +110,7 @@ def _window_start_from_alert(alert: Alert) -> datetime | None:
 
 
 @transaction.atomic
-def incident_open(*, actor: Any, source: str = Incident.Source.MANUAL, api_key: ApiKey | None = None,
+def incident_open(*, actor: Actor, source: str = Incident.Source.MANUAL, api_key: ApiKey | None = None,
                   secret: Any = None, alert: Alert | None = None, workspace: Workspace | None = None,
                   title: str = "", summary: str = "", severity: str | None = None,
                   exposure_start: datetime | None = None) -> tuple[Incident, bool]:
@@ -176,7 +177,7 @@ def incident_open(*, actor: Any, source: str = Incident.Source.MANUAL, api_key: 
 
 
 @transaction.atomic
-def incident_update(*, actor: Any, incident: Incident, **fields: Any) -> Incident:
+def incident_update(*, actor: Actor, incident: Incident, **fields: Any) -> Incident:
     """Change an incident's title, summary or severity (incidents.manage). Audited."""
     unknown = set(fields) - set(UPDATE_FIELDS)
     if unknown:
@@ -195,7 +196,7 @@ def incident_update(*, actor: Any, incident: Incident, **fields: Any) -> Inciden
 
 # --- the walk ----------------------------------------------------------------------------------------------
 @transaction.atomic
-def incident_revoke(*, actor: Any, incident: Incident, reason: str = "") -> IncidentStep:
+def incident_revoke(*, actor: Actor, incident: Incident, reason: str = "") -> IncidentStep:
     """Step 1. A key is revoked now through keys' api_key_revoke (keys.revoke too; the platform is told through the
     outbox); a key already ended is recorded as such. A secret's step records that it was revoked where it was
     issued (the notes say how). Sets the end of the exposure window. Audited."""
@@ -232,7 +233,7 @@ def incident_revoke(*, actor: Any, incident: Incident, reason: str = "") -> Inci
 
 
 @transaction.atomic
-def _record_replacement(*, actor: Any, incident_pk: int, successor: ApiKey | None, notes: str,
+def _record_replacement(*, actor: Actor, incident_pk: int, successor: ApiKey | None, notes: str,
                         figures: dict[str, Any]) -> IncidentStep:
     incident = Incident.objects.select_for_update().get(pk=incident_pk)
     if successor is not None:
@@ -243,7 +244,7 @@ def _record_replacement(*, actor: Any, incident_pk: int, successor: ApiKey | Non
     return step
 
 
-def incident_replace(*, actor: Any, incident: Incident, request_uuid: uuid.UUID | None = None,
+def incident_replace(*, actor: Actor, incident: Incident, request_uuid: uuid.UUID | None = None,
                      new_value: str | None = None, client: Any = None) -> key_services.IssuedKey | None:
     """Step 2, after the revoke step. A key: keys' api_key_rotate_now issues its successor with the same scopes,
     quota, network limits and expiry (keys.issue and keys.revoke) and the secret comes back in memory, for the one
@@ -291,7 +292,7 @@ def incident_replace(*, actor: Any, incident: Incident, request_uuid: uuid.UUID 
 
 
 @transaction.atomic
-def incident_assess(*, actor: Any, incident: Incident, exposure_start: datetime,
+def incident_assess(*, actor: Actor, incident: Incident, exposure_start: datetime,
                     exposure_end: datetime | None = None, notes: str = "") -> IncidentStep:
     """Step 3, the blast radius: sets the exposure window and records what the subject could reach and, for a key,
     what it spent during the window (credits and requests by day) as figures of that moment. Audited."""
@@ -313,7 +314,7 @@ def incident_assess(*, actor: Any, incident: Incident, exposure_start: datetime,
 
 
 @transaction.atomic
-def incident_list_related(*, actor: Any, incident: Incident, refs: list[str], notes: str = "") -> IncidentStep:
+def incident_list_related(*, actor: Actor, incident: Incident, refs: list[str], notes: str = "") -> IncidentStep:
     """Step 4: the related secrets and keys to rotate, chosen among the candidates detection.selectors offers
     (same service account, same environment, the workspace's secrets). Records names and links, never values.
     Rotating them happens on their own pages; this step is the list to work through. Audited."""
@@ -332,7 +333,7 @@ def incident_list_related(*, actor: Any, incident: Incident, refs: list[str], no
 
 
 @transaction.atomic
-def incident_postmortem(*, actor: Any, incident: Incident, root_cause: str, controls: list[str],
+def incident_postmortem(*, actor: Actor, incident: Incident, root_cause: str, controls: list[str],
                         controls_notes: str = "", notes: str = "") -> IncidentStep:
     """Step 5: root cause and the controls added (from CONTROLS, plus free text). Audited."""
     incident = _lock(actor, incident)
@@ -360,7 +361,7 @@ def incident_postmortem(*, actor: Any, incident: Incident, root_cause: str, cont
 
 
 @transaction.atomic
-def incident_close(*, actor: Any, incident: Incident, notes: str = "") -> Incident:
+def incident_close(*, actor: Actor, incident: Incident, notes: str = "") -> Incident:
     """Close the incident once its post-mortem is written (and, for a key or secret, once it was revoked);
     resolves the alert it came from. Audited."""
     incident = _lock(actor, incident)
@@ -383,7 +384,7 @@ def incident_close(*, actor: Any, incident: Incident, notes: str = "") -> Incide
 
 
 @transaction.atomic
-def incident_note(*, actor: Any, incident: Incident, text: str) -> IncidentStep:
+def incident_note(*, actor: Actor, incident: Incident, text: str) -> IncidentStep:
     """Add a note to the timeline (also on a closed incident). Audited (without the text)."""
     incident = _lock(actor, incident, open_only=False)
     if not (text or "").strip():

@@ -13,6 +13,7 @@ from django.db.models import Q
 
 from project.alerts.models import Alert
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 from workspaces.models import Workspace
 
 
@@ -73,6 +74,8 @@ class DetectionPolicy(TimeStampedModel):
         default=1, validators=[MinValueValidator(1), MaxValueValidator(28)],
         help_text="Day of the month (UTC) a credit period starts.")
 
+    objects = RestrictedManager()
+
     class Meta:
         verbose_name = "detection policy"
         verbose_name_plural = "detection policies"
@@ -114,10 +117,14 @@ class KeyUsageHourly(models.Model):
     keys.KeyUsageDaily.
     """
 
+    workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="usage_hours")
     hour = models.DateTimeField(help_text="Start of the UTC hour")
     credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
     requests = models.PositiveBigIntegerField(default=0)
+
+    objects = RestrictedManager()
 
     class Meta:
         verbose_name = "key usage (hour)"
@@ -205,6 +212,8 @@ class Incident(TimeStampedModel):
                                   related_name="+", editable=False)
     closed_at = models.DateTimeField(null=True, blank=True, editable=False)
 
+    objects = RestrictedManager()
+
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
@@ -253,6 +262,8 @@ class IncidentStep(models.Model):
     """One recorded step of an incident: who did what, when, with the figures of that moment (never a secret
     value). Steps are append-only; the incident page reads them as its timeline."""
 
+    workspace_path = "incident__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     class Kind(models.TextChoices):
         OPENED = "opened", "Incident opened"
         REVOKE = "revoke", "Revoked"
@@ -271,6 +282,8 @@ class IncidentStep(models.Model):
     actor_label = models.CharField(max_length=200)
     notes = models.TextField(blank=True)
     figures = models.JSONField(default=dict, blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["created_at", "id"]

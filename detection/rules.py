@@ -25,6 +25,7 @@ from django.utils import timezone
 from detection.models import DetectionPolicy, KeyUsageHourly
 from detection.services import detection_policies_ensure
 from keys.models import ApiKey, KeyUsageDaily
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 
@@ -214,7 +215,8 @@ def raise_findings(found: Iterable[tuple[Any, Finding]]) -> int:
         for target, finding in chunk:
             if (target.workspace_id, finding.dedup_key) in existing:
                 continue
-            _, created = alert_raise(workspace=target.workspace, kind=finding.kind, severity=finding.severity,
+            _, created = alert_raise(actor=SYSTEM, workspace=target.workspace, kind=finding.kind,
+                                     severity=finding.severity,
                                      title=finding.title, dedup_key=finding.dedup_key, details=finding.details,
                                      target=target)
             existing.add((target.workspace_id, finding.dedup_key))

@@ -13,25 +13,20 @@ from django.urls import reverse
 
 from detection.models import DetectionPolicy, Incident, IncidentStep, KeyUsageHourly
 from keys.models import ApiKey, KeyUsageDaily
-from project import access
+from project.actors import Actor
 from project.alerts.models import Alert
 
 
-def _scope(queryset: QuerySet, actor: Any, permission: str, lookup: str = "workspace_id") -> QuerySet:
-    allowed = access.workspaces_with(actor, permission)
-    return queryset if allowed is None else queryset.filter(**{f"{lookup}__in": allowed})
+def alerts_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[Alert]:
+    return Alert.objects.restrict(actor, permission)
 
 
-def alerts_for(actor: Any, permission: str = "workspace.view") -> QuerySet[Alert]:
-    return _scope(Alert.objects.all(), actor, permission)
+def incidents_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[Incident]:
+    return Incident.objects.restrict(actor, permission)
 
 
-def incidents_for(actor: Any, permission: str = "workspace.view") -> QuerySet[Incident]:
-    return _scope(Incident.objects.all(), actor, permission)
-
-
-def detection_policies_for(actor: Any, permission: str = "workspace.view") -> QuerySet[DetectionPolicy]:
-    return _scope(DetectionPolicy.objects.all(), actor, permission)
+def detection_policies_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[DetectionPolicy]:
+    return DetectionPolicy.objects.restrict(actor, permission)
 
 
 # --- blast radius ----------------------------------------------------------------------------------------------

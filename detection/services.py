@@ -14,6 +14,7 @@ from django.db import transaction
 
 from detection.models import DetectionPolicy
 from project import access
+from project.actors import SYSTEM, Actor
 from project.audit.services import diff, record
 from workspaces.models import Workspace
 
@@ -38,7 +39,7 @@ def detection_policies_ensure(*, workspace_ids: Iterable[int]) -> dict[int, Dete
         with transaction.atomic():
             policy, created = DetectionPolicy.objects.get_or_create(workspace_id=workspace_id)
             if created:
-                record(actor=None, action="detection_policy.create", target=policy, workspace_id=workspace_id,
+                record(actor=SYSTEM, action="detection_policy.create", target=policy, workspace_id=workspace_id,
                        changes={"defaults": True})
         found[workspace_id] = policy
     return found
@@ -50,7 +51,7 @@ def detection_policy_of(workspace_id: int) -> DetectionPolicy:
 
 
 @transaction.atomic
-def detection_policy_save(*, actor: Any, workspace: Workspace, **fields: Any) -> DetectionPolicy:
+def detection_policy_save(*, actor: Actor, workspace: Workspace, **fields: Any) -> DetectionPolicy:
     """Create or change a workspace's detection thresholds and credit-guard settings (incidents.manage).
     Audits the field changes; nothing reaches the platform."""
     access.require(actor, "incidents.manage", workspace.pk)

@@ -71,8 +71,7 @@ class EnvironmentFilter(admin.SimpleListFilter):
     parameter_name = "env"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        allowed = access.workspaces_with(request.user, "workspace.view")
-        qs = Environment.objects.all() if allowed is None else Environment.objects.filter(workspace_id__in=allowed)
+        qs = Environment.objects.restrict(request.user, "workspace.view")
         return [(n, n) for n in qs.order_by("name").values_list("name", flat=True).distinct()]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:

@@ -14,6 +14,7 @@ from django.core.exceptions import ValidationError
 
 from keys import services
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
+from project.actors import SYSTEM
 from project.platform import errors
 from workspaces.models import ServiceAccount, Workspace
 
@@ -35,7 +36,7 @@ def _service_account(workspace: Workspace, name: str, description: str) -> Servi
         return account
     from workspaces import services as roles_services
 
-    return roles_services.service_account_create(actor=None, workspace=workspace, name=name, description=description)
+    return roles_services.service_account_create(actor=SYSTEM, workspace=workspace, name=name, description=description)
 
 
 def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: Any = None, **context: Any) -> None:
@@ -52,17 +53,17 @@ def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: An
     issued = 0
     for workspace in workspaces[:2]:
         if not KeyPolicy.objects.filter(workspace=workspace).exists():
-            services.key_policy_save(actor=None, workspace=workspace)
+            services.key_policy_save(actor=SYSTEM, workspace=workspace)
         environments = list(workspace.environments.order_by("name"))
         budgets = {env.pk: DEMO_BUDGETS[env.name] for env in environments
                    if env.name in DEMO_BUDGETS and env.credit_budget is None}
         if budgets:
-            services.environment_budgets_set(actor=None, budgets=budgets)
+            services.environment_budgets_set(actor=SYSTEM, budgets=budgets)
         for name, (description, scopes, quotas, prod_ips) in DEMO_KEYS.items():
             account = _service_account(workspace, name, description)
             if not account.is_active:
                 continue
-            services.service_account_ensure_remote(actor=None, service_account=account, client=client)
+            services.service_account_ensure_remote(actor=SYSTEM, service_account=account, client=client)
             for env in environments:
                 key_name = f"{name} {env.name}"
                 if ApiKey.objects.filter(service_account=account, environment=env, name=key_name,
@@ -71,7 +72,7 @@ def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: An
                 sloppy = env.is_production and not prod_ips
                 try:
                     services.api_key_issue(
-                        actor=None, service_account=account, environment=env, name=key_name,
+                        actor=SYSTEM, service_account=account, environment=env, name=key_name,
                         scopes=ALL_SCOPES if sloppy else scopes,
                         credit_quota=quotas.get(env.name, OTHER_ENVIRONMENT_QUOTA),
                         allowed_ips=prod_ips if env.is_production else [], client=client)

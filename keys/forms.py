@@ -10,7 +10,6 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from keys.models import ALL_SCOPES, PLATFORM_SCOPES, ApiKey, KeyPolicy
-from project import access
 from workspaces.models import Environment, ServiceAccount
 
 SCOPE_CHOICES = [(s, s) for s in PLATFORM_SCOPES]
@@ -76,12 +75,9 @@ class ApiKeyIssueForm(ScopesMixin):
 
     def __init__(self, *args: Any, user: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        allowed = access.workspaces_with(user, "keys.issue")
-        accounts = ServiceAccount.objects.filter(is_active=True).select_related("workspace")
-        environments = Environment.objects.select_related("workspace")
-        if allowed is not None:
-            accounts, environments = accounts.filter(workspace_id__in=allowed), environments.filter(
-                workspace_id__in=allowed)
+        accounts = ServiceAccount.objects.filter(is_active=True).select_related("workspace").restrict(user,
+                                                                                                 "keys.issue")
+        environments = Environment.objects.select_related("workspace").restrict(user, "keys.issue")
         self.fields["service_account"].queryset = accounts.order_by("workspace__name", "name")
         self.fields["service_account"].label_from_instance = lambda sa: f"{sa.workspace} / {sa.name}"
         self.fields["environment"].queryset = environments.order_by("workspace__name", "name")

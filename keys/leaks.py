@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
@@ -19,6 +18,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from keys.models import ApiKey, key_digest
 from project import access
+from project.actors import Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.services import record
@@ -73,7 +73,7 @@ def extract(text: str) -> tuple[Counter[str], dict[str, int]]:
     return digests, {label: n for label, n in others.items() if n}
 
 
-def _can_rotate_now(actor: Any, key: ApiKey) -> bool:
+def _can_rotate_now(actor: Actor, key: ApiKey) -> bool:
     return (key.state in (*ApiKey.USABLE_STATES, ApiKey.State.REVOKED, ApiKey.State.EXPIRED)
             and access.has_perm(actor, "keys.issue", key.workspace_id)
             and access.has_perm(actor, "keys.revoke", key.workspace_id))
@@ -81,23 +81,19 @@ def _can_rotate_now(actor: Any, key: ApiKey) -> bool:
 
 @sensitive_variables("text")
 @transaction.atomic
-def leak_check(*, actor: Any, text: str) -> LeakReport:
+def leak_check(*, actor: Actor, text: str) -> LeakReport:
     """Match every platform-key-shaped string in `text` against the keys of the workspaces where `actor` holds
     workspace.view. Audits ``api_key.exposure_reported`` per matched key and raises a high alert (once a day per
     key) for a key that still works. The text is not kept."""
     digests, others = extract(text)
     del text
     report = LeakReport(candidates=len(digests), occurrences=sum(digests.values()), other_kinds=others)
-    visible = access.workspaces_with(actor, "workspace.view")
     ordered = sorted(digests)
     keys: list[ApiKey] = []
     for i in range(0, len(ordered), BATCH):
         # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
-        qs = ApiKey.objects.filter(digest__in=ordered[i:i + BATCH]).exclude(digest="").order_by().select_related(
-            "workspace", "service_account", "environment")
-        if visible is not None:
-            qs = qs.filter(workspace_id__in=visible)
-        keys.extend(qs)
+        keys.extend(ApiKey.objects.restrict(actor, "workspace.view").filter(digest__in=ordered[i:i + BATCH])
+                    .exclude(digest="").order_by().select_related("workspace", "service_account", "environment"))
     keys.sort(key=lambda k: (k.state not in ApiKey.USABLE_STATES, k.workspace.name, k.name, k.pk))
     today = timezone.now().date().isoformat()
     dedup = {key.pk: f"api_key.exposed:{key.uuid}:{today}" for key in keys}

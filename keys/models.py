@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from project.models import TimeStampedModel
 from project.platform.scopes import PERMISSION_TYPES
+from project.querysets import RestrictedManager
 
 __all__ = [
     "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "key_digest",
@@ -134,6 +135,8 @@ class KeyPolicy(TimeStampedModel):
         help_text="After its overlap, a rotated key is revoked once the platform reports no use of it for this "
                   "many hours; until then an alert says who still uses it.")
 
+    objects = RestrictedManager()
+
     class Meta:
         verbose_name = "key policy"
         verbose_name_plural = "key policies"
@@ -209,6 +212,8 @@ class ApiKey(TimeStampedModel):
     suspended_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                      related_name="+", editable=False)
     suspend_reason = models.CharField(max_length=300, blank=True, editable=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         verbose_name = "API key"
@@ -326,10 +331,14 @@ class ApiKey(TimeStampedModel):
 class KeyUsageDaily(TimeStampedModel):
     """What one key spent on one UTC day, as the platform reports it (re-read and replaced by the ingest)."""
 
+    workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_days")
     day = models.DateField()
     credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
     requests = models.PositiveBigIntegerField(default=0)
+
+    objects = RestrictedManager()
 
     class Meta:
         verbose_name = "key usage (day)"

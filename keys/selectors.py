@@ -9,29 +9,23 @@ from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
 from keys.models import ApiKey, KeyPolicy, KeyUsageDaily
-from project import access
+from project.actors import Actor
 from workspaces.models import Environment, Workspace
 
 DEFAULT_POLICY = KeyPolicy()  # unsaved: the defaults a workspace without a policy row lives by
 
 
-def api_keys_for(actor: Any, permission: str = "workspace.view") -> QuerySet[ApiKey]:
+def api_keys_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[ApiKey]:
     """The keys of the workspaces where `actor` holds `permission` (every key for a superuser)."""
-    qs = ApiKey.objects.all()
-    allowed = access.workspaces_with(actor, permission)
-    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
+    return ApiKey.objects.restrict(actor, permission)
 
 
-def key_policies_for(actor: Any, permission: str = "workspace.view") -> QuerySet[KeyPolicy]:
-    qs = KeyPolicy.objects.all()
-    allowed = access.workspaces_with(actor, permission)
-    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
+def key_policies_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[KeyPolicy]:
+    return KeyPolicy.objects.restrict(actor, permission)
 
 
-def environments_for(actor: Any, permission: str = "workspace.view") -> QuerySet[Environment]:
-    qs = Environment.objects.select_related("workspace")
-    allowed = access.workspaces_with(actor, permission)
-    return qs if allowed is None else qs.filter(workspace_id__in=allowed)
+def environments_for(actor: Actor, permission: str = "workspace.view") -> QuerySet[Environment]:
+    return Environment.objects.select_related("workspace").restrict(actor, permission)
 
 
 def key_policy_of(workspace_id: int) -> KeyPolicy:
@@ -73,7 +67,7 @@ def live_key_count(service_account_id: int, environment_id: int) -> int:
     return live_keys_in(environment_id).filter(service_account_id=service_account_id).count()
 
 
-def environment_budgets(actor: Any) -> list[tuple[Environment, int]]:
+def environment_budgets(actor: Actor) -> list[tuple[Environment, int]]:
     """Each environment the actor may see with the quota its live keys hold, in two queries."""
     environments = list(environments_for(actor).order_by("workspace__name", "name"))
     totals = dict(
@@ -134,7 +128,5 @@ def key_usage(key: ApiKey, days: int = 30, today: date | None = None) -> list[Ke
     return list(KeyUsageDaily.objects.filter(key=key, day__gt=today - timedelta(days=days)).order_by("-day"))
 
 
-def workspaces_visible(actor: Any) -> QuerySet[Workspace]:
-    allowed = access.workspaces_with(actor, "workspace.view")
-    qs = Workspace.objects.all()
-    return qs if allowed is None else qs.filter(pk__in=allowed)
+def workspaces_visible(actor: Actor) -> QuerySet[Workspace]:
+    return Workspace.objects.restrict(actor, "workspace.view")

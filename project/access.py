@@ -3,22 +3,25 @@
 project/ imports no app. The tenancy app (workspaces) owns the policy and installs it here when Django starts
 (`WorkspacesConfig.ready()` calls `install()`), the same way apps register their sync handlers. A policy
 provides has_perm(actor, permission, workspace_id), workspaces_with(actor, permission) -> set[int] | None
-(None = every workspace) and require(actor, permission, workspace_id).
+(None = every workspace) and require(actor, permission, workspace_id). The system actor (project.actors.SYSTEM)
+is answered here, before any policy is asked.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from django.core.exceptions import ImproperlyConfigured
 
+from project.actors import Actor, checked, is_system
+
 
 class AccessPolicy(Protocol):
-    def has_perm(self, actor: Any, permission: str, workspace_id: int | None) -> bool: ...
+    def has_perm(self, actor: Actor, permission: str, workspace_id: int | None) -> bool: ...
 
-    def workspaces_with(self, actor: Any, permission: str) -> set[int] | None: ...
+    def workspaces_with(self, actor: Actor, permission: str) -> set[int] | None: ...
 
-    def require(self, actor: Any, permission: str, workspace_id: int | None) -> None: ...
+    def require(self, actor: Actor, permission: str, workspace_id: int | None) -> None: ...
 
 
 _installed: AccessPolicy | None = None
@@ -36,13 +39,15 @@ def policy() -> AccessPolicy:
     return _installed
 
 
-def has_perm(user: Any, permission: str, workspace_id: int | None) -> bool:
-    return policy().has_perm(user, permission, workspace_id)
+# SYSTEM holds every permission everywhere; None is refused (TypeError), never read as "the system".
+def has_perm(actor: Actor, permission: str, workspace_id: int | None) -> bool:
+    return True if is_system(actor) else policy().has_perm(checked(actor), permission, workspace_id)
 
 
-def workspaces_with(user: Any, permission: str) -> set[int] | None:
-    return policy().workspaces_with(user, permission)
+def workspaces_with(actor: Actor, permission: str) -> set[int] | None:
+    return None if is_system(actor) else policy().workspaces_with(checked(actor), permission)
 
 
-def require(user: Any, permission: str, workspace_id: int | None) -> None:
-    policy().require(user, permission, workspace_id)
+def require(actor: Actor, permission: str, workspace_id: int | None) -> None:
+    if not is_system(actor):
+        policy().require(checked(actor), permission, workspace_id)

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.utils import timezone
 
+from project.actors import SYSTEM
 from secrets_app import services
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool, UserCredential
 
@@ -43,13 +44,13 @@ def seed_secrets_and_tools(*, workspaces: list, **context: Any) -> None:
         existing = set(Secret.objects.filter(workspace=workspace).values_list("name", flat=True))
         for name, description in DEMO_SECRETS:
             if name not in existing:
-                services.secret_create(actor=None, workspace=workspace, name=name, description=description,
+                services.secret_create(actor=SYSTEM, workspace=workspace, name=name, description=description,
                                        value=f"demo_{_random()}")
         _provider(workspace)
         tools = set(Tool.objects.filter(workspace=workspace).values_list("name", flat=True))
         for name, description, url, method, headers in DEMO_TOOLS:
             if name not in tools:
-                services.tool_create(actor=None, workspace=workspace, name=name, description=description,
+                services.tool_create(actor=SYSTEM, workspace=workspace, name=name, description=description,
                                      url=url.replace("{slug}", workspace.slug), method=method, headers=headers)
 
 
@@ -68,7 +69,7 @@ def _provider(workspace: Any) -> OAuthProvider:
     provider = OAuthProvider.objects.filter(workspace=workspace, slug="google").first()
     if provider is None:
         provider = services.provider_save(
-            actor=None, workspace=workspace, slug="google", name="Google", client_secret=_random(),
+            actor=SYSTEM, workspace=workspace, slug="google", name="Google", client_secret=_random(),
             token_url=demo_token_url(), client_id=f"{workspace.slug}-demo.apps.example",
             send_client_secret_in_header=False)
     return provider
@@ -94,7 +95,7 @@ def seed_auth_connections(*, workspaces: list, **context: Any) -> None:
         existing = set(AuthConnection.objects.filter(workspace=workspace).values_list("name", flat=True))
         for name, kind, plain, secret_parts in specs:
             if name not in existing:
-                services.auth_connection_save(actor=None, workspace=workspace, name=name, kind=kind, **plain,
+                services.auth_connection_save(actor=SYSTEM, workspace=workspace, name=name, kind=kind, **plain,
                                               **secret_parts)
 
 
@@ -108,7 +109,7 @@ def seed_vault(*, workspaces: list, **context: Any) -> None:
                 continue
             # Far-off expiries: no refresh runs by itself; "Force refresh" asks the demo provider.
             services.credential_store(
-                actor=None, workspace=workspace, provider=provider, end_user_id=end_user,
+                actor=SYSTEM, workspace=workspace, provider=provider, end_user_id=end_user,
                 access_token=f"ya29.demo_{_random()}", refresh_token=f"1//demo_{_random()}",
                 expires_at=now + timedelta(days=30 + number),
                 scopes=["https://www.googleapis.com/auth/calendar.readonly", "openid"])

@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from project.fields import EncryptedTextField
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 from secrets_app.validators import (
     TOOL_NAME_PATTERN,
     VAULT_PREFIX,
@@ -56,6 +57,8 @@ class Secret(TimeStampedModel):
     last_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", editable=False)
     remote_id = models.CharField("platform secret id", max_length=128, blank=True, editable=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["workspace__name", "name"]
@@ -111,6 +114,8 @@ class Tool(TimeStampedModel):
     last_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", editable=False)
 
+    objects = RestrictedManager()
+
     class Meta:
         ordering = ["workspace__name", "name"]
         constraints = [
@@ -137,9 +142,13 @@ class ToolSecretReference(models.Model):
     """Tool ``tool`` sends secret ``secret`` in header ``header``. Kept in step with Tool.headers by the
     tool services; PROTECT stops a referenced secret from being deleted underneath a tool."""
 
+    workspace_path = "tool__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
     tool = models.ForeignKey(Tool, on_delete=models.CASCADE, related_name="secret_references")
     secret = models.ForeignKey(Secret, on_delete=models.PROTECT, related_name="tool_references")
     header = models.CharField(max_length=100)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["tool__name", "header"]
@@ -214,6 +223,8 @@ class AuthConnection(TimeStampedModel):
                                         related_name="+", editable=False)
     remote_id = models.CharField("platform auth connection id", max_length=128, blank=True, editable=False)
 
+    objects = RestrictedManager()
+
     class Meta:
         ordering = ["workspace__name", "name"]
         constraints = [
@@ -249,6 +260,8 @@ class OAuthProvider(TimeStampedModel):
     client_secret = EncryptedTextField(blank=True, default="", help_text="Write-only.")
     send_client_secret_in_header = models.BooleanField(
         default=False, help_text="Send client id and secret as HTTP Basic auth instead of in the form body.")
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["workspace__name", "name"]
@@ -287,6 +300,8 @@ class UserCredential(TimeStampedModel):
     last_error = models.CharField(max_length=300, blank=True, help_text="Why the last refresh failed (no token).")
     # A refresh in flight holds this lease, so two workers never spend the same refresh token.
     refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["workspace__name", "provider__name", "end_user_id"]

@@ -6,39 +6,36 @@ state loads it on its own (project.fields.field_state).
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db.models import Model, QuerySet
 
-from project import access
+from project.actors import Actor
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool, UserCredential
 
 VIEW = "workspace.view"
 
 
-def _scoped(model: type[Model], actor: Any, permission: str, *deferred: str) -> QuerySet:
-    allowed = access.workspaces_with(actor, permission)
-    queryset = model._default_manager.defer(*deferred) if deferred else model._default_manager.all()
-    return queryset if allowed is None else queryset.filter(workspace_id__in=allowed)
+def _scoped(model: type[Model], actor: Actor, permission: str, *deferred: str) -> QuerySet:
+    queryset = model._default_manager.restrict(actor, permission)
+    return queryset.defer(*deferred) if deferred else queryset
 
 
-def secrets_for(actor: Any, permission: str = VIEW) -> QuerySet:
+def secrets_for(actor: Actor, permission: str = VIEW) -> QuerySet:
     return _scoped(Secret, actor, permission, "value")
 
 
-def tools_for(actor: Any, permission: str = VIEW) -> QuerySet:
+def tools_for(actor: Actor, permission: str = VIEW) -> QuerySet:
     return _scoped(Tool, actor, permission)
 
 
-def auth_connections_for(actor: Any, permission: str = VIEW) -> QuerySet:
+def auth_connections_for(actor: Actor, permission: str = VIEW) -> QuerySet:
     return _scoped(AuthConnection, actor, permission, *AuthConnection.SECRET_FIELDS)
 
 
-def oauth_providers_for(actor: Any, permission: str = VIEW) -> QuerySet:
+def oauth_providers_for(actor: Actor, permission: str = VIEW) -> QuerySet:
     return _scoped(OAuthProvider, actor, permission, "client_secret")
 
 
-def user_credentials_for(actor: Any, permission: str = VIEW) -> QuerySet:
+def user_credentials_for(actor: Actor, permission: str = VIEW) -> QuerySet:
     return _scoped(UserCredential, actor, permission, "access_token", "refresh_token")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from project.actors import SYSTEM
 from secrets_app import services
 
 # One sweep refreshes every due credential, one HTTP call each (10 s timeout): allow it longer than a drain.
@@ -15,4 +16,4 @@ SWEEP_HARD_LIMIT = 660
              time_limit=SWEEP_HARD_LIMIT)
 def refresh_credentials() -> dict[str, int]:
     """Periodic: refresh end users' tokens expiring within VAULT_REFRESH_WINDOW_SECONDS."""
-    return services.credentials_refresh_due(actor=None)
+    return services.credentials_refresh_due(actor=SYSTEM)

@@ -29,7 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin
 from workspaces import access as policy
 from workspaces import selectors, services
 from workspaces.forms import PersonForm, RoleAssignmentForm, RoleForm, ServiceAccountForm, UserChangeForm
@@ -40,21 +40,6 @@ User = get_user_model()
 
 
 # --- shared pieces -------------------------------------------------------------------------------------
-class ScopedWorkspaceFilter(admin.SimpleListFilter):
-    """Workspace choices limited to the ones the person may see (a plain related filter would list all)."""
-
-    title = "workspace"
-    parameter_name = "workspace"
-
-    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[int, str]]:
-        allowed = access.workspaces_with(request.user, model_admin.view_permission)
-        qs = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
-        return [(ws.pk, ws.name) for ws in qs]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(workspace_id=self.value()) if self.value() else queryset
-
-
 class ScopedRoleFilter(admin.SimpleListFilter):
     title = "role"
     parameter_name = "role"
@@ -156,7 +141,7 @@ class RoleAssignmentAdmin(KeysAdmin):
     manage_permission = "roles.assign"
     list_display = ("principal_link", "role", "workspace", "granted_by", "expires_at", "state")
     list_select_related = ("workspace", "role", "user", "service_account", "granted_by")
-    list_filter = (ScopedWorkspaceFilter, ScopedRoleFilter)
+    list_filter = (WorkspaceFilter, ScopedRoleFilter)
     search_fields = ("user__username", "user__email", "service_account__name", "role__name")
     add_fields = ("workspace", "role", "person", "service_account", "expires_at")
     view_fields = ("workspace", "role", "principal_link", "granted_by", "expires_at", "state", "created_at")
@@ -211,7 +196,7 @@ class ServiceAccountAdmin(KeysAdmin):
     manage_permission = "keys.issue"
     list_display = ("name", "workspace", "is_active", "remote_id", "created_by", "created_at")
     list_select_related = ("workspace", "created_by")
-    list_filter = ("is_active", ScopedWorkspaceFilter)
+    list_filter = ("is_active", WorkspaceFilter)
     search_fields = ("name", "=remote_id")
     fields = ("workspace", "name", "description", "is_active", "disabled_at", "disabled_by", "remote_id",
               "created_by", "roles")
@@ -292,7 +277,7 @@ class PersonAdmin(KeysAdmin):
     manage_permission = "roles.assign"
     # A person belongs to the workspaces where they hold a role (get_queryset and the has_* checks below
     # use it through the selectors; the base class's single-object lookup does not apply).
-    workspace_lookup = "role_assignments__workspace_id"
+    workspace_lookup_override = "role_assignments__workspace_id"
     workspace_form_fields = ()
     list_display = ("username", "email", "first_name", "last_name", "is_active", "roles_here")
     list_filter = ("is_active",)
@@ -305,10 +290,8 @@ class PersonAdmin(KeysAdmin):
                         ("Roles in your workspaces", {"fields": ("roles_here",)}))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        allowed = access.workspaces_with(request.user, self.view_permission)
-        visible = RoleAssignment.objects.select_related("role", "workspace")
-        if allowed is not None:
-            visible = visible.filter(workspace_id__in=allowed)
+        visible = RoleAssignment.objects.select_related("role", "workspace").restrict(request.user,
+                                                                                    self.view_permission)
         return (selectors.users_for(request.user, self.view_permission).order_by("username")
                 .prefetch_related(Prefetch("role_assignments", queryset=visible, to_attr="visible_assignments")))
 
@@ -402,7 +385,6 @@ class PersonAdmin(KeysAdmin):
 # --- workspaces and environments ---------------------------------------------------------------------------
 @admin.register(Workspace)
 class WorkspaceAdmin(WorkspaceScopedAdmin):
-    workspace_lookup = "id"
     workspace_form_fields = ()
     list_display = ("name", "slug", "created_at")
     search_fields = ("name", "slug")

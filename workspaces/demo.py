@@ -8,6 +8,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Q
 
+from project.actors import SYSTEM
 from workspaces import services
 from workspaces.models import Role, RoleAssignment, ServiceAccount
 from workspaces.services import people as services_people
@@ -29,25 +30,25 @@ def seed_people_and_service_accounts(*, workspaces: list, logins: list, password
             role = Role.objects.get(workspace=None, name=role_name)
             user = users.filter(username=username).first()
             if user is None:
-                user = services_people.person_create(actor=None, workspace=workspace, role=role, username=username,
+                user = services_people.person_create(actor=SYSTEM, workspace=workspace, role=role, username=username,
                                               email=f"{username}@example.com", first_name=role_name,
                                               last_name=workspace.name)
-                services_people.user_set_password(actor=None, user=user, password=password)
+                services_people.user_set_password(actor=SYSTEM, user=user, password=password)
             elif not RoleAssignment.objects.filter(workspace=workspace, role=role, user=user).exists():
-                services.role_assign(actor=None, workspace=workspace, role=role, user=user)
+                services.role_assign(actor=SYSTEM, workspace=workspace, role=role, user=user)
             logins.append((username, password, f"{role_name} in {workspace.name}"))
         name, permissions, description = SESSION_BROKER
         if not Role.objects.filter(workspace=workspace, name=name).exists():
-            services.role_create(actor=None, workspace=workspace, name=name, permissions=permissions,
+            services.role_create(actor=SYSTEM, workspace=workspace, name=name, permissions=permissions,
                                  description=description)
         for name, description, role_name in DEMO_SERVICE_ACCOUNTS:
             sa = ServiceAccount.objects.filter(workspace=workspace, name=name).first()
             if sa is None:
-                sa = services.service_account_create(actor=None, workspace=workspace, name=name,
+                sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name=name,
                                                      description=description)
             if not sa.role_assignments.exists():
                 role = Role.objects.filter(Q(workspace=None) | Q(workspace=workspace), name=role_name).get()
-                services.role_assign(actor=None, workspace=workspace, service_account=sa, role=role)
+                services.role_assign(actor=SYSTEM, workspace=workspace, service_account=sa, role=role)
 
 
 demo_seeders = [seed_people_and_service_accounts]

@@ -11,7 +11,6 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
-from project import access
 from workspaces import selectors, services
 from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.permissions import CATALOGUE
@@ -26,9 +25,7 @@ class ActorFormMixin:
     actor: Any = None
 
     def _workspaces(self, permission: str) -> Any:
-        allowed = access.workspaces_with(self.actor, permission)
-        qs = Workspace.objects.all()
-        return qs if allowed is None else qs.filter(pk__in=allowed)
+        return Workspace.objects.restrict(self.actor, permission)
 
     def _add_errors(self, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
         fields = set(self.fields)  # type: ignore[attr-defined]

@@ -6,13 +6,17 @@ names (`Meta.db_table`): the models moved here without copying a row (workspaces
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models import Q
 
+from project import access
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager, RestrictedQuerySet
 from workspaces.permissions import CATALOGUE
 
 
@@ -20,10 +24,13 @@ class Workspace(TimeStampedModel):
     """A team's boundary: its agents, secrets, keys and people's roles live inside one workspace."""
 
     audit_former_labels = ("agents.workspace",)  # the audit trail's label for it before it moved here
+    workspace_path = "id"  # RestrictedQuerySet.restrict() reaches the workspace this way
 
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         db_table = "agents_workspace"  # created by the agents app; moved here with its rows
@@ -49,6 +56,8 @@ class Environment(TimeStampedModel):
     credit_budget = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Credits the keys of this environment may spend per period; blank = no budget")
     is_production = models.BooleanField(default=False)
+
+    objects = RestrictedManager()
 
     class Meta:
         db_table = "agents_environment"  # created by the agents app; moved here with its rows
@@ -79,6 +88,8 @@ class ServiceAccount(TimeStampedModel):
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
 
+    objects = RestrictedManager()
+
     class Meta:
         db_table = "keys_serviceaccount"  # created by the keys app; moved here with its rows
         ordering = ["workspace__name", "name"]
@@ -90,10 +101,23 @@ class ServiceAccount(TimeStampedModel):
         return self.name
 
 
+class RoleQuerySet(RestrictedQuerySet):
+    def restrict(self, actor: Any, permission: str = "workspace.view") -> RoleQuerySet:
+        """Built-in roles (shared by every workspace, so visible to anyone holding the permission somewhere)
+        and the custom roles of the workspaces where the actor holds `permission`."""
+        allowed = access.workspaces_with(actor, permission)
+        if allowed is None:
+            return self
+        if not allowed:
+            return self.none()
+        return self.filter(Q(workspace__isnull=True) | Q(workspace_id__in=allowed))
+
+
 class Role(TimeStampedModel):
     """A named set of permissions from the fixed catalogue. Built-in roles have no workspace."""
 
     audit_former_labels = ("keys.role",)  # the audit trail's label for it before it moved here
+    objects = RoleQuerySet.as_manager()
 
     workspace = models.ForeignKey(Workspace, null=True, blank=True, on_delete=models.CASCADE, related_name="roles",
                                   help_text="Blank for built-in roles, which every workspace shares")
@@ -144,6 +168,8 @@ class RoleAssignment(TimeStampedModel):
     granted_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
     expires_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         db_table = "keys_roleassignment"  # created by the keys app; moved here with its rows

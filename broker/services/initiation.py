@@ -15,6 +15,7 @@ from django.views.decorators.debug import sensitive_variables
 from agents.models import Agent
 from broker.models import BrokerSession
 from broker.validators import validate_end_user_id
+from project.actors import SYSTEM, Actor, SystemActor
 from project.audit.services import record
 
 logger = logging.getLogger(__name__)
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 ANSWER_TYPE = "conversation_initiation_client_data"
 SECRET_PREFIX = "secret__"
 # How the webhook appears in the audit trail: the platform, authenticated by the agent's shared secret.
-WEBHOOK_ACTOR = "platform (conversation-initiation webhook)"
+WEBHOOK_ACTOR = SystemActor("platform (conversation-initiation webhook)")
 
 
 class WebhookRefused(Exception):
@@ -72,7 +73,7 @@ def _fresh_tokens(agent: Agent, end_user_id: str, client: Any) -> dict[str, str]
     except ImportError as exc:
         raise WebhookRefused(503, "vault_unavailable", "The credential vault is not available.") from exc
     try:
-        tokens = credential_fresh_tokens(actor=None, workspace=agent.workspace, end_user_id=end_user_id,
+        tokens = credential_fresh_tokens(actor=SYSTEM, workspace=agent.workspace, end_user_id=end_user_id,
                                          client=client)
     except DatabaseError as exc:
         raise WebhookRefused(503, "vault_unavailable", "The credential vault is not available.") from exc
@@ -83,15 +84,15 @@ def _fresh_tokens(agent: Agent, end_user_id: str, client: Any) -> dict[str, str]
 
 
 @sensitive_variables("variables")
-def conversation_initiation_answer(*, actor: Any = None, agent_uuid: uuid.UUID, payload: dict[str, Any],
+def conversation_initiation_answer(*, actor: Actor, agent_uuid: uuid.UUID, payload: dict[str, Any],
                                    client: Any = None) -> dict[str, Any]:
     """Answer the platform's conversation-initiation call for an agent whose shared secret checked out:
     the identified end user's fresh vault tokens as ``secret__`` dynamic variables (refreshed first when they
     expire soon; revoked, expired or unreadable ones are left out, never sent stale).
 
     Audits who was served and which variables (names only). Not atomic: a refresh calls the OAuth provider
-    between two short transactions of the vault's own. `actor` is the system (None): the platform is the
-    caller, recorded as WEBHOOK_ACTOR.
+    between two short transactions of the vault's own. `actor` is WEBHOOK_ACTOR: the platform is the caller,
+    a system actor with its own label in the trail.
     """
     agent = Agent.objects.select_related("workspace").filter(uuid=agent_uuid).first()
     if agent is None or not agent.credential_webhook:
@@ -101,7 +102,7 @@ def conversation_initiation_answer(*, actor: Any = None, agent_uuid: uuid.UUID, 
         raise WebhookRefused(403, "agent_mismatch", "This secret belongs to another agent.")
     end_user_id, identified_by = _identify(agent, payload)
     variables = _fresh_tokens(agent, end_user_id, client) if end_user_id else {}
-    record(actor=actor or WEBHOOK_ACTOR, action="broker.webhook_answer", target=agent,
+    record(actor=actor, action="broker.webhook_answer", target=agent,
            workspace_id=agent.workspace_id,
            changes={"end_user_id": end_user_id, "identified_by": identified_by, "variables": sorted(variables),
                     "conversation_id": _text(payload.get("conversation_id"))[:128]})

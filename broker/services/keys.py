@@ -15,8 +15,9 @@ from django.utils import timezone
 from agents.models import Agent
 from broker import keyformat
 from broker.models import BrokerKey, BrokerKeyUsage
-from broker.services._common import require, user_or_none
+from broker.services._common import user_or_none
 from project import access
+from project.actors import Actor
 from project.audit.services import diff, record
 from workspaces.models import Environment, ServiceAccount, Workspace
 
@@ -50,7 +51,7 @@ def _check_agents(agents: list[Agent], workspace: Workspace) -> None:
 
 
 @transaction.atomic
-def broker_key_issue(*, actor: Any, workspace: Workspace, service_account: ServiceAccount, environment: Environment,
+def broker_key_issue(*, actor: Actor, workspace: Workspace, service_account: ServiceAccount, environment: Environment,
                      name: str, agents: Iterable[Agent], allowed_networks: Iterable[str] = (),
                      rate_limit_per_minute: int = 60, session_quota: int = 1000,
                      quota_period: str = BrokerKey.QuotaPeriod.DAY, expires_at: datetime | None = None,
@@ -61,7 +62,7 @@ def broker_key_issue(*, actor: Any, workspace: Workspace, service_account: Servi
     `issue_nonce` makes a re-posted issue form idempotent: the key it already issued comes back without
     its secret, which is never shown twice.
     """
-    require(actor, "keys.issue", workspace.pk)
+    access.require(actor, "keys.issue", workspace.pk)
     if issue_nonce:
         existing = BrokerKey.objects.filter(issue_nonce=issue_nonce, workspace=workspace).first()
         if existing is not None:
@@ -94,11 +95,11 @@ def broker_key_issue(*, actor: Any, workspace: Workspace, service_account: Servi
 
 
 @transaction.atomic
-def broker_key_update(*, actor: Any, key: BrokerKey, agents: Iterable[Agent] | None = None,
+def broker_key_update(*, actor: Actor, key: BrokerKey, agents: Iterable[Agent] | None = None,
                       **fields: Any) -> BrokerKey:
     """Change a key's name, agents, allowed addresses, limits or expiry (needs keys.issue); audited as a diff.
     A revoked key cannot change. The new limits apply from the next request."""
-    require(actor, "keys.issue", key.workspace_id)
+    access.require(actor, "keys.issue", key.workspace_id)
     key = BrokerKey.objects.select_for_update().select_related("workspace").get(pk=key.pk)
     if key.is_revoked:
         raise ValidationError("A revoked key cannot change; issue a new one.")
@@ -122,10 +123,10 @@ def broker_key_update(*, actor: Any, key: BrokerKey, agents: Iterable[Agent] | N
 
 
 @transaction.atomic
-def broker_key_revoke(*, actor: Any, key: BrokerKey, reason: str = "") -> BrokerKey:
+def broker_key_revoke(*, actor: Actor, key: BrokerKey, reason: str = "") -> BrokerKey:
     """Revoke a key for good (needs keys.revoke). The next request with it gets the 401 (no cache). Audited;
     revoking a revoked key changes nothing."""
-    require(actor, "keys.revoke", key.workspace_id)
+    access.require(actor, "keys.revoke", key.workspace_id)
     key = BrokerKey.objects.select_for_update().get(pk=key.pk)
     if key.is_revoked:
         return key
@@ -139,7 +140,7 @@ def broker_key_revoke(*, actor: Any, key: BrokerKey, reason: str = "") -> Broker
     return key
 
 
-def broker_keys_revoke_for_service_account(actor: Any, service_account: ServiceAccount) -> int:
+def broker_keys_revoke_for_service_account(actor: Actor, service_account: ServiceAccount) -> int:
     """workspaces.services.SERVICE_ACCOUNT_DISABLE_HOOKS entry: revoke every live broker key of a service account
     being disabled, in the disable's transaction (each revoke audited). Returns how many were revoked.
 

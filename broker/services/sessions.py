@@ -23,6 +23,7 @@ from broker import limits, rows
 from broker.models import BrokerKey, BrokerSession
 from broker.validators import address_allowed, validate_end_user_id
 from project import access
+from project.actors import SYSTEM, Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit import services as audit_services
@@ -112,7 +113,7 @@ def _agent_for(key: BrokerKey, agent_ref: str) -> tuple[Agent | None, bool]:
 def _foreign_address(key: BrokerKey, ip: str | None) -> None:
     """A key used from outside its networks is a leak signal: one alert per key and day."""
     day = timezone.now().date().isoformat()
-    alert_raise(workspace=key.workspace, kind="broker_key_foreign_address", severity=Alert.Severity.HIGH,
+    alert_raise(actor=SYSTEM, workspace=key.workspace, kind="broker_key_foreign_address", severity=Alert.Severity.HIGH,
                 title=f"Broker key “{key.name}” used from an address outside its allowlist",
                 dedup_key=f"broker_key_foreign_address:{key.pk}:{day}", target=key,
                 details={"key": key.hint, "address": ip or "unknown"})
@@ -276,7 +277,7 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
 PRUNE_BATCH = 5000
 
 
-def broker_sessions_prune(*, actor: Any = None, older_than: timedelta | None = None,
+def broker_sessions_prune(*, actor: Actor, older_than: timedelta | None = None,
                           batch: int = PRUNE_BATCH) -> int:
     """Delete session bindings that expired more than `older_than` ago (default BROKER_SESSION_RETENTION_HOURS;
     the webhook no longer accepts them; the audit trail keeps the record of each session). Deletes in batches of

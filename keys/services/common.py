@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from keys.models import ApiKey
 from keys.selectors import allocated_quota
-from project import access
+from project.actors import Actor
 from project.audit.services import record
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
@@ -48,12 +48,9 @@ class IssuedKey:
         return f"IssuedKey(key={self.key.pk}, secret=[hidden])"
 
 
-def _require(actor: Any, permission: str, workspace_id: int) -> None:
-    if actor is not None:  # None is the system itself (sweeps, sync, seed)
-        access.require(actor, permission, workspace_id)
 
 
-def _user(actor: Any) -> Any:
+def _user(actor: Actor) -> Any:
     return actor if isinstance(actor, AbstractBaseUser) else None
 
 
@@ -89,7 +86,7 @@ def _check_budget(environment: Environment, quota: int | None, *, exclude_pk: in
 
 
 
-def _revoke(actor: Any, key: ApiKey, reason: str, state: str = ApiKey.State.REVOKED) -> None:
+def _revoke(actor: Actor, key: ApiKey, reason: str, state: str = ApiKey.State.REVOKED) -> None:
     """The one way a key ends (caller holds its row lock). Synced at once: disabled, then deleted, remotely."""
     old = key.state
     key.state, key.revoked_at, key.revoked_by = state, timezone.now(), _user(actor)

@@ -20,11 +20,12 @@ from keys.services.common import (
     IssuedKey,
     _check_budget,
     _enqueue,
-    _require,
     _revoke,
     _snapshot,
     _user,
 )
+from project import access
+from project.actors import SYSTEM, Actor
 from project.audit.services import diff, record
 from project.platform import errors
 from workspaces.models import Environment, ServiceAccount
@@ -32,11 +33,11 @@ from workspaces.models import Environment, ServiceAccount
 
 # --- issue ---------------------------------------------------------------------------------------------------
 @transaction.atomic
-def _issue_prepare(*, actor: Any, service_account: ServiceAccount, environment: Environment, name: str,
+def _issue_prepare(*, actor: Actor, service_account: ServiceAccount, environment: Environment, name: str,
                    scopes: Any, credit_quota: int | None, allowed_ips: Any, expires_at: datetime | None,
                    request_uuid: uuid.UUID | None, predecessor: ApiKey | None = None,
                    budget_exclude_pk: int | None = None) -> ApiKey:
-    _require(actor, "keys.issue", environment.workspace_id)
+    access.require(actor, "keys.issue", environment.workspace_id)
     if request_uuid is not None:
         done = ApiKey.objects.filter(uuid=request_uuid).first()
         if done is not None:
@@ -81,7 +82,7 @@ def _issue_prepare(*, actor: Any, service_account: ServiceAccount, environment: 
 
 
 @transaction.atomic
-def _issue_fail(*, actor: Any, key_pk: int, reason: str) -> None:
+def _issue_fail(*, actor: Actor, key_pk: int, reason: str) -> None:
     key = ApiKey.objects.select_for_update().get(pk=key_pk)
     if key.state != ApiKey.State.PENDING:
         return
@@ -95,7 +96,7 @@ def _issue_fail(*, actor: Any, key_pk: int, reason: str) -> None:
 
 @sensitive_variables("secret")
 @transaction.atomic
-def _issue_complete(*, actor: Any, key_pk: int, key_id: str, secret: str,
+def _issue_complete(*, actor: Actor, key_pk: int, key_id: str, secret: str,
                     overlap: timedelta | None) -> IssuedKey | None:
     predecessor_id = ApiKey.objects.filter(pk=key_pk).values_list("predecessor_id", flat=True).get()
     # Locks in chain order (predecessor first), as every rotation takes them, so two never wait on each other.
@@ -123,7 +124,7 @@ def _issue_complete(*, actor: Any, key_pk: int, key_id: str, secret: str,
 
 
 @sensitive_variables("created", "secret")
-def _issue_call(*, actor: Any, key: ApiKey, client: Any, overlap: timedelta | None = None) -> IssuedKey:
+def _issue_call(*, actor: Actor, key: ApiKey, client: Any, overlap: timedelta | None = None) -> IssuedKey:
     from project.platform.client import get_client
 
     client = client or get_client()
@@ -149,7 +150,7 @@ def _issue_call(*, actor: Any, key: ApiKey, client: Any, overlap: timedelta | No
     return issued
 
 
-def api_key_issue(*, actor: Any, service_account: ServiceAccount, environment: Environment, name: str,
+def api_key_issue(*, actor: Actor, service_account: ServiceAccount, environment: Environment, name: str,
                   scopes: Any, credit_quota: int | None = None, allowed_ips: Any = None,
                   expires_at: datetime | None = None, request_uuid: uuid.UUID | None = None,
                   client: Any = None) -> IssuedKey:
@@ -173,8 +174,8 @@ def _successor_expiry(old: ApiKey) -> datetime | None:
 
 
 @transaction.atomic
-def _rotate_prepare(*, actor: Any, key: ApiKey, request_uuid: uuid.UUID | None) -> ApiKey:
-    _require(actor, "keys.issue", key.workspace_id)
+def _rotate_prepare(*, actor: Actor, key: ApiKey, request_uuid: uuid.UUID | None) -> ApiKey:
+    access.require(actor, "keys.issue", key.workspace_id)
     if request_uuid is not None and (done := ApiKey.objects.filter(uuid=request_uuid).first()) is not None:
         raise AlreadyIssued(done)
     old = ApiKey.objects.select_for_update().get(pk=key.pk)
@@ -191,7 +192,7 @@ def _rotate_prepare(*, actor: Any, key: ApiKey, request_uuid: uuid.UUID | None) 
                           budget_exclude_pk=old.pk)
 
 
-def api_key_rotate(*, actor: Any, key: ApiKey, overlap: timedelta | None = None,
+def api_key_rotate(*, actor: Actor, key: ApiKey, overlap: timedelta | None = None,
                    request_uuid: uuid.UUID | None = None, client: Any = None) -> IssuedKey:
     """Issue a successor with the key's environment, scopes, quota, network allowlist (and expiry, if still
     ahead); the old key becomes superseded and stays valid for ``overlap`` (default: the policy's, 0–90 days).
@@ -210,9 +211,9 @@ def api_key_rotate(*, actor: Any, key: ApiKey, overlap: timedelta | None = None,
 
 
 @transaction.atomic
-def _rotate_now_revoke(*, actor: Any, key: ApiKey) -> tuple[ApiKey, bool]:
-    _require(actor, "keys.issue", key.workspace_id)
-    _require(actor, "keys.revoke", key.workspace_id)
+def _rotate_now_revoke(*, actor: Actor, key: ApiKey) -> tuple[ApiKey, bool]:
+    access.require(actor, "keys.issue", key.workspace_id)
+    access.require(actor, "keys.revoke", key.workspace_id)
     old = ApiKey.objects.select_for_update().get(pk=key.pk)
     if old.state in (ApiKey.State.PENDING, ApiKey.State.FAILED):
         raise ValidationError("This key was never issued; there is nothing to rotate (revoke it, or issue a new key).")
@@ -222,7 +223,7 @@ def _rotate_now_revoke(*, actor: Any, key: ApiKey) -> tuple[ApiKey, bool]:
     return old, has_successor
 
 
-def api_key_rotate_now(*, actor: Any, key: ApiKey, request_uuid: uuid.UUID | None = None,
+def api_key_rotate_now(*, actor: Actor, key: ApiKey, request_uuid: uuid.UUID | None = None,
                        client: Any = None) -> IssuedKey | None:
     """Exposure response: revoke the key at once, then issue a successor with its settings (no overlap).
 
@@ -263,6 +264,6 @@ def api_key_abandon(*, key_pk: int) -> bool:
     key.state, key.revoked_at = ApiKey.State.FAILED, timezone.now()
     key.revoke_reason = "issue failed: the platform's answer never reached Keyward"
     key.save(update_fields=["state", "revoked_at", "revoke_reason", "updated_at"])
-    record(actor=None, action="api_key.issue_failed", target=key, workspace_id=key.workspace_id,
+    record(actor=SYSTEM, action="api_key.issue_failed", target=key, workspace_id=key.workspace_id,
            changes={"state": [ApiKey.State.PENDING, ApiKey.State.FAILED], "reason": key.revoke_reason})
     return True

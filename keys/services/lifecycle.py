@@ -15,10 +15,11 @@ from keys.services.common import (
     KEY_FIELDS,
     _check_budget,
     _enqueue,
-    _require,
     _revoke,
     _snapshot,
 )
+from project import access
+from project.actors import SYSTEM, Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.services import diff, record
@@ -26,10 +27,10 @@ from workspaces.models import Environment, ServiceAccount
 
 
 @transaction.atomic
-def api_key_revoke(*, actor: Any, key: ApiKey, reason: str) -> ApiKey:
+def api_key_revoke(*, actor: Actor, key: ApiKey, reason: str) -> ApiKey:
     """Revoke a key now and for good (keys.issue not needed, keys.revoke is). Audited; the platform learns it
     through the outbox at once (disable, then delete). Refuses a key already revoked, expired or failed."""
-    _require(actor, "keys.revoke", key.workspace_id)
+    access.require(actor, "keys.revoke", key.workspace_id)
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.is_final:
         raise ValidationError(f"This key is already {key.get_state_display().lower()}; revocation is final.")
@@ -41,13 +42,13 @@ def api_key_revoke(*, actor: Any, key: ApiKey, reason: str) -> ApiKey:
 
 
 @transaction.atomic
-def api_keys_revoke_for_service_account(actor: Any, service_account: ServiceAccount) -> int:
+def api_keys_revoke_for_service_account(actor: Actor, service_account: ServiceAccount) -> int:
     """SERVICE_ACCOUNT_DISABLE_HOOKS entry: revoke every live key of the account, in the caller's transaction.
     Needs keys.revoke (which also grants disabling accounts). Returns how many keys were revoked."""
     keys = list(ApiKey.objects.select_for_update().filter(service_account_id=service_account.pk,
                                                           state__in=ApiKey.LIVE_STATES).order_by("pk"))
     if keys:
-        _require(actor, "keys.revoke", service_account.workspace_id)
+        access.require(actor, "keys.revoke", service_account.workspace_id)
     for key in keys:
         _revoke(actor, key, f"service account “{service_account}” disabled")
     return len(keys)
@@ -75,17 +76,17 @@ def _apply_update(key: ApiKey, fields: dict[str, Any], *, lock: bool) -> dict[st
     return changes
 
 
-def api_key_update_check(*, actor: Any, key: ApiKey, **fields: Any) -> None:
+def api_key_update_check(*, actor: Actor, key: ApiKey, **fields: Any) -> None:
     """api_key_update's checks without any write, so a form can show the errors on the right field."""
-    _require(actor, "keys.issue", key.workspace_id)
+    access.require(actor, "keys.issue", key.workspace_id)
     _apply_update(ApiKey.objects.get(pk=key.pk), fields, lock=False)
 
 
 @transaction.atomic
-def api_key_update(*, actor: Any, key: ApiKey, **fields: Any) -> ApiKey:
+def api_key_update(*, actor: Actor, key: ApiKey, **fields: Any) -> ApiKey:
     """Change an active key's name, scopes, quota, network allowlist or expiry (keys.issue). Audits the field
     changes and enqueues the platform update. Revoked, expired, failed and superseded keys cannot change."""
-    _require(actor, "keys.issue", key.workspace_id)
+    access.require(actor, "keys.issue", key.workspace_id)
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     changes = _apply_update(key, fields, lock=True)
     if not changes:
@@ -97,7 +98,7 @@ def api_key_update(*, actor: Any, key: ApiKey, **fields: Any) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_expire(*, actor: Any = None, key: ApiKey) -> bool:
+def api_key_expire(*, actor: Actor, key: ApiKey) -> bool:
     """End a key past its expiry (the platform has no expiry of its own: this sweep is it). Audited, synced."""
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.state not in ApiKey.USABLE_STATES or key.expires_at is None or key.expires_at > timezone.now():
@@ -107,7 +108,7 @@ def api_key_expire(*, actor: Any = None, key: ApiKey) -> bool:
 
 
 @transaction.atomic
-def api_key_retire(*, actor: Any = None, key: ApiKey) -> str:
+def api_key_retire(*, actor: Actor, key: ApiKey) -> str:
     """End a rotation overlap: revoke the superseded key if it has gone quiet (no use reported for the policy's
     quiet_hours), else raise one alert saying it is still in use. Returns "revoked", "in_use" or "not_due"."""
     key = ApiKey.objects.select_for_update().select_related("workspace", "service_account", "environment").get(
@@ -135,7 +136,7 @@ def api_key_raise_hygiene_alerts(*, key: ApiKey, policy: KeyPolicy, now: datetim
     raised = 0
     flags = key.flags(policy, now)
     if "overdue for rotation" in flags:
-        _, created = alert_raise(
+        _, created = alert_raise(actor=SYSTEM,
             workspace=key.workspace, kind="api_key_rotation_due", severity=Alert.Severity.MEDIUM, target=key,
             title=f"Key “{key}” of {key.service_account} is older than {policy.rotation_period_days} days",
             dedup_key=f"api_key.rotation_due:{key.uuid}",
@@ -144,7 +145,7 @@ def api_key_raise_hygiene_alerts(*, key: ApiKey, policy: KeyPolicy, now: datetim
         raised += created
     if any(flag.startswith("idle") for flag in flags):
         spell = key.last_used_at.date().isoformat() if key.last_used_at else "never"
-        _, created = alert_raise(
+        _, created = alert_raise(actor=SYSTEM,
             workspace=key.workspace, kind="api_key_idle", severity=Alert.Severity.LOW, target=key,
             title=f"Key “{key}” of {key.service_account} has not been used for {policy.idle_days}+ days",
             dedup_key=f"api_key.idle:{key.uuid}:{spell}",
@@ -165,8 +166,9 @@ def api_key_mark_gone(*, key_pk: int) -> bool:
     key = ApiKey.objects.select_for_update().select_related("workspace", "service_account").get(pk=key_pk)
     if key.state not in ApiKey.USABLE_STATES:
         return False
-    _revoke(None, key, "deleted on the platform outside Keyward")
-    alert_raise(workspace=key.workspace, kind="api_key_deleted_remotely", severity=Alert.Severity.HIGH, target=key,
+    _revoke(SYSTEM, key, "deleted on the platform outside Keyward")
+    alert_raise(actor=SYSTEM, workspace=key.workspace, kind="api_key_deleted_remotely", severity=Alert.Severity.HIGH,
+                target=key,
                 title=f"Key “{key}” of {key.service_account} was deleted on the platform outside Keyward",
                 dedup_key=f"api_key.deleted_remotely:{key.uuid}", details={"remote_key_id": key.remote_key_id})
     return True

@@ -11,8 +11,9 @@ from keys.models import KeyPolicy
 from keys.selectors import allocated_quota, unlimited_live_keys
 from keys.services.common import (
     POLICY_FIELDS,
-    _require,
 )
+from project import access
+from project.actors import Actor
 from project.audit.services import diff, record
 from workspaces.models import Environment, Workspace
 from workspaces.services import environment_save
@@ -20,9 +21,9 @@ from workspaces.services import environment_save
 
 # --- policy and budgets -------------------------------------------------------------------------------------------
 @transaction.atomic
-def key_policy_save(*, actor: Any, workspace: Workspace, **fields: Any) -> KeyPolicy:
+def key_policy_save(*, actor: Actor, workspace: Workspace, **fields: Any) -> KeyPolicy:
     """Create or change a workspace's key policy (workspace.manage). Audited; nothing to sync."""
-    _require(actor, "workspace.manage", workspace.pk)
+    access.require(actor, "workspace.manage", workspace.pk)
     unknown = set(fields) - set(POLICY_FIELDS)
     if unknown:
         raise TypeError(f"key_policy_save() got unexpected fields {sorted(unknown)}")
@@ -39,7 +40,7 @@ def key_policy_save(*, actor: Any, workspace: Workspace, **fields: Any) -> KeyPo
 
 
 @transaction.atomic
-def environment_budgets_set(*, actor: Any, budgets: dict[int, int | None]) -> list[Environment]:
+def environment_budgets_set(*, actor: Actor, budgets: dict[int, int | None]) -> list[Environment]:
     """Set the credit budgets of environments, all or none (workspace.manage on each). A budget may not be
     below what the live keys' quotas already hold (the error says by how much), nor set while a live key there
     has no quota. Audited per environment by agents' environment_save."""
@@ -47,7 +48,7 @@ def environment_budgets_set(*, actor: Any, budgets: dict[int, int | None]) -> li
     changed = []
     for env_id, budget in sorted(budgets.items()):
         env = Environment.objects.select_for_update().select_related("workspace").get(pk=env_id)
-        _require(actor, "workspace.manage", env.workspace_id)
+        access.require(actor, "workspace.manage", env.workspace_id)
         if env.credit_budget == budget:
             continue
         if budget is not None:

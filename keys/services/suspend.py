@@ -3,14 +3,14 @@ when a key reaches its quota; a person can use it while investigating). Reversib
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from keys.models import ApiKey
-from keys.services.common import API_KEY_KIND, _require, _user
+from keys.services.common import API_KEY_KIND, _user
+from project import access
+from project.actors import Actor
 from project.audit.services import record
 from project.sync.services import job_enqueue
 
@@ -23,11 +23,11 @@ def _enqueue_enabled(key: ApiKey, enabled: bool) -> None:
 
 
 @transaction.atomic
-def api_key_suspend(*, actor: Any, key: ApiKey, reason: str) -> ApiKey:
+def api_key_suspend(*, actor: Actor, key: ApiKey, reason: str) -> ApiKey:
     """Disable an active or rotated key on the platform until it is resumed (keys.revoke; None is the system's
     credit guard). Audits ``api_key.suspend``; the platform learns it through the outbox (is_enabled false).
     A key already suspended is left as it is; a revoked, expired or failed key cannot be suspended."""
-    _require(actor, "keys.revoke", key.workspace_id)
+    access.require(actor, "keys.revoke", key.workspace_id)
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.state not in ApiKey.USABLE_STATES:
         raise ValidationError(f"Only an active or rotated key can be suspended; this one is "
@@ -46,10 +46,10 @@ def api_key_suspend(*, actor: Any, key: ApiKey, reason: str) -> ApiKey:
 
 
 @transaction.atomic
-def api_key_resume(*, actor: Any, key: ApiKey, reason: str = "") -> ApiKey:
+def api_key_resume(*, actor: Actor, key: ApiKey, reason: str = "") -> ApiKey:
     """Enable a suspended key again (keys.issue: it lets the key spend again). Audits ``api_key.resume``; the
     platform learns it through the outbox (is_enabled true). A key that is not suspended is left as it is."""
-    _require(actor, "keys.issue", key.workspace_id)
+    access.require(actor, "keys.issue", key.workspace_id)
     key = ApiKey.objects.select_for_update().get(pk=key.pk)
     if key.suspended_at is None:
         return key

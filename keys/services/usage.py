@@ -15,6 +15,7 @@ from django.utils import timezone
 from keys.models import ApiKey, KeyUsageDaily
 from keys.services.common import DIGEST_BATCH
 from keys.services.lifecycle import api_key_expire, api_key_raise_hygiene_alerts, api_key_retire
+from project.actors import SYSTEM
 from project.platform import errors
 
 logger = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ def api_keys_sweep(*, client: Any = None, now: datetime | None = None) -> dict[s
     now = now or timezone.now()
     result = {"expired": 0, "revoked": 0, "in_use": 0, "alerts": 0, "overlaps_waiting": 0}
     for key in keys_past_expiry(now).only("pk"):
-        result["expired"] += api_key_expire(key=key)
+        result["expired"] += api_key_expire(actor=SYSTEM, key=key)
     due = list(keys_past_overlap(now).only("pk"))
     if due:
         try:
@@ -114,7 +115,7 @@ def api_keys_sweep(*, client: Any = None, now: datetime | None = None) -> dict[s
             result["overlaps_waiting"] = len(due)
             due = []
     for key in due:
-        outcome = api_key_retire(key=key)
+        outcome = api_key_retire(actor=SYSTEM, key=key)
         if outcome in ("revoked", "in_use"):
             result[outcome] += 1
     for key in keys_needing_attention(now).select_related("workspace__key_policy", "service_account",

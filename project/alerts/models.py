@@ -7,6 +7,7 @@ from django.conf import settings
 from django.db import models
 
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 
 
 class Alert(TimeStampedModel):
@@ -46,6 +47,8 @@ class Alert(TimeStampedModel):
     resolved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                     related_name="+")
     resolved_at = models.DateTimeField(null=True, blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         db_table = "detection_alert"  # created by the detection app; moved here with its rows

@@ -9,12 +9,13 @@ from django.db.models import Model
 from django.utils import timezone
 
 from project import access
+from project.actors import Actor
 from project.alerts.models import Alert
 from project.audit.services import record
 
 
 @transaction.atomic
-def alert_raise(*, actor: Any = None, workspace: Model, kind: str, title: str, dedup_key: str,
+def alert_raise(*, actor: Actor, workspace: Model, kind: str, title: str, dedup_key: str,
                 severity: str = Alert.Severity.MEDIUM, details: dict[str, Any] | None = None,
                 target: Model | None = None) -> tuple[Alert, bool]:
     """Raise an alert unless one with the same dedup key exists (then nothing changes).
@@ -41,7 +42,7 @@ def alert_raise(*, actor: Any = None, workspace: Model, kind: str, title: str, d
     return alert, True
 
 
-def _transition(actor: Any, alert: Alert, state: str) -> Alert:
+def _transition(actor: Actor, alert: Alert, state: str) -> Alert:
     access.require(actor, "incidents.manage", alert.workspace_id)
     alert = Alert.objects.select_for_update().get(pk=alert.pk)
     if alert.state == Alert.State.RESOLVED:
@@ -64,12 +65,12 @@ def _transition(actor: Any, alert: Alert, state: str) -> Alert:
 
 
 @transaction.atomic
-def alert_acknowledge(*, actor: Any, alert: Alert) -> Alert:
+def alert_acknowledge(*, actor: Actor, alert: Alert) -> Alert:
     """Mark an open alert as seen by `actor`. Audited."""
     return _transition(actor, alert, Alert.State.ACKNOWLEDGED)
 
 
 @transaction.atomic
-def alert_resolve(*, actor: Any, alert: Alert) -> Alert:
+def alert_resolve(*, actor: Actor, alert: Alert) -> Alert:
     """Close an alert, recording who and when. Audited."""
     return _transition(actor, alert, Alert.State.RESOLVED)

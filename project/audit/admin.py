@@ -23,8 +23,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
-from project import access
-from project.admin_base import ReadOnlyScopedAdmin
+from project.admin_base import ReadOnlyScopedAdmin, WorkspaceFilter
 from project.audit.models import AuditEvent
 from project.audit.services import record
 
@@ -56,24 +55,6 @@ def labels_of(label: str) -> list[str]:
     except (LookupError, ValueError):
         return [label]
     return [label, *getattr(model, "audit_former_labels", ())]
-
-
-class WorkspaceFilter(admin.SimpleListFilter):
-    """The workspaces where the person may read the trail, by name."""
-
-    title = "workspace"
-    parameter_name = "workspace"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        allowed = access.workspaces_with(request.user, model_admin.view_permission)
-        workspaces = apps.get_model("workspaces", "Workspace")._default_manager.order_by("name")
-        if allowed is not None:
-            workspaces = workspaces.filter(pk__in=allowed)
-        return [(str(pk), name) for pk, name in workspaces.values_list("pk", "name")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        return queryset.filter(workspace_id=int(value)) if value and value.isdigit() else queryset
 
 
 class InputFilter(admin.SimpleListFilter):

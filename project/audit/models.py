@@ -5,8 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from project.querysets import RestrictedQuerySet
 
-class AuditEventQuerySet(models.QuerySet):
+
+class AuditEventQuerySet(RestrictedQuerySet):
     def update(self, **kwargs: object) -> int:
         raise PermissionError("audit events are append-only")
 

@@ -9,15 +9,19 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import models
 
 from project import context
+from project.actors import Actor, checked, is_system
 from project.audit.models import AuditEvent
 
 SECRET_CHANGED = "[changed]"
 SECRET_SET = "[set]"
 
 
-def actor_fields(actor: Any) -> dict[str, Any]:
-    """Who acted: a user, a service account (anything with `is_service_account`), or the system (None)."""
-    if actor is None or isinstance(actor, AnonymousUser):
+def actor_fields(actor: Actor) -> dict[str, Any]:
+    """Who acted: a user, a service account (anything with `is_service_account`), or the system (SYSTEM, or
+    another SystemActor with its own label). A missing actor (None) is a TypeError."""
+    if is_system(checked(actor)):
+        return {"actor_type": AuditEvent.ActorType.SYSTEM, "actor_user": None, "actor_label": str(actor)[:200]}
+    if isinstance(actor, AnonymousUser):
         return {"actor_type": AuditEvent.ActorType.SYSTEM, "actor_user": None, "actor_label": "system"}
     if isinstance(actor, AbstractBaseUser):
         return {"actor_type": AuditEvent.ActorType.USER, "actor_user": actor,
@@ -55,7 +59,7 @@ def _plain(value: Any) -> Any:
 
 def event(
     *,
-    actor: Any,
+    actor: Actor,
     action: str,
     target: models.Model | None = None,
     object_type: str | None = None,
@@ -85,7 +89,7 @@ def event(
 
 def record(
     *,
-    actor: Any,
+    actor: Actor,
     action: str,
     target: models.Model | None = None,
     object_type: str | None = None,

@@ -4,7 +4,6 @@ reconcile and bulk re-sync with their progress. Every action calls a service; ev
 
 from __future__ import annotations
 
-from django.apps import apps
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
@@ -15,39 +14,17 @@ from django.utils.html import format_html
 from django.utils.timesince import timesince
 
 from project import access
-from project.admin_base import ReadOnlyScopedAdmin
+from project.admin_base import ReadOnlyScopedAdmin, WorkspaceFilter
+from project.querysets import workspace_model
 from project.sync import registry, services
 from project.sync.models import Drift, ReconcileRun, SyncJob
 
 # The sync app imports no other app; the workspace model is named, like the audit admin names app labels.
-WORKSPACE_MODEL = ("workspaces", "Workspace")
-
-
-def _workspace_model() -> type[Model]:
-    return apps.get_model(*WORKSPACE_MODEL)
 
 
 def _with_workspace_name(queryset: QuerySet) -> QuerySet:
-    names = _workspace_model()._default_manager.filter(pk=OuterRef("workspace_id")).values("name")[:1]
+    names = workspace_model()._default_manager.filter(pk=OuterRef("workspace_id")).values("name")[:1]
     return queryset.annotate(workspace_name=Subquery(names))
-
-
-class WorkspaceFilter(admin.SimpleListFilter):
-    """The workspaces the person may view, by name: fixed choices, not a scan of the listed table."""
-
-    title = "workspace"
-    parameter_name = "workspace"
-
-    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        allowed = access.workspaces_with(request.user, "workspace.view")
-        workspaces = _workspace_model()._default_manager.order_by("name")
-        if allowed is not None:
-            workspaces = workspaces.filter(pk__in=allowed)
-        return [(str(pk), name) for pk, name in workspaces.values_list("pk", "name")]
-
-    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        value = self.value()
-        return queryset.filter(workspace_id=int(value)) if value and value.isdigit() else queryset
 
 
 class KindFilter(admin.SimpleListFilter):

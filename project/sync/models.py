@@ -9,6 +9,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from project.models import TimeStampedModel
+from project.querysets import RestrictedManager
 
 
 class SyncJob(TimeStampedModel):
@@ -54,6 +55,8 @@ class SyncJob(TimeStampedModel):
     # The request (or task) that asked for this change, as in the audit trail and the request logs; after
     # coalescing, the latest one. The worker runs the job under it, so its log lines carry it too.
     request_id = models.CharField(max_length=64, blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["-id"]
@@ -151,6 +154,8 @@ class Drift(TimeStampedModel):
     fields = models.JSONField(default=dict, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)
     push_job_id = models.BigIntegerField(null=True, blank=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["kind", "problem", "id"]

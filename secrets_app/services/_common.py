@@ -7,18 +7,12 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import models
 
-from project import access
+from project.actors import Actor
 from project.fields import CANNOT_DECRYPT, field_state
 from project.logging import register_secret_value
 
 
-def require(actor: Any, permission: str, workspace_id: int) -> None:
-    """Re-check the actor's permission inside the transaction; None is the system itself."""
-    if actor is not None:
-        access.require(actor, permission, workspace_id)
-
-
-def user_or_none(actor: Any) -> Any:
+def user_or_none(actor: Actor) -> Any:
     return actor if getattr(actor, "is_authenticated", False) and getattr(actor, "pk", None) else None
 
 

@@ -9,12 +9,14 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from project import access
+from project.actors import Actor
 from project.audit.services import SECRET_CHANGED, diff, record
 from project.fields import field_state
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import AuthConnection
-from secrets_app.services._common import keep_or_replace, remember, require, snapshot, user_or_none
+from secrets_app.services._common import keep_or_replace, remember, snapshot, user_or_none
 from secrets_app.validators import parse_header
 from workspaces.models import Workspace
 
@@ -75,7 +77,7 @@ def _custom_headers(headers: dict[str, str]) -> tuple[list[str], str]:
 
 
 @transaction.atomic
-def auth_connection_save(*, actor: Any, workspace: Workspace, connection: AuthConnection | None = None,
+def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: AuthConnection | None = None,
                          secrets: dict[str, str | None] | None = None, headers: dict[str, str] | None = None,
                          **fields: Any) -> AuthConnection:
     """Create or change an auth connection.
@@ -86,7 +88,7 @@ def auth_connection_save(*, actor: Any, workspace: Workspace, connection: AuthCo
     are cleared. Audits plain changes and which secret parts changed (never their values); enqueues the
     platform create or update.
     """
-    require(actor, PERMISSION, workspace.pk)
+    access.require(actor, PERMISSION, workspace.pk)
     if connection is None:
         conn, before, action = AuthConnection(workspace=workspace), {}, "auth_connection.create"
     else:
@@ -135,9 +137,9 @@ def auth_connection_save(*, actor: Any, workspace: Workspace, connection: AuthCo
 
 
 @transaction.atomic
-def auth_connection_delete(*, actor: Any, connection: AuthConnection) -> None:
+def auth_connection_delete(*, actor: Actor, connection: AuthConnection) -> None:
     """Delete an auth connection. Audited (its plain fields only); enqueues the platform delete."""
-    require(actor, PERMISSION, connection.workspace_id)
+    access.require(actor, PERMISSION, connection.workspace_id)
     conn = (AuthConnection.objects.select_for_update().select_related("workspace")
             .defer(*AuthConnection.SECRET_FIELDS).get(pk=connection.pk))
     record(actor=actor, action="auth_connection.delete", target=conn, workspace_id=conn.workspace_id,

@@ -8,11 +8,13 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from project import access
+from project.actors import Actor
 from project.audit.services import SECRET_CHANGED, SECRET_SET, diff, record
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import Secret, Tool
-from secrets_app.services._common import keep_or_replace, remember, require, snapshot, user_or_none
+from secrets_app.services._common import keep_or_replace, remember, snapshot, user_or_none
 from workspaces.models import Workspace
 
 SECRET_KIND = "secret"
@@ -36,10 +38,10 @@ def _enqueue(secret: Secret, op: str = SyncJob.Op.UPSERT, payload: dict[str, Any
 
 
 @transaction.atomic
-def secret_create(*, actor: Any, workspace: Workspace, name: str, value: str, description: str = "") -> Secret:
+def secret_create(*, actor: Actor, workspace: Workspace, name: str, value: str, description: str = "") -> Secret:
     """Create a secret. Audits the name and description and that a value was set (never the value);
     enqueues the platform create (type "new")."""
-    require(actor, PERMISSION, workspace.pk)
+    access.require(actor, PERMISSION, workspace.pk)
     if not value:
         raise ValidationError({"value": "Enter the secret's value."})
     remember(value)
@@ -54,7 +56,7 @@ def secret_create(*, actor: Any, workspace: Workspace, name: str, value: str, de
 
 
 @transaction.atomic
-def secret_update(*, actor: Any, secret: Secret, name: str | None = None, description: str | None = None,
+def secret_update(*, actor: Actor, secret: Secret, name: str | None = None, description: str | None = None,
                   value: str | None = None) -> Secret:
     """Change a secret's name, description or value (value None or "" keeps the current one).
 
@@ -62,7 +64,7 @@ def secret_update(*, actor: Any, secret: Secret, name: str | None = None, descri
     sends name and value together as the platform requires. Renaming a secret that tools reference is
     refused: their headers name it.
     """
-    require(actor, PERMISSION, secret.workspace_id)
+    access.require(actor, PERMISSION, secret.workspace_id)
     secret = Secret.objects.select_for_update().select_related("workspace").get(pk=secret.pk)
     before = snapshot(secret, SECRET_FIELDS)
     if name is not None and name != secret.name:
@@ -88,10 +90,10 @@ def secret_update(*, actor: Any, secret: Secret, name: str | None = None, descri
 
 
 @transaction.atomic
-def secret_delete(*, actor: Any, secret: Secret) -> None:
+def secret_delete(*, actor: Actor, secret: Secret) -> None:
     """Delete a secret that no tool references (otherwise refused, naming the tools). Audited; enqueues
     the platform delete by remote id (or workspace-qualified name, if the create's answer was lost)."""
-    require(actor, PERMISSION, secret.workspace_id)
+    access.require(actor, PERMISSION, secret.workspace_id)
     secret = Secret.objects.select_for_update().select_related("workspace").defer("value").get(pk=secret.pk)
     users = tools_using(secret)
     if users:

@@ -7,11 +7,13 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
+from project import access
+from project.actors import Actor
 from project.audit.services import diff, record
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import OAuthProvider, Secret, Tool, ToolSecretReference
-from secrets_app.services._common import require, snapshot, user_or_none
+from secrets_app.services._common import snapshot, user_or_none
 from secrets_app.validators import HeaderSpec, parse_headers
 from workspaces.models import Workspace
 
@@ -65,12 +67,12 @@ def _enqueue(tool: Tool, op: str = SyncJob.Op.UPSERT, payload: dict[str, Any] | 
 
 
 @transaction.atomic
-def tool_create(*, actor: Any, workspace: Workspace, name: str, description: str, url: str,
+def tool_create(*, actor: Actor, workspace: Workspace, name: str, description: str, url: str,
                 method: str = Tool.Method.POST, headers: dict[str, str] | None = None,
                 response_timeout_secs: int = 20) -> Tool:
     """Create a webhook tool and its reference rows. Audits the fields (headers hold templates, never
     values) and enqueues the platform create, which waits until the referenced secrets are synced."""
-    require(actor, PERMISSION, workspace.pk)
+    access.require(actor, PERMISSION, workspace.pk)
     headers = dict(headers or {})
     specs, secrets = resolve_headers(workspace=workspace, headers=headers, lock=True)
     tool = Tool(workspace=workspace, name=name, description=description, url=url, method=method, headers=headers,
@@ -85,9 +87,9 @@ def tool_create(*, actor: Any, workspace: Workspace, name: str, description: str
 
 
 @transaction.atomic
-def tool_update(*, actor: Any, tool: Tool, **fields: Any) -> Tool:
+def tool_update(*, actor: Actor, tool: Tool, **fields: Any) -> Tool:
     """Change a tool; rebuilds its reference rows, audits the field changes and enqueues the update."""
-    require(actor, PERMISSION, tool.workspace_id)
+    access.require(actor, PERMISSION, tool.workspace_id)
     tool = Tool.objects.select_for_update().select_related("workspace").get(pk=tool.pk)
     before = snapshot(tool, TOOL_FIELDS)
     for key, value in fields.items():
@@ -108,9 +110,9 @@ def tool_update(*, actor: Any, tool: Tool, **fields: Any) -> Tool:
 
 
 @transaction.atomic
-def tool_delete(*, actor: Any, tool: Tool) -> None:
+def tool_delete(*, actor: Actor, tool: Tool) -> None:
     """Delete a tool and its reference rows (which frees its secrets). Audited; enqueues the platform delete."""
-    require(actor, PERMISSION, tool.workspace_id)
+    access.require(actor, PERMISSION, tool.workspace_id)
     tool = Tool.objects.select_for_update().get(pk=tool.pk)
     record(actor=actor, action="tool.delete", target=tool, workspace_id=tool.workspace_id,
            changes=diff(snapshot(tool, TOOL_FIELDS), {}))

@@ -18,13 +18,15 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from project import access
+from project.actors import SYSTEM, Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.services import SECRET_CHANGED, SECRET_SET, diff, record
 from project.fields import CANNOT_DECRYPT, DecryptionError
 from secrets_app import oauth
 from secrets_app.models import OAuthProvider, UserCredential
-from secrets_app.services._common import keep_or_replace, remember, require, snapshot
+from secrets_app.services._common import keep_or_replace, remember, snapshot
 from secrets_app.validators import vault_variable
 from workspaces.models import Workspace
 
@@ -42,11 +44,11 @@ def refresh_window() -> timedelta:
 
 # --- providers -----------------------------------------------------------------------------------------
 @transaction.atomic
-def provider_save(*, actor: Any, workspace: Workspace, provider: OAuthProvider | None = None,
+def provider_save(*, actor: Actor, workspace: Workspace, provider: OAuthProvider | None = None,
                   client_secret: str | None = None, **fields: Any) -> OAuthProvider:
     """Create or change an OAuth provider (client secret: None keeps it). Audited, the secret only as
     "[changed]"; local only (the platform never sees end users' tokens)."""
-    require(actor, PERMISSION, workspace.pk)
+    access.require(actor, PERMISSION, workspace.pk)
     if provider is None:
         obj, before, action = OAuthProvider(workspace=workspace), {}, "oauth_provider.create"
     else:
@@ -72,9 +74,9 @@ def provider_save(*, actor: Any, workspace: Workspace, provider: OAuthProvider |
 
 
 @transaction.atomic
-def provider_delete(*, actor: Any, provider: OAuthProvider) -> None:
+def provider_delete(*, actor: Actor, provider: OAuthProvider) -> None:
     """Delete a provider that holds no end-user credentials (refused otherwise). Audited."""
-    require(actor, PERMISSION, provider.workspace_id)
+    access.require(actor, PERMISSION, provider.workspace_id)
     obj = OAuthProvider.objects.select_for_update().defer("client_secret").get(pk=provider.pk)
     count = obj.credentials.count()
     if count:
@@ -87,12 +89,12 @@ def provider_delete(*, actor: Any, provider: OAuthProvider) -> None:
 
 # --- credentials -------------------------------------------------------------------------------------------
 @transaction.atomic
-def credential_store(*, actor: Any, workspace: Workspace, provider: OAuthProvider, end_user_id: str,
+def credential_store(*, actor: Actor, workspace: Workspace, provider: OAuthProvider, end_user_id: str,
                      access_token: str, refresh_token: str = "", expires_at: datetime | None = None,
                      scopes: list[str] | None = None) -> UserCredential:
     """Store (or replace) an end user's tokens at a provider, e.g. from an OAuth callback. Audits the user,
     provider, scopes and expiry, and that tokens were set (never the tokens). Local only."""
-    require(actor, PERMISSION, workspace.pk)
+    access.require(actor, PERMISSION, workspace.pk)
     if not access_token:
         raise ValidationError({"access_token": "An access token is required."})
     remember(access_token, refresh_token)
@@ -118,10 +120,10 @@ def credential_store(*, actor: Any, workspace: Workspace, provider: OAuthProvide
 
 
 @transaction.atomic
-def credential_revoke(*, actor: Any, credential: UserCredential) -> UserCredential:
+def credential_revoke(*, actor: Actor, credential: UserCredential) -> UserCredential:
     """Revoke an end user's credential: state "revoked" and both tokens wiped, so nothing can use them
     again. Audited. Revoking twice changes nothing."""
-    require(actor, PERMISSION, credential.workspace_id)
+    access.require(actor, PERMISSION, credential.workspace_id)
     obj = UserCredential.objects.select_for_update().select_related("provider").get(pk=credential.pk)
     if obj.state == UserCredential.State.REVOKED:
         return obj
@@ -154,10 +156,10 @@ def _fail(credential_id: int, error: str, *, code: str, status: int | None) -> U
         obj.last_error, obj.refresh_lease_until = error[:300], None
         obj.full_clean(exclude=list(TOKEN_FIELDS))
         obj.save(update_fields=["state", "last_error", "refresh_lease_until", "updated_at"])
-        record(actor=None, action="credential.refresh_failed", target=obj, workspace_id=obj.workspace_id,
+        record(actor=SYSTEM, action="credential.refresh_failed", target=obj, workspace_id=obj.workspace_id,
                changes={"state": [old, obj.state], "reason": code, "status": status})
         today = timezone.now().date().isoformat()
-        alert_raise(workspace=obj.workspace, kind="credential_refresh_failed", target=obj,
+        alert_raise(actor=SYSTEM, workspace=obj.workspace, kind="credential_refresh_failed", target=obj,
                     title=f"Token refresh failed: {obj.provider.name} for end user {obj.end_user_id}",
                     dedup_key=f"credential_refresh_failed:{obj.pk}:{today}", severity=Alert.Severity.HIGH,
                     details={"provider": obj.provider.slug, "end_user_id": obj.end_user_id, "reason": code,
@@ -188,18 +190,18 @@ def _succeed(credential_id: int, grant: oauth.TokenGrant, now: datetime) -> User
         changes["access_token"] = SECRET_CHANGED
         if grant.refresh_token:
             changes["refresh_token"] = SECRET_CHANGED
-        record(actor=None, action="credential.refresh", target=obj, workspace_id=obj.workspace_id, changes=changes)
+        record(actor=SYSTEM, action="credential.refresh", target=obj, workspace_id=obj.workspace_id, changes=changes)
     return obj
 
 
-def credential_refresh(*, actor: Any, credential: UserCredential, client: Any = None) -> UserCredential:
+def credential_refresh(*, actor: Actor, credential: UserCredential, client: Any = None) -> UserCredential:
     """Refresh one credential at its provider now (the sweep, a session start or the admin's "force").
 
     Not atomic on purpose: the HTTP call happens between two short transactions, under a lease. Returns
     the row afterwards (state "active" on success, "refresh_failed" with last_error otherwise). Raises
     ValidationError when the credential is revoked or another refresh is in flight.
     """
-    require(actor, PERMISSION, credential.workspace_id)
+    access.require(actor, PERMISSION, credential.workspace_id)
     now = timezone.now()
     if not _claim(credential.pk, now):
         raise ValidationError("This credential is revoked, or a refresh of it is already in progress.",
@@ -240,7 +242,7 @@ def credentials_due(now: datetime | None = None) -> list[int]:
                 .order_by("expires_at").values_list("pk", flat=True))
 
 
-def credentials_refresh_due(*, actor: Any = None, client: Any = None) -> dict[str, int]:
+def credentials_refresh_due(*, actor: Actor, client: Any = None) -> dict[str, int]:
     """The periodic sweep (system actor): refresh every due credential. Returns counts per outcome."""
     counts = {"refreshed": 0, "failed": 0, "skipped": 0}
     for pk in credentials_due():
@@ -256,12 +258,12 @@ def credentials_refresh_due(*, actor: Any = None, client: Any = None) -> dict[st
     return counts
 
 
-def credential_fresh_tokens(*, actor: Any = None, workspace: Workspace, end_user_id: str,
+def credential_fresh_tokens(*, actor: Actor, workspace: Workspace, end_user_id: str,
                             client: Any = None) -> dict[str, str]:
     """An end user's usable access tokens as ``{"secret__user_<provider>_token": token}``, refreshing those
     that expire within the window first. For the conversation-initiation webhook (system actor); a person
     needs sessions.mint. Revoked, expired and unreadable credentials are left out, never sent."""
-    require(actor, "sessions.mint", workspace.pk)
+    access.require(actor, "sessions.mint", workspace.pk)
     now = timezone.now()
     soon = now + refresh_window()
     tokens: dict[str, str] = {}
@@ -270,7 +272,7 @@ def credential_fresh_tokens(*, actor: Any = None, workspace: Workspace, end_user
     for credential in credentials:
         if credential.expires_at is not None and credential.expires_at <= soon:
             try:
-                credential_refresh(actor=None, credential=credential, client=client)
+                credential_refresh(actor=SYSTEM, credential=credential, client=client)
             except ValidationError:
                 pass  # another refresh is in flight: use what is stored if it is still valid
             credential = UserCredential.objects.select_related("provider").get(pk=credential.pk)

@@ -3,6 +3,7 @@ from django.db import DatabaseError, connection, transaction
 from django.test import Client
 
 from agents import services
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.audit.services import diff, record
 
@@ -45,7 +46,7 @@ def test_web_change_records_address_and_request_id(superuser, workspace, setting
 
 
 def test_system_actor_is_labelled(workspace):
-    agent = services.agent_create(actor=None, workspace=workspace, name="Seeded", auth_mode="signed")
+    agent = services.agent_create(actor=SYSTEM, workspace=workspace, name="Seeded", auth_mode="signed")
     event = AuditEvent.objects.get(object_id=str(agent.pk))
     assert (event.actor_type, event.actor_label) == ("system", "system")
 

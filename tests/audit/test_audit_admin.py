@@ -13,6 +13,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from agents import services as agent_services
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from tests.conftest import login
@@ -36,7 +37,7 @@ def trail(workspace, other_workspace, owner, outsider, monkeypatch):
         "issue": _at(monkeypatch, datetime(2026, 11, 10, 9, tzinfo=UTC), actor=owner, action="api_key.issue",
                      object_type="keys.apikey", object_id=8, object_repr="=HYPERLINK(\"x\")",
                      workspace_id=workspace.pk),
-        "system": _at(monkeypatch, datetime(2026, 11, 15, 9, tzinfo=UTC), actor=None, action="alert.raise",
+        "system": _at(monkeypatch, datetime(2026, 11, 15, 9, tzinfo=UTC), actor=SYSTEM, action="alert.raise",
                       object_type="alerts.alert", object_id=3, object_repr="spike", workspace_id=workspace.pk),
         "foreign": _at(monkeypatch, datetime(2026, 11, 10, 9, tzinfo=UTC), actor=outsider, action="api_key.issue",
                        object_type="keys.apikey", object_id=9, object_repr="globex key",

@@ -13,6 +13,7 @@ from django.test import Client
 from agents import services as agent_services
 from broker import limits, services
 from broker.services import IssuedKey
+from project.actors import SYSTEM
 from tests.factories import builtin_role
 from workspaces.models import RoleAssignment, ServiceAccount
 
@@ -28,7 +29,7 @@ def _fast_password_hashing(settings: Any) -> None:
 
 def make_agent(workspace: Any, name: str, capture: Any, **fields: Any) -> Any:
     with capture(execute=True):
-        agent = agent_services.agent_create(actor=None, workspace=workspace, name=name, **fields)
+        agent = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name=name, **fields)
     agent.refresh_from_db()
     return agent
 
@@ -160,7 +161,7 @@ def token_endpoint() -> Iterator[TokenEndpoint]:
 def google(workspace) -> Any:
     from secrets_app.services import provider_save
 
-    return provider_save(actor=None, workspace=workspace, slug="google", name="Google",
+    return provider_save(actor=SYSTEM, workspace=workspace, slug="google", name="Google",
                          token_url="https://oauth.example.test/token", client_id="keyward-client",
                          client_secret="google-client-secret-Q7w")
 
@@ -174,7 +175,7 @@ def vault_credential(workspace: Any, provider: Any, end_user_id: str, access_tok
     from secrets_app.services import credential_store
 
     expires_at = timezone.now() + timedelta(seconds=expires_in) if expires_in is not None else None
-    return credential_store(actor=None, workspace=workspace, provider=provider, end_user_id=end_user_id,
+    return credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id=end_user_id,
                             access_token=access_token, refresh_token=f"refresh-{end_user_id}-Lp02",
                             expires_at=expires_at)
 

@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from broker import limits, rows
 from broker.models import BrokerKeyUsage, BrokerSession
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.audit.services import event
 from workspaces.models import RoleAssignment
@@ -88,17 +89,17 @@ def test_rows_insert_is_all_or_none(issued, signed_agent):
         return BrokerSession(key=issued.key, agent=signed_agent, environment=environment, end_user_id="u",
                              conversation_id="conv_1", mode="signed_url", expires_at=timezone.now())
 
-    rows.insert(session(), event(actor=None, action="test.first", object_type="test"))
+    rows.insert(session(), event(actor=SYSTEM, action="test.first", object_type="test"))
     stored = BrokerSession.objects.get(conversation_id="conv_1")
     assert stored.created_at is not None and AuditEvent.objects.filter(action="test.first").exists()
     with pytest.raises(IntegrityError), transaction.atomic():
-        rows.insert(session(), event(actor=None, action="test.second", object_type="test"))
+        rows.insert(session(), event(actor=SYSTEM, action="test.second", object_type="test"))
     assert not AuditEvent.objects.filter(action="test.second").exists()  # the duplicate took its audit row along
     assert BrokerSession.objects.filter(conversation_id="conv_1").count() == 1
 
 
 def test_rows_insert_fills_defaults_and_converts_values_as_save_would(issued):
-    audit = event(actor=None, action="test.values", object_type="test", changes={"nested": {"n": 1}, "list": [1]})
+    audit = event(actor=SYSTEM, action="test.values", object_type="test", changes={"nested": {"n": 1}, "list": [1]})
     rows.insert(audit)
     stored = AuditEvent.objects.get(action="test.values")
     assert stored.changes == {"nested": {"n": 1}, "list": [1]}

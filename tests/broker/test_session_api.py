@@ -11,6 +11,7 @@ from django.utils import timezone
 from agents import services as agent_services
 from broker import auth, keyformat, limits, services
 from broker.models import BrokerKeyUsage
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from tests.broker.conftest import app_backend, make_agent
@@ -166,13 +167,13 @@ def test_404_for_agents_of_other_workspaces_and_unknown_ids(api, issued, other_w
 
 
 def test_409_for_an_agent_no_longer_in_signed_mode(api, issued, signed_agent):
-    agent_services.agent_update(actor=None, agent=signed_agent, auth_mode="allowlist", allowlist=["app.example.com"])
+    agent_services.agent_update(actor=SYSTEM, agent=signed_agent, auth_mode="allowlist", allowlist=["app.example.com"])
     response = api.session(signed_agent.remote_id, issued.secret)
     assert response.status_code == 409 and response.json()["error"] == "agent_not_signed"
 
 
 def test_409_for_an_agent_not_on_the_platform_yet(api, issue, workspace, signed_agent, platform):
-    fresh = agent_services.agent_create(actor=None, workspace=workspace, name="Fresh", auth_mode="signed")
+    fresh = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name="Fresh", auth_mode="signed")
     issued = issue(agents=[signed_agent, fresh])
     response = api.session(str(fresh.uuid), issued.secret)
     assert response.status_code == 409 and response.json()["error"] == "agent_not_synced"

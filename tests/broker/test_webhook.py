@@ -11,6 +11,7 @@ from agents import webhook
 from agents.sync import agent_payload
 from broker import services
 from broker.models import BrokerSession
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
 from tests.broker.conftest import make_agent, vault_credential
@@ -359,7 +360,7 @@ def test_expired_session_bindings_are_pruned_and_the_prune_audited(api, issue, w
     _conversation_for(api, issued, webhook_agent)
     fresh = _conversation_for(api, issued, webhook_agent, end_user_id="user-9")
     BrokerSession.objects.exclude(conversation_id=fresh).update(expires_at=timezone.now() - timedelta(days=2))
-    assert services.broker_sessions_prune() == 1
+    assert services.broker_sessions_prune(actor=SYSTEM) == 1
     assert list(BrokerSession.objects.values_list("conversation_id", flat=True)) == [fresh]
     assert AuditEvent.objects.get(action="broker.sessions_prune").changes["deleted"] == 1
 
@@ -381,10 +382,10 @@ def test_the_prune_deletes_in_batches_keeps_what_is_within_retention_and_is_sche
     BrokerSession.objects.filter(conversation_id__in=conversations[:2]).update(expires_at=now - timedelta(hours=30))
     BrokerSession.objects.filter(conversation_id=conversations[2]).update(expires_at=now - timedelta(hours=2))
     settings.BROKER_SESSION_RETENTION_HOURS = 24
-    assert services.broker_sessions_prune(batch=1) == 2  # three batches: 1, 1, then none
+    assert services.broker_sessions_prune(actor=SYSTEM, batch=1) == 2  # three batches: 1, 1, then none
     assert set(BrokerSession.objects.values_list("conversation_id", flat=True)) == set(conversations[2:])
     assert AuditEvent.objects.filter(action="broker.sessions_prune").count() == 1
-    assert services.broker_sessions_prune() == 0  # nothing to do: no audit line for nothing
+    assert services.broker_sessions_prune(actor=SYSTEM) == 0  # nothing to do: no audit line for nothing
     assert AuditEvent.objects.filter(action="broker.sessions_prune").count() == 1
 
     settings.BROKER_SESSION_RETENTION_HOURS = 1

@@ -9,6 +9,7 @@ from django.urls import reverse
 from detection import incidents as incident_services
 from detection.models import DetectionPolicy, Incident
 from keys.models import ApiKey
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
@@ -19,7 +20,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _alert(key, kind="usage_spike"):
-    return alert_raise(workspace=key.workspace, kind=kind, title=f"{kind} on {key}", dedup_key=f"{kind}:{key.pk}",
+    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"{kind} on {key}",
+                       dedup_key=f"{kind}:{key.pk}",
                        severity="high", target=key, details={"credits": 5000, "baseline_credits_per_hour": 12.5})[0]
 
 

@@ -2,6 +2,7 @@ import pytest
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 
+from project.actors import SYSTEM
 from project.alerts import services as alert_services
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
@@ -11,7 +12,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _raise(workspace, key="k1"):
-    return alert_services.alert_raise(workspace=workspace, kind="test_rule", title="Something odd", dedup_key=key,
+    return alert_services.alert_raise(actor=SYSTEM, workspace=workspace, kind="test_rule", title="Something odd",
+                                      dedup_key=key,
                                 severity=Alert.Severity.HIGH, details={"credits": 120, "baseline": 10})
 
 

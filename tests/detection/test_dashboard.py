@@ -13,6 +13,7 @@ from django.urls import reverse
 from agents.models import Agent
 from detection.models import Incident
 from keys.models import ApiKey, KeyUsageDaily
+from project.actors import SYSTEM
 from project.alerts.services import alert_raise
 from project.sync.models import Drift, SyncJob
 from secrets_app.services import secret_create, tool_create
@@ -44,16 +45,18 @@ def acme(workspace, other_workspace, fixed_now):
         AgentFactory(workspace=ws, auth_mode="allowlist", allowlist=["app.example.com"])
         AgentFactory(workspace=ws, auth_mode="signed")
         AgentFactory(workspace=ws, auth_mode="signed")
-        secret_create(actor=None, workspace=ws, name="unused_token", value="v")
-        secret_create(actor=None, workspace=ws, name="used_token", value="v")
-        tool_create(actor=None, workspace=ws, name="lookup", description="x", url="https://x.example.com",
+        secret_create(actor=SYSTEM, workspace=ws, name="unused_token", value="v")
+        secret_create(actor=SYSTEM, workspace=ws, name="used_token", value="v")
+        tool_create(actor=SYSTEM, workspace=ws, name="lookup", description="x", url="https://x.example.com",
                     headers={"X-Key": "{{ secret__used_token }}"})
         SyncJob.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, state="dead")
         SyncJob.objects.create(kind="agent", object_id="2", workspace_id=ws.pk, state="failed")
         SyncJob.objects.create(kind="agent", object_id="3", workspace_id=ws.pk, state="done")
         Drift.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, problem="differs")
-        alert_raise(workspace=ws, kind="usage_spike", title=f"{ws.slug} spike", dedup_key="a", severity="high")
-        alert_raise(workspace=ws, kind="api_key_idle", title=f"{ws.slug} idle", dedup_key="b", severity="low")
+        alert_raise(actor=SYSTEM, workspace=ws, kind="usage_spike", title=f"{ws.slug} spike", dedup_key="a",
+                    severity="high")
+        alert_raise(actor=SYSTEM, workspace=ws, kind="api_key_idle", title=f"{ws.slug} idle", dedup_key="b",
+                    severity="low")
         Incident.objects.create(workspace=ws, title=f"{ws.slug} incident")
     return workspace
 
@@ -135,7 +138,8 @@ def _seed(workspace, n):
                                       batch_size=5000)
     Agent.objects.bulk_create([Agent(workspace=workspace, name=f"a{i}", auth_mode="signed") for i in range(20)])
     for i in range(20):
-        alert_raise(workspace=workspace, kind="usage_spike", title=f"spike {i}", dedup_key=f"s{i}", severity="high")
+        alert_raise(actor=SYSTEM, workspace=workspace, kind="usage_spike", title=f"spike {i}", dedup_key=f"s{i}",
+                    severity="high")
 
 
 @pytest.mark.parametrize("keys", [10, 10_000])

@@ -11,6 +11,7 @@ from django.urls import reverse
 
 from detection.models import Incident
 from keys.models import ApiKey, KeyUsageDaily
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from secrets_app.services import secret_create
@@ -34,7 +35,7 @@ def test_incident_walk_from_a_leak_check_match_to_the_exported_post_mortem(
         owner_client, owner, account, emulator, clock, django_capture_on_commit_callbacks):
     issued = issue(owner, account, "prod", name="billing", credit_quota=5000, allowed_ips=["127.0.0.1"])
     leaked = ApiKey.objects.get(pk=issued.key.pk)
-    secret_create(actor=None, workspace=leaked.workspace, name="crm_token", value="crm-secret-value")
+    secret_create(actor=SYSTEM, workspace=leaked.workspace, name="crm_token", value="crm-secret-value")
     KeyUsageDaily.objects.create(key=leaked, day=clock.now.date(), credits=321, requests=12)
     clock.advance(minutes=5)  # (the admin session expires after 30 idle minutes)
 

@@ -11,6 +11,7 @@ from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
 from detection.selectors import related_candidates
 from keys.models import ApiKey
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
@@ -23,8 +24,8 @@ pytestmark = pytest.mark.django_db
 
 
 def _alert_on(key, kind="usage_spike", **details):
-    return alert_raise(workspace=key.workspace, kind=kind, title=f"Spike on {key}", dedup_key=f"t:{key.pk}:{kind}",
-                       severity=Alert.Severity.HIGH, target=key, details=details)[0]
+    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"Spike on {key}",
+                       dedup_key=f"t:{key.pk}:{kind}", severity=Alert.Severity.HIGH, target=key, details=details)[0]
 
 
 def _steps(incident):
@@ -184,10 +185,10 @@ def test_related_candidates_are_neighbours_in_the_same_workspace(workspace, othe
     same_env = make_key(workspace, "prod", name="same-env")
     make_key(workspace, "staging", name="unrelated")
     make_key(other_workspace, "prod", name="foreign")
-    secret_create(actor=None, workspace=workspace, name="crm_token", value="v-1")
-    tool_create(actor=None, workspace=workspace, name="crm_lookup", description="CRM", url="https://crm.example.com",
+    secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="v-1")
+    tool_create(actor=SYSTEM, workspace=workspace, name="crm_lookup", description="CRM", url="https://crm.example.com",
                 headers={"Authorization": "{{ secret__crm_token }}"})
-    secret_create(actor=None, workspace=other_workspace, name="globex_token", value="v-2")
+    secret_create(actor=SYSTEM, workspace=other_workspace, name="globex_token", value="v-2")
     incident, _ = services.incident_open(actor=owner, api_key=key)
     candidates = {c["name"]: c["reason"] for c in related_candidates(incident)}
     assert set(candidates) == {str(same_account), str(same_env), "crm_token"}
@@ -231,7 +232,7 @@ def test_secret_incident_walk_never_records_the_value(workspace, owner, fixed_no
     from secrets_app.models import Secret
     from secrets_app.services import secret_create
 
-    secret = secret_create(actor=None, workspace=workspace, name="crm_token", value="old-value-123")
+    secret = secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="old-value-123")
     incident, _ = services.incident_open(actor=owner, secret=secret)
     with pytest.raises(ValidationError, match="issuer"):
         services.incident_revoke(actor=owner, incident=incident, reason="")

@@ -12,6 +12,7 @@ import pytest
 from django.urls import NoReverseMatch, reverse
 from playwright.sync_api import expect
 
+from project.actors import SYSTEM
 from tests.e2e.conftest import person, sign_in, submitted
 from tests.keys.apikey_fixtures import SECRET_SHAPE, issue, key_works
 
@@ -37,9 +38,10 @@ def exposed(world: Any, platform: Any) -> dict[str, Any]:
     account = service_account_create(actor=responder.user, workspace=world.acme, name="billing-backend")
     service_account_ensure_remote(actor=responder.user, service_account=account)
     issued = issue(responder.user, account, "prod", name="billing", credit_quota=5000)
-    secret_create(actor=None, workspace=world.acme, name="crm_token", value="crm-secret-value-0c1d")
-    alert, _ = alert_raise(workspace=world.acme, kind="api_key_exposed", title="billing key seen in a public paste",
-                           dedup_key="e2e-exposed", severity="critical", target=issued.key)
+    secret_create(actor=SYSTEM, workspace=world.acme, name="crm_token", value="crm-secret-value-0c1d")
+    alert, _ = alert_raise(actor=SYSTEM, workspace=world.acme, kind="api_key_exposed",
+                           title="billing key seen in a public paste", dedup_key="e2e-exposed", severity="critical",
+                           target=issued.key)
     return {"responder": responder, "key": issued.key, "secret": issued.secret, "alert": alert}
 
 

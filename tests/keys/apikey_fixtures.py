@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from keys import services
 from keys.models import ApiKey, key_digest
+from project.actors import SYSTEM, Actor
 from project.platform import errors
 from project.platform.client import PlatformClient
 from project.platform.emulator import Emulator
@@ -48,7 +49,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Clock:
 
 def _synced_account(workspace: Any, name: str) -> ServiceAccount:
     sa = ServiceAccountFactory(workspace=workspace, name=name)
-    services.service_account_ensure_remote(actor=None, service_account=sa)
+    services.service_account_ensure_remote(actor=SYSTEM, service_account=sa)
     sa.refresh_from_db()
     return sa
 
@@ -68,7 +69,7 @@ def env(workspace: Any, name: str = "prod") -> Any:
     return workspace.environments.get(name=name)
 
 
-def issue(actor: Any, account: ServiceAccount, env_name: str = "prod", **fields: Any) -> services.IssuedKey:
+def issue(actor: Actor, account: ServiceAccount, env_name: str = "prod", **fields: Any) -> services.IssuedKey:
     """Issue a key with sensible defaults (a scope that lets the key call the usage endpoint)."""
     values: dict[str, Any] = {"name": "billing", "scopes": ["workspace_read"], "credit_quota": 1000}
     values.update(fields)

@@ -19,6 +19,7 @@ from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model, Q
 
 from agents import services as agent_services
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from tests.factories import UserFactory, builtin_role, grant
@@ -60,12 +61,12 @@ def second_admin(workspace: Workspace) -> Any:
 
 @pytest.fixture
 def globex_sa(other_workspace: Workspace) -> ServiceAccount:
-    return services.service_account_create(actor=None, workspace=other_workspace, name="globex-robot")
+    return services.service_account_create(actor=SYSTEM, workspace=other_workspace, name="globex-robot")
 
 
 @pytest.fixture
 def acme_sa(workspace: Workspace) -> ServiceAccount:
-    return services.service_account_create(actor=None, workspace=workspace, name="acme-robot")
+    return services.service_account_create(actor=SYSTEM, workspace=workspace, name="acme-robot")
 
 
 def state() -> dict[str, Any]:
@@ -167,11 +168,11 @@ def _environment(ws: Workspace, tag: str) -> Model:
 
 
 def _agent(ws: Workspace, tag: str) -> Model:
-    return agent_services.agent_create(actor=None, workspace=ws, name=f"{tag} agent", auth_mode="signed")
+    return agent_services.agent_create(actor=SYSTEM, workspace=ws, name=f"{tag} agent", auth_mode="signed")
 
 
 def _audit_event(ws: Workspace, tag: str) -> Model:
-    return record(actor=None, action="matrix.test", object_type="matrix.thing", object_id=tag,
+    return record(actor=SYSTEM, action="matrix.test", object_type="matrix.thing", object_id=tag,
                   object_repr=f"{tag} event", workspace_id=ws.pk)
 
 
@@ -182,57 +183,57 @@ def _sync_job(ws: Workspace, tag: str) -> Model:
 
 
 def _role(ws: Workspace, tag: str) -> Model:
-    return services.role_create(actor=None, workspace=ws, name=f"{tag} role", permissions=["workspace.view"])
+    return services.role_create(actor=SYSTEM, workspace=ws, name=f"{tag} role", permissions=["workspace.view"])
 
 
 def _assignment(ws: Workspace, tag: str) -> Model:
     user = UserFactory(username=f"{tag}-person")
-    return services.role_assign(actor=None, workspace=ws, role=builtin_role("Viewer"), user=user)
+    return services.role_assign(actor=SYSTEM, workspace=ws, role=builtin_role("Viewer"), user=user)
 
 
 def _service_account(ws: Workspace, tag: str) -> Model:
-    return services.service_account_create(actor=None, workspace=ws, name=f"{tag}-robot")
+    return services.service_account_create(actor=SYSTEM, workspace=ws, name=f"{tag}-robot")
 
 
 def _alert(ws: Workspace, tag: str) -> Model:
     from project.alerts.services import alert_raise
 
-    return alert_raise(actor=None, workspace=ws, kind="matrix", title=f"{tag} alert", dedup_key=f"matrix-{tag}")[0]
+    return alert_raise(actor=SYSTEM, workspace=ws, kind="matrix", title=f"{tag} alert", dedup_key=f"matrix-{tag}")[0]
 
 
 def _secret(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.secrets import secret_create
 
-    return secret_create(actor=None, workspace=ws, name=f"{tag}_token", value=f"value-of-{tag}-9f8e7d")
+    return secret_create(actor=SYSTEM, workspace=ws, name=f"{tag}_token", value=f"value-of-{tag}-9f8e7d")
 
 
 def _tool(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.tools import tool_create
 
-    return tool_create(actor=None, workspace=ws, name=f"{tag}_lookup", description=f"{tag} tool",
+    return tool_create(actor=SYSTEM, workspace=ws, name=f"{tag}_lookup", description=f"{tag} tool",
                        url=f"https://{tag}.example.com/hook")
 
 
 def _oauth_provider(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.vault import provider_save
 
-    return provider_save(actor=None, workspace=ws, client_secret=f"{tag}-client-secret-9f8e", slug=f"{tag}crm",
+    return provider_save(actor=SYSTEM, workspace=ws, client_secret=f"{tag}-client-secret-9f8e", slug=f"{tag}crm",
                          name=f"{tag} CRM", token_url=f"https://{tag}.example.com/token", client_id=f"{tag}-client")
 
 
 def _broker_key(ws: Workspace, tag: str) -> Model:
     from broker.services.keys import broker_key_issue
 
-    account = services.service_account_create(actor=None, workspace=ws, name=f"{tag}-broker-robot")
-    services.role_assign(actor=None, workspace=ws, role=builtin_role("Developer"), service_account=account)
-    return broker_key_issue(actor=None, workspace=ws, service_account=account, name=f"{tag} key",
+    account = services.service_account_create(actor=SYSTEM, workspace=ws, name=f"{tag}-broker-robot")
+    services.role_assign(actor=SYSTEM, workspace=ws, role=builtin_role("Developer"), service_account=account)
+    return broker_key_issue(actor=SYSTEM, workspace=ws, service_account=account, name=f"{tag} key",
                             environment=ws.environments.get(name="dev"), agents=[_agent(ws, f"{tag} broker")]).key
 
 
 def _key_policy(ws: Workspace, tag: str) -> Model:
     from keys.services import key_policy_save
 
-    return key_policy_save(actor=None, workspace=ws)  # "Key policy of Acme" / "... of Globex"
+    return key_policy_save(actor=SYSTEM, workspace=ws)  # "Key policy of Acme" / "... of Globex"
 
 
 def _api_key(ws: Workspace, tag: str) -> Model:
@@ -252,14 +253,14 @@ def _api_key(ws: Workspace, tag: str) -> Model:
 def _auth_connection(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.auth_connections import auth_connection_save
 
-    return auth_connection_save(actor=None, workspace=ws, name=f"{tag} bearer", kind="bearer_auth",
+    return auth_connection_save(actor=SYSTEM, workspace=ws, name=f"{tag} bearer", kind="bearer_auth",
                                 provider=f"{tag}-api", secrets={"token": f"{tag}-bearer-token-5c4b3a"})
 
 
 def _user_credential(ws: Workspace, tag: str) -> Model:
     from secrets_app.services.vault import credential_store
 
-    return credential_store(actor=None, workspace=ws, provider=_oauth_provider(ws, f"{tag}v"),
+    return credential_store(actor=SYSTEM, workspace=ws, provider=_oauth_provider(ws, f"{tag}v"),
                             end_user_id=f"{tag}-user-1", access_token=f"{tag}-access-8e7d6c",
                             refresh_token=f"{tag}-refresh-8e7d6c")
 
@@ -366,7 +367,7 @@ class ActionSpec:
 
 
 def _disable(sa: Model) -> None:
-    services.service_account_disable(actor=None, service_account=sa)
+    services.service_account_disable(actor=SYSTEM, service_account=sa)
 
 
 def _fail(job: Model) -> None:

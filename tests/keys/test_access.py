@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from project.actors import SYSTEM
 from tests.conftest import login
 from tests.factories import UserFactory, WorkspaceFactory, builtin_role, grant
 from workspaces import access, services
@@ -41,10 +42,10 @@ def test_role_check_is_one_query_whatever_the_number_of_workspaces(count, django
 @pytest.mark.parametrize("count", [1, 50])
 def test_service_account_check_is_one_query_whatever_the_number_of_roles(count, workspace,
                                                                          django_assert_num_queries):
-    sa = services.service_account_create(actor=None, workspace=workspace, name="robot")
+    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
     for i in range(count):
-        role = services.role_create(actor=None, workspace=workspace, name=f"r{i}", permissions=["sessions.mint"])
-        services.role_assign(actor=None, workspace=workspace, role=role, service_account=sa)
+        role = services.role_create(actor=SYSTEM, workspace=workspace, name=f"r{i}", permissions=["sessions.mint"])
+        services.role_assign(actor=SYSTEM, workspace=workspace, role=role, service_account=sa)
     sa = ServiceAccount.objects.get(pk=sa.pk)
     with django_assert_num_queries(1):
         for _ in range(20):
@@ -59,7 +60,7 @@ def test_admin_page_queries_do_not_grow_with_workspaces():
         for _ in range(n):
             ws = WorkspaceFactory()
             grant(user, "Admin", ws)
-            services.service_account_create(actor=None, workspace=ws, name="robot")
+            services.service_account_create(actor=SYSTEM, workspace=ws, name="robot")
         client = login(user)
         with CaptureQueriesContext(connection) as queries:
             assert client.get(reverse("admin:workspaces_serviceaccount_changelist")).status_code == 200
@@ -80,7 +81,7 @@ def test_expired_assignment_grants_nothing(workspace):
 
 def test_assignment_with_future_expiry_grants_until_then(workspace):
     user = UserFactory(username="temp")
-    services.role_assign(actor=None, workspace=workspace, role=builtin_role("Developer"), user=user,
+    services.role_assign(actor=SYSTEM, workspace=workspace, role=builtin_role("Developer"), user=user,
                          expires_at=timezone.now() + timedelta(hours=1))
     assert access.has_perm(_fresh(user), "agents.manage", workspace.pk)
 
@@ -91,15 +92,15 @@ def test_disabled_login_holds_nothing(member, workspace):
 
 
 def test_disabled_service_account_holds_nothing(workspace):
-    sa = services.service_account_create(actor=None, workspace=workspace, name="robot")
-    services.role_assign(actor=None, workspace=workspace, role=builtin_role("Developer"), service_account=sa)
+    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    services.role_assign(actor=SYSTEM, workspace=workspace, role=builtin_role("Developer"), service_account=sa)
     assert access.has_perm(ServiceAccount.objects.get(pk=sa.pk), "sessions.mint", workspace.pk)
-    services.service_account_disable(actor=None, service_account=sa)
+    services.service_account_disable(actor=SYSTEM, service_account=sa)
     assert not access.has_perm(ServiceAccount.objects.get(pk=sa.pk), "sessions.mint", workspace.pk)
 
 
 def test_service_account_counts_only_its_own_workspace(workspace, other_workspace):
-    sa = services.service_account_create(actor=None, workspace=workspace, name="robot")
+    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
     # Written past the model's clean() on purpose: the access module is the second lock on this door.
     RoleAssignment.objects.create(workspace=other_workspace, role=builtin_role("Admin"), service_account=sa)
     sa = ServiceAccount.objects.get(pk=sa.pk)

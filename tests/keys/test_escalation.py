@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
+from project.actors import SYSTEM
 from tests.conftest import login
 from tests.factories import UserFactory, builtin_role
 from tests.keys.conftest import state
@@ -111,10 +112,10 @@ def test_team_lead_cannot_add_a_person_as_admin(team_lead, workspace):
 
 
 def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, other_workspace, globex_sa):
-    globex_role = services.role_create(actor=None, workspace=other_workspace, name="Globex ops",
+    globex_role = services.role_create(actor=SYSTEM, workspace=other_workspace, name="Globex ops",
                                        permissions=["workspace.view"])
     globex_person = UserFactory(username="globex-person")
-    globex_assignment = services.role_assign(actor=None, workspace=other_workspace, role=builtin_role("Viewer"),
+    globex_assignment = services.role_assign(actor=SYSTEM, workspace=other_workspace, role=builtin_role("Viewer"),
                                              user=globex_person)
     UserFactory(username="friend")
     client = login(owner)
@@ -149,7 +150,7 @@ def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, ot
 
 
 def test_services_refuse_another_workspace_even_without_the_admin(owner, workspace, other_workspace, globex_sa):
-    globex_role = services.role_create(actor=None, workspace=other_workspace, name="Globex ops",
+    globex_role = services.role_create(actor=SYSTEM, workspace=other_workspace, name="Globex ops",
                                        permissions=["workspace.view"])
     friend = UserFactory(username="friend")
     before = state()

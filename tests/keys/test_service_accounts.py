@@ -3,6 +3,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.urls import reverse
 
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from project.sync.models import SyncJob
@@ -45,8 +46,8 @@ def test_create_needs_keys_issue(member, workspace):
 
 
 def test_duplicate_name_in_a_workspace_is_refused_on_its_field(owner, workspace, other_workspace):
-    services.service_account_create(actor=None, workspace=workspace, name="ci")
-    services.service_account_create(actor=None, workspace=other_workspace, name="ci")  # another workspace: fine
+    services.service_account_create(actor=SYSTEM, workspace=workspace, name="ci")
+    services.service_account_create(actor=SYSTEM, workspace=other_workspace, name="ci")  # another workspace: fine
     response = login(owner).post(reverse("admin:workspaces_serviceaccount_add"),
                                  {"workspace": workspace.pk, "name": "ci"})
     assert response.status_code == 200
@@ -144,8 +145,8 @@ def test_service_accounts_are_never_deleted_from_the_admin(owner_client, acme_sa
 
 
 def test_service_account_acting_is_audited_as_itself(workspace):
-    robot = services.service_account_create(actor=None, workspace=workspace, name="robot")
-    services.role_assign(actor=None, workspace=workspace, role=builtin_role("Team lead"), service_account=robot)
+    robot = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    services.role_assign(actor=SYSTEM, workspace=workspace, role=builtin_role("Team lead"), service_account=robot)
     robot = ServiceAccount.objects.get(pk=robot.pk)
     created = services.service_account_create(actor=robot, workspace=workspace, name="child")
     event = AuditEvent.objects.get(action="service_account.create", object_id=str(created.pk))

@@ -10,6 +10,7 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
+from project.actors import SYSTEM
 from project.sync.services import outbox_drain
 from secrets_app import oauth, services
 from tests.factories import UserFactory, grant
@@ -66,6 +67,6 @@ def token_endpoint() -> Iterator[TokenEndpoint]:
 
 @pytest.fixture
 def provider(workspace):
-    return services.provider_save(actor=None, workspace=workspace, slug="google", name="Google",
+    return services.provider_save(actor=SYSTEM, workspace=workspace, slug="google", name="Google",
                                   token_url="https://provider.test/token", client_id="kw-client",
                                   client_secret="provider-client-secret-Zk41", send_client_secret_in_header=False)

@@ -4,6 +4,7 @@ import httpx
 import pytest
 from django.utils import timezone
 
+from project.actors import SYSTEM
 from project.platform.client import PlatformClient
 from project.sync.models import SyncJob
 from project.sync.services import outbox_drain
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 def _save(workspace, kind, connection=None, name=None, **overrides):
     plain, secret = KINDS[kind]
-    return services.auth_connection_save(actor=None, workspace=workspace, connection=connection,
+    return services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=connection,
                                          name=name or f"conn {kind}", kind=kind, provider="crm",
                                          **{**plain, **secret, **overrides})
 
@@ -50,9 +51,9 @@ def test_requests_and_answers_follow_the_platforms_schemas(workspace, emulator):
         _save(workspace, kind)
     conn = _save(workspace, "basic_auth", name="to update")
     outbox_drain(client=client)
-    services.auth_connection_save(actor=None, workspace=workspace, connection=conn, name="to update",
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="to update",
                                   kind="basic_auth", provider="crm2", username="svc2", secrets={"password": None})
-    services.auth_connection_delete(actor=None, connection=AuthConnection.objects.get(kind="bearer_auth"))
+    services.auth_connection_delete(actor=SYSTEM, connection=AuthConnection.objects.get(kind="bearer_auth"))
     outbox_drain(client=client)
     methods, checked = set(), 0
     for request, response in exchanges:
@@ -78,7 +79,7 @@ def test_an_update_patches_what_the_platform_can_change(workspace, emulator, dra
     conn = _save(workspace, "basic_auth")
     drain()
     conn.refresh_from_db(fields=["remote_id"])
-    services.auth_connection_save(actor=None, workspace=workspace, connection=conn, name="conn basic_auth",
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="conn basic_auth",
                                   kind="basic_auth", provider="crm", username="svc2",
                                   secrets={"password": "pw-Ac20-new"})
     drain()
@@ -91,7 +92,7 @@ def test_a_rename_or_kind_change_replaces_the_remote_connection(workspace, emula
     conn = _save(workspace, "basic_auth")
     drain()
     old = AuthConnection.objects.get().remote_id
-    services.auth_connection_save(actor=None, workspace=workspace, connection=conn, name="renamed",
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="renamed",
                                   kind="bearer_auth", provider="crm", secrets={"token": "bt-Ac21"})
     drain()
     new = AuthConnection.objects.get().remote_id
@@ -101,7 +102,7 @@ def test_a_rename_or_kind_change_replaces_the_remote_connection(workspace, emula
 
 
 def test_a_custom_header_connection_with_several_headers_stays_local_with_a_reason(workspace, emulator, drain):
-    services.auth_connection_save(actor=None, workspace=workspace, name="multi", kind="custom_header_auth",
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="multi", kind="custom_header_auth",
                                   headers={"X-A": "ch-Ac22", "X-B": "ch-Ac23"})
     drain()
     job = SyncJob.objects.get()
@@ -112,7 +113,7 @@ def test_a_custom_header_connection_with_several_headers_stays_local_with_a_reas
 def test_a_delete_reaches_the_platform(workspace, emulator, drain):
     conn = _save(workspace, "bearer_auth")
     drain()
-    services.auth_connection_delete(actor=None, connection=conn)
+    services.auth_connection_delete(actor=SYSTEM, connection=conn)
     drain()
     assert emulator.auth_connections_snapshot() == []
 

@@ -4,6 +4,7 @@ import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
 from secrets_app import services
@@ -43,7 +44,7 @@ def test_each_kind_stores_its_secret_parts_encrypted_and_audits_no_value(owner, 
 
 
 def test_custom_headers_keep_names_visible_and_values_encrypted(workspace):
-    conn = services.auth_connection_save(actor=None, workspace=workspace, name="gw", kind="custom_header_auth",
+    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="gw", kind="custom_header_auth",
                                          headers={"X-Api-Key": "ch-Ac06", "X-Tenant": "t"})
     assert conn.header_names == ["X-Api-Key", "X-Tenant"]
     assert json.loads(AuthConnection.objects.get().header_values) == {"X-Api-Key": "ch-Ac06", "X-Tenant": "t"}
@@ -61,7 +62,7 @@ def test_custom_headers_keep_names_visible_and_values_encrypted(workspace):
 ])
 def test_missing_parts_are_errors_on_their_fields(workspace, kind, plain, field):
     with pytest.raises(ValidationError) as caught:
-        services.auth_connection_save(actor=None, workspace=workspace, name="x", kind=kind, **plain)
+        services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="x", kind=kind, **plain)
     assert field in caught.value.message_dict
     assert not AuthConnection.objects.exists()
 
@@ -83,7 +84,7 @@ def test_blank_keeps_and_a_kind_switch_wipes_the_old_parts(owner, workspace):
 @pytest.mark.parametrize("who", ["member", "outsider"])
 def test_people_without_secrets_manage_cannot_write_auth_connections(request, who, workspace):
     actor = request.getfixturevalue(who)
-    conn = services.auth_connection_save(actor=None, workspace=workspace, name="svc", kind="bearer_auth",
+    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="svc", kind="bearer_auth",
                                          secrets={"token": "bt-Ac09"})
     with pytest.raises(PermissionDenied):
         services.auth_connection_save(actor=actor, workspace=workspace, name="x", kind="bearer_auth",
@@ -95,9 +96,9 @@ def test_people_without_secrets_manage_cannot_write_auth_connections(request, wh
 
 def test_view_only_pages_show_no_secret_part(viewer, workspace, provider):
     for kind, (plain, secret) in KINDS.items():
-        services.auth_connection_save(actor=None, workspace=workspace, name=f"c-{kind}", kind=kind, **plain, **secret)
-    services.secret_create(actor=None, workspace=workspace, name="crm", value="sv-Ac10-value")
-    services.credential_store(actor=None, workspace=workspace, provider=provider, end_user_id="u",
+        services.auth_connection_save(actor=SYSTEM, workspace=workspace, name=f"c-{kind}", kind=kind, **plain, **secret)
+    services.secret_create(actor=SYSTEM, workspace=workspace, name="crm", value="sv-Ac10-value")
+    services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="u",
                               access_token="at-Ac11-value", refresh_token="rt-Ac12-value")
     client = login(viewer)
     for model in ("authconnection", "secret", "oauthprovider", "usercredential"):

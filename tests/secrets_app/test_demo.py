@@ -2,6 +2,7 @@ import re
 
 import pytest
 
+from project.actors import SYSTEM
 from secrets_app import demo
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool, ToolSecretReference, UserCredential
 from workspaces.services import workspace_create
@@ -15,8 +16,8 @@ def _seed(workspaces):
 
 
 def test_demo_rows_are_created_once_with_random_values():
-    workspaces = [workspace_create(actor=None, name="Acme Voice", slug="acme"),
-                  workspace_create(actor=None, name="Globex", slug="globex")]
+    workspaces = [workspace_create(actor=SYSTEM, name="Acme Voice", slug="acme"),
+                  workspace_create(actor=SYSTEM, name="Globex", slug="globex")]
     _seed(workspaces)
     counts = (Secret.objects.count(), Tool.objects.count(), AuthConnection.objects.count(),
               OAuthProvider.objects.count(), UserCredential.objects.count())
@@ -42,7 +43,7 @@ def test_the_demo_provider_refreshes_at_the_emulator_when_the_platform_is_the_lo
     settings.PLATFORM_API_URL = "http://127.0.0.1:8765/"
     assert demo.demo_token_url() == "http://127.0.0.1:8765/_emulator/oauth/token"
 
-    _seed([workspace_create(actor=None, name="Acme Voice", slug="acme")])
+    _seed([workspace_create(actor=SYSTEM, name="Acme Voice", slug="acme")])
     provider = OAuthProvider.objects.get()
     assert provider.token_url == "http://127.0.0.1:8765/_emulator/oauth/token"
     credential = UserCredential.objects.filter(provider=provider).first()
@@ -50,7 +51,7 @@ def test_the_demo_provider_refreshes_at_the_emulator_when_the_platform_is_the_lo
     client = httpx.Client(transport=httpx.MockTransport(emulator.handle), follow_redirects=False)
     oauth.set_client(client)
     try:
-        refreshed = services.credential_refresh(actor=None, credential=credential)
+        refreshed = services.credential_refresh(actor=SYSTEM, credential=credential)
         assert refreshed.state == "active" and refreshed.access_token != old_token
         assert refreshed.access_token.startswith("ya29.demo_") and refreshed.last_refreshed_at is not None
         assert emulator.call_counts["POST /_emulator/oauth/token"] == 1
@@ -58,7 +59,7 @@ def test_the_demo_provider_refreshes_at_the_emulator_when_the_platform_is_the_lo
         other = UserCredential.objects.filter(provider=provider).exclude(pk=credential.pk).first()
         other.refresh_token = "revoked-by-the-user"
         other.save()
-        failed = services.credential_refresh(actor=None, credential=other)
+        failed = services.credential_refresh(actor=SYSTEM, credential=other)
         assert failed.state == "refresh_failed" and "invalid_grant" in failed.last_error
         assert UserCredential.objects.get(pk=other.pk).refresh_token == "revoked-by-the-user"
     finally:

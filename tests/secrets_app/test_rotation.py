@@ -7,6 +7,7 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
+from project.actors import SYSTEM
 from project.fields import primary_fernet
 from secrets_app.management.commands import reencrypt_fields
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, UserCredential
@@ -105,9 +106,9 @@ def test_every_encrypted_field_of_every_model_is_rotated(workspace, provider, se
     from secrets_app import services
 
     old, new = settings.FIELD_ENCRYPTION_KEY[0], Fernet.generate_key().decode()
-    services.auth_connection_save(actor=None, workspace=workspace, name="b", kind="basic_auth", username="u",
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="b", kind="basic_auth", username="u",
                                   secrets={"password": "pw-Tr55"})
-    services.credential_store(actor=None, workspace=workspace, provider=provider, end_user_id="u1",
+    services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="u1",
                               access_token="at-Rr21", refresh_token="rt-Rr22")
     with override_settings(FIELD_ENCRYPTION_KEY=[new, old]):
         _run()

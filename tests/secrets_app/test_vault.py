@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
+from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from secrets_app import oauth, services, tasks
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.django_db
 def _credential(workspace, provider, end_user="u-1", expires_in=60, **kwargs):
     kwargs.setdefault("access_token", f"at-old-{end_user}-Kp3")
     kwargs.setdefault("refresh_token", f"rt-old-{end_user}-Kp4")
-    return services.credential_store(actor=None, workspace=workspace, provider=provider, end_user_id=end_user,
+    return services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id=end_user,
                                      expires_at=timezone.now() + timedelta(seconds=expires_in),
                                      scopes=["calendar.read"], **kwargs)
 
@@ -27,7 +28,7 @@ def test_the_sweep_refreshes_credentials_expiring_within_the_window(workspace, p
     settings.VAULT_REFRESH_WINDOW_SECONDS = 600
     soon = _credential(workspace, provider, "soon", expires_in=300)
     later = _credential(workspace, provider, "later", expires_in=3600)
-    assert services.credentials_refresh_due() == {"refreshed": 1, "failed": 0, "skipped": 0}
+    assert services.credentials_refresh_due(actor=SYSTEM) == {"refreshed": 1, "failed": 0, "skipped": 0}
     soon.refresh_from_db()
     assert soon.access_token == "at-fresh-0001-Qx7" and soon.refresh_token == "rt-old-soon-Kp4"
     assert soon.state == "active" and soon.last_refreshed_at is not None
@@ -45,15 +46,15 @@ def test_a_rotated_refresh_token_replaces_the_old_one(workspace, provider, token
     credential = _credential(workspace, provider)
     token_endpoint.replies.append((200, {"access_token": "at-new-Lm1", "refresh_token": "rt-new-Lm2",
                                          "expires_in": 120, "scope": "calendar.read calendar.write"}))
-    services.credential_refresh(actor=None, credential=credential)
+    services.credential_refresh(actor=SYSTEM, credential=credential)
     credential.refresh_from_db()
     assert (credential.access_token, credential.refresh_token) == ("at-new-Lm1", "rt-new-Lm2")
     assert credential.scopes == ["calendar.read", "calendar.write"]
 
 
 def test_basic_auth_providers_get_their_credentials_in_the_header(workspace, provider, token_endpoint):
-    services.provider_save(actor=None, workspace=workspace, provider=provider, send_client_secret_in_header=True)
-    services.credential_refresh(actor=None, credential=_credential(workspace, provider))
+    services.provider_save(actor=SYSTEM, workspace=workspace, provider=provider, send_client_secret_in_header=True)
+    services.credential_refresh(actor=SYSTEM, credential=_credential(workspace, provider))
     sent = token_endpoint.requests[0]
     assert sent["auth"].startswith("Basic ") and "client_secret" not in sent["form"]
 
@@ -64,12 +65,12 @@ def test_a_failed_refresh_marks_the_credential_alerts_once_a_day_and_keeps_the_t
                                                                                        token_endpoint, reply):
     credential = _credential(workspace, provider)
     token_endpoint.replies += [reply, reply]
-    result = services.credential_refresh(actor=None, credential=credential)
+    result = services.credential_refresh(actor=SYSTEM, credential=credential)
     assert result.state == "refresh_failed" and result.last_error
     assert "rt-old" not in result.last_error  # the provider's description is not kept
     stored = UserCredential.objects.get()
     assert (stored.access_token, stored.refresh_token) == ("at-old-u-1-Kp3", "rt-old-u-1-Kp4")
-    services.credential_refresh(actor=None, credential=credential)  # fails again the same day
+    services.credential_refresh(actor=SYSTEM, credential=credential)  # fails again the same day
     alert = Alert.objects.get()
     assert alert.kind == "credential_refresh_failed" and alert.object_id == str(credential.pk)
     assert "rt-old" not in str(alert.details) and "at-old" not in str(alert.details)
@@ -83,7 +84,7 @@ def test_a_provider_that_cannot_be_reached_fails_the_refresh(workspace, provider
     client = httpx.Client(transport=httpx.MockTransport(refuse))
     oauth.set_client(client)
     try:
-        result = services.credential_refresh(actor=None, credential=_credential(workspace, provider))
+        result = services.credential_refresh(actor=SYSTEM, credential=_credential(workspace, provider))
     finally:
         oauth.set_client(None)
     assert result.state == "refresh_failed" and "connection_error" in result.last_error
@@ -93,7 +94,7 @@ def test_a_provider_that_cannot_be_reached_fails_the_refresh(workspace, provider
 def test_failed_credentials_are_retried_after_the_retry_delay(workspace, provider, token_endpoint, settings):
     credential = _credential(workspace, provider)
     token_endpoint.replies.append((400, {"error": "invalid_grant"}))
-    services.credential_refresh(actor=None, credential=credential)
+    services.credential_refresh(actor=SYSTEM, credential=credential)
     assert services.credentials_due() == []
     UserCredential.objects.filter(pk=credential.pk).update(
         updated_at=timezone.now() - timedelta(seconds=settings.VAULT_RETRY_FAILED_SECONDS + 1))
@@ -104,34 +105,34 @@ def test_an_unreadable_credential_fails_closed_without_calling_the_provider(work
                                                                            settings, unrelated_key):
     credential = _credential(workspace, provider)
     settings.FIELD_ENCRYPTION_KEY = [unrelated_key]
-    counts = services.credentials_refresh_due()
+    counts = services.credentials_refresh_due(actor=SYSTEM)
     assert counts["failed"] == 1 and token_endpoint.requests == []
     assert UserCredential.objects.values_list("state", flat=True).get() == "refresh_failed"
     assert "cannot decrypt" in UserCredential.objects.values_list("last_error", flat=True).get()
-    assert services.credential_fresh_tokens(workspace=workspace, end_user_id="u-1") == {}
+    assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="u-1") == {}
     assert credential.pk
 
 
 def test_fresh_tokens_for_a_session_refresh_what_expires_soon(workspace, provider, token_endpoint):
     _credential(workspace, provider, "alice", expires_in=30)
-    tokens = services.credential_fresh_tokens(workspace=workspace, end_user_id="alice")
+    tokens = services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice")
     assert tokens == {"secret__user_google_token": "at-fresh-0001-Qx7"}
-    assert services.credential_fresh_tokens(workspace=workspace, end_user_id="alice") == tokens
+    assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice") == tokens
     assert len(token_endpoint.requests) == 1
 
 
 def test_fresh_tokens_leave_out_revoked_and_expired_credentials(workspace, provider, token_endpoint):
     alice = _credential(workspace, provider, "alice", expires_in=3600)
-    services.credential_revoke(actor=None, credential=alice)
-    assert services.credential_fresh_tokens(workspace=workspace, end_user_id="alice") == {}
+    services.credential_revoke(actor=SYSTEM, credential=alice)
+    assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice") == {}
     _credential(workspace, provider, "bob", expires_in=-60)
     token_endpoint.replies.append((400, {"error": "invalid_grant"}))
-    assert services.credential_fresh_tokens(workspace=workspace, end_user_id="bob") == {}
+    assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="bob") == {}
 
 
 def test_fresh_tokens_are_scoped_to_the_workspace(workspace, other_workspace, provider, member, token_endpoint):
     _credential(workspace, provider, "alice", expires_in=3600)
-    assert services.credential_fresh_tokens(workspace=other_workspace, end_user_id="alice") == {}
+    assert services.credential_fresh_tokens(actor=SYSTEM, workspace=other_workspace, end_user_id="alice") == {}
     assert services.credential_fresh_tokens(actor=member, workspace=workspace, end_user_id="alice")
     with pytest.raises(PermissionDenied):
         services.credential_fresh_tokens(actor=member, workspace=other_workspace, end_user_id="alice")
@@ -160,7 +161,7 @@ def test_a_refresh_in_flight_holds_a_lease(workspace, provider, token_endpoint):
     credential = _credential(workspace, provider)
     UserCredential.objects.filter(pk=credential.pk).update(refresh_lease_until=timezone.now() + timedelta(seconds=30))
     with pytest.raises(ValidationError, match="already in progress"):
-        services.credential_refresh(actor=None, credential=credential)
+        services.credential_refresh(actor=SYSTEM, credential=credential)
     assert token_endpoint.requests == []
 
 

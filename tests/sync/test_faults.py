@@ -17,6 +17,7 @@ from django.db.models import Q
 from agents import services as agent_services
 from agents.models import Agent
 from agents.sync import agent_differences
+from project.actors import SYSTEM
 from project.sync.models import Drift, SyncJob
 from project.sync.services import reconcile_run, reconcile_start
 from tests.factories import UserFactory, WorkspaceFactory
@@ -199,7 +200,7 @@ def test_thousand_changes_survive_faults_and_a_killed_worker(broker, loopback_em
     from tests.sync.support import EMULATOR_KEY
 
     with PlatformClient(platform_url, EMULATOR_KEY) as client:
-        run = reconcile_run(run=reconcile_start(actor=None, kinds=["agent"], enqueue=False), client=client)
+        run = reconcile_run(run=reconcile_start(actor=SYSTEM, kinds=["agent"], enqueue=False), client=client)
     assert run.state == "done" and not Drift.objects.exists(), list(Drift.objects.values("problem", "fields"))
 
 

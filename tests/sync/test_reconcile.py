@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from agents import services as agent_services
 from agents.models import Agent
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync import registry, services
 from project.sync.models import Drift, ReconcileRun, SyncJob
@@ -124,7 +125,7 @@ def test_progress_is_written_to_the_run_as_the_reconciler_reports(synced, platfo
 
     monkeypatch.setattr(reconcile_module, "PROGRESS_EVERY_SECONDS", 0)
     seen: list[tuple[int, int]] = []
-    run = services.reconcile_start(actor=None, kinds=["agent"], enqueue=False)
+    run = services.reconcile_start(actor=SYSTEM, kinds=["agent"], enqueue=False)
     services.reconcile_run(run=run, on_progress=lambda r: seen.append((r.done, r.total)))
     assert seen[0] == (0, 1)  # the kind begins; its size not yet known
     assert (0, 3) in seen and (1, 3) in seen and (2, 3) in seen and seen[-1] == (3, 3)
@@ -231,7 +232,7 @@ def test_resync_nudges_the_workers_once_per_chunk(workspace, platform, monkeypat
     calls: list[str] = []
     monkeypatch.setattr("django.db.transaction.on_commit",
                         lambda func, using=None, robust=False: calls.append(func.__name__))
-    run = services.resync_start(actor=None, kind="agent", enqueue=False)
+    run = services.resync_start(actor=SYSTEM, kind="agent", enqueue=False)
     services.resync_run(run=run)
     assert calls.count("_nudge") == 3  # chunks of 2, 2 and 1
 
@@ -260,6 +261,6 @@ def test_objects_whose_job_ran_or_arrived_during_the_reconcile_are_not_drift(scr
         services.job_enqueue(kind="recon_test", object_id=3)  # a change committed meanwhile
 
     scripted_reconciler["during"] = meanwhile
-    run = services.reconcile_run(run=services.reconcile_start(actor=None, kinds=["recon_test"], enqueue=False))
+    run = services.reconcile_run(run=services.reconcile_start(actor=SYSTEM, kinds=["recon_test"], enqueue=False))
     assert run.drift_found == 1
     assert list(Drift.objects.values_list("object_id", flat=True)) == ["1"]

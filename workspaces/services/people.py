@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model, password_validation
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 
+from project.actors import Actor, checked, is_system
 from project.audit.services import SECRET_CHANGED, diff, record
 from workspaces import access
 from workspaces.models import Role, RoleAssignment, Workspace
@@ -21,12 +22,12 @@ from workspaces.services.roles import other_active_admins, role_assign, role_gra
 USER_FIELDS = ("first_name", "last_name", "email", "is_active")
 
 
-def _require_superuser(actor: Any, what: str) -> None:
-    if actor is not None and not access.is_superuser(actor):
+def _require_superuser(actor: Actor, what: str) -> None:
+    if not is_system(actor) and not access.is_superuser(checked(actor)):
         raise PermissionDenied(f"Only a superuser can {what}: a login is shared by every workspace.")
 
 
-def person_create_check(*, actor: Any, workspace: Workspace, role: Role, email: str,
+def person_create_check(*, actor: Actor, workspace: Workspace, role: Role, email: str,
                         expires_at: datetime | None = None) -> None:
     """The rules of person_create, without writing (the username's own rules are the model's)."""
     role_grant_check(actor=actor, workspace=workspace, role=role, expires_at=expires_at)
@@ -37,7 +38,7 @@ def person_create_check(*, actor: Any, workspace: Workspace, role: Role, email: 
 
 
 @transaction.atomic
-def person_create(*, actor: Any, workspace: Workspace, role: Role, username: str, email: str,
+def person_create(*, actor: Actor, workspace: Workspace, role: Role, username: str, email: str,
                   first_name: str = "", last_name: str = "", expires_at: datetime | None = None) -> Any:
     """Add a person: a staff login with no usable password yet, holding `role` in `workspace` (granted
     through role_assign, with all its rules). Audits the new login and the grant."""
@@ -61,7 +62,7 @@ def _workspaces_left_without_admin(user: Any) -> list[str]:
 
 
 @transaction.atomic
-def user_update(*, actor: Any, user: Any, **fields: Any) -> Any:
+def user_update(*, actor: Actor, user: Any, **fields: Any) -> Any:
     """Change a person's name, email or whether their login works (superusers only). Refuses to disable
     the last active Admin of a workspace. Audited."""
     _require_superuser(actor, "change a person's login")
@@ -72,7 +73,7 @@ def user_update(*, actor: Any, user: Any, **fields: Any) -> Any:
             raise TypeError(f"user_update() got an unexpected field {key!r}")
         setattr(user, key, value)
     if before["is_active"] and not user.is_active:
-        if actor is not None and user.pk == actor.pk:
+        if not is_system(actor) and user.pk == actor.pk:
             raise ValidationError({"is_active": "You cannot disable your own login."})
         orphaned = _workspaces_left_without_admin(user)
         if orphaned:
@@ -88,7 +89,7 @@ def user_update(*, actor: Any, user: Any, **fields: Any) -> Any:
 
 
 @transaction.atomic
-def user_set_password(*, actor: Any, user: Any, password: str | None) -> Any:
+def user_set_password(*, actor: Actor, user: Any, password: str | None) -> Any:
     """Set a person's password (None: password sign-in off). Superusers only; validated against the
     password policy; audited as "[changed]", never the value."""
     _require_superuser(actor, "set a person's password")

@@ -10,7 +10,7 @@ on the right field before saving):
 - custom roles belong to one workspace; creating, editing or deleting one needs `roles.assign` there, and
   both the old and the new permission sets must be within the editor's own (so editing a role that is
   assigned never hands its holders more than the editor has); built-in roles never change;
-`actor=None` is the system (seed, migrations, tasks): it skips the permission checks, not the invariants.
+`actor=SYSTEM` is Keyward itself (seed, migrations, tasks): it passes the permission checks, not the invariants.
 """
 
 from __future__ import annotations
@@ -26,28 +26,24 @@ from django.db import transaction
 from django.utils import timezone
 
 from project import access as policy
+from project.actors import Actor, is_system
 from project.audit.services import diff, record
 from workspaces import access
 from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
-from workspaces.permissions import ADMIN_ROLE, ALL
+from workspaces.permissions import ADMIN_ROLE
 
 ROLE_FIELDS = ("name", "description", "permissions")
 
 
-
 # --- helpers -----------------------------------------------------------------------------------------
-def _require(actor: Any, permission: str, workspace_id: int | None) -> None:
-    if actor is not None:  # None is the system itself
-        policy.require(actor, permission, workspace_id)
 
-
-def _person(actor: Any) -> Any:
+def _person(actor: Actor) -> Any:
     """The actor as a user row (for granted_by / created_by), or None for the system or a service account."""
     return actor if isinstance(actor, AbstractBaseUser) and getattr(actor, "is_authenticated", False) else None
 
 
-def _own(actor: Any, workspace_id: int | None) -> frozenset[str]:
-    return ALL if actor is None else access.permissions_in(actor, workspace_id)
+def _own(actor: Actor, workspace_id: int | None) -> frozenset[str]:
+    return access.permissions_in(actor, workspace_id)
 
 
 def _label(principal: Any) -> str:
@@ -56,8 +52,8 @@ def _label(principal: Any) -> str:
     return f"user {principal.get_username()}"
 
 
-def _is_self(actor: Any, principal: Any) -> bool:
-    if actor is None or principal is None:
+def _is_self(actor: Actor, principal: Any) -> bool:
+    if is_system(actor) or principal is None:
         return False
     same_kind = bool(getattr(actor, "is_service_account", False)) == bool(getattr(principal, "is_service_account",
                                                                                 False))
@@ -70,7 +66,7 @@ def _lock_workspace(workspace_id: int) -> None:
     list(Workspace.objects.select_for_update().filter(pk=workspace_id).values_list("pk"))
 
 
-def _within_own(actor: Any, workspace_id: int | None, permissions: Iterable[str], field: str | None,
+def _within_own(actor: Actor, workspace_id: int | None, permissions: Iterable[str], field: str | None,
                 message: str) -> None:
     lacking = sorted(set(permissions) - _own(actor, workspace_id))
     if lacking:
@@ -83,7 +79,7 @@ def _role_snapshot(role: Role) -> dict[str, Any]:
     return {"name": role.name, "description": role.description, "permissions": sorted(role.permissions or [])}
 
 
-def role_check(*, actor: Any, workspace_id: int | None, permissions: Iterable[str], role: Role | None = None) -> None:
+def role_check(*, actor: Actor, workspace_id: int | None, permissions: Iterable[str], role: Role | None = None) -> None:
     """The cross-row rules of role_create/update/delete (the model checks the catalogue itself)."""
     if role is not None:
         if role.is_builtin:
@@ -95,10 +91,10 @@ def role_check(*, actor: Any, workspace_id: int | None, permissions: Iterable[st
 
 
 @transaction.atomic
-def role_create(*, actor: Any, workspace: Workspace, name: str, permissions: Iterable[str],
+def role_create(*, actor: Actor, workspace: Workspace, name: str, permissions: Iterable[str],
                 description: str = "") -> Role:
     """Define a custom role in one workspace. Audited; roles are Keyward's own, nothing is enqueued."""
-    _require(actor, "roles.assign", workspace.pk)
+    policy.require(actor, "roles.assign", workspace.pk)
     role = Role(workspace=workspace, name=name, description=description, permissions=list(permissions))
     role.full_clean()
     role_check(actor=actor, workspace_id=workspace.pk, permissions=role.permissions)
@@ -109,13 +105,13 @@ def role_create(*, actor: Any, workspace: Workspace, name: str, permissions: Ite
 
 
 @transaction.atomic
-def role_update(*, actor: Any, role: Role, **fields: Any) -> Role:
+def role_update(*, actor: Actor, role: Role, **fields: Any) -> Role:
     """Rename a custom role or change its permissions (which changes them for everyone holding it). Audits
     the field changes and how many assignments they reach."""
     role = Role.objects.select_for_update().get(pk=role.pk)
     if role.is_builtin:
         raise ValidationError("Built-in roles cannot be changed or deleted; define a custom role instead.")
-    _require(actor, "roles.assign", role.workspace_id)
+    policy.require(actor, "roles.assign", role.workspace_id)
     before = _role_snapshot(role)
     role_check(actor=actor, workspace_id=role.workspace_id, permissions=(), role=role)
     for key, value in fields.items():
@@ -134,11 +130,11 @@ def role_update(*, actor: Any, role: Role, **fields: Any) -> Role:
     return role
 
 
-def role_delete_check(*, actor: Any, role: Role) -> None:
+def role_delete_check(*, actor: Actor, role: Role) -> None:
     """Every rule of role_delete, without writing (PermissionDenied or ValidationError)."""
     if role.is_builtin:
         raise ValidationError("Built-in roles cannot be changed or deleted; define a custom role instead.")
-    _require(actor, "roles.assign", role.workspace_id)
+    policy.require(actor, "roles.assign", role.workspace_id)
     role_check(actor=actor, workspace_id=role.workspace_id, permissions=(), role=role)
     held = role.assignments.count()
     if held:
@@ -146,7 +142,7 @@ def role_delete_check(*, actor: Any, role: Role) -> None:
 
 
 @transaction.atomic
-def role_delete(*, actor: Any, role: Role) -> None:
+def role_delete(*, actor: Actor, role: Role) -> None:
     """Delete a custom role that nobody holds any more (expired assignments included). Audited."""
     role = Role.objects.select_for_update().get(pk=role.pk)
     role_delete_check(actor=actor, role=role)
@@ -156,10 +152,10 @@ def role_delete(*, actor: Any, role: Role) -> None:
 
 
 # --- role assignments ----------------------------------------------------------------------------------
-def role_grant_check(*, actor: Any, workspace: Workspace, role: Role, expires_at: datetime | None = None) -> None:
+def role_grant_check(*, actor: Actor, workspace: Workspace, role: Role, expires_at: datetime | None = None) -> None:
     """The granter's side of a grant: roles.assign in the workspace, a role of that workspace (or built-in)
     within the granter's own permissions there, an expiry in the future."""
-    _require(actor, "roles.assign", workspace.pk)
+    policy.require(actor, "roles.assign", workspace.pk)
     if role.workspace_id not in (None, workspace.pk):
         raise ValidationError({"role": "This custom role belongs to another workspace."})
     _within_own(actor, workspace.pk, role.permissions, "role",
@@ -168,7 +164,7 @@ def role_grant_check(*, actor: Any, workspace: Workspace, role: Role, expires_at
         raise ValidationError({"expires_at": "Choose a time in the future (or leave it blank for no expiry)."})
 
 
-def role_assign_check(*, actor: Any, workspace: Workspace, role: Role, user: Any = None,
+def role_assign_check(*, actor: Actor, workspace: Workspace, role: Role, user: Any = None,
                       service_account: ServiceAccount | None = None, expires_at: datetime | None = None) -> None:
     """Every rule of role_assign, without writing: PermissionDenied without roles.assign in the workspace,
     ValidationError (keyed by field: role, user, service_account, expires_at) for the rest."""
@@ -198,7 +194,7 @@ def role_assign_check(*, actor: Any, workspace: Workspace, role: Role, user: Any
 
 
 @transaction.atomic
-def role_assign(*, actor: Any, workspace: Workspace, role: Role, user: Any = None,
+def role_assign(*, actor: Actor, workspace: Workspace, role: Role, user: Any = None,
                 service_account: ServiceAccount | None = None,
                 expires_at: datetime | None = None) -> RoleAssignment:
     """Grant a role to a person or a service account in one workspace, optionally until a time. Audits who
@@ -238,9 +234,9 @@ def other_active_admins(workspace_id: int, *, exclude_user_id: int) -> int:
             .exclude(user_id=exclude_user_id).values("user_id").distinct().count())
 
 
-def role_revoke_check(*, actor: Any, assignment: RoleAssignment) -> None:
+def role_revoke_check(*, actor: Actor, assignment: RoleAssignment) -> None:
     """Every rule of role_revoke, without writing (PermissionDenied or ValidationError)."""
-    _require(actor, "roles.assign", assignment.workspace_id)
+    policy.require(actor, "roles.assign", assignment.workspace_id)
     principal = assignment.principal
     if _is_self(actor, principal):
         raise ValidationError("Nobody can revoke their own assignments; ask another person who may assign roles here.")
@@ -253,7 +249,7 @@ def role_revoke_check(*, actor: Any, assignment: RoleAssignment) -> None:
 
 
 @transaction.atomic
-def role_revoke(*, actor: Any, assignment: RoleAssignment) -> None:
+def role_revoke(*, actor: Actor, assignment: RoleAssignment) -> None:
     """Remove one assignment. Audits who revoked which role from whom (and who had granted it)."""
     _lock_workspace(assignment.workspace_id)
     try:

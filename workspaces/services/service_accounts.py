@@ -13,11 +13,12 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from project.actors import Actor
 from project.audit.services import diff, record
 from project.sync.services import job_enqueue
 from workspaces import access
 from workspaces.models import ServiceAccount, Workspace
-from workspaces.services.roles import _person, _require
+from workspaces.services.roles import _person
 
 SERVICE_ACCOUNT_KIND = "service_account"
 SERVICE_ACCOUNT_FIELDS = ("name", "description")
@@ -35,10 +36,10 @@ def _sa_snapshot(sa: ServiceAccount) -> dict[str, Any]:
 
 
 @transaction.atomic
-def service_account_create(*, actor: Any, workspace: Workspace, name: str, description: str = "") -> ServiceAccount:
+def service_account_create(*, actor: Actor, workspace: Workspace, name: str, description: str = "") -> ServiceAccount:
     """Create a machine identity in a workspace (keys.issue). Audited; enqueues its creation on the platform
     (POST /v1/service-accounts; the handler stores the platform's id)."""
-    _require(actor, "keys.issue", workspace.pk)
+    access.require(actor, "keys.issue", workspace.pk)
     sa = ServiceAccount(workspace=workspace, name=name, description=description, created_by=_person(actor))
     sa.full_clean()
     sa.save()
@@ -49,10 +50,10 @@ def service_account_create(*, actor: Any, workspace: Workspace, name: str, descr
 
 
 @transaction.atomic
-def service_account_update(*, actor: Any, service_account: ServiceAccount, **fields: Any) -> ServiceAccount:
+def service_account_update(*, actor: Actor, service_account: ServiceAccount, **fields: Any) -> ServiceAccount:
     """Rename or describe a service account (keys.issue). Audited; nothing to sync (the platform has no rename
     endpoint for service accounts)."""
-    _require(actor, "keys.issue", service_account.workspace_id)
+    access.require(actor, "keys.issue", service_account.workspace_id)
     sa = ServiceAccount.objects.select_for_update().get(pk=service_account.pk)
     before = _sa_snapshot(sa)
     for key, value in fields.items():
@@ -69,11 +70,11 @@ def service_account_update(*, actor: Any, service_account: ServiceAccount, **fie
 
 
 @transaction.atomic
-def service_account_disable(*, actor: Any, service_account: ServiceAccount) -> ServiceAccount:
+def service_account_disable(*, actor: Actor, service_account: ServiceAccount) -> ServiceAccount:
     """Disable a service account (keys.revoke): it stops holding any permission at once, and every hook in
     SERVICE_ACCOUNT_DISABLE_HOOKS (revoking its keys) runs in this transaction; a failing hook undoes it all.
     Its role assignments stay, dormant, for a later enable. Audited. Disabling a disabled account is a no-op."""
-    _require(actor, "keys.revoke", service_account.workspace_id)
+    access.require(actor, "keys.revoke", service_account.workspace_id)
     sa = ServiceAccount.objects.select_for_update().get(pk=service_account.pk)
     if not sa.is_active:
         return sa
@@ -88,11 +89,11 @@ def service_account_disable(*, actor: Any, service_account: ServiceAccount) -> S
 
 
 @transaction.atomic
-def service_account_enable(*, actor: Any, service_account: ServiceAccount) -> ServiceAccount:
+def service_account_enable(*, actor: Actor, service_account: ServiceAccount) -> ServiceAccount:
     """Enable a disabled service account again. Undoing a revocation needs keys.revoke as well as keys.issue.
     Its revoked keys stay revoked. Audited."""
-    _require(actor, "keys.issue", service_account.workspace_id)
-    _require(actor, "keys.revoke", service_account.workspace_id)
+    access.require(actor, "keys.issue", service_account.workspace_id)
+    access.require(actor, "keys.revoke", service_account.workspace_id)
     sa = ServiceAccount.objects.select_for_update().get(pk=service_account.pk)
     if sa.is_active:
         return sa
@@ -118,12 +119,12 @@ def service_account_mark_synced(*, service_account_id: int, remote_id: str) -> N
                                                                               updated_at=timezone.now())
 
 
-def service_account_ensure_remote(*, actor: Any, service_account: ServiceAccount, client: Any = None) -> str:
+def service_account_ensure_remote(*, actor: Actor, service_account: ServiceAccount, client: Any = None) -> str:
     """Put a service account on the platform now if it is not there yet (the outbox would do it soon; issuing
     a key right away needs it now). Finds an account an earlier attempt made by its tag; needs keys.issue."""
     from project.platform.client import get_client
 
-    _require(actor, "keys.issue", service_account.workspace_id)
+    access.require(actor, "keys.issue", service_account.workspace_id)
     account = ServiceAccount.objects.get(pk=service_account.pk)
     if account.remote_id:
         return account.remote_id

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 from django.db import transaction
 
 from project import access
+from project.actors import Actor, checked, is_system
 from project.audit.services import diff, record
 from workspaces.models import Environment, Workspace
 
@@ -18,19 +19,16 @@ def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
     return {f: getattr(obj, f) for f in fields}
 
 
-def _require_superuser(actor: Any) -> None:
-    if actor is not None and not getattr(actor, "is_superuser", False):
+def _require_superuser(actor: Actor) -> None:
+    if not is_system(actor) and not getattr(checked(actor), "is_superuser", False):
         raise PermissionDenied("Only a superuser can create workspaces.")
 
 
-def _require(actor: Any, permission: str, workspace_id: int) -> None:
-    if actor is not None:  # None is the system itself (seed, migrations, tasks)
-        access.require(actor, permission, workspace_id)
 
 
 # --- workspaces --------------------------------------------------------------------------------------
 @transaction.atomic
-def workspace_create(*, actor: Any, name: str, slug: str, description: str = "",
+def workspace_create(*, actor: Actor, name: str, slug: str, description: str = "",
                      environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS) -> Workspace:
     """Create a workspace with its default environments (dev, staging, prod). Audited; nothing to sync."""
     _require_superuser(actor)
@@ -48,9 +46,9 @@ def workspace_create(*, actor: Any, name: str, slug: str, description: str = "",
 
 
 @transaction.atomic
-def workspace_update(*, actor: Any, workspace: Workspace, **fields: Any) -> Workspace:
+def workspace_update(*, actor: Actor, workspace: Workspace, **fields: Any) -> Workspace:
     """Change a workspace's name, slug or description. Audited."""
-    _require(actor, "workspace.manage", workspace.pk)
+    access.require(actor, "workspace.manage", workspace.pk)
     workspace = Workspace.objects.select_for_update().get(pk=workspace.pk)
     before = _snapshot(workspace, ("name", "slug", "description"))
     for key, value in fields.items():
@@ -68,10 +66,10 @@ ENV_FIELDS = ("name", "platform_environment", "credit_budget", "is_production")
 
 
 @transaction.atomic
-def environment_save(*, actor: Any, workspace: Workspace, environment: Environment | None = None,
+def environment_save(*, actor: Actor, workspace: Workspace, environment: Environment | None = None,
                      **fields: Any) -> Environment:
     """Create or change an environment of a workspace. Audited."""
-    _require(actor, "workspace.manage", workspace.pk)
+    access.require(actor, "workspace.manage", workspace.pk)
     if environment is None:
         environment, before, action = Environment(workspace=workspace), {}, "environment.create"
     else:

@@ -16,6 +16,7 @@ from django.db import transaction
 
 from agents import services
 from agents.models import Agent
+from project.actors import SYSTEM
 from workspaces import services as workspace_services
 from workspaces.models import Workspace
 
@@ -71,7 +72,7 @@ class Command(BaseCommand):
         for name, slug in specs:
             workspace = Workspace.objects.filter(slug=slug).first()
             if workspace is None:
-                workspace = workspace_services.workspace_create(actor=None, name=name, slug=slug,
+                workspace = workspace_services.workspace_create(actor=SYSTEM, name=name, slug=slug,
                                                       description="Demo workspace created by seed_demo")
             result.append(workspace)
         return result
@@ -89,4 +90,4 @@ class Command(BaseCommand):
             for name, fields in base:
                 full_name = name if copy == 0 else f"{name} {copy:05d}"
                 if full_name not in existing:
-                    services.agent_create(actor=None, workspace=workspace, name=full_name, **fields)
+                    services.agent_create(actor=SYSTEM, workspace=workspace, name=full_name, **fields)

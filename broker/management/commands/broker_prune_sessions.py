@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from broker.services import broker_sessions_prune
+from project.actors import SYSTEM
 
 
 class Command(BaseCommand):
@@ -20,5 +21,5 @@ class Command(BaseCommand):
         if options["days"] is not None and options["days"] < 0:
             raise CommandError("--days must not be negative")
         older_than = timedelta(days=options["days"]) if options["days"] is not None else None
-        count = broker_sessions_prune(actor=None, older_than=older_than)
+        count = broker_sessions_prune(actor=SYSTEM, older_than=older_than)
         self.stdout.write(f"{count} expired session binding(s) deleted.")

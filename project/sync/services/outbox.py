@@ -24,6 +24,7 @@ from django.db.models import Exists, F, OuterRef
 from django.utils import timezone
 
 from project import context
+from project.actors import Actor
 from project.audit.services import record
 from project.platform import errors
 from project.sync import registry
@@ -326,7 +327,7 @@ def job_finish(job: SyncJob, outcome: Outcome, *, worker: str) -> None:
 
 # --- human actions -------------------------------------------------------------------------------------------
 @transaction.atomic
-def job_retry(*, actor: Any, job: SyncJob) -> SyncJob:
+def job_retry(*, actor: Actor, job: SyncJob) -> SyncJob:
     """Put a failed or dead job back in the queue (audited). A newer pending job makes it moot."""
     job = SyncJob.objects.select_for_update().get(pk=job.pk)
     if job.state not in (SyncJob.State.FAILED, SyncJob.State.DEAD):
@@ -347,7 +348,7 @@ def job_retry(*, actor: Any, job: SyncJob) -> SyncJob:
 
 
 @transaction.atomic
-def job_discard(*, actor: Any, job: SyncJob) -> SyncJob:
+def job_discard(*, actor: Actor, job: SyncJob) -> SyncJob:
     """Give up on a failed, dead or pending job (audited); the local object keeps its state."""
     job = SyncJob.objects.select_for_update().get(pk=job.pk)
     if job.state in (SyncJob.State.RUNNING, SyncJob.State.DONE):

@@ -15,6 +15,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from project import access
+from project.actors import SYSTEM, Actor, is_system
 from project.audit.services import actor_fields, record
 from project.platform import errors
 from project.sync import registry
@@ -33,14 +34,12 @@ STALE_AFTER = timedelta(minutes=5)
 RESYNC_CHUNK = 200
 
 
-def _label(actor: Any) -> str:
+def _label(actor: Actor) -> str:
     return actor_fields(actor)["actor_label"]
 
 
-def _require_sync_manage_somewhere(actor: Any) -> set[int] | None:
+def _require_sync_manage_somewhere(actor: Actor) -> set[int] | None:
     """The workspaces where the actor may manage sync (None: all). A person with none is refused."""
-    if actor is None:
-        return None  # the system itself (beat, management commands)
     allowed = access.workspaces_with(actor, "sync.manage")
     if allowed is not None and not allowed:
         raise PermissionDenied("You do not have the “sync.manage” permission in any workspace.")
@@ -70,14 +69,14 @@ def _send_after_commit(task_name: str, run_id: int) -> None:
 
 # --- starting runs --------------------------------------------------------------------------------------------
 @transaction.atomic
-def reconcile_start(*, actor: Any, kinds: Iterable[str] | None = None, enqueue: bool = True) -> ReconcileRun:
+def reconcile_start(*, actor: Actor, kinds: Iterable[str] | None = None, enqueue: bool = True) -> ReconcileRun:
     """Queue a reconcile of ``kinds`` (default: every kind with a reconciler). Needs ``sync.manage`` in some
     workspace; audited when a person asks. With ``enqueue`` the task is sent after commit."""
     _require_sync_manage_somewhere(actor)
     chosen = _check_kinds(kinds, registry.reconciler_kinds(), "reconcile")
     run = ReconcileRun.objects.create(operation=ReconcileRun.Operation.RECONCILE, kinds=chosen,
                                       requested_by=_label(actor))
-    if actor is not None:
+    if not is_system(actor):  # the system's own runs (beat, commands) are not audited one by one
         record(actor=actor, action="sync.reconcile", target=run, changes={"kinds": chosen})
     if enqueue:
         _send_after_commit("reconcile", run.pk)
@@ -85,7 +84,7 @@ def reconcile_start(*, actor: Any, kinds: Iterable[str] | None = None, enqueue: 
 
 
 @transaction.atomic
-def resync_start(*, actor: Any, kind: str, enqueue: bool = True) -> ReconcileRun:
+def resync_start(*, actor: Actor, kind: str, enqueue: bool = True) -> ReconcileRun:
     """Queue a bulk re-sync: an upsert job for every object of ``kind`` in the workspaces where the actor has
     ``sync.manage`` (all for the system and superusers). Audited when a person asks."""
     allowed = _require_sync_manage_somewhere(actor)
@@ -93,7 +92,7 @@ def resync_start(*, actor: Any, kind: str, enqueue: bool = True) -> ReconcileRun
     run = ReconcileRun.objects.create(operation=ReconcileRun.Operation.RESYNC, kinds=[kind],
                                       workspace_ids=sorted(allowed) if allowed is not None else None,
                                       requested_by=_label(actor))
-    if actor is not None:
+    if not is_system(actor):  # the system's own runs (beat, commands) are not audited one by one
         record(actor=actor, action="sync.resync", target=run,
                changes={"kind": kind, "workspaces": run.workspace_ids or "all"})
     if enqueue:
@@ -286,7 +285,7 @@ def reconcile_execute(*, run_id: int | None = None, kind: str | None = None,
             return None
         run = (ReconcileRun.objects.filter(operation=ReconcileRun.Operation.RECONCILE,
                                            state=ReconcileRun.State.QUEUED).order_by("id").first()
-               or reconcile_start(actor=None, kinds=[kind] if kind else None, enqueue=False))
+               or reconcile_start(actor=SYSTEM, kinds=[kind] if kind else None, enqueue=False))
     if run.operation == ReconcileRun.Operation.RESYNC:
         return resync_run(run=run)
     return reconcile_run(run=run, client=client)
@@ -294,13 +293,12 @@ def reconcile_execute(*, run_id: int | None = None, kind: str | None = None,
 
 # --- acting on drift ------------------------------------------------------------------------------------------
 @transaction.atomic
-def drift_push(*, actor: Any, drift: Drift) -> SyncJob:
+def drift_push(*, actor: Actor, drift: Drift) -> SyncJob:
     """Push the local state of a drifted object: enqueue an upsert (coalesced with any pending job) and mark
     the drift row pushed. Needs ``sync.manage`` in the object's workspace; audited. A remote object unknown
     locally has nothing local to push and is refused: Keyward never deletes it on its own."""
     drift = Drift.objects.select_for_update().get(pk=drift.pk)
-    if actor is not None:
-        access.require(actor, "sync.manage", drift.workspace_id)
+    access.require(actor, "sync.manage", drift.workspace_id)
     if drift.problem == Drift.Problem.UNKNOWN_LOCALLY or not drift.object_id:
         raise ValueError(f"{drift}: no local object to push; adopt or remove it on the platform by hand")
     job = job_enqueue(kind=drift.kind, object_id=drift.object_id, workspace_id=drift.workspace_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from project.actors import SYSTEM
 from project.sync import registry, services
 from project.sync.management.commands._progress import printer
 from project.sync.models import Drift, ReconcileRun
@@ -20,7 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            run = services.reconcile_start(actor=None, kinds=options["kinds"], enqueue=False)
+            run = services.reconcile_start(actor=SYSTEM, kinds=options["kinds"], enqueue=False)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Reconcile #{run.pk}: {', '.join(run.kinds)}")

@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from project.actors import SYSTEM
 from project.sync import registry, services
 from project.sync.management.commands._progress import printer
 from project.sync.models import ReconcileRun
@@ -19,7 +20,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         try:
-            run = services.resync_start(actor=None, kind=options["kind"], enqueue=False)
+            run = services.resync_start(actor=SYSTEM, kind=options["kind"], enqueue=False)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"Re-sync #{run.pk}: every {options['kind']}")
