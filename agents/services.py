@@ -126,11 +126,12 @@ def agent_mint_signed_url(*, actor: Actor, agent: Agent, environment: Environmen
                           client: Any = None) -> MintedCredential:
     """Ask the platform for a signed URL (valid 15 minutes) with the server-held key; audits the mint
     without the URL. Nothing is stored and nothing is enqueued."""
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
     agent = _mintable(actor, agent, environment)
     try:
-        url = (client or get_client()).get_signed_url(agent.remote_id, environment=environment.platform_environment)
+        url = (client or client_for_workspace(agent.workspace_id)).get_signed_url(
+            agent.remote_id, environment=environment.platform_environment)
     except platform_errors.PlatformError as exc:
         raise _mint_failed(exc) from exc
     expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
@@ -142,11 +143,11 @@ def agent_mint_signed_url(*, actor: Actor, agent: Agent, environment: Environmen
 def agent_mint_conversation_token(*, actor: Actor, agent: Agent, environment: Environment,
                                   participant_name: str | None = None, client: Any = None) -> MintedCredential:
     """Ask the platform for a WebRTC conversation token; audits the mint (conversation id, never the token)."""
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
     agent = _mintable(actor, agent, environment)
     try:
-        result = (client or get_client()).get_conversation_token(
+        result = (client or client_for_workspace(agent.workspace_id)).get_conversation_token(
             agent.remote_id, environment=environment.platform_environment, participant_name=participant_name)
     except platform_errors.PlatformError as exc:
         raise _mint_failed(exc) from exc

@@ -17,6 +17,7 @@ from project.sync.registry import (
     UNKNOWN_LOCALLY,
     DriftItem,
     LocalObject,
+    in_scope,
     register,
     register_objects,
     register_reconciler,
@@ -254,7 +255,7 @@ def agent_differences(agent: Agent, remote: dict[str, Any],
 
 
 @register_reconciler(AGENT_KIND)
-def reconcile_agents(client: Any) -> Iterator[DriftItem]:
+def reconcile_agents(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     """Every local agent against its remote copy (by remote id, else by its Keyward tag), then every remote
     agent no local agent accounts for: untagged, tagged for an agent Keyward no longer has, or a duplicate."""
     remote = {summary["agent_id"]: summary for summary in client.iter_agents()}
@@ -263,7 +264,7 @@ def reconcile_agents(client: Any) -> Iterator[DriftItem]:
         for tag in summary.get("tags") or []:
             if tag.startswith(TAG_PREFIX):
                 by_tag.setdefault(tag, []).append(agent_id)
-    local = list(Agent.objects.order_by("pk"))
+    local = list(in_scope(Agent.objects.order_by("pk"), workspace_ids))
     # One secrets listing, only when some agent keeps its webhook secret there.
     platform_secret_ids = ({str(s["secret_id"]) for s in client.list_secrets()}
                            if any(a.webhook_secret_remote_id for a in local) else None)

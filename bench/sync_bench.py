@@ -100,12 +100,21 @@ def _start_emulator() -> tuple[subprocess.Popen, str]:
 
 def _seed(jobs: int) -> None:
     """A fresh workspace with ``jobs`` agents never synced, and a pending upsert job for each."""
+    from django.conf import settings
+    from django.db.models import F
+
     from agents.models import Agent
     from project.sync.models import SyncJob
-    from workspaces.models import Workspace
+    from workspaces.models import PlatformAccount, Workspace
+    from workspaces.services.platform_accounts import default_account
 
     _clear()
-    workspace = Workspace.objects.create(name="Sync bench", slug=WORKSPACE_SLUG)
+    # The workers reach the emulator through the default platform account: point it at this run's emulator.
+    account = default_account()
+    PlatformAccount.objects.filter(pk=account.pk).update(base_url=settings.PLATFORM_API_URL,
+                                                         api_key=settings.PLATFORM_API_KEY,
+                                                         key_version=F("key_version") + 1)
+    workspace = Workspace.objects.create(name="Sync bench", slug=WORKSPACE_SLUG, platform_account=account)
     agents = Agent.objects.bulk_create(
         (Agent(workspace=workspace, name=f"Bench agent {i}", auth_mode="allowlist",
                allowlist=["app.example.com", "localhost:3000"]) for i in range(jobs)), batch_size=1000)

@@ -17,6 +17,7 @@ from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
 from project.actors import SYSTEM
 from project.platform import errors
 from workspaces.models import ServiceAccount, Workspace
+from workspaces.services import service_account_ensure_remote
 
 #: service account -> (description, scopes, quota per environment name, allowed IPs in production)
 DEMO_KEYS: dict[str, tuple[str, Any, dict[str, int], list[str]]] = {
@@ -40,11 +41,11 @@ def _service_account(workspace: Workspace, name: str, description: str) -> Servi
 
 
 def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: Any = None, **context: Any) -> None:
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
-    client = client or get_client()
     try:
-        client.list_service_accounts()
+        for workspace in workspaces[:2]:
+            (client or client_for_workspace(workspace.pk)).list_service_accounts()
     except errors.PlatformError as exc:
         if stdout is not None:
             stdout.write(f"Demo API keys skipped: the platform did not answer ({exc.code}). Start the emulator "
@@ -63,7 +64,8 @@ def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: An
             account = _service_account(workspace, name, description)
             if not account.is_active:
                 continue
-            services.service_account_ensure_remote(actor=SYSTEM, service_account=account, client=client)
+            service_account_ensure_remote(actor=SYSTEM, service_account=account,
+                                          client=client or client_for_workspace(workspace.pk))
             for env in environments:
                 key_name = f"{name} {env.name}"
                 if ApiKey.objects.filter(service_account=account, environment=env, name=key_name,

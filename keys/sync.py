@@ -21,6 +21,7 @@ from project.sync.registry import (
     UNKNOWN_LOCALLY,
     DriftItem,
     LocalObject,
+    in_scope,
     register,
     register_objects,
     register_reconciler,
@@ -123,13 +124,14 @@ def _differences(key: ApiKey, remote: dict[str, Any]) -> dict[str, list[Any]]:
 
 
 @register_reconciler(API_KEY_KIND)
-def reconcile_api_keys(client: Any) -> Iterator[DriftItem]:
+def reconcile_api_keys(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     """Usable keys missing or different on the platform; platform keys of revoked, expired or failed rows
     (pushing them deletes them); platform keys no row accounts for (made outside Keyward)."""
-    accounts = list(ServiceAccount.objects.exclude(remote_id="").values_list("remote_id", flat=True))
+    accounts = list(in_scope(ServiceAccount.objects.exclude(remote_id=""), workspace_ids)
+                    .values_list("remote_id", flat=True))
     remote_accounts = {a["service_account_user_id"]: a for a in client.list_service_accounts()}
-    by_remote_id = {k.remote_key_id: k for k in ApiKey.objects.exclude(remote_key_id="").select_related(
-        "service_account")}
+    by_remote_id = {k.remote_key_id: k for k in in_scope(ApiKey.objects, workspace_ids).exclude(remote_key_id="")
+                    .select_related("service_account")}
     seen: set[int] = set()
     for done, account_id in enumerate(accounts, 1):
         for remote in (remote_accounts.get(account_id) or {}).get("api-keys") or []:

@@ -26,10 +26,24 @@ def _broker() -> None:
 
 
 def _platform() -> None:
-    from project.platform.client import get_client
+    from project.platform.client import accounts_with_workspaces, client_for_account
 
-    # One cheap authenticated read: proves reachability and that the key is accepted.
-    get_client().list_agents(page_size=1)
+    # One cheap authenticated read per platform account: proves reachability and that its key is accepted. The
+    # first failure is reported (its type only); each account's own state is under "platform_accounts".
+    failures = []
+    for account_id in accounts_with_workspaces():
+        try:
+            client_for_account(account_id).list_agents(page_size=1)
+        except Exception as exc:  # noqa: PERF203 - one account's failure must not hide the others' checks
+            failures.append(exc)
+    if failures:
+        raise failures[0]
+
+
+def _accounts() -> list[dict[str, object]]:
+    from project.platform.client import describe_accounts
+
+    return describe_accounts()
 
 
 CHECKS: dict[str, Callable[[], None]] = {"database": _database, "broker": _broker, "platform": _platform}
@@ -50,7 +64,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
             results[name] = {"ok": False, "error": type(exc).__name__}
         results[name]["ms"] = round((time.perf_counter() - started) * 1000, 1)
     healthy = all(r["ok"] for r in results.values())
-    body = {"status": "ok" if healthy else "degraded", "checks": results}
+    body: dict[str, object] = {"status": "ok" if healthy else "degraded", "checks": results}
+    try:
+        body["platform_accounts"] = _accounts()  # name, state, key age, rotation due: never a key or its hint
+    except Exception as exc:  # the database check above already says why
+        body["platform_accounts"] = {"error": type(exc).__name__}
     if settings.DEBUG:
         body["platform_api_url"] = settings.PLATFORM_API_URL
     return JsonResponse(body, status=200 if healthy else 503)

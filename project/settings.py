@@ -218,6 +218,12 @@ OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 # --- Platform ---------------------------------------------------------------------------------------
 PLATFORM_API_URL = env.str("PLATFORM_API_URL", default="http://127.0.0.1:8765")
 PLATFORM_API_KEY = env.str("PLATFORM_API_KEY", default="emulator-dev-key")
+# Keyward's own key per platform account: its age before a rotation-due alert, the overlap after a rotation, and
+# how long the previous key must stay unused after the overlap before it is revoked.
+PLATFORM_KEY_ROTATION_DAYS = env.int("PLATFORM_KEY_ROTATION_DAYS", default=90)
+PLATFORM_KEY_OVERLAP_HOURS = env.int("PLATFORM_KEY_OVERLAP_HOURS", default=24)
+PLATFORM_KEY_QUIET_HOURS = env.int("PLATFORM_KEY_QUIET_HOURS", default=1)
+PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS = env.int("PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS", default=900)
 PLATFORM_TIMEOUT = _env_float("PLATFORM_TIMEOUT", 10.0)
 SIGNED_URL_TTL_SECONDS = _env_int("SIGNED_URL_TTL_SECONDS", 15 * 60)
 if PRODUCTION and PLATFORM_API_KEY == "emulator-dev-key" and "127.0.0.1" not in PLATFORM_API_URL:
@@ -322,6 +328,8 @@ CELERY_BEAT_SCHEDULE = {
     "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
     "broker: delete expired conversation/end-user bindings": {
         "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
+    "workspaces: platform accounts' keys (end overlaps, rotation due)": {
+        "task": "workspaces.sweep_platform_accounts", "schedule": PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS},
 }
 
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------

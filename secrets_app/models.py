@@ -83,7 +83,8 @@ class Secret(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        return f"{self.workspace.slug}__{self.name}"
+        """The name on the platform account: plain when the workspace is alone there, ``<slug>__name`` else."""
+        return f"{self.workspace.remote_prefix}{self.name}"
 
 
 class Tool(TimeStampedModel):
@@ -244,7 +245,8 @@ class AuthConnection(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        return f"{self.workspace.slug}__{self.name}"
+        """The name on the platform account: plain when the workspace is alone there, ``<slug>__name`` else."""
+        return f"{self.workspace.remote_prefix}{self.name}"
 
 
 class OAuthProvider(TimeStampedModel):

@@ -24,6 +24,7 @@ from project.sync.registry import (
     UNKNOWN_LOCALLY,
     DriftItem,
     LocalObject,
+    in_scope,
     register,
     register_objects,
     register_reconciler,
@@ -169,10 +170,10 @@ def push_tool(job: SyncJob, client: Any) -> str | None:
 
 # --- reconcile and bulk re-sync ------------------------------------------------------------------------------
 @register_reconciler(SECRET_KIND)
-def reconcile_secrets(client: Any) -> Iterator[DriftItem]:
+def reconcile_secrets(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     """Names only: the platform never returns a value, so a changed value cannot be seen from here."""
     remote = {str(s["secret_id"]): s for s in client.list_secrets()}
-    local = list(Secret.objects.select_related("workspace").defer("value").order_by("pk"))
+    local = list(in_scope(Secret.objects.select_related("workspace").defer("value").order_by("pk"), workspace_ids))
     matched: set[str] = set()
     report_progress(0, len(local))
     for done, secret in enumerate(local, 1):
@@ -203,9 +204,9 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
 
 
 @register_reconciler(TOOL_KIND)
-def reconcile_tools(client: Any) -> Iterator[DriftItem]:
+def reconcile_tools(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     remote = {str(t["id"]): t for t in client.list_tools()}
-    local = list(Tool.objects.order_by("pk"))
+    local = list(in_scope(Tool.objects.order_by("pk"), workspace_ids))
     matched: set[str] = set()
     report_progress(0, len(local))
     for done, tool in enumerate(local, 1):

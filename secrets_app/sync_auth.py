@@ -23,6 +23,7 @@ from project.sync.registry import (
     UNKNOWN_LOCALLY,
     DriftItem,
     LocalObject,
+    in_scope,
     register,
     register_objects,
     register_reconciler,
@@ -142,11 +143,11 @@ def _claimed(except_pk: Any) -> set[str]:
 
 
 @register_reconciler(AUTH_CONNECTION_KIND)
-def reconcile_auth_connections(client: Any) -> Iterator[DriftItem]:
+def reconcile_auth_connections(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     """Name, kind, provider and token URL (credentials are never returned, so they cannot be compared)."""
     remote = {str(c["id"]): c for c in client.list_auth_connections()}
-    local = list(AuthConnection.objects.select_related("workspace").defer(*AuthConnection.SECRET_FIELDS)
-                 .order_by("pk"))
+    local = list(in_scope(AuthConnection.objects.select_related("workspace").defer(*AuthConnection.SECRET_FIELDS)
+                          .order_by("pk"), workspace_ids))
     matched: set[str] = set()
     report_progress(0, len(local))
     for done, conn in enumerate(local, 1):

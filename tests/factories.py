@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 
 from agents.models import Agent
 from workspaces.models import Environment, Role, RoleAssignment, ServiceAccount, Workspace
+from workspaces.services.platform_accounts import default_account
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -30,6 +31,9 @@ class WorkspaceFactory(factory.django.DjangoModelFactory):
 
     name = factory.Sequence(lambda n: f"Workspace {n}")
     slug = factory.Sequence(lambda n: f"ws-{n}")
+    # Tests' workspaces share the default platform account, so their objects carry the <slug>__ prefix there.
+    platform_account = factory.LazyFunction(lambda: default_account())
+    remote_prefix = factory.LazyAttribute(lambda ws: f"{ws.slug}__")
 
     @factory.post_generation
     def environments(self, create: bool, extracted: object, **kwargs: object) -> None:

@@ -15,9 +15,76 @@ from django.db import models
 from django.db.models import Q
 
 from project import access
+from project.fields import EncryptedTextField
 from project.models import TimeStampedModel
 from project.querysets import RestrictedManager, RestrictedQuerySet
 from workspaces.permissions import CATALOGUE
+
+
+class PlatformAccount(TimeStampedModel):
+    """One account (workspace) on the voice-agent platform and the admin key Keyward reaches it with.
+
+    The key is encrypted at rest (fail-closed, covered by ``reencrypt_fields``), write-only on every page and
+    never in a log, audit row, payload or task argument; only its hint stays readable. ``key_version`` grows
+    with every key change so each process rebuilds its pooled client (project.platform.client). During a
+    rotation's overlap the previous key is kept, encrypted, until it is revoked.
+    """
+
+    class State(models.TextChoices):
+        UNVERIFIED = "unverified", "Not verified yet"
+        VERIFIED = "verified", "Verified"
+        FAILING = "failing", "Failing"
+
+    audit_former_labels = ()
+    workspace_path = "workspaces__id"  # RestrictedQuerySet.restrict(): an account is seen through its workspaces
+
+    name = models.CharField(max_length=120, unique=True)
+    base_url = models.URLField("API base URL", max_length=300,
+                               help_text="e.g. https://api.elevenlabs.io (or a data-residency URL)")
+    api_key = EncryptedTextField("admin key", help_text="Write-only: never shown again after saving.")
+    key_hint = models.CharField(max_length=12, blank=True, editable=False)
+    key_version = models.PositiveIntegerField(default=1, editable=False)
+    key_set_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                      help_text="When Keyward started using this key (its age for rotation)")
+    # Where the platform lists Keyward's own key (found by its hint among the service accounts' keys): what lets
+    # Keyward issue its successor itself. Empty when the key is a personal key or not visible.
+    key_service_account_id = models.CharField(max_length=128, blank=True, editable=False)
+    key_remote_id = models.CharField("platform key id", max_length=128, blank=True, editable=False)
+    key_permissions = models.JSONField(null=True, blank=True, editable=False,
+                                       help_text="The key's permissions as the platform lists them (null: not listed)")
+    # The rotation overlap: the key in use before the current one, until it is revoked.
+    previous_api_key = EncryptedTextField(blank=True, default="", editable=False)
+    previous_key_hint = models.CharField(max_length=12, blank=True, editable=False)
+    previous_key_remote_id = models.CharField(max_length=128, blank=True, editable=False)
+    previous_key_service_account_id = models.CharField(max_length=128, blank=True, editable=False)
+    overlap_until = models.DateTimeField(null=True, blank=True, editable=False)
+    # The previous key's credits as the platform's key list last showed them, and when: unchanged for
+    # PLATFORM_KEY_QUIET_HOURS after the overlap, the key has gone quiet and is revoked.
+    previous_key_usage = models.JSONField(default=dict, blank=True, editable=False)
+    # A rotation in flight: the successor is named with this uuid, so a lost answer is found, never doubled.
+    rotation_uuid = models.UUIDField(null=True, blank=True, editable=False)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.UNVERIFIED, editable=False)
+    verified_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_success_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure = models.CharField(max_length=300, blank=True, editable=False,
+                                    help_text="The platform's reason, redacted")
+    platform_info = models.JSONField(default=dict, blank=True, editable=False,
+                                     help_text="What the platform says of the account (plan), where it says it")
+    is_default = models.BooleanField(default=False, editable=False,
+                                     help_text="Made from PLATFORM_API_URL / PLATFORM_API_KEY")
+
+    objects = RestrictedManager()
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_default"], condition=Q(is_default=True),
+                                    name="platform_account_one_default"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 class Workspace(TimeStampedModel):
@@ -29,6 +96,12 @@ class Workspace(TimeStampedModel):
     name = models.CharField(max_length=120, unique=True)
     slug = models.SlugField(max_length=60, unique=True)
     description = models.TextField(blank=True)
+    # PROTECT: an account with workspaces cannot be deleted. Moving a workspace with synced objects is refused
+    # (workspaces.services.workspace_bind_account): its objects live on the old account.
+    platform_account = models.ForeignKey(PlatformAccount, on_delete=models.PROTECT, related_name="workspaces")
+    # How this workspace's objects are named on the account: "" (plain names) when it was alone on its account
+    # when bound, "<slug>__" when it shares the account with other workspaces.
+    remote_prefix = models.CharField(max_length=70, blank=True, editable=False)
 
     objects = RestrictedManager()
 

@@ -15,6 +15,7 @@ from project.sync.registry import (
     UNKNOWN_LOCALLY,
     DriftItem,
     LocalObject,
+    in_scope,
     register,
     register_objects,
     register_reconciler,
@@ -52,10 +53,10 @@ def push_service_account(job: SyncJob, client: Any) -> str | None:
 
 
 @register_reconciler(SERVICE_ACCOUNT_KIND)
-def reconcile_service_accounts(client: Any) -> Iterator[DriftItem]:
+def reconcile_service_accounts(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     remote = {a["service_account_user_id"]: a for a in client.list_service_accounts()}
     known = set()
-    for account in ServiceAccount.objects.exclude(remote_id="").order_by("pk"):
+    for account in in_scope(ServiceAccount.objects.exclude(remote_id="").order_by("pk"), workspace_ids):
         known.add(account.remote_id)
         if account.remote_id not in remote:
             yield DriftItem(SERVICE_ACCOUNT_KIND, account.pk, account.remote_id, MISSING_REMOTELY,

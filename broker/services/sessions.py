@@ -131,9 +131,9 @@ def _mint(agent: Agent, key: BrokerKey, mode: str, client: Any) -> _Minted:
     """The platform call, with the server-held key, outside any transaction. The checks that the admin's mint
     (agents.services) repeats were made by _admit in this request; its audit event is replaced by the one
     broker.session event, which says more (key, end user, address)."""
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
-    client = client or get_client()
+    client = client or client_for_workspace(agent.workspace_id)
     environment = key.environment.platform_environment
     if mode == "signed_url":
         # With include_conversation_id the platform makes the signature single-use, and the id lets the

@@ -45,21 +45,12 @@ from keys.services.lifecycle import (
 from keys.services.policy import environment_budgets_set, key_policy_save
 from keys.services.suspend import api_key_resume, api_key_suspend
 from keys.services.usage import api_key_usage_ingest, api_keys_sweep
-from workspaces.services import (
-    SERVICE_ACCOUNT_KIND,
-    service_account_ensure_remote,
-    service_account_mark_synced,
-    service_account_remote_name,
-    service_account_remote_tag,
-)
 
 __all__ = [
-    "API_KEY_KIND", "DIGEST_BATCH", "KEY_FIELDS", "MAX_OVERLAP", "POLICY_FIELDS", "SERVICE_ACCOUNT_KIND",
+    "API_KEY_KIND", "DIGEST_BATCH", "KEY_FIELDS", "MAX_OVERLAP", "POLICY_FIELDS",
     "AlreadyIssued", "IssuedKey", "api_key_abandon", "api_key_expire",
     "api_key_issue", "api_key_mark_gone", "api_key_raise_hygiene_alerts", "api_key_retire", "api_key_revoke",
     "api_key_rotate", "api_key_rotate_now", "api_key_update", "api_key_update_check", "api_key_usage_ingest",
     "api_keys_revoke_for_service_account", "api_keys_sweep", "environment_budgets_set", "key_policy_save",
-    "service_account_ensure_remote", "service_account_mark_synced", "service_account_remote_name",
-    "service_account_remote_tag",
     "api_key_resume", "api_key_suspend",
 ]

@@ -20,7 +20,6 @@ from project.sync.services import job_enqueue
 from workspaces.models import Environment
 
 API_KEY_KIND = "api_key"
-SERVICE_ACCOUNT_KIND = "service_account"
 KEY_FIELDS = ("name", "scopes", "credit_quota", "allowed_ips", "expires_at")
 POLICY_FIELDS = ("rotation_period_days", "max_live_keys_per_account_per_env", "idle_days", "default_overlap_days",
                  "quiet_hours")

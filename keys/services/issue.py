@@ -125,9 +125,9 @@ def _issue_complete(*, actor: Actor, key_pk: int, key_id: str, secret: str,
 
 @sensitive_variables("created", "secret")
 def _issue_call(*, actor: Actor, key: ApiKey, client: Any, overlap: timedelta | None = None) -> IssuedKey:
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
-    client = client or get_client()
+    client = client or client_for_workspace(key.workspace_id)
     account = ServiceAccount.objects.only("remote_id").get(pk=key.service_account_id)
     try:
         created = client.create_api_key(

@@ -11,13 +11,14 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
-from typing import Any, Literal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 
-from .errors import PlatformError, Unavailable, error_for_response
+from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,9 @@ class PlatformClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.last_concurrency: tuple[int, int] | None = None
+        #: Told of every call's outcome that says something about the account: None for a success, the error for
+        #: a refused key or an unavailable platform (the account's state on its admin page). Not per-object errors.
+        self.outcome_listener: Callable[[PlatformError | None], None] | None = None
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"xi-api-key": api_key, "accept": "application/json"},
@@ -108,14 +112,28 @@ class PlatformClient:
         elapsed_ms = (time.monotonic() - started) * 1000
         if failure is not None:
             logger.debug("platform %s %s -> %s in %.0f ms", method, path, failure.code, elapsed_ms)
+            self._tell(failure)
             # Raised outside the except block on purpose: the httpx exception holds the request,
             # headers included, and must not ride along as __context__ into error reporters.
             raise failure
         logger.debug("platform %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
         self.last_concurrency = _concurrency(response.headers)
         if not response.is_success:
-            raise error_for_response(response.status_code, response.headers, response.content)
+            error = error_for_response(response.status_code, response.headers, response.content)
+            if isinstance(error, AuthenticationFailed | Unavailable):
+                self._tell(error)
+            raise error
+        self._tell(None)
         return response
+
+    def _tell(self, error: PlatformError | None) -> None:
+        listener = self.outcome_listener
+        if listener is None:
+            return
+        try:
+            listener(error)
+        except Exception:  # bookkeeping must never turn a platform answer into a failure
+            logger.exception("platform outcome listener failed")
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self._request(method, path, **kwargs)
@@ -352,6 +370,10 @@ class PlatformClient:
         }
         return self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
 
+    def get_subscription(self) -> JSON:
+        """The account's plan (``tier``, credits used and allowed); needs ``user_read``."""
+        return self._json("GET", "/v1/user/subscription")
+
     def live_count(self, agent_id: str) -> int:
         return int(self._json("GET", "/v1/convai/analytics/live-count", params={"agent_id": agent_id})["count"])
 
@@ -363,42 +385,169 @@ def _concurrency(headers: httpx.Headers) -> tuple[int, int] | None:
         return None
 
 
-# --- process-wide client -------------------------------------------------------------------------
+# --- one pooled client per platform account, per process --------------------------------------------
 
-_client: PlatformClient | None = None
+@dataclass(frozen=True)
+class AccountCredentials:
+    """What a client needs to reach one platform account. The key never appears in repr()."""
+
+    account_id: int
+    base_url: str
+    api_key: str = field(repr=False)
+    version: int = 1
+
+
+class AccountDirectory(Protocol):
+    """Installed by the tenancy app (workspaces), which owns the platform accounts: the ground floor asks it."""
+
+    def credentials(self, account_id: int | None) -> AccountCredentials:
+        """The account's URL, key and key version; None names the default account."""
+
+    def key_version(self, account_id: int) -> int | None:
+        """The account's current key version, read cheaply (None: the account is gone)."""
+
+    def account_of_workspace(self, workspace_id: int | None) -> int | None:
+        """The id of the account a workspace is bound to (None: the default account)."""
+
+    def default_account_id(self) -> int:
+        """The default account's id (made from PLATFORM_API_URL / PLATFORM_API_KEY when none exists)."""
+
+    def accounts_with_workspaces(self) -> dict[int, set[int]]:
+        """Every account's id with the ids of the workspaces bound to it."""
+
+    def record_outcome(self, account_id: int, error: PlatformError | None) -> None:
+        """Note a call's outcome on the account (throttled by the directory)."""
+
+    def describe_accounts(self) -> list[dict[str, Any]]:
+        """Each account's name, state, key age and whether its key is due for rotation (no key, no hint)."""
+
+
+#: How long a cached client trusts its key version before asking the directory again. A rotation in this
+#: process forgets the account's client at once; other processes (workers) see the new key within this time.
+KEY_RECHECK_SECONDS = 5.0
+
+_directory: AccountDirectory | None = None
+_override: PlatformClient | None = None
+_transport: httpx.BaseTransport | None = None
+_clients: dict[int | None, tuple[int, float, PlatformClient]] = {}
 _client_lock = threading.Lock()
 
 
-def get_client() -> PlatformClient:
-    """The process's one client, built on first use from Django settings (read lazily, not at import)."""
-    global _client
-    client = _client
-    if client is not None:
-        return client
-    with _client_lock:
-        if _client is None:
-            from django.conf import settings
+def install_accounts(directory: AccountDirectory | None) -> None:
+    """Make `directory` the source of every account's URL and key (WorkspacesConfig.ready())."""
+    global _directory
+    _directory = directory
+    forget_all()
 
-            _client = PlatformClient(
-                settings.PLATFORM_API_URL,
-                settings.PLATFORM_API_KEY,
-                timeout=float(getattr(settings, "PLATFORM_TIMEOUT", 10.0)),
-            )
-        return _client
+
+def _timeout_setting() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "PLATFORM_TIMEOUT", 10.0))
+
+
+def _from_settings() -> AccountCredentials:
+    from django.conf import settings
+
+    return AccountCredentials(0, settings.PLATFORM_API_URL, settings.PLATFORM_API_KEY)
+
+
+def client_for_account(account_id: int | None) -> PlatformClient:
+    """The process's pooled client for one platform account (None: the default account), built on first use
+    and rebuilt when the account's key changed (its version, checked at most every KEY_RECHECK_SECONDS)."""
+    if _override is not None:
+        return _override
+    if account_id is None and _directory is not None:
+        account_id = _directory.default_account_id()
+    now = time.monotonic()
+    cached = _clients.get(account_id)
+    if cached is not None and now - cached[1] < KEY_RECHECK_SECONDS:
+        return cached[2]
+    with _client_lock:
+        cached = _clients.get(account_id)
+        if cached is not None:
+            version, checked, client = cached
+            if now - checked < KEY_RECHECK_SECONDS:
+                return client
+            current = _directory.key_version(account_id) if _directory is not None and account_id else version
+            if current == version:
+                _clients[account_id] = (version, now, client)
+                return client
+            client.close()
+        credentials = _directory.credentials(account_id) if _directory is not None else _from_settings()
+        client = PlatformClient(credentials.base_url, credentials.api_key, timeout=_timeout_setting(),
+                                transport=_transport)
+        if _directory is not None and credentials.account_id:
+            directory, known = _directory, credentials.account_id
+            client.outcome_listener = lambda error: directory.record_outcome(known, error)
+        _clients[account_id] = (credentials.version, now, client)
+        return client
+
+
+def client_for_workspace(workspace_id: int | None) -> PlatformClient:
+    """The client of the account a workspace is bound to: every call for an object goes through this."""
+    account_id = _directory.account_of_workspace(workspace_id) if _directory is not None else None
+    return client_for_account(account_id)
+
+
+def account_of_workspace(workspace_id: int | None) -> int | None:
+    """The account a workspace is bound to (None without a directory, or while tests answer every account)."""
+    if _directory is None or _override is not None:
+        return None
+    return _directory.account_of_workspace(workspace_id)
+
+
+def accounts_with_workspaces() -> dict[int | None, set[int] | None]:
+    """Each account with its workspaces; without a directory, one account (None) holding every workspace."""
+    if _directory is None or _override is not None:
+        return {None: None}
+    return dict(_directory.accounts_with_workspaces())
+
+
+def describe_accounts() -> list[dict[str, Any]]:
+    return _directory.describe_accounts() if _directory is not None else []
+
+
+def get_client() -> PlatformClient:
+    """The default account's client (the account made from PLATFORM_API_URL / PLATFORM_API_KEY)."""
+    return client_for_account(None)
+
+
+def forget_account(account_id: int | None) -> None:
+    """Drop (and close) a cached client, e.g. right after this process changed the account's key."""
+    with _client_lock:
+        cached = _clients.pop(account_id, None)
+    if cached is not None:
+        cached[2].close()
+
+
+def forget_all() -> None:
+    with _client_lock:
+        dropped = list(_clients.values())
+        _clients.clear()
+    for _version, _checked, client in dropped:
+        client.close()
 
 
 def set_client(client: PlatformClient | None) -> None:
-    """Install a client (tests: one over the emulator) or None to rebuild from settings on next use."""
-    global _client
+    """Tests: answer every account with this one client (or None to build clients per account again)."""
+    global _override
     with _client_lock:
-        _client = client
+        _override = client
+
+
+def set_transport(transport: httpx.BaseTransport | None) -> None:
+    """Tests: build every account's client over this transport (an emulator hub's MockTransport)."""
+    global _transport
+    _transport = transport
+    forget_all()
 
 
 def _reset_after_fork() -> None:
-    # A forked worker must not share the parent's pooled sockets; drop (not close) the inherited client
+    # A forked worker must not share the parent's pooled sockets; drop (not close) the inherited clients
     # so closing cannot disturb the parent's connections, and take a fresh lock in case one was held.
-    global _client, _client_lock
-    _client = None
+    global _client_lock
+    _clients.clear()
     _client_lock = threading.Lock()
 
 

@@ -150,6 +150,9 @@ class Drift(TimeStampedModel):
     object_repr = models.CharField(max_length=200, blank=True)
     remote_id = models.CharField(max_length=128, blank=True)
     workspace_id = models.BigIntegerField(null=True, blank=True)
+    # The platform account the difference was found on (workspaces.PlatformAccount; an id, the ground floor
+    # imports no app). For an object unknown to Keyward it says which account holds it.
+    account_id = models.BigIntegerField(null=True, blank=True)
     problem = models.CharField(max_length=20, choices=Problem.choices)
     fields = models.JSONField(default=dict, blank=True)
     pushed_at = models.DateTimeField(null=True, blank=True)

@@ -12,8 +12,10 @@ all keyed by the kind string the app passes to ``job_enqueue(kind=...)``:
     transient ones are retried with backoff, 429 waits for Retry-After, the others fail the job with the
     platform's message. A 404 on delete means done.
 
-``@register_reconciler(kind)``: drift detection, ``fn(client) -> Iterable[DriftItem]``
-    Compares every local object of the kind with the platform's copy and yields one ``DriftItem`` per
+``@register_reconciler(kind)``: drift detection, ``fn(client, workspace_ids=None) -> Iterable[DriftItem]``
+    Called once per platform account, with that account's client and the ids of the workspaces bound to it
+    (None: every workspace). Compares those workspaces' local objects of the kind with the account's copies
+    (``in_scope(queryset, workspace_ids)``) and yields one ``DriftItem`` per
     difference: ``missing_remotely`` (a local object the platform lacks), ``unknown_locally`` (a remote object
     no local row accounts for; ``object_id=None``) or ``differs`` (``fields={"name": [local, remote], ...}``).
     Never put a secret value in ``fields``: for a secret field report ``["[set]", "[differs]"]`` or leave it
@@ -27,9 +29,9 @@ all keyed by the kind string the app passes to ``job_enqueue(kind=...)``:
 Example (secrets)::
 
     @register_reconciler("secret")
-    def reconcile_secrets(client):
+    def reconcile_secrets(client, workspace_ids=None):
         remote = {s["secret_id"]: s for s in client.list_secrets()}
-        for secret in Secret.objects.all():
+        for secret in in_scope(Secret.objects.all(), workspace_ids):
             if secret.remote_id not in remote:
                 yield DriftItem("secret", secret.pk, secret.remote_id or None, "missing_remotely",
                                 workspace_id=secret.workspace_id, label=secret.name)
@@ -72,6 +74,8 @@ class DriftItem:
     fields: Mapping[str, Any] = field(default_factory=dict)
     workspace_id: int | None = None
     label: str = ""
+    #: The platform account the remote side was read from (set by the reconcile runner).
+    account_id: int | None = None
 
     def __post_init__(self) -> None:
         if self.problem not in PROBLEMS:
@@ -89,12 +93,19 @@ class LocalObject:
     label: str = ""
 
 
-Reconciler = Callable[["PlatformClient"], Iterable[DriftItem]]
+#: ``fn(client, workspace_ids)``: compare the local objects of these workspaces (None: every workspace) with what
+#: the platform account behind ``client`` holds.
+Reconciler = Callable[["PlatformClient", "set[int] | None"], Iterable[DriftItem]]
 ObjectLister = Callable[[], Iterable[LocalObject]]
 
 _handlers: dict[str, Handler] = {}
 _reconcilers: dict[str, Reconciler] = {}
 _listers: dict[str, ObjectLister] = {}
+
+
+def in_scope(queryset: Any, workspace_ids: set[int] | None, lookup: str = "workspace_id") -> Any:
+    """The local objects a reconciler compares with one platform account: those of its workspaces."""
+    return queryset if workspace_ids is None else queryset.filter(**{f"{lookup}__in": workspace_ids})
 
 
 def register(kind: str) -> Callable[[Handler], Handler]:

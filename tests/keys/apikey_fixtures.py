@@ -21,6 +21,7 @@ from project.platform.client import PlatformClient
 from project.platform.emulator import Emulator
 from project.sync.services import outbox_drain
 from tests.factories import ServiceAccountFactory
+from workspaces import services as workspace_services
 from workspaces.models import ServiceAccount
 
 __all__ = ["SECRET_SHAPE", "Clock", "account", "clock", "drain", "env", "globex_account", "issue", "key_works",
@@ -49,7 +50,7 @@ def clock(monkeypatch: pytest.MonkeyPatch, emulator: Emulator) -> Clock:
 
 def _synced_account(workspace: Any, name: str) -> ServiceAccount:
     sa = ServiceAccountFactory(workspace=workspace, name=name)
-    services.service_account_ensure_remote(actor=SYSTEM, service_account=sa)
+    workspace_services.service_account_ensure_remote(actor=SYSTEM, service_account=sa)
     sa.refresh_from_db()
     return sa
 

@@ -20,6 +20,7 @@ from tests.conftest import EMULATOR_KEY
 from tests.factories import ServiceAccountFactory
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import drain, env, issue, key_works
+from workspaces import services as workspace_services
 
 pytestmark = pytest.mark.django_db
 
@@ -227,7 +228,7 @@ def test_service_account_lost_create_is_found_not_duplicated(workspace, platform
     from workspaces import services as roles
 
     sa = roles.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
-    made = platform.create_service_account(name=services.service_account_remote_name(sa))
+    made = platform.create_service_account(name=workspace_services.service_account_remote_name(sa))
     SyncJob.objects.filter(kind="service_account").update(attempts=1)  # as if an earlier attempt had run
     drain()
     sa.refresh_from_db()

@@ -13,6 +13,7 @@ from project.platform.emulator import PERMISSION_TYPES
 from project.sync.models import SyncJob
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
 from tests.keys.apikey_fixtures import env, issue
+from workspaces import services as workspace_services
 
 pytestmark = pytest.mark.django_db
 
@@ -261,5 +262,5 @@ def test_putting_an_account_on_the_platform_needs_keys_issue(owner, member, outs
     fresh = ServiceAccountFactory(workspace=workspace, name="fresh")
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
-            services.service_account_ensure_remote(actor=actor, service_account=fresh)
-    assert services.service_account_ensure_remote(actor=owner, service_account=fresh)
+            workspace_services.service_account_ensure_remote(actor=actor, service_account=fresh)
+    assert workspace_services.service_account_ensure_remote(actor=owner, service_account=fresh)

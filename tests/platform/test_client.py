@@ -397,9 +397,13 @@ def test_last_concurrency_comes_from_response_headers(client: PlatformClient, em
 
 @pytest.fixture
 def fresh_singleton() -> Iterator[None]:
+    """No account directory (as before Django's apps are ready): clients are built from settings."""
+    directory = client_module._directory
     set_client(None)
+    client_module.install_accounts(None)
     yield
     set_client(None)
+    client_module.install_accounts(directory)
 
 
 def test_get_client_builds_one_client_lazily_from_settings(
@@ -419,9 +423,17 @@ def test_get_client_builds_one_client_lazily_from_settings(
     assert first._http.headers["xi-api-key"] == ADMIN_KEY
 
 
-def test_set_client_installs_a_client_and_fork_drops_it(emulator: Emulator, fresh_singleton: None) -> None:
+def test_set_client_installs_a_client_and_fork_drops_the_pooled_ones(
+    emulator: Emulator, fresh_singleton: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.conf import settings
+
     installed = PlatformClient(BASE, ADMIN_KEY, transport=httpx.MockTransport(emulator.handle))
     set_client(installed)
     assert get_client() is installed
+    set_client(None)
+    monkeypatch.setattr(settings, "PLATFORM_API_URL", "http://127.0.0.1:9", raising=False)
+    built = get_client()
     client_module._reset_after_fork()
-    assert client_module._client is None
+    assert client_module._clients == {}
+    assert get_client() is not built

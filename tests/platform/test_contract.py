@@ -59,6 +59,7 @@ CLIENT_OPERATIONS = {
     ("DELETE", "/v1/service-accounts/{service_account_user_id}/api-keys/{api_key_id}"),
     ("POST", "/v1/workspace/analytics/query/usage-by-product-over-time"),
     ("GET", "/v1/convai/analytics/live-count"),
+    ("GET", "/v1/user/subscription"),
 }
 
 Exchange = tuple[httpx.Request, httpx.Response]
@@ -197,6 +198,7 @@ def run_scenario(client: PlatformClient, emulator: Emulator) -> None:
         ]
     )
     client.usage_by_api_key(start_ms=1_767_225_600_000, end_ms=1_767_312_000_000, interval_seconds=3600)
+    client.get_subscription()
     client.list_api_keys(sa_id)
     client.delete_api_key(sa_id, key["key_id"])
     client.delete_agent(agent_id)

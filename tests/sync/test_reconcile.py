@@ -242,7 +242,7 @@ def scripted_reconciler():
     """A reconciler of a test kind reporting objects 1-3 missing, and doing ``during`` while it looks."""
     script: dict = {"during": lambda: None}
 
-    def reconcile(client):
+    def reconcile(client, workspace_ids=None):
         script["during"]()
         for object_id in ("1", "2", "3"):
             yield registry.DriftItem("recon_test", object_id, None, registry.MISSING_REMOTELY)

@@ -122,13 +122,13 @@ def service_account_mark_synced(*, service_account_id: int, remote_id: str) -> N
 def service_account_ensure_remote(*, actor: Actor, service_account: ServiceAccount, client: Any = None) -> str:
     """Put a service account on the platform now if it is not there yet (the outbox would do it soon; issuing
     a key right away needs it now). Finds an account an earlier attempt made by its tag; needs keys.issue."""
-    from project.platform.client import get_client
+    from project.platform.client import client_for_workspace
 
     access.require(actor, "keys.issue", service_account.workspace_id)
     account = ServiceAccount.objects.get(pk=service_account.pk)
     if account.remote_id:
         return account.remote_id
-    client = client or get_client()
+    client = client or client_for_workspace(account.workspace_id)
     tag = service_account_remote_tag(account)
     remote_id = next((a["service_account_user_id"] for a in client.list_service_accounts() if tag in a["name"]), "")
     if not remote_id:

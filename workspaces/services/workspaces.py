@@ -10,7 +10,7 @@ from django.db import transaction
 from project import access
 from project.actors import Actor, checked, is_system
 from project.audit.services import diff, record
-from workspaces.models import Environment, Workspace
+from workspaces.models import Environment, PlatformAccount, Workspace
 
 DEFAULT_ENVIRONMENTS = (("dev", "development", False), ("staging", "staging", False), ("prod", "production", True))
 
@@ -29,10 +29,17 @@ def _require_superuser(actor: Actor) -> None:
 # --- workspaces --------------------------------------------------------------------------------------
 @transaction.atomic
 def workspace_create(*, actor: Actor, name: str, slug: str, description: str = "",
-                     environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS) -> Workspace:
-    """Create a workspace with its default environments (dev, staging, prod). Audited; nothing to sync."""
+                     environments: tuple[tuple[str, str, bool], ...] = DEFAULT_ENVIRONMENTS,
+                     platform_account: PlatformAccount | None = None) -> Workspace:
+    """Create a workspace with its default environments (dev, staging, prod), bound to a platform account (the
+    default account unless one is given). Its objects get plain names on the account when it is alone there,
+    ``<slug>__`` names when it shares the account. Audited; nothing to sync."""
+    from workspaces.services.platform_accounts import default_account, remote_prefix_for
+
     _require_superuser(actor)
-    workspace = Workspace(name=name, slug=slug, description=description)
+    account = platform_account or default_account()
+    workspace = Workspace(name=name, slug=slug, description=description, platform_account=account)
+    workspace.remote_prefix = remote_prefix_for(workspace, account)
     workspace.full_clean()
     workspace.save()
     for env_name, platform_env, is_prod in environments:
@@ -41,7 +48,8 @@ def workspace_create(*, actor: Actor, name: str, slug: str, description: str = "
         env.full_clean()
         env.save()
     record(actor=actor, action="workspace.create", target=workspace, workspace_id=workspace.pk,
-           changes={"name": [None, name], "environments": [None, [e[0] for e in environments]]})
+           changes={"name": [None, name], "environments": [None, [e[0] for e in environments]],
+                    "platform_account": [None, str(account)]})
     return workspace
 
 

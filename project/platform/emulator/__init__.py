@@ -13,10 +13,11 @@ from .accounts import AccountRoutes
 from .auth_connections import AuthConnectionRoutes
 from .common import PERMISSION_TYPES
 from .core import hash_key
+from .hub import EmulatorHub
 from .server import EmulatorServer, is_loopback_host
 from .workspace import WorkspaceRoutes
 
-__all__ = ["PERMISSION_TYPES", "Emulator", "EmulatorServer", "hash_key", "is_loopback_host"]
+__all__ = ["PERMISSION_TYPES", "Emulator", "EmulatorHub", "EmulatorServer", "hash_key", "is_loopback_host"]
 
 
 class Emulator(AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):

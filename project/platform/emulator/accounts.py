@@ -62,6 +62,32 @@ class AccountRoutes(EmulatorCore):
         key_id = self._key_ids_by_hash.get(hashed)
         return self._keys.get(key_id) if key_id else None
 
+    def owns_key(self, presented: str) -> bool:
+        """Whether a presented key belongs to this account (its admin key, or a key issued in it, even disabled)."""
+        with self._lock:
+            return presented == self.api_key or self._key_for_hash(hash_key(presented)) is not None
+
+    def install_key(self, secret: str, *, service_account: str, name: str = "admin key",
+                    permissions: Any = "all") -> dict[str, str]:
+        """Put a known key into a service account (made if missing), as if issued in the dashboard: how a test
+        or the demo gives Keyward a key it can see on the account's key list, and so rotate itself."""
+        with self._lock:
+            account = next((a for a in self._service_accounts.values() if a["name"] == service_account), None)
+            if account is None:
+                sa_id = random_id("", 28, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+                account = {"service_account_user_id": sa_id, "name": service_account, "created_at_unix": self._now(),
+                           "seq": self._next_seq()}
+                self._service_accounts[account["service_account_user_id"]] = account
+            key_id, hashed = mixed_id(), hash_key(secret)
+            self._keys[key_id] = {
+                "key_id": key_id, "service_account_user_id": account["service_account_user_id"], "name": name,
+                "hint": secret[-4:], "hashed_xi_api_key": hashed, "permissions": permissions,
+                "character_limit": None, "allowed_ips": [], "is_disabled": False,
+                "third_party_disable_allowed": None, "created_at_unix": self._now(), "seq": self._next_seq(),
+            }
+            self._key_ids_by_hash[hashed] = key_id
+            return {"service_account_user_id": account["service_account_user_id"], "key_id": key_id}
+
     def _service_account(self, sa_id: str) -> dict[str, Any]:
         account = self._service_accounts.get(sa_id)
         if account is None:
@@ -264,6 +290,25 @@ class AccountRoutes(EmulatorCore):
         with self._lock:
             self._usage.extend(clean)
             return len(self._usage)
+
+    @route("GET", "/v1/user/subscription", scopes=("user_read",))
+    def _subscription(self, call: Call) -> Reply:
+        """The account's plan, as ExtendedSubscriptionResponseModel (what Keyward shows of an account)."""
+        used = int(sum(float(row.get("credits") or 0) for row in self._usage))
+        return 200, {
+            "tier": self.tier, "character_count": used, "character_limit": 2_000_000,
+            "max_character_limit_extension": None, "max_credit_limit_extension": 0,
+            "can_extend_character_limit": False, "allowed_to_extend_character_limit": False,
+            "next_character_count_reset_unix": None, "voice_slots_used": 0, "professional_voice_slots_used": 0,
+            "professional_voice_slots_used_in_workspace": 0, "voice_limit": 160, "max_voice_add_edits": None,
+            "voice_add_edit_counter": 0, "professional_voice_limit": 1, "can_extend_voice_limit": False,
+            "can_use_instant_voice_cloning": True, "can_use_professional_voice_cloning": True,
+            "currency": "usd", "current_overage": {"amount": "0.00", "currency": "usd"}, "status": "active",
+            "billing_period": "monthly_period",
+            "character_refresh_period": "monthly_period", "next_invoice": None, "open_invoices": [],
+            "has_open_invoices": False, "pending_change": None, "has_used_starter_coupon_on_account": False,
+            "has_used_creator_coupon_on_account": False,
+        }
 
     @route("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", scopes=WORKSPACE_READ)
     def _usage_query(self, call: Call) -> Reply:

@@ -78,6 +78,7 @@ class EmulatorCore:
         max_service_accounts: int = 20,
     ) -> None:
         self.api_key = api_key
+        self.tier = "enterprise"  # what /v1/user/subscription reports
         self.base_ws = base_ws.rstrip("/")
         self.max_service_accounts = max_service_accounts
         self._default_max_concurrency = max_concurrency

@@ -14,6 +14,7 @@ from django.db import connection as db_connection
 from django.db import transaction
 from django.utils import timezone
 
+from project.platform.client import account_of_workspace
 from project.sync.models import SyncJob
 from project.sync.services.outbox import _renew_leases, _requeue, job_finish, job_run, jobs_claim, worker_name
 
@@ -40,15 +41,17 @@ def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading
                 renewed_at = time.monotonic()
                 if not waiting:
                     break
-            pause.wait()
             current = waiting.pop(0)
+            account = None if client is not None else account_of_workspace(current.workspace_id)
+            pause.wait(account)
             outcome = job_run(current, client=client)
             job_finish(current, outcome, worker=worker)
             current = None
             ran += 1
             if outcome.status == 429:
-                # The platform's limit is per account, not per job: every thread of this drain lets it breathe.
-                pause.extend(min(outcome.delay, RATE_LIMIT_PAUSE_CAP))  # waited out before the next call
+                # The platform's limit is per account, not per job: every thread of this drain lets that account
+                # breathe (the other accounts' jobs go on).
+                pause.extend(account, min(outcome.delay, RATE_LIMIT_PAUSE_CAP))  # waited out before its next call
     finally:
         # Out of time, shutting down or crashed: hand back what this worker holds instead of waiting for the
         # leases to run out. The job in progress keeps its attempt (its call may have reached the platform).
@@ -61,18 +64,18 @@ def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading
 
 
 class _Pause:
-    """A pause after a 429, shared by the threads of one drain."""
+    """A pause after a 429, per platform account, shared by the threads of one drain."""
 
     def __init__(self) -> None:
-        self._until = 0.0
+        self._until: dict[int | None, float] = {}
         self._lock = threading.Lock()
 
-    def extend(self, seconds: float) -> None:
+    def extend(self, account: int | None, seconds: float) -> None:
         with self._lock:
-            self._until = max(self._until, time.monotonic() + seconds)
+            self._until[account] = max(self._until.get(account, 0.0), time.monotonic() + seconds)
 
-    def wait(self) -> None:
-        remaining = self._until - time.monotonic()
+    def wait(self, account: int | None) -> None:
+        remaining = self._until.get(account, 0.0) - time.monotonic()
         if remaining > 0:
             time.sleep(remaining)
 
@@ -120,15 +123,13 @@ def outbox_drain(*, client: Any | None = None, max_jobs: int = 1000, batch: int 
     """Claim and run due jobs until none is left, ``max_jobs`` ran or ``time_budget`` seconds passed (the
     budget stays below the task's time limit). Returns the number of jobs run.
 
-    ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pooled client, so platform calls overlap;
+    Each job goes through the pooled client of its workspace's platform account (``client``, when given, serves
+them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pooled clients, so calls overlap;
     each claims its own share of the batch like a separate worker would (claims are safe under concurrency,
     and a job is never claimed while another of its object runs, so each object's changes stay in commit
     order). Inside a transaction the drain runs on this thread alone: other connections could not see what
     this one has not committed.
     """
-    from project.platform.client import get_client
-
-    client = client or get_client()
     worker = worker or worker_name()
     batch = batch or settings.SYNC_CLAIM_BATCH
     threads = threads or settings.SYNC_DRAIN_THREADS

@@ -26,7 +26,9 @@ from django.utils import timezone
 from project import context
 from project.actors import Actor
 from project.audit.services import record
+from project.fields import DecryptionError
 from project.platform import errors
+from project.platform.client import client_for_workspace
 from project.sync import registry
 from project.sync.models import SyncJob
 
@@ -226,11 +228,17 @@ def _transient(job: SyncJob, reason: str, status: int | None) -> Outcome:
     return Outcome(SyncJob.State.PENDING, reason, status, backoff_seconds(job.attempts))
 
 
-def job_run(job: SyncJob, *, client: Any) -> Outcome:
+def job_run(job: SyncJob, *, client: Any | None = None) -> Outcome:
     """Run one claimed job: the HTTP call happens here, outside any transaction, under the request id of the
-    change that asked for it (log lines and any audit event the handler writes carry it)."""
+    change that asked for it (log lines and any audit event the handler writes carry it), through the client of
+    the platform account the job's workspace is bound to (or `client`, when one is given)."""
     token = context.activate(context.RequestContext(request_id=job.request_id or context.new_request_id()))
     try:
+        if client is None:
+            try:
+                client = client_for_workspace(job.workspace_id)
+            except DecryptionError:
+                return _transient(job, "the platform account's key cannot be decrypted (FIELD_ENCRYPTION_KEY)", None)
         return _job_run(job, client=client)
     finally:
         context.deactivate(token)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -17,9 +18,11 @@ from django.utils import timezone
 from project import access
 from project.actors import SYSTEM, Actor, is_system
 from project.audit.services import actor_fields, record
+from project.fields import DecryptionError
 from project.platform import errors
 from project.sync import registry
 from project.sync.models import Drift, ReconcileRun, SyncJob
+from project.sync.registry import DriftItem
 from project.sync.services.outbox import _nudge_after_commit, job_enqueue
 
 logger = logging.getLogger("project.sync")
@@ -193,7 +196,7 @@ def _replace_report(run: ReconcileRun, kind: str, items: list[registry.DriftItem
     Drift.objects.bulk_create([
         Drift(run=run, kind=kind, object_id=None if item.object_id is None else str(item.object_id),
               object_repr=(item.label or "")[:200], remote_id=item.remote_id or "", workspace_id=item.workspace_id,
-              problem=item.problem, fields=_plain_fields(item.fields))
+              account_id=item.account_id, problem=item.problem, fields=_plain_fields(item.fields))
         for item in items], batch_size=500)
 
 
@@ -202,26 +205,36 @@ def reconcile_run(*, run: ReconcileRun, client: Any | None = None,
     """Run a queued reconcile: each kind's reconciler compares local and remote state, and a kind that
     completes replaces its drift report. A kind the platform fails for keeps its previous report and is named
     in the run's error. Returns the run (unchanged if another worker had already claimed it)."""
-    from project.platform.client import get_client
+    from project.platform.client import accounts_with_workspaces, client_for_account
 
     if not _claim(run):
         return run
-    client = client or get_client()
     progress = _Progress(run, on_progress)
     problems: list[str] = []
+    # Each platform account is compared with the local objects of the workspaces bound to it.
+    accounts = {None: None} if client is not None else accounts_with_workspaces()
     try:
         for kind in run.kinds:
             progress.begin(kind)
             open_before, newest_before = _open_objects(kind), _newest_job_id()
             token = registry.listening(progress.report)
+            items: list[DriftItem] = []
+            failed = False
             try:
-                items = list(registry.reconciler_for(kind)(client))
-            except (errors.PlatformError, LookupError) as exc:
-                problems.append(f"{kind}: {exc}")
-                progress.end()
-                continue
+                for account_id, workspace_ids in accounts.items():
+                    try:
+                        account_client = client or client_for_account(account_id)
+                        items += [replace(item, account_id=item.account_id or account_id) for item in
+                                  registry.reconciler_for(kind)(account_client, workspace_ids)]
+                    except (errors.PlatformError, LookupError, DecryptionError) as exc:
+                        where = f" (platform account {account_id})" if account_id else ""
+                        problems.append(f"{kind}{where}: {exc}")
+                        failed = True
             finally:
                 registry.stop_listening(token)
+            if failed:
+                progress.end()
+                continue
             items = _drop_in_flight(kind, items, open_before=open_before, newest_before=newest_before)
             _replace_report(run, kind, items)
             run.drift_found += len(items)
