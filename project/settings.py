@@ -314,15 +314,6 @@ for _name in ("DETECTION_RULE_WINDOW_HOURS", "DETECTION_HOURLY_RETENTION_DAYS",
 if DETECTION_USAGE_INTERVAL_SECONDS <= 0 or DETECTION_CONCURRENCY_SAMPLE_SECONDS <= 0:
     raise ImproperlyConfigured("DETECTION_USAGE_INTERVAL_SECONDS and DETECTION_CONCURRENCY_SAMPLE_SECONDS must be "
                                "positive")
-CELERY_BEAT_SCHEDULE = {
-    "detection: usage per key (hourly and daily), alert rules, credit guard": {
-        "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
-    "detection: sample the platform's concurrency": {
-        "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
-    "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
-    "broker: delete expired conversation/end-user bindings": {
-        "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
-}
 
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------
 # End users' OAuth tokens expiring within this window are refreshed (by the periodic sweep, which runs every
@@ -338,6 +329,24 @@ if VAULT_REFRESH_WINDOW_SECONDS < 60 or VAULT_REFRESH_INTERVAL_SECONDS <= 0:
 if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
     raise ImproperlyConfigured("VAULT_REFRESH_INTERVAL_SECONDS must be shorter than VAULT_REFRESH_WINDOW_SECONDS, "
                                "or tokens expire between two sweeps")
+
+# --- The beat: every periodic task, here and nowhere else -------------------------------------------
+# Each interval is a setting of its own, listed in the README; tests/test_beat_schedule.py checks that every
+# entry names a registered task. Run exactly one beat per deployment.
+CELERY_BEAT_SCHEDULE = {
+    "sync: drain the outbox": {"task": "sync.drain_outbox", "schedule": SYNC_DRAIN_INTERVAL_SECONDS},
+    "sync: reconcile with the platform": {"task": "sync.reconcile", "schedule": RECONCILE_INTERVAL_SECONDS},
+    "secrets_app: refresh end users' vault tokens before they expire": {
+        "task": "secrets_app.refresh_credentials", "schedule": VAULT_REFRESH_INTERVAL_SECONDS},
+    "detection: usage per key (hourly and daily), alert rules, credit guard": {
+        "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
+    "detection: sample the platform's concurrency": {
+        "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
+    "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
+    "broker: delete expired conversation/end-user bindings": {
+        "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
+}
+
 # Error pages and error e-mails hide POST fields with secret names and anything holding a known secret value.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "project.logging.RedactingExceptionReporterFilter"
 
