@@ -15,12 +15,12 @@ from keys.models import ApiKey
 from keys.selectors import allocated_quota
 from project import access
 from project.audit.services import record
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from workspaces.models import Environment
 
-API_KEY_KIND = "api_key"
-SERVICE_ACCOUNT_KIND = "service_account"
+API_KEY_KIND = SyncKind.API_KEY
 KEY_FIELDS = ("name", "scopes", "credit_quota", "allowed_ips", "expires_at")
 POLICY_FIELDS = ("rotation_period_days", "max_live_keys_per_account_per_env", "idle_days", "default_overlap_days",
                  "quiet_hours")

@@ -14,12 +14,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from project.audit.services import diff, record
+from project.sync.kinds import SyncKind
 from project.sync.services import job_enqueue
 from workspaces import access
 from workspaces.models import ServiceAccount, Workspace
 from workspaces.services.roles import _person, _require
 
-SERVICE_ACCOUNT_KIND = "service_account"
+SERVICE_ACCOUNT_KIND = SyncKind.SERVICE_ACCOUNT
 SERVICE_ACCOUNT_FIELDS = ("name", "description")
 
 ServiceAccountHook = Callable[[Any, ServiceAccount], object]
