@@ -274,6 +274,12 @@ SYNC_DRAIN_TIME_BUDGET_SECONDS = _env_float("SYNC_DRAIN_TIME_BUDGET_SECONDS", 60
 if SYNC_LEASE_SECONDS < 1 or SYNC_CLAIM_BATCH < 1 or SYNC_DRAIN_THREADS < 1:
     raise ImproperlyConfigured("SYNC_LEASE_SECONDS, SYNC_CLAIM_BATCH and SYNC_DRAIN_THREADS must be at least 1")
 RECONCILE_INTERVAL_SECONDS = _env_float("RECONCILE_INTERVAL_SECONDS", 900.0)
+# Done outbox jobs are kept this many days after they finished (an object's newest job stays whatever its age),
+# then deleted by the periodic prune, which runs every SYNC_PRUNE_INTERVAL_SECONDS.
+SYNC_DONE_RETENTION_DAYS = _env_int("SYNC_DONE_RETENTION_DAYS", 30)
+SYNC_PRUNE_INTERVAL_SECONDS = _env_float("SYNC_PRUNE_INTERVAL_SECONDS", 3600.0)
+if SYNC_DONE_RETENTION_DAYS < 1 or SYNC_PRUNE_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("SYNC_DONE_RETENTION_DAYS must be at least 1 and SYNC_PRUNE_INTERVAL_SECONDS positive")
 
 # --- API keys (keys/*_apikeys.py) ------------------------------------------------------------------
 # A key being issued in a request is left alone this long before the outbox may declare the issue lost
@@ -336,6 +342,8 @@ if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
 CELERY_BEAT_SCHEDULE = {
     "sync: drain the outbox": {"task": "sync.drain_outbox", "schedule": SYNC_DRAIN_INTERVAL_SECONDS},
     "sync: reconcile with the platform": {"task": "sync.reconcile", "schedule": RECONCILE_INTERVAL_SECONDS},
+    "sync: delete done jobs past their retention": {
+        "task": "sync.prune_done_jobs", "schedule": SYNC_PRUNE_INTERVAL_SECONDS},
     "secrets_app: refresh end users' vault tokens before they expire": {
         "task": "secrets_app.refresh_credentials", "schedule": VAULT_REFRESH_INTERVAL_SECONDS},
     "detection: usage per key (hourly and daily), alert rules, credit guard": {

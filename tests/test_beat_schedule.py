@@ -18,6 +18,7 @@ README = ROOT / "README.md"
 EXPECTED = {
     "sync.drain_outbox": "SYNC_DRAIN_INTERVAL_SECONDS",
     "sync.reconcile": "RECONCILE_INTERVAL_SECONDS",
+    "sync.prune_done_jobs": "SYNC_PRUNE_INTERVAL_SECONDS",
     "secrets_app.refresh_credentials": "VAULT_REFRESH_INTERVAL_SECONDS",
     "detection.watch_usage": "DETECTION_USAGE_INTERVAL_SECONDS",
     "detection.watch_concurrency": "DETECTION_CONCURRENCY_SAMPLE_SECONDS",
