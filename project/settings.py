@@ -285,8 +285,9 @@ if SYNC_DONE_RETENTION_DAYS < 1 or SYNC_PRUNE_INTERVAL_SECONDS <= 0:
 # A key being issued in a request is left alone this long before the outbox may declare the issue lost
 # (and delete whatever the platform made of it); longer than any platform call can take.
 API_KEY_ISSUE_GRACE_SECONDS = _env_int("API_KEY_ISSUE_GRACE_SECONDS", 60)
-# Usage ingest: how many past days are re-read each run (late platform data still lands), in buckets of
-# this many seconds (the precision of "last used" and of the quiet check).
+# Usage ingest (keys.services.api_key_usage_ingest, one platform read for the hours, the day totals and "last
+# used"): how many past days are re-read each run (late platform data still lands), and the precision of "last
+# used" and of the quiet check in seconds (the read asks for buckets fine enough for that and for whole hours).
 API_KEY_USAGE_LOOKBACK_DAYS = _env_int("API_KEY_USAGE_LOOKBACK_DAYS", 2)
 API_KEY_USAGE_BUCKET_SECONDS = _env_int("API_KEY_USAGE_BUCKET_SECONDS", 3600)
 API_KEY_USAGE_INTERVAL_SECONDS = _env_float("API_KEY_USAGE_INTERVAL_SECONDS", 3600.0)
@@ -303,12 +304,13 @@ if 86400 % API_KEY_USAGE_BUCKET_SECONDS:
 # Django refuses larger POST bodies before the leak check sees them; leave room for the form around the paste.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, API_KEY_LEAK_CHECK_MAX_CHARS * 3)
 # --- Detection (detection/) -------------------------------------------------------------------------------
-# One hourly-bucketed usage read per run feeds detection's hourly table and keys' daily totals, then the alert
-# rules and the credit guard run (DETECTION_USAGE_INTERVAL_SECONDS replaces a separate keys ingest schedule).
+# Each run, keys' usage ingest (one platform read) stores the hours, the day totals and "last used", then the alert
+# rules and the credit guard run (DETECTION_USAGE_INTERVAL_SECONDS paces the one usage ingest; the keys sweep also
+# runs it, before ending rotation overlaps).
 DETECTION_USAGE_INTERVAL_SECONDS = _env_float("DETECTION_USAGE_INTERVAL_SECONDS", API_KEY_USAGE_INTERVAL_SECONDS)
 # A rules pass run on its own (not right after an ingest) re-reads this many past hours.
 DETECTION_RULE_WINDOW_HOURS = _env_int("DETECTION_RULE_WINDOW_HOURS", 26)
-# Hourly usage rows are kept this long (daily totals stay in keys' table).
+# Hourly usage rows (keys.KeyUsageHourly) are kept this long (daily totals stay).
 DETECTION_HOURLY_RETENTION_DAYS = _env_int("DETECTION_HOURLY_RETENTION_DAYS", 35)
 # The platform's concurrency headers are sampled this often (one small usage query); samples are kept this long.
 DETECTION_CONCURRENCY_SAMPLE_SECONDS = _env_float("DETECTION_CONCURRENCY_SAMPLE_SECONDS", 60.0)
