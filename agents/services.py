@@ -16,11 +16,12 @@ from project import access
 from project.actors import Actor
 from project.audit.services import diff, record
 from project.platform import errors as platform_errors
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from workspaces.models import Environment, Workspace
 
-AGENT_KIND = "agent"
+AGENT_KIND = SyncKind.AGENT
 AGENT_FIELDS = ("name", "first_message", "auth_mode", "allowlist", "require_origin_header", "max_duration_seconds")
 
 

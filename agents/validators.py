@@ -5,10 +5,12 @@ from __future__ import annotations
 import ipaddress
 import re
 
+import idna
 from django.core.exceptions import ValidationError
 
 MAX_ALLOWLIST_HOSTS = 10
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+_CODEPOINT = re.compile(r"U\+([0-9A-F]{4,6})")
 
 
 def normalize_hostname(raw: str) -> str:
@@ -70,15 +72,43 @@ def _normalize_host(host: str, shown: str) -> str:
         return str(ipaddress.IPv4Address(host))
     except ValueError:
         pass
-    try:
-        ascii_host = host.encode("idna").decode("ascii").lower()
-    except UnicodeError:
-        raise ValidationError(f"“{shown}” is not a valid hostname.", code="invalid") from None
+    ascii_host = _to_ascii(host, shown)
     labels = ascii_host.split(".")
     if len(ascii_host) > 253 or not all(_LABEL.match(label) for label in labels):
         raise ValidationError(f"“{shown}” is not a valid hostname (letters, digits, hyphens and dots only).",
                               code="invalid")
     return ascii_host
+
+
+def _to_ascii(host: str, shown: str) -> str:
+    """The host's ASCII form by IDNA 2008 with UTS #46 mapping, non-transitional, as browsers send it in the
+    Origin the platform compares against: ``straße.de`` is ``xn--strae-oqa.de``, not ``strasse.de``.
+
+    A plain ASCII name without an ``xn--`` label is only lowercased (all UTS #46 does to ASCII letters):
+    IDNA 2008's hyphen rule would otherwise refuse names such as ``r3--sn.example`` that browsers accept.
+    """
+    labels = host.split(".")
+    if host.isascii() and not any(label.lower().startswith("xn--") for label in labels):
+        return host.lower()
+    try:
+        return idna.encode(host, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError as exc:
+        raise ValidationError(f"“{shown}” is not a valid hostname: {_idna_problem(exc)}.", code="invalid") from None
+
+
+def _idna_problem(exc: idna.IDNAError) -> str:
+    """The idna package's reason, said for a person."""
+    text = str(exc)
+    found = _CODEPOINT.search(text)
+    if isinstance(exc, idna.InvalidCodepoint) and found:
+        return f"“{chr(int(found.group(1), 16))}” (U+{found.group(1)}) cannot appear in a hostname"
+    if text == "Invalid A-label":
+        return "a label starting with xn-- is not valid punycode"
+    if text == "Empty Label":
+        return "it has an empty label (two dots in a row)"
+    if text == "Label too long":
+        return "a label (the part between dots) is longer than 63 characters once encoded"
+    return text[:1].lower() + text[1:]
 
 
 def normalize_allowlist(entries: list[str]) -> list[str]:

@@ -1,10 +1,10 @@
 """Concurrency pinned at the maximum: samples of the platform's concurrency headers and the rule over them.
 
 Every platform response carries ``current-concurrent-requests`` and ``maximum-concurrent-requests``; the client
-keeps the last pair it saw. A periodic task makes one small usage query to take a sample (error answers carry the
-headers too, a 429 above all). A run of N consecutive samples at the maximum that nobody initiated is an abuse
-signal. The platform account is shared by every workspace, so the alert is raised in each workspace with usable
-keys (each by its own N), and says it is about the account.
+keeps the last pair it saw. A periodic task makes one small usage query per platform account to take a sample (error
+answers carry the headers too, a 429 above all). A run of N consecutive samples at the maximum that nobody
+initiated is an abuse signal. An account is shared by the workspaces bound to it, so the alert is raised in each of
+them with usable keys (each by its own N), and says it is about the account.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from detection.models import ConcurrencySample
@@ -27,19 +28,21 @@ from project.platform import errors
 from workspaces.models import Workspace
 
 
-def concurrency_sample_record(*, current: int, maximum: int, now: datetime | None = None) -> ConcurrencySample:
+def concurrency_sample_record(*, current: int, maximum: int, now: datetime | None = None,
+                              account_id: int | None = None) -> ConcurrencySample:
     """Store one sample (platform data: not audited)."""
-    return ConcurrencySample.objects.create(taken_at=now or timezone.now(), current=max(0, int(current)),
-                                            maximum=max(0, int(maximum)))
+    return ConcurrencySample.objects.create(account_id=account_id, taken_at=now or timezone.now(),
+                                            current=max(0, int(current)), maximum=max(0, int(maximum)))
 
 
-def concurrency_sample_from(client: Any, *, now: datetime | None = None) -> ConcurrencySample | None:
+def concurrency_sample_from(client: Any, *, now: datetime | None = None,
+                            account_id: int | None = None) -> ConcurrencySample | None:
     """Store the headers of the client's last response, if it had them (the platform may leave them out)."""
     seen = getattr(client, "last_concurrency", None)
     if not seen:
         return None
     current, maximum = seen
-    return concurrency_sample_record(current=current, maximum=maximum, now=now)
+    return concurrency_sample_record(current=current, maximum=maximum, now=now, account_id=account_id)
 
 
 @dataclass(frozen=True)
@@ -71,16 +74,33 @@ def _max_gap() -> timedelta:
 
 
 def concurrency_evaluate(*, now: datetime | None = None) -> int:
-    """Raise "concurrency pinned" in each workspace with usable keys whose policy's N consecutive samples are at
-    the maximum; once per run of samples (the dedup key names the run's first sample). Returns alerts raised."""
+    """For each platform account, raise "concurrency pinned" in each of its workspaces with usable keys whose
+    policy's N consecutive samples of that account are at the maximum; once per run of samples (the dedup key
+    names the account and the run's first sample). Returns alerts raised."""
+    from project.platform.client import accounts_with_workspaces
+
     now = now or timezone.now()
-    workspace_ids = set(ApiKey.objects.filter(state__in=ApiKey.USABLE_STATES).order_by()
-                        .values_list("workspace_id", flat=True).distinct())
+    raised = 0
+    for account_id, bound in accounts_with_workspaces().items():
+        raised += _evaluate_account(account_id, bound, now)
+    return raised
+
+
+def _evaluate_account(account_id: int | None, bound: set[int] | None, now: datetime) -> int:
+    keys = ApiKey.objects.filter(state__in=ApiKey.USABLE_STATES)
+    if bound is not None:
+        keys = keys.filter(workspace_id__in=bound)
+    workspace_ids = set(keys.order_by().values_list("workspace_id", flat=True).distinct())
     if not workspace_ids:
         return 0
     policies = detection_policies_ensure(workspace_ids=workspace_ids)
     # Read back only as far as the run goes: its first sample names it, so one run raises one alert.
-    samples = ConcurrencySample.objects.filter(taken_at__lte=now).order_by("-taken_at", "-id").iterator(
+    from project.platform.client import default_account_id
+
+    # A sample of no account was taken by a client answering for every account: the default account's.
+    mine = Q(account_id=account_id) | Q(account_id__isnull=True) if account_id in (None, default_account_id()) \
+        else Q(account_id=account_id)
+    samples = ConcurrencySample.objects.filter(mine, taken_at__lte=now).order_by("-taken_at", "-id").iterator(
         chunk_size=100)
     run = pinned_run(samples, now=now, max_gap=_max_gap())
     if run is None:
@@ -95,13 +115,15 @@ def concurrency_evaluate(*, now: datetime | None = None) -> int:
             workspace=workspace, kind="concurrency_pinned", severity=Alert.Severity.HIGH,
             title=f"Platform concurrency pinned at its maximum ({newest.current}/{newest.maximum}) for "
                   f"{run.length} consecutive samples",
-            dedup_key=f"concurrency.pinned:{run.since.taken_at:%Y%m%dT%H%M%S}",
+            dedup_key=(f"concurrency.pinned:{run.since.taken_at:%Y%m%dT%H%M%S}" if account_id is None
+                       else f"concurrency.pinned:{account_id}:{run.since.taken_at:%Y%m%dT%H%M%S}"),
             details={"since": run.since.taken_at.isoformat(), "samples_at_maximum": run.length,
                      "threshold_samples": policy.concurrency_samples, "maximum": newest.maximum,
                      "sample_interval_seconds": settings.DETECTION_CONCURRENCY_SAMPLE_SECONDS,
                      "samples": [{"at": s.taken_at.isoformat(), "current": s.current, "maximum": s.maximum}
                                  for s in run.samples[:policy.concurrency_samples]],
-                     "scope": "the platform account every workspace shares",
+                     "scope": "the platform account this workspace is bound to (shared by its workspaces)",
+                     "platform_account_id": account_id,
                      "advice": "If nobody started this load, look for a leaked key: spikes, unusual hours and "
                                "keys waking up in the alert list, then open an incident."})
         raised += created
@@ -118,16 +140,17 @@ def concurrency_prune(*, now: datetime | None = None) -> int:
 def concurrency_watch(*, client: Any = None, now: datetime | None = None) -> dict[str, int]:
     """Take one sample (a one-minute usage query: small, and answered with the headers), evaluate the rule and
     prune old samples. A failed call still yields a sample when its answer had the headers (a 429 does)."""
-    from project.platform.client import get_client
+    from project.platform.client import accounts_with_workspaces, client_for_account
 
-    client = client or get_client()
     now = now or timezone.now()
     end_ms = int(now.timestamp() * 1000)
-    client.last_concurrency = None
-    try:
-        client.usage_by_api_key(start_ms=end_ms - 60_000, end_ms=end_ms, interval_seconds=60)
-    except errors.PlatformError:
-        pass  # the headers of an error answer count the same; no headers, no sample
-    sample = concurrency_sample_from(client, now=now)
-    return {"sampled": int(sample is not None), "alerts": concurrency_evaluate(now=now),
-            "pruned": concurrency_prune(now=now)}
+    sampled = 0
+    for account_id in ([None] if client is not None else list(accounts_with_workspaces())):
+        account_client = client or client_for_account(account_id)
+        account_client.last_concurrency = None
+        try:
+            account_client.usage_by_api_key(start_ms=end_ms - 60_000, end_ms=end_ms, interval_seconds=60)
+        except errors.PlatformError:
+            pass  # the headers of an error answer count the same; no headers, no sample
+        sampled += concurrency_sample_from(account_client, now=now, account_id=account_id) is not None
+    return {"sampled": sampled, "alerts": concurrency_evaluate(now=now), "pruned": concurrency_prune(now=now)}

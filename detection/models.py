@@ -1,5 +1,5 @@
-"""Detection and response: each workspace's detection thresholds, hourly usage per key, concurrency samples, and
-incidents walked step by step (alerts themselves: project.alerts)."""
+"""Detection and response: each workspace's detection thresholds, concurrency samples, and incidents walked step
+by step (alerts themselves: project.alerts; usage per key and hour or day: keys.models)."""
 
 from __future__ import annotations
 
@@ -110,45 +110,15 @@ class DetectionPolicy(TimeStampedModel):
         return self.suspend_prod_at_limit if is_production else self.suspend_nonprod_at_limit
 
 
-class KeyUsageHourly(models.Model):
-    """What one key spent in one UTC hour, as the platform reported it (re-read and replaced by the ingest).
-
-    Only hours with traffic have a row. Kept DETECTION_HOURLY_RETENTION_DAYS days; daily totals live on in
-    keys.KeyUsageDaily.
-    """
-
-    workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
-
-    key = models.ForeignKey("keys.ApiKey", on_delete=models.CASCADE, related_name="usage_hours")
-    hour = models.DateTimeField(help_text="Start of the UTC hour")
-    credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
-    requests = models.PositiveBigIntegerField(default=0)
-
-    objects = RestrictedManager()
-
-    class Meta:
-        verbose_name = "key usage (hour)"
-        verbose_name_plural = "key usage (hours)"
-        ordering = ["-hour"]
-        constraints = [
-            # One row per key and hour; also serves "this key's hours before H" (idle waking, blast radius).
-            models.UniqueConstraint(fields=["key", "hour"], name="keyusagehourly_unique_key_hour"),
-        ]
-        indexes = [
-            # The rules' "every key's hours since T" and the retention prune.
-            models.Index(fields=["hour"], name="keyusagehourly_hour_idx"),
-        ]
-
-    def __str__(self) -> str:
-        return f"key {self.key_id} at {self.hour:%Y-%m-%d %H:00}: {self.credits} credits, {self.requests} requests"
-
-
 class ConcurrencySample(models.Model):
-    """The platform account's concurrency headers (current and maximum concurrent requests) at one moment.
+    """A platform account's concurrency headers (current and maximum concurrent requests) at one moment.
 
-    One platform account serves every workspace, so samples belong to no workspace. Kept for a day.
+    An account serves every workspace bound to it, so samples belong to the account (``account_id``, a
+    workspaces.PlatformAccount id; null when one client answers for every account, as in tests), not to a
+    workspace. Kept for a day.
     """
 
+    account_id = models.BigIntegerField(null=True, blank=True)
     taken_at = models.DateTimeField()
     current = models.PositiveIntegerField()
     maximum = models.PositiveIntegerField()
@@ -158,6 +128,8 @@ class ConcurrencySample(models.Model):
         indexes = [
             # The pinned rule reads the newest samples; the prune deletes the oldest.
             models.Index(fields=["-taken_at"], name="concurrency_taken_idx"),
+            # The pinned rule per account: that account's newest samples.
+            models.Index(fields=["account_id", "-taken_at"], name="concurrency_account_taken_idx"),
         ]
 
     def __str__(self) -> str:

@@ -3,7 +3,8 @@ workspace's unusual hours, an idle key waking up.
 
 Each rule is a pure function of one key-hour and the figures around it, returning a Finding (or None); the
 dedup key names the rule's window, so a rule never fires twice for the same window whatever the number of passes.
-`rules_evaluate` loads the figures for many key-hours in a bounded number of queries and raises the alerts.
+`rules_evaluate` loads the figures for many key-hours in a bounded number of queries and raises the alerts;
+`rules_evaluate_awaiting` runs it over the hours whose figures an ingest stored since the rules last looked.
 Concurrency pinned at the maximum is in detection.concurrency; quotas and budgets in detection.guard; rotation
 due and failed credential refreshes are raised by keys and secrets_app where those facts change.
 """
@@ -19,12 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Max, Q
 from django.utils import timezone
 
-from detection.models import DetectionPolicy, KeyUsageHourly
+from detection.models import DetectionPolicy
 from detection.services import detection_policies_ensure
-from keys.models import ApiKey, KeyUsageDaily
+from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
@@ -259,3 +261,16 @@ def rules_evaluate(*, now: datetime | None = None, row_ids: Iterable[int] | None
         result["findings"] += len(found)
         result["alerts"] += raise_findings(found)
     return result
+
+
+def rules_evaluate_awaiting(*, now: datetime | None = None) -> dict[str, int]:
+    """Run the usage rules over every hourly row awaiting them (``awaiting_rules``: new or revised figures, stored
+    by whichever task ran the usage ingest), after taking them: the flag is cleared in a short transaction first,
+    so two passes never share a row, and a revision stored meanwhile flags its row again for the next pass."""
+    with transaction.atomic():
+        # skip_locked: rows another pass is taking, or an ingest is rewriting, are left for it / the next pass.
+        ids = list(KeyUsageHourly.objects.filter(awaiting_rules=True).select_for_update(skip_locked=True)
+                   .order_by().values_list("pk", flat=True))
+        for i in range(0, len(ids), BATCH):
+            KeyUsageHourly.objects.filter(pk__in=ids[i:i + BATCH]).update(awaiting_rules=False)
+    return rules_evaluate(now=now, row_ids=ids)

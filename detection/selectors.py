@@ -11,8 +11,8 @@ from django.apps import apps
 from django.db.models import Q, QuerySet, Sum
 from django.urls import reverse
 
-from detection.models import DetectionPolicy, Incident, IncidentStep, KeyUsageHourly
-from keys.models import ApiKey, KeyUsageDaily
+from detection.models import DetectionPolicy, Incident, IncidentStep
+from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from project.actors import Actor
 from project.alerts.models import Alert
 

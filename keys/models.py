@@ -1,5 +1,5 @@
 """API keys of service accounts: one environment each, scoped, with a credit quota, a network allowlist, an
-expiry, a rotation chain, and their usage per day. Also the workspace's key policy.
+expiry, a rotation chain, and their usage per hour and per day. Also the workspace's key policy.
 
 Only a key's hint (last 4 characters) and SHA-256 digest are kept: the secret exists in memory between the
 platform's create response and the one page that shows it (see services_apikeys.api_key_issue).
@@ -25,7 +25,8 @@ from project.platform.scopes import PERMISSION_TYPES
 from project.querysets import RestrictedManager
 
 __all__ = [
-    "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "key_digest",
+    "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "KeyUsageHourly",
+    "key_digest",
     "normalise_allowed_ips", "normalise_scopes",
 ]
 
@@ -329,7 +330,8 @@ class ApiKey(TimeStampedModel):
 
 
 class KeyUsageDaily(TimeStampedModel):
-    """What one key spent on one UTC day, as the platform reports it (re-read and replaced by the ingest)."""
+    """What one key spent on one UTC day, as the platform reports it (re-read and replaced by the usage ingest,
+    keys.services.api_key_usage_ingest, from the same answer as the hours)."""
 
     workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
 
@@ -351,3 +353,44 @@ class KeyUsageDaily(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.key} on {self.day}: {self.credits} credits, {self.requests} requests"
+
+
+class KeyUsageHourly(models.Model):
+    """What one key spent in one UTC hour, as the platform reported it (re-read and replaced by the usage ingest).
+
+    Only hours the platform reports have a row. Kept DETECTION_HOURLY_RETENTION_DAYS days (detection's prune);
+    day totals live on in KeyUsageDaily. The table kept its name when the model moved here from detection.
+    """
+
+    audit_former_labels = ("detection.keyusagehourly",)  # the audit trail's label for it before it moved here
+    workspace_path = "key__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_hours")
+    hour = models.DateTimeField(help_text="Start of the UTC hour")
+    credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+    requests = models.PositiveBigIntegerField(default=0)
+    # Set whenever an ingest stores new or revised figures, whichever task ran it (the periodic watch or the
+    # keys sweep); detection's rules take the flagged rows and clear it, so no revision goes unevaluated.
+    awaiting_rules = models.BooleanField(default=True, db_default=True,
+                                         help_text="New or revised figures the detection rules have not seen yet")
+
+    objects = RestrictedManager()
+
+    class Meta:
+        db_table = "detection_keyusagehourly"
+        verbose_name = "key usage (hour)"
+        verbose_name_plural = "key usage (hours)"
+        ordering = ["-hour"]
+        constraints = [
+            # One row per key and hour; also serves "this key's hours before H" (idle waking, blast radius).
+            models.UniqueConstraint(fields=["key", "hour"], name="keyusagehourly_unique_key_hour"),
+        ]
+        indexes = [
+            # The rules' "every key's hours since T" and the retention prune.
+            models.Index(fields=["hour"], name="keyusagehourly_hour_idx"),
+            # The rules taking the rows awaiting them: a few per run, found without reading the whole table.
+            models.Index(fields=["id"], condition=Q(awaiting_rules=True), name="keyusagehourly_awaiting_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id} at {self.hour:%Y-%m-%d %H:00}: {self.credits} credits, {self.requests} requests"

@@ -1,4 +1,6 @@
-"""Celery application. The outbox row is the durable record of work; a message is only a wake-up call."""
+"""Celery application. The outbox row is the durable record of work; a message is only a wake-up call.
+
+The periodic tasks are settings.CELERY_BEAT_SCHEDULE (read here through the CELERY namespace), nowhere else."""
 
 from __future__ import annotations
 
@@ -37,15 +39,3 @@ def _publish_fails_fast(sender: Celery, **_: object) -> None:
 
 app.autodiscover_tasks()
 
-
-@app.on_after_finalize.connect
-def _schedule(sender: Celery, **_: object) -> None:
-    from django.conf import settings
-
-    sender.add_periodic_task(settings.SYNC_DRAIN_INTERVAL_SECONDS, sender.signature("sync.drain_outbox"),
-                             name="drain the sync outbox")
-    sender.add_periodic_task(settings.RECONCILE_INTERVAL_SECONDS, sender.signature("sync.reconcile"),
-                             name="reconcile with the platform")
-    sender.add_periodic_task(settings.VAULT_REFRESH_INTERVAL_SECONDS,
-                             sender.signature("secrets_app.refresh_credentials"),
-                             name="refresh end users' vault tokens before they expire")

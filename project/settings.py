@@ -280,13 +280,20 @@ SYNC_DRAIN_TIME_BUDGET_SECONDS = _env_float("SYNC_DRAIN_TIME_BUDGET_SECONDS", 60
 if SYNC_LEASE_SECONDS < 1 or SYNC_CLAIM_BATCH < 1 or SYNC_DRAIN_THREADS < 1:
     raise ImproperlyConfigured("SYNC_LEASE_SECONDS, SYNC_CLAIM_BATCH and SYNC_DRAIN_THREADS must be at least 1")
 RECONCILE_INTERVAL_SECONDS = _env_float("RECONCILE_INTERVAL_SECONDS", 900.0)
+# Done outbox jobs are kept this many days after they finished (an object's newest job stays whatever its age),
+# then deleted by the periodic prune, which runs every SYNC_PRUNE_INTERVAL_SECONDS.
+SYNC_DONE_RETENTION_DAYS = _env_int("SYNC_DONE_RETENTION_DAYS", 30)
+SYNC_PRUNE_INTERVAL_SECONDS = _env_float("SYNC_PRUNE_INTERVAL_SECONDS", 3600.0)
+if SYNC_DONE_RETENTION_DAYS < 1 or SYNC_PRUNE_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("SYNC_DONE_RETENTION_DAYS must be at least 1 and SYNC_PRUNE_INTERVAL_SECONDS positive")
 
 # --- API keys (keys/*_apikeys.py) ------------------------------------------------------------------
 # A key being issued in a request is left alone this long before the outbox may declare the issue lost
 # (and delete whatever the platform made of it); longer than any platform call can take.
 API_KEY_ISSUE_GRACE_SECONDS = _env_int("API_KEY_ISSUE_GRACE_SECONDS", 60)
-# Usage ingest: how many past days are re-read each run (late platform data still lands), in buckets of
-# this many seconds (the precision of "last used" and of the quiet check).
+# Usage ingest (keys.services.api_key_usage_ingest, one platform read for the hours, the day totals and "last
+# used"): how many past days are re-read each run (late platform data still lands), and the precision of "last
+# used" and of the quiet check in seconds (the read asks for buckets fine enough for that and for whole hours).
 API_KEY_USAGE_LOOKBACK_DAYS = _env_int("API_KEY_USAGE_LOOKBACK_DAYS", 2)
 API_KEY_USAGE_BUCKET_SECONDS = _env_int("API_KEY_USAGE_BUCKET_SECONDS", 3600)
 API_KEY_USAGE_INTERVAL_SECONDS = _env_float("API_KEY_USAGE_INTERVAL_SECONDS", 3600.0)
@@ -303,12 +310,13 @@ if 86400 % API_KEY_USAGE_BUCKET_SECONDS:
 # Django refuses larger POST bodies before the leak check sees them; leave room for the form around the paste.
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, API_KEY_LEAK_CHECK_MAX_CHARS * 3)
 # --- Detection (detection/) -------------------------------------------------------------------------------
-# One hourly-bucketed usage read per run feeds detection's hourly table and keys' daily totals, then the alert
-# rules and the credit guard run (DETECTION_USAGE_INTERVAL_SECONDS replaces a separate keys ingest schedule).
+# Each run, keys' usage ingest (one platform read) stores the hours, the day totals and "last used", then the alert
+# rules and the credit guard run (DETECTION_USAGE_INTERVAL_SECONDS paces the one usage ingest; the keys sweep also
+# runs it, before ending rotation overlaps).
 DETECTION_USAGE_INTERVAL_SECONDS = _env_float("DETECTION_USAGE_INTERVAL_SECONDS", API_KEY_USAGE_INTERVAL_SECONDS)
 # A rules pass run on its own (not right after an ingest) re-reads this many past hours.
 DETECTION_RULE_WINDOW_HOURS = _env_int("DETECTION_RULE_WINDOW_HOURS", 26)
-# Hourly usage rows are kept this long (daily totals stay in keys' table).
+# Hourly usage rows (keys.KeyUsageHourly) are kept this long (daily totals stay).
 DETECTION_HOURLY_RETENTION_DAYS = _env_int("DETECTION_HOURLY_RETENTION_DAYS", 35)
 # The platform's concurrency headers are sampled this often (one small usage query); samples are kept this long.
 DETECTION_CONCURRENCY_SAMPLE_SECONDS = _env_float("DETECTION_CONCURRENCY_SAMPLE_SECONDS", 60.0)
@@ -320,17 +328,6 @@ for _name in ("DETECTION_RULE_WINDOW_HOURS", "DETECTION_HOURLY_RETENTION_DAYS",
 if DETECTION_USAGE_INTERVAL_SECONDS <= 0 or DETECTION_CONCURRENCY_SAMPLE_SECONDS <= 0:
     raise ImproperlyConfigured("DETECTION_USAGE_INTERVAL_SECONDS and DETECTION_CONCURRENCY_SAMPLE_SECONDS must be "
                                "positive")
-CELERY_BEAT_SCHEDULE = {
-    "detection: usage per key (hourly and daily), alert rules, credit guard": {
-        "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
-    "detection: sample the platform's concurrency": {
-        "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
-    "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
-    "broker: delete expired conversation/end-user bindings": {
-        "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
-    "workspaces: platform accounts' keys (end overlaps, rotation due)": {
-        "task": "workspaces.sweep_platform_accounts", "schedule": PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS},
-}
 
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------
 # End users' OAuth tokens expiring within this window are refreshed (by the periodic sweep, which runs every
@@ -346,6 +343,28 @@ if VAULT_REFRESH_WINDOW_SECONDS < 60 or VAULT_REFRESH_INTERVAL_SECONDS <= 0:
 if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
     raise ImproperlyConfigured("VAULT_REFRESH_INTERVAL_SECONDS must be shorter than VAULT_REFRESH_WINDOW_SECONDS, "
                                "or tokens expire between two sweeps")
+
+# --- The beat: every periodic task, here and nowhere else -------------------------------------------
+# Each interval is a setting of its own, listed in the README; tests/test_beat_schedule.py checks that every
+# entry names a registered task. Run exactly one beat per deployment.
+CELERY_BEAT_SCHEDULE = {
+    "sync: drain the outbox": {"task": "sync.drain_outbox", "schedule": SYNC_DRAIN_INTERVAL_SECONDS},
+    "sync: reconcile with the platform": {"task": "sync.reconcile", "schedule": RECONCILE_INTERVAL_SECONDS},
+    "sync: delete done jobs past their retention": {
+        "task": "sync.prune_done_jobs", "schedule": SYNC_PRUNE_INTERVAL_SECONDS},
+    "secrets_app: refresh end users' vault tokens before they expire": {
+        "task": "secrets_app.refresh_credentials", "schedule": VAULT_REFRESH_INTERVAL_SECONDS},
+    "detection: usage per key (hourly and daily), alert rules, credit guard": {
+        "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
+    "detection: sample the platform's concurrency": {
+        "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
+    "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
+    "broker: delete expired conversation/end-user bindings": {
+        "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
+    "workspaces: platform accounts' keys (end overlaps, rotation due)": {
+        "task": "workspaces.sweep_platform_accounts", "schedule": PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS},
+}
+
 # Error pages and error e-mails hide POST fields with secret names and anything holding a known secret value.
 DEFAULT_EXCEPTION_REPORTER_FILTER = "project.logging.RedactingExceptionReporterFilter"
 

@@ -30,6 +30,19 @@ def platform(emulator: Emulator, settings: object) -> Iterator[PlatformClient]:
     client.close()
 
 
+# Kinds served only by handlers the sync tests register themselves; job_enqueue refuses kinds outside the catalogue.
+SYNC_TEST_KINDS = frozenset({"test_thing", "claim_test", "recon_test", "test_request_id"})
+
+
+@pytest.fixture
+def sync_test_kinds(monkeypatch: pytest.MonkeyPatch) -> frozenset[str]:
+    """Let a test enqueue jobs of the sync tests' own kinds, beside the catalogue's."""
+    from project.sync import kinds
+
+    monkeypatch.setattr(kinds, "CATALOGUE", kinds.CATALOGUE | SYNC_TEST_KINDS)
+    return SYNC_TEST_KINDS
+
+
 @pytest.fixture
 def workspace(db: None):
     return WorkspaceFactory(name="Acme", slug="acme")

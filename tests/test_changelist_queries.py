@@ -38,6 +38,7 @@ from tests.accounts.conftest import code_for
 from tests.factories import UserFactory, builtin_role, grant
 from tests.keys.conftest import MATRIX_FACTORIES, OWN
 from workspaces.models import RoleAssignment, Workspace
+from workspaces.services.platform_accounts import default_account
 
 pytestmark = pytest.mark.django_db
 
@@ -185,7 +186,9 @@ def _grow_copies(world: World, numbers: range) -> None:
 
 def _new_workspaces(world: World, numbers: range) -> list[Workspace]:
     """Workspaces for models that hold one row per workspace; the workspace admin is Admin in each of them."""
-    made = _bulk([Workspace(name=f"Bulk workspace {n:05d}", slug=f"bulk-{n:05d}") for n in numbers])
+    account = default_account()
+    made = _bulk([Workspace(name=f"Bulk workspace {n:05d}", slug=f"bulk-{n:05d}", platform_account=account)
+                  for n in numbers])
     if not world.principal.is_superuser:
         role = builtin_role("Admin")
         _bulk([RoleAssignment(user=world.principal, workspace=ws, role=role) for ws in made])

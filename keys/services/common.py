@@ -15,11 +15,12 @@ from keys.models import ApiKey
 from keys.selectors import allocated_quota
 from project.actors import Actor
 from project.audit.services import record
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from workspaces.models import Environment
 
-API_KEY_KIND = "api_key"
+API_KEY_KIND = SyncKind.API_KEY
 KEY_FIELDS = ("name", "scopes", "credit_quota", "allowed_ips", "expires_at")
 POLICY_FIELDS = ("rotation_period_days", "max_live_keys_per_account_per_env", "idle_days", "default_overlap_days",
                  "quiet_hours")

@@ -1,10 +1,13 @@
-"""Usage per key and day from the platform, and the periodic sweep."""
+"""Usage per key from the platform (one read stores the hours, the day totals and "last used"), and the periodic
+sweep."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -12,75 +15,134 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from keys.models import ApiKey, KeyUsageDaily
+from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from keys.services.common import DIGEST_BATCH
 from keys.services.lifecycle import api_key_expire, api_key_raise_hygiene_alerts, api_key_retire
 from project.actors import SYSTEM
 from project.platform import errors
+from project.platform.errors import PlatformError
 
 logger = logging.getLogger(__name__)
 
+HOUR = 3600
+
 
 # --- usage ---------------------------------------------------------------------------------------------------------
-def _column(columns: list[str], name: str, default: int | None = None) -> int | None:
-    return columns.index(name) if name in columns else default
+@dataclass(frozen=True)
+class UsageRow:
+    """One bucket of one key's usage as the platform reported it."""
+
+    hashed: str
+    began: datetime
+    credits: Decimal
+    requests: int
 
 
-def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> dict[str, int]:
-    """Read the platform's usage per key (grouped by hashed_xi_api_key, matched to the keys' digests) for the
-    last API_KEY_USAGE_LOOKBACK_DAYS days in API_KEY_USAGE_BUCKET_SECONDS buckets; replace each (key, day) row
-    with that day's totals and move ``last_used_at`` forward to the end of the newest bucket with traffic.
-
-    Idempotent (re-running writes the same figures). Platform data, not anyone's change: no audit. Raises the
-    platform's errors (the caller decides whether stale usage blocks it).
-    """
-    from project.platform.client import get_client
-
-    client = client or get_client()
-    now = now or timezone.now()
-    bucket = settings.API_KEY_USAGE_BUCKET_SECONDS
+def usage_window(now: datetime) -> tuple[datetime, datetime]:
+    """What each ingest re-reads: from midnight UTC API_KEY_USAGE_LOOKBACK_DAYS days ago until now (late platform
+    data for those days still lands)."""
     start = datetime.combine((now - timedelta(days=settings.API_KEY_USAGE_LOOKBACK_DAYS)).astimezone(UTC).date(),
-                             datetime.min.time(), tzinfo=UTC)
-    data = client.usage_by_api_key(start_ms=int(start.timestamp() * 1000), end_ms=int(now.timestamp() * 1000),
-                                   interval_seconds=bucket)
+                             time.min, tzinfo=UTC)
+    return start, now
+
+
+def usage_read_interval() -> int:
+    """The bucket size to ask for: fine enough for whole hours (detection's rules) and for the precision of "last
+    used" (API_KEY_USAGE_BUCKET_SECONDS), so one read serves both. Both divide a day, so this does too."""
+    return math.gcd(settings.API_KEY_USAGE_BUCKET_SECONDS, HOUR)
+
+
+def _index(columns: list[str], name: str) -> int | None:
+    return columns.index(name) if name in columns else None
+
+
+def parse_usage(data: dict[str, Any]) -> list[UsageRow]:
+    """The platform's tabular answer, columns read by name (time in ms, hashed_xi_api_key, credits, requests); rows
+    without a key hash (usage made some other way) are left out."""
     columns = list(data.get("columns") or [])
-    i_time, i_hash = _column(columns, "time", 0), _column(columns, "hashed_xi_api_key")
-    i_credits, i_requests = _column(columns, "credits"), _column(columns, "requests")
-    if i_hash is None:
-        raise errors.PlatformError("usage answer has no hashed_xi_api_key column", code="invalid_response")
-    days: dict[tuple[str, Any], list[Decimal | int]] = defaultdict(lambda: [Decimal(0), 0])
-    last_used: dict[str, datetime] = {}
+    i_time, i_hash = _index(columns, "time"), _index(columns, "hashed_xi_api_key")
+    i_credits, i_requests = _index(columns, "credits"), _index(columns, "requests")
+    if i_hash is None or i_time is None:
+        raise errors.PlatformError("usage answer has no time or hashed_xi_api_key column", code="invalid_response")
+    rows = []
     for row in data.get("rows") or []:
         hashed = str(row[i_hash] or "")
-        began = datetime.fromtimestamp(int(row[i_time]) / 1000, tz=UTC)
-        credits = Decimal(str(row[i_credits] or 0)) if i_credits is not None else Decimal(0)
-        requests = int(row[i_requests] or 0) if i_requests is not None else 0
-        totals = days[(hashed, began.date())]
-        totals[0] += credits
-        totals[1] += requests
-        if credits > 0 or requests > 0:
-            ended = min(began + timedelta(seconds=bucket), now)
-            last_used[hashed] = max(last_used.get(hashed, ended), ended)
+        if hashed:
+            rows.append(UsageRow(
+                hashed=hashed, began=datetime.fromtimestamp(int(row[i_time]) // 1000, tz=UTC),
+                credits=Decimal(str(row[i_credits] or 0)) if i_credits is not None else Decimal(0),
+                requests=int(row[i_requests] or 0) if i_requests is not None else 0))
+    return rows
+
+
+def _floor(moment: datetime, seconds: int) -> datetime:
+    epoch = int(moment.timestamp())
+    return datetime.fromtimestamp(epoch - epoch % seconds, tz=UTC)
+
+
+def _totals() -> list[Any]:
+    return [Decimal(0), 0]
+
+
+def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> dict[str, Any]:
+    """The one usage ingest. Asks the platform once for the usage per key (grouped by hashed_xi_api_key, matched
+    to the keys' digests) over ``usage_window`` in ``usage_read_interval`` buckets, and in one transaction:
+
+    - replaces each (key, UTC hour) row of KeyUsageHourly whose figures are new or revised, flagging it for
+      detection's rules (``awaiting_rules``), whichever caller ingested it;
+    - replaces each (key, UTC day) row of KeyUsageDaily with that day's totals;
+    - moves each key's ``last_used_at`` forward (never back) to the end of its newest API_KEY_USAGE_BUCKET_SECONDS
+      bucket with traffic.
+
+    Idempotent (re-running writes nothing new). Platform data, not anyone's change: no audit, nothing enqueued.
+    Raises the platform's errors (the caller decides whether stale usage blocks it). Called by detection's
+    periodic watch and by the keys sweep before it ends rotation overlaps.
+
+    Returns counts (``rows``: day rows written, ``hours``: hour rows written, ``keys``, ``unknown_hashes``) and
+    ``changed``: the ids of the hour rows written.
+    """
+    from project.platform.client import accounts_with_workspaces, client_for_account
+
+    now = now or timezone.now()
+    bucket = settings.API_KEY_USAGE_BUCKET_SECONDS
+    start, end = usage_window(now)
+    # Each platform account is asked once (its keys' usage is on its own account); one account failing leaves
+    # the others' usage to be stored, and is raised only when no account answered.
+    clients = [client] if client is not None else [client_for_account(a) for a in accounts_with_workspaces()]
+    reported: list[Any] = []
+    failures: list[PlatformError] = []
+    for account_client in clients:
+        try:
+            data = account_client.usage_by_api_key(start_ms=int(start.timestamp() * 1000),
+                                                   end_ms=int(end.timestamp() * 1000),
+                                                   interval_seconds=usage_read_interval())
+        except PlatformError as exc:
+            failures.append(exc)
+            continue
+        reported.extend(parse_usage(data))
+    if failures and len(failures) == len(clients):
+        raise failures[0]
+    hours: dict[tuple[str, datetime], list[Any]] = defaultdict(_totals)
+    days: dict[tuple[str, Any], list[Any]] = defaultdict(_totals)
+    last_used: dict[str, datetime] = {}
+    for row in reported:
+        for totals in (hours[(row.hashed, _floor(row.began, HOUR))], days[(row.hashed, row.began.date())]):
+            totals[0] += row.credits
+            totals[1] += row.requests
+        if row.credits > 0 or row.requests > 0:
+            ended = min(_floor(row.began, bucket) + timedelta(seconds=bucket), now)
+            last_used[row.hashed] = max(last_used.get(row.hashed, ended), ended)
     hashes = sorted({h for h, _ in days})
     keys: dict[str, ApiKey] = {}
     for i in range(0, len(hashes), DIGEST_BATCH):
         # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
         keys.update((k.digest, k) for k in ApiKey.objects.filter(digest__in=hashes[i:i + DIGEST_BATCH])
                     .exclude(digest="").order_by().only("pk", "digest", "last_used_at"))
-    wanted = {(keys[h].pk, day): totals for (h, day), totals in days.items() if h in keys}
-    key_pks = sorted({k for k, _ in wanted})
-    existing: dict[tuple[int, Any], KeyUsageDaily] = {}
-    for i in range(0, len(key_pks), DIGEST_BATCH):
-        existing.update(((u.key_id, u.day), u) for u in KeyUsageDaily.objects.filter(
-            key_id__in=key_pks[i:i + DIGEST_BATCH], day__gte=start.date()))
-    changed, new = [], []
-    for (key_pk, day), (credits, requests) in wanted.items():
-        row = existing.get((key_pk, day))
-        if row is None:
-            new.append(KeyUsageDaily(key_id=key_pk, day=day, credits=credits, requests=requests))
-        elif (row.credits, row.requests) != (credits, requests):
-            row.credits, row.requests, row.updated_at = credits, requests, now
-            changed.append(row)
+    key_pks = sorted({keys[h].pk for h in hashes if h in keys})
+    new_hours, changed_hours = _hours_to_write(
+        {(keys[h].pk, hour): totals for (h, hour), totals in hours.items() if h in keys}, key_pks, start)
+    new_days, changed_days = _days_to_write(
+        {(keys[h].pk, day): totals for (h, day), totals in days.items() if h in keys}, key_pks, start, now)
     moved = []
     for hashed, when in last_used.items():
         key = keys.get(hashed)
@@ -88,10 +150,57 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
             key.last_used_at = when  # only ever forward: an older window never makes a key look idle again
             moved.append(key)
     with transaction.atomic():
-        KeyUsageDaily.objects.bulk_create(new, batch_size=DIGEST_BATCH)
-        KeyUsageDaily.objects.bulk_update(changed, ["credits", "requests", "updated_at"], batch_size=DIGEST_BATCH)
+        created = KeyUsageHourly.objects.bulk_create(new_hours, batch_size=DIGEST_BATCH)
+        KeyUsageHourly.objects.bulk_update(changed_hours, ["credits", "requests", "awaiting_rules"],
+                                           batch_size=DIGEST_BATCH)
+        KeyUsageDaily.objects.bulk_create(new_days, batch_size=DIGEST_BATCH)
+        KeyUsageDaily.objects.bulk_update(changed_days, ["credits", "requests", "updated_at"], batch_size=DIGEST_BATCH)
         ApiKey.objects.bulk_update(moved, ["last_used_at"], batch_size=DIGEST_BATCH)
-    return {"rows": len(new) + len(changed), "keys": len(key_pks), "unknown_hashes": len(set(hashes) - set(keys))}
+    ids = [row.pk for row in changed_hours] + [row.pk for row in created if row.pk is not None]
+    if any(row.pk is None for row in created):  # a backend that returns no ids from a bulk insert: take them all
+        for i in range(0, len(key_pks), DIGEST_BATCH):
+            ids += KeyUsageHourly.objects.filter(key_id__in=key_pks[i:i + DIGEST_BATCH], hour__gte=start,
+                                                 awaiting_rules=True).values_list("pk", flat=True)
+    result = {"rows": len(new_days) + len(changed_days), "hours": len(new_hours) + len(changed_hours),
+              "keys": len(key_pks), "unknown_hashes": len(set(hashes) - set(keys)), "changed": sorted(set(ids))}
+    if failures:
+        result["failed_accounts"] = len(failures)
+    return result
+
+
+def _hours_to_write(wanted: dict[tuple[int, datetime], list[Any]], key_pks: list[int],
+                    start: datetime) -> tuple[list[KeyUsageHourly], list[KeyUsageHourly]]:
+    existing: dict[tuple[int, datetime], KeyUsageHourly] = {}
+    for i in range(0, len(key_pks), DIGEST_BATCH):
+        existing.update(((u.key_id, u.hour), u) for u in KeyUsageHourly.objects.filter(
+            key_id__in=key_pks[i:i + DIGEST_BATCH], hour__gte=start))
+    new, changed = [], []
+    for (key_pk, hour), (credits, requests) in wanted.items():
+        row = existing.get((key_pk, hour))
+        if row is None:
+            new.append(KeyUsageHourly(key_id=key_pk, hour=hour, credits=credits, requests=requests,
+                                      awaiting_rules=True))
+        elif (row.credits, row.requests) != (credits, requests):
+            row.credits, row.requests, row.awaiting_rules = credits, requests, True
+            changed.append(row)
+    return new, changed
+
+
+def _days_to_write(wanted: dict[tuple[int, Any], list[Any]], key_pks: list[int], start: datetime,
+                   now: datetime) -> tuple[list[KeyUsageDaily], list[KeyUsageDaily]]:
+    existing: dict[tuple[int, Any], KeyUsageDaily] = {}
+    for i in range(0, len(key_pks), DIGEST_BATCH):
+        existing.update(((u.key_id, u.day), u) for u in KeyUsageDaily.objects.filter(
+            key_id__in=key_pks[i:i + DIGEST_BATCH], day__gte=start.date()))
+    new, changed = [], []
+    for (key_pk, day), (credits, requests) in wanted.items():
+        row = existing.get((key_pk, day))
+        if row is None:
+            new.append(KeyUsageDaily(key_id=key_pk, day=day, credits=credits, requests=requests))
+        elif (row.credits, row.requests) != (credits, requests):
+            row.credits, row.requests, row.updated_at = credits, requests, now
+            changed.append(row)
+    return new, changed
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------

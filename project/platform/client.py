@@ -504,6 +504,10 @@ def accounts_with_workspaces() -> dict[int | None, set[int] | None]:
     return dict(_directory.accounts_with_workspaces())
 
 
+def default_account_id() -> int | None:
+    return _directory.default_account_id() if _directory is not None else None
+
+
 def describe_accounts() -> list[dict[str, Any]]:
     return _directory.describe_accounts() if _directory is not None else []
 

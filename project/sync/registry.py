@@ -1,7 +1,8 @@
 """What each app tells the outbox about the kinds of objects it syncs. The outbox knows only kinds and ids.
 
 Apps register in ``AppConfig.ready()`` (import the module holding the decorated functions). Three registries,
-all keyed by the kind string the app passes to ``job_enqueue(kind=...)``:
+all keyed by the kind the app passes to ``job_enqueue(kind=...)``, a member of the catalogue ``kinds.SyncKind``
+(the system check sync.E001/E002 holds the catalogue and the push handlers to each other):
 
 ``@register(kind)``: the push handler, ``fn(job, client) -> remote_id | None``
     Sends the object's *current* state (or its deletion, ``job.op == "delete"``) and returns the remote id.
@@ -28,12 +29,12 @@ all keyed by the kind string the app passes to ``job_enqueue(kind=...)``:
 
 Example (secrets)::
 
-    @register_reconciler("secret")
+    @register_reconciler(SyncKind.SECRET)
     def reconcile_secrets(client, workspace_ids=None):
         remote = {s["secret_id"]: s for s in client.list_secrets()}
         for secret in in_scope(Secret.objects.all(), workspace_ids):
             if secret.remote_id not in remote:
-                yield DriftItem("secret", secret.pk, secret.remote_id or None, "missing_remotely",
+                yield DriftItem(SyncKind.SECRET, secret.pk, secret.remote_id or None, "missing_remotely",
                                 workspace_id=secret.workspace_id, label=secret.name)
 """
 

@@ -28,3 +28,10 @@ def reconcile(run_id: int | None = None, kind: str | None = None) -> None:
 def resync(run_id: int) -> None:
     """Run a queued bulk re-sync (enqueue an upsert for every object of a kind)."""
     services.reconcile_execute(run_id=run_id)
+
+
+@shared_task(name="sync.prune_done_jobs", ignore_result=True, soft_time_limit=600, time_limit=660)
+def prune_done_jobs() -> int:
+    """Periodic (SYNC_PRUNE_INTERVAL_SECONDS): delete done jobs finished over SYNC_DONE_RETENTION_DAYS ago that a
+    newer job of their object replaced."""
+    return services.sync_jobs_prune(actor=None)

@@ -13,6 +13,7 @@ from project import access
 from project.actors import Actor
 from project.audit.services import SECRET_CHANGED, diff, record
 from project.fields import field_state
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import AuthConnection
@@ -21,7 +22,7 @@ from secrets_app.validators import parse_header
 from workspaces.models import Workspace
 
 PERMISSION = "secrets.manage"
-AUTH_CONNECTION_KIND = "auth_connection"
+AUTH_CONNECTION_KIND = SyncKind.AUTH_CONNECTION
 PLAIN = ("name", "kind", "provider", *AuthConnection.PLAIN_FIELDS)
 EMPTY: dict[str, Any] = {"client_id": "", "token_url": "", "scopes": [], "algorithm": "", "claims": {},
                          "username": "", "header_names": []}

@@ -11,13 +11,14 @@ from django.utils import timezone
 from project import access
 from project.actors import Actor
 from project.audit.services import SECRET_CHANGED, SECRET_SET, diff, record
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import Secret, Tool
 from secrets_app.services._common import keep_or_replace, remember, snapshot, user_or_none
 from workspaces.models import Workspace
 
-SECRET_KIND = "secret"
+SECRET_KIND = SyncKind.SECRET
 SECRET_FIELDS = ("name", "description")
 PERMISSION = "secrets.manage"
 

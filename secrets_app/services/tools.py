@@ -10,6 +10,7 @@ from django.db import transaction
 from project import access
 from project.actors import Actor
 from project.audit.services import diff, record
+from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import OAuthProvider, Secret, Tool, ToolSecretReference
@@ -17,7 +18,7 @@ from secrets_app.services._common import snapshot, user_or_none
 from secrets_app.validators import HeaderSpec, parse_headers
 from workspaces.models import Workspace
 
-TOOL_KIND = "tool"
+TOOL_KIND = SyncKind.TOOL
 TOOL_FIELDS = ("name", "description", "url", "method", "headers", "response_timeout_secs")
 PERMISSION = "secrets.manage"
 

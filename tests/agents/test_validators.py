@@ -62,3 +62,29 @@ def test_every_bad_line_is_reported_at_once():
     with pytest.raises(ValidationError) as exc:
         normalize_allowlist(["ok.com", "https://x.com", "*.y.com"])
     assert [m.split(":")[0] for m in exc.value.messages] == ["Line 2", "Line 3"]
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("straße.de", "xn--strae-oqa.de"),  # IDNA 2008 keeps ß (IDNA 2003 would have made it strasse.de)
+    ("STRASSE.DE", "strasse.de"),  # ...which is another host
+    ("BÜCHER.Example:8443", "xn--bcher-kva.example:8443"),  # an uppercase IDN: UTS #46 maps it first
+    ("XN--STRAE-OQA.DE", "xn--strae-oqa.de"),  # an A-label as typed, checked and lowercased
+])
+def test_international_hostnames_follow_idna_2008_and_uts46(raw, expected):
+    assert normalize_hostname(raw) == expected
+
+
+@pytest.mark.parametrize("raw,reason", [
+    ("☃.example", "“☃” (U+2603) cannot appear in a hostname"),
+    ("xn--zz.example", "a label starting with xn-- is not valid punycode"),
+])
+def test_an_invalid_international_label_is_refused_with_its_reason(raw, reason):
+    with pytest.raises(ValidationError) as exc:
+        normalize_hostname(raw)
+    assert exc.value.code == "invalid"
+    assert exc.value.messages == [f"“{raw}” is not a valid hostname: {reason}."]
+
+
+def test_ascii_hostnames_keep_their_rules():
+    # Only names with non-ASCII or xn-- labels go through IDNA 2008, whose hyphen rule would refuse this one.
+    assert normalize_hostname("r3--sn.example.com") == "r3--sn.example.com"

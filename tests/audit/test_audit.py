@@ -94,7 +94,7 @@ def test_the_request_id_reaches_the_sync_job_and_the_worker_runs_under_it(superu
     assert getattr(record_, "request_id", None) == request_id
 
 
-def test_a_coalesced_sync_job_carries_the_latest_request_id(workspace):
+def test_a_coalesced_sync_job_carries_the_latest_request_id(workspace, sync_test_kinds):
     from project import context
     from project.sync.services import job_enqueue
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from detection.models import DetectionPolicy, KeyUsageHourly
-from keys.models import ApiKey, KeyUsageDaily
+from detection.models import DetectionPolicy
+from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from tests.factories import ServiceAccountFactory, UserFactory, grant
 from tests.keys.apikey_fixtures import Clock, account, clock, globex_account  # noqa: F401  (fixtures)
 

@@ -12,6 +12,11 @@ import pytest
 from tests.sync.support import EMULATOR_KEY, RABBITMQ_URL, Workers, purge_broker, rabbitmq_problem
 
 
+@pytest.fixture(autouse=True)
+def _sync_test_kinds(sync_test_kinds: frozenset[str]) -> None:
+    """The sync tests enqueue jobs of their own kinds (test_thing, claim_test, recon_test)."""
+
+
 @pytest.fixture
 def loopback_emulator() -> Iterator[Any]:
     """An emulator served on loopback for worker processes; yields (emulator, url)."""

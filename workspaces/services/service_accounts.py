@@ -15,12 +15,13 @@ from django.utils import timezone
 
 from project.actors import Actor
 from project.audit.services import diff, record
+from project.sync.kinds import SyncKind
 from project.sync.services import job_enqueue
 from workspaces import access
 from workspaces.models import ServiceAccount, Workspace
 from workspaces.services.roles import _person
 
-SERVICE_ACCOUNT_KIND = "service_account"
+SERVICE_ACCOUNT_KIND = SyncKind.SERVICE_ACCOUNT
 SERVICE_ACCOUNT_FIELDS = ("name", "description")
 
 ServiceAccountHook = Callable[[Any, ServiceAccount], object]

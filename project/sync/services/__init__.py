@@ -1,5 +1,6 @@
 """Every write of the sync app: the outbox (enqueue, claim, run, finish, drain, retry, discard) and the long
-operations over whole kinds (reconcile, bulk re-sync, pushing drifted objects)."""
+operations over whole kinds (reconcile, bulk re-sync, pushing drifted objects), and the retention prune of
+done jobs."""
 
 from project.sync.services.drain import outbox_drain
 from project.sync.services.outbox import (
@@ -22,6 +23,7 @@ from project.sync.services.reconcile import (
     resync_run,
     resync_start,
 )
+from project.sync.services.retention import sync_jobs_prune
 
 __all__ = [
     "Outcome",
@@ -40,5 +42,6 @@ __all__ = [
     "reconcile_start",
     "resync_run",
     "resync_start",
+    "sync_jobs_prune",
     "worker_name",
 ]

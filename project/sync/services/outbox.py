@@ -29,7 +29,7 @@ from project.audit.services import record
 from project.fields import DecryptionError
 from project.platform import errors
 from project.platform.client import client_for_workspace
-from project.sync import registry
+from project.sync import kinds, registry
 from project.sync.models import SyncJob
 
 logger = logging.getLogger("project.sync")
@@ -67,8 +67,10 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
     A pending job for the same object absorbs the change (coalescing): the handler always sends the object's
     current state, so the platform sees the latest state, not every step. After commit a worker is nudged; if
     the broker is down the periodic drain picks the job up later (``nudge=False`` leaves the nudge to a caller
-    that enqueues many jobs at once). No audit: the caller audits its change.
+    that enqueues many jobs at once). No audit: the caller audits its change. Raises UnknownSyncKind (a
+    ValueError) for a kind outside the catalogue (project/sync/kinds.py).
     """
+    kinds.require_known(kind)
     object_id = str(object_id)
     with transaction.atomic():
         job = (SyncJob.objects.select_for_update()
