@@ -20,19 +20,10 @@ from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentFo
 from broker.models import BrokerKey, WebhookAgent
 from broker.services.keys import KEY_FIELDS
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, apply_errors
 from workspaces.models import Workspace
 
 STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
-
-
-def _form_errors(form: Any, exc: ValidationError) -> None:
-    """Put a service's refusal on the form: field errors on their fields, the rest on top."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
 
 
 class RefusalAsMessage(WorkspaceScopedAdmin):
@@ -153,7 +144,7 @@ class BrokerKeyAdmin(RefusalAsMessage):
             try:
                 issued = services.broker_key_issue(actor=request.user, **data)
             except ValidationError as exc:
-                _form_errors(form, exc)
+                apply_errors(form, exc)
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "issued": issued, "title": "Issue a broker key", "add": True,
                    "webhook_header": webhook.HEADER}

@@ -28,7 +28,6 @@ from detection.forms import (
     RelatedForm,
     ReplaceStepForm,
     RevokeStepForm,
-    apply_errors,
 )
 from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
@@ -36,7 +35,7 @@ from detection.selectors import blast_radius, latest_steps, related_candidates, 
 from keys.models import ApiKey
 from keys.services import AlreadyIssued
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, apply_errors
 from workspaces.models import Workspace
 
 NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"

@@ -28,12 +28,11 @@ from keys.forms import (
     RotateForm,
     RotateNowForm,
     SuspendForm,
-    apply_errors,
 )
 from keys.models import ApiKey, KeyPolicy
 from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, apply_errors
 from project.sync.selectors import jobs_for_object, with_sync_state
 from workspaces.models import Environment
 

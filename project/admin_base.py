@@ -10,12 +10,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest
 from django.utils.html import format_html
 
 from project import access
+
+
+def apply_errors(form: forms.BaseForm, exc: ValidationError, *, rename: dict[str, str] | None = None) -> None:
+    """Put a service's refusal on a form: errors keyed by one of the form's fields on that field (after `rename`,
+    service name -> form name), every other error above the form."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for name, errors in exc.error_dict.items():
+        name = (rename or {}).get(name, name)
+        form.add_error(name if name in form.fields else None, errors)
 
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):

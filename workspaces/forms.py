@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from project import access
+from project.admin_base import apply_errors
 from workspaces import selectors, services
 from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.permissions import CATALOGUE
@@ -30,14 +31,6 @@ class ActorFormMixin:
         qs = Workspace.objects.all()
         return qs if allowed is None else qs.filter(pk__in=allowed)
 
-    def _add_errors(self, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
-        fields = set(self.fields)  # type: ignore[attr-defined]
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.error_dict.items():
-                field = (rename or {}).get(field, field)
-                self.add_error(field if field in fields else None, errors)  # type: ignore[attr-defined]
-        else:
-            self.add_error(None, exc)  # type: ignore[attr-defined]
 
 
 class RoleForm(ActorFormMixin, forms.ModelForm):
@@ -63,7 +56,7 @@ class RoleForm(ActorFormMixin, forms.ModelForm):
             services.role_check(actor=self.actor, workspace_id=workspace.pk, permissions=data["permissions"],
                                 role=self.instance if self.instance.pk else None)
         except ValidationError as exc:
-            self._add_errors(exc)
+            apply_errors(self, exc)
         return data
 
 
@@ -120,7 +113,7 @@ class RoleAssignmentForm(ActorFormMixin, forms.ModelForm):
         except PermissionDenied as exc:
             self.add_error("workspace", str(exc))
         except ValidationError as exc:
-            self._add_errors(exc, rename={"user": "person"})
+            apply_errors(self, exc, rename={"user": "person"})
         return data
 
 
@@ -153,7 +146,7 @@ class PersonForm(ActorFormMixin, forms.ModelForm):
         except PermissionDenied as exc:
             self.add_error("workspace", str(exc))
         except ValidationError as exc:
-            self._add_errors(exc)
+            apply_errors(self, exc)
         return data
 
 
