@@ -91,7 +91,5 @@ class AgentAdmin(WorkspaceScopedAdmin):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": agent,
                    "title": f"Mint a session credential for {agent}", "form": form, "minted": minted,
                    "change_url": reverse("admin:agents_agent_change", args=[agent.pk])}
-        response = TemplateResponse(request, "admin/agents/agent/mint.html", context)
-        # The credential is on this one page only: no cache may keep it.
-        response["Cache-Control"] = "no-store"
-        return response
+        # The credential is on this one response only; the admin site's never_cache keeps every cache off it.
+        return TemplateResponse(request, "admin/agents/agent/mint.html", context)

@@ -148,11 +148,8 @@ class BrokerKeyAdmin(RefusalAsMessage):
         context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
                    "issued": issued, "title": "Issue a broker key", "add": True,
                    "webhook_header": webhook.HEADER}
-        response = TemplateResponse(request, "admin/broker/brokerkey/issue.html", context)
-        # The key is on this one response only: no cache, proxy or back button may keep it.
-        response["Cache-Control"] = "no-store"
-        response["Pragma"] = "no-cache"
-        return response
+        # The key is on this one response only; the admin site's never_cache keeps every cache off it.
+        return TemplateResponse(request, "admin/broker/brokerkey/issue.html", context)
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:

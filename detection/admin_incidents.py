@@ -38,17 +38,7 @@ from project import access
 from project.admin_base import WorkspaceScopedAdmin, apply_errors
 from workspaces.models import Workspace
 
-NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
 STATE_COLOURS = {"open": "#c62828", "contained": "#b8860b", "closed": "#2e7d32"}
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # The page shows a key's secret once: no cache may keep it and going back must ask the server again.
-    response["Cache-Control"] = NO_STORE
-    response["Pragma"] = "no-cache"
-    response["Expires"] = "0"
-    response["Referrer-Policy"] = "same-origin"
-    return response
 
 
 class IncidentStateFilter(admin.SimpleListFilter):
@@ -338,7 +328,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
                  if secret_subject else
                  "Issue the successor now, with the same environment, scopes, quota and network limits. Its secret "
                  "is shown once on the next page: put it in your secret manager and roll it out.")
-        return _no_store(self._page(request, incident, f"Replace: {incident.subject_repr}", form=form, intro=intro))
+        return self._page(request, incident, f"Replace: {incident.subject_repr}", form=form, intro=intro)
 
     @sensitive_variables("secret")
     def _secret_page(self, request: HttpRequest, incident: Incident, key: ApiKey, secret: str | None,
@@ -346,7 +336,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
         context = {**self.admin_site.each_context(request), "opts": ApiKey._meta, "key": key, "secret": secret,
                    "title": f"Replacement for incident {incident}", "incident": incident,
                    "change_url": reverse("admin:keys_apikey_change", args=[key.pk]), "incident_url": change_url}
-        return _no_store(TemplateResponse(request, "admin/detection/incident/secret.html", context))
+        return TemplateResponse(request, "admin/detection/incident/secret.html", context)
 
     def blast_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         incident = self._incident(request, object_id)
@@ -415,6 +405,5 @@ class IncidentAdmin(WorkspaceScopedAdmin):
         incident = self._incident(request, object_id)
         response = HttpResponse(incident_markdown(incident), content_type="text/markdown; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="incident-{incident.pk}.md"'
-        response["Cache-Control"] = "private, no-store"
         return response
 

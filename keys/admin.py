@@ -38,17 +38,6 @@ from workspaces.models import Environment
 
 STATE_COLOURS = {"pending": "#b8860b", "active": "#2e7d32", "superseded": "#1565c0", "revoked": "#c62828",
                  "expired": "#777", "failed": "#c62828"}
-NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # The page holds a secret (or what a person pasted): no browser or proxy cache may keep it, and going
-    # back must ask the server again, which never shows it twice.
-    response["Cache-Control"] = NO_STORE
-    response["Pragma"] = "no-cache"
-    response["Expires"] = "0"
-    response["Referrer-Policy"] = "same-origin"
-    return response
 
 
 class FlagFilter(admin.SimpleListFilter):
@@ -262,7 +251,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                      title: str) -> HttpResponse:
         context = self._context(request, title, key=key, secret=issued.secret if issued else None,
                                 change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/secret.html", context))
+        return TemplateResponse(request, "admin/keys/apikey/secret.html", context)
 
     @sensitive_variables("issued")
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
@@ -285,7 +274,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             else:
                 return self._secret_page(request, issued, key=issued.key, title=f"Key “{issued.key.name}” issued")
         context = self._context(request, "Issue an API key", form=form, media=self.media + form.media)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/issue.html", context))
+        return TemplateResponse(request, "admin/keys/apikey/issue.html", context)
 
     @sensitive_variables("issued")
     def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -305,7 +294,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                 return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” rotated")
         context = self._context(request, f"Rotate “{key}”", key=key, form=form, immediate=False,
                                 change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+        return TemplateResponse(request, "admin/keys/apikey/rotate.html", context)
 
     @sensitive_variables("issued")
     def rotate_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
@@ -331,7 +320,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                                          title=f"“{key.name}” revoked and replaced")
         context = self._context(request, f"Rotate “{key}” now", key=key, form=form, immediate=True,
                                 change_url=change_url)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+        return TemplateResponse(request, "admin/keys/apikey/rotate.html", context)
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         key: ApiKey = self.get_scoped_object_or_404(request, object_id)
@@ -401,7 +390,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
         incident_keys = {m.key.pk for m in (report.matches if report else [])
                          if access.has_perm(request.user, "incidents.manage", m.key.workspace_id)}
         context = self._context(request, "Leak check", form=form, report=report, incident_keys=incident_keys)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/leak_check.html", context))
+        return TemplateResponse(request, "admin/keys/apikey/leak_check.html", context)
 
     def budgets_view(self, request: HttpRequest) -> HttpResponse:
         """Credit budgets per environment next to what the live keys' quotas hold; editable with
