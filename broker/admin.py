@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from agents import services as agent_services
@@ -20,7 +19,7 @@ from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentFo
 from broker.models import BrokerKey, WebhookAgent
 from broker.services.keys import KEY_FIELDS
 from project import access
-from project.admin_base import WorkspaceScopedAdmin, apply_errors
+from project.admin_base import WorkspaceScopedAdmin
 from workspaces.models import Workspace
 
 STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
@@ -131,25 +130,22 @@ class BrokerKeyAdmin(RefusalAsMessage):
         return services.broker_key_update(actor=request.user, key=obj, agents=form.cleaned_data["agents"], **data)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        """Issue a key. The key is shown on this response only (no-store); a re-post does not show it again."""
+        """Issue a key. The key is shown on this response only (never_cache); a re-post does not show it again."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         allowed = access.workspaces_with(request.user, "keys.issue")
         workspaces = Workspace.objects.all() if allowed is None else Workspace.objects.filter(pk__in=allowed)
-        form = BrokerKeyIssueForm(request.POST or None, choices=selectors.issue_choices_for(request.user),
-                                  workspaces=workspaces)
-        issued = None
-        if request.method == "POST" and form.is_valid():
-            data = dict(form.cleaned_data)
-            try:
-                issued = services.broker_key_issue(actor=request.user, **data)
-            except ValidationError as exc:
-                apply_errors(form, exc)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "issued": issued, "title": "Issue a broker key", "add": True,
-                   "webhook_header": webhook.HEADER}
-        # The key is on this one response only; the admin site's never_cache keeps every cache off it.
-        return TemplateResponse(request, "admin/broker/brokerkey/issue.html", context)
+        template, title = "admin/broker/brokerkey/issue.html", "Issue a broker key"
+        page = {"add": True, "webhook_header": webhook.HEADER}
+
+        def issue(form: BrokerKeyIssueForm) -> HttpResponse:
+            issued = services.broker_key_issue(actor=request.user, **form.cleaned_data)
+            return self.render_page(request, template, title=title, form=form, issued=issued, **page)
+
+        return self.form_page(request, None, form_class=BrokerKeyIssueForm,
+                              form_kwargs={"choices": selectors.issue_choices_for(request.user),
+                                           "workspaces": workspaces},
+                              template=template, title=title, on_valid=issue, context={"issued": None, **page})
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
