@@ -19,10 +19,10 @@ from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentFo
 from broker.models import BrokerKey, WebhookAgent
 from broker.services.keys import KEY_FIELDS
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
 
-STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
+STATUS_TONES = {"active": "ok", "expired": "warn", "revoked": "bad"}
 
 
 class RefusalAsMessage(WorkspaceScopedAdmin):
@@ -118,8 +118,7 @@ class BrokerKeyAdmin(RefusalAsMessage):
 
     @admin.display(description="status")
     def status_badge(self, key: BrokerKey) -> str:
-        return format_html('<span style="color:{};font-weight:bold">{}</span>', STATUS_COLOURS[key.status],
-                           key.status)
+        return badge(key.status, STATUS_TONES[key.status])
 
     # --- writes ------------------------------------------------------------------------------------
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:

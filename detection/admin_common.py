@@ -5,12 +5,12 @@ from __future__ import annotations
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.utils.html import format_html
 
 from project import access
+from project.admin_base import badge
 from workspaces.models import Workspace
 
-SEVERITY_COLOURS = {"info": "#555", "low": "#1565c0", "medium": "#b8860b", "high": "#c62828", "critical": "#8b0000"}
+SEVERITY_TONES = {"info": "quiet", "low": "info", "medium": "warn", "high": "bad", "critical": "critical"}
 
 
 class WorkspaceFilter(admin.SimpleListFilter):
@@ -32,4 +32,4 @@ class WorkspaceFilter(admin.SimpleListFilter):
 
 
 def severity_badge(severity: str, label: str) -> str:
-    return format_html('<strong style="color:{}">{}</strong>', SEVERITY_COLOURS.get(severity, "#555"), label)
+    return badge(label, SEVERITY_TONES.get(severity, "quiet"), tag="strong")

@@ -35,10 +35,10 @@ from detection.selectors import blast_radius, latest_steps, related_candidates, 
 from keys.models import ApiKey
 from keys.services import AlreadyIssued
 from project import access
-from project.admin_base import Outcome, WorkspaceScopedAdmin
+from project.admin_base import Outcome, WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
 
-STATE_COLOURS = {"open": "#c62828", "contained": "#b8860b", "closed": "#2e7d32"}
+STATE_TONES = {"open": "bad", "contained": "warn", "closed": "ok"}
 
 
 class IncidentStateFilter(admin.SimpleListFilter):
@@ -87,8 +87,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_display(self, incident: Incident) -> str:
-        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(incident.state, "#555"),
-                           incident.get_state_display())
+        return badge(incident.get_state_display(), STATE_TONES.get(incident.state, "quiet"), tag="strong")
 
     @admin.display(description="subject")
     def subject_link(self, incident: Incident) -> str:

@@ -31,12 +31,12 @@ from keys.forms import (
 from keys.models import ApiKey, KeyPolicy
 from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, badge, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
 from workspaces.models import Environment
 
-STATE_COLOURS = {"pending": "#b8860b", "active": "#2e7d32", "superseded": "#1565c0", "revoked": "#c62828",
-                 "expired": "#777", "failed": "#c62828"}
+STATE_TONES = {"pending": "warn", "active": "ok", "superseded": "info", "revoked": "bad", "expired": "muted",
+               "failed": "bad"}
 
 
 class FlagFilter(admin.SimpleListFilter):
@@ -108,14 +108,11 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     # --- list columns (no query per row: everything comes with the row) -------------------------------------
     @admin.display(description="state", ordering="state")
     def state_badge(self, key: ApiKey) -> str:
-        state = format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
-                            key.get_state_display())
+        state = badge(key.get_state_display(), STATE_TONES.get(key.state, "muted"), tag="strong")
         if key.suspended_at is None or key.state not in ApiKey.USABLE_STATES:
             return state
         # Disabled on the platform until resumed: say so where people look first, the reason on hover.
-        return format_html('{} <span class="key-suspended" title="{}" style="background:#fdecea;color:#c62828;'
-                           'padding:0 4px;border-radius:3px;white-space:nowrap">suspended</span>', state,
-                           key.suspend_reason)
+        return format_html('{} <span class="key-suspended" title="{}">suspended</span>', state, key.suspend_reason)
 
     @admin.display(description="suspension")
     def suspension_display(self, key: ApiKey) -> str:
@@ -143,13 +140,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     @admin.display(description="flags")
     def flag_badges(self, key: ApiKey) -> str:
         flags = key.flags(policy_of_row(key), timezone.now())
-        return format_html_join(" ", '<span style="background:#fff3cd;color:#7a5b00;padding:0 4px;border-radius:3px;'
-                                'white-space:nowrap">{}</span>', ((f,) for f in flags)) or "—"
+        return format_html_join(" ", '<span class="kw-pill kw-pill--flag">{}</span>', ((f,) for f in flags)) or "—"
 
     @admin.display(description="sync")
     def sync_status(self, key: ApiKey) -> str:
-        from project.admin_base import sync_badge
-
         return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
 
     # --- detail fields -----------------------------------------------------------------------------------------

@@ -255,15 +255,22 @@ def scoped_related_filter(field: str, *, title: str | None = None, workspace_loo
     return ScopedRelatedFilter
 
 
+# --- badges: a state's label, coloured by a tone class of static/keyward/admin.css (no inline style: the CSP) ---
+def badge(label: str, tone: str, *, title: str | None = None, tag: str = "span") -> str:
+    """`<span class="kw-badge kw-tone-ok">synced</span>`; tones: ok, warn, bad, critical, info, muted, quiet."""
+    if title is None:
+        return format_html('<{} class="kw-badge kw-tone-{}">{}</{}>', tag, tone, label, tag)
+    return format_html('<{} class="kw-badge kw-tone-{}" title="{}">{}</{}>', tag, tone, title, label, tag)
+
+
 # --- the sync state of an object, as a badge in lists and pages ----------------------------------------------
 SYNC_LABELS = {
-    None: ("never queued", "#777"), "pending": ("pending", "#b8860b"), "running": ("syncing", "#b8860b"),
-    "done": ("synced", "#2e7d32"), "failed": ("failed", "#c62828"), "dead": ("failed (gave up)", "#c62828"),
-    "superseded": ("pending", "#b8860b"), "discarded": ("not synced (discarded)", "#777"),
+    None: ("never queued", "muted"), "pending": ("pending", "warn"), "running": ("syncing", "warn"),
+    "done": ("synced", "ok"), "failed": ("failed", "bad"), "dead": ("failed (gave up)", "bad"),
+    "superseded": ("pending", "warn"), "discarded": ("not synced (discarded)", "muted"),
 }
 
 
 def sync_badge(state: str | None, error: str | None) -> str:
-    label, colour = SYNC_LABELS.get(state, (state, "#777"))
-    title = error or ""
-    return format_html('<span style="color:{};font-weight:bold" title="{}">{}</span>', colour, title, label)
+    label, tone = SYNC_LABELS.get(state, (state, "muted"))
+    return badge(label, tone, title=error or "")
