@@ -6,14 +6,12 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html
 
 from agents import services
 from agents.forms import AgentForm, MintForm
 from agents.models import Agent
-from project import access
 from project.admin_base import WorkspaceScopedAdmin, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
 
@@ -76,8 +74,9 @@ class AgentAdmin(WorkspaceScopedAdmin):
                 *super().get_urls()]
 
     def mint_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        agent: Agent = self.get_scoped_object_or_404(request, object_id)  # 404 outside the person's workspaces
-        access.require(request.user, "sessions.mint", agent.workspace_id)
+        """Not a form_page: the credential is shown on the answer to the POST itself, and a refusal of the
+        platform is a message, not a field's error."""
+        agent: Agent = self.get_scoped_object_or_404(request, object_id, "sessions.mint")
         form = MintForm(request.POST or None, agent=agent)
         minted = None
         if request.method == "POST" and form.is_valid():
@@ -88,10 +87,6 @@ class AgentAdmin(WorkspaceScopedAdmin):
             except ValidationError as exc:
                 for message in exc.messages:
                     self.message_user(request, message, level=messages.ERROR)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "original": agent,
-                   "title": f"Mint a session credential for {agent}", "form": form, "minted": minted,
-                   "change_url": reverse("admin:agents_agent_change", args=[agent.pk])}
-        response = TemplateResponse(request, "admin/agents/agent/mint.html", context)
-        # The credential is on this one page only: no cache may keep it.
-        response["Cache-Control"] = "no-store"
-        return response
+        # The credential is on this one response only; the admin site's never_cache keeps every cache off it.
+        return self.render_page(request, "admin/agents/agent/mint.html", title=f"Mint a session credential for {agent}",
+                                obj=agent, original=agent, form=form, minted=minted)

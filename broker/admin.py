@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.utils.html import format_html
 
 from agents import services as agent_services
@@ -20,19 +19,10 @@ from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentFo
 from broker.models import BrokerKey, WebhookAgent
 from broker.services.keys import KEY_FIELDS
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
 
-STATUS_COLOURS = {"active": "#2e7d32", "expired": "#b8860b", "revoked": "#c62828"}
-
-
-def _form_errors(form: Any, exc: ValidationError) -> None:
-    """Put a service's refusal on the form: field errors on their fields, the rest on top."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, errors)
-    else:
-        form.add_error(None, exc)
+STATUS_TONES = {"active": "ok", "expired": "warn", "revoked": "bad"}
 
 
 class RefusalAsMessage(WorkspaceScopedAdmin):
@@ -128,8 +118,7 @@ class BrokerKeyAdmin(RefusalAsMessage):
 
     @admin.display(description="status")
     def status_badge(self, key: BrokerKey) -> str:
-        return format_html('<span style="color:{};font-weight:bold">{}</span>', STATUS_COLOURS[key.status],
-                           key.status)
+        return badge(key.status, STATUS_TONES[key.status])
 
     # --- writes ------------------------------------------------------------------------------------
     def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
@@ -140,27 +129,21 @@ class BrokerKeyAdmin(RefusalAsMessage):
         return services.broker_key_update(actor=request.user, key=obj, agents=form.cleaned_data["agents"], **data)
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
-        """Issue a key. The key is shown on this response only (no-store); a re-post does not show it again."""
+        """Issue a key. The key is shown on this response only (never_cache); a re-post does not show it again."""
         if not self.has_add_permission(request):
             raise PermissionDenied
         workspaces = Workspace.objects.restrict(request.user, "keys.issue")
-        form = BrokerKeyIssueForm(request.POST or None, choices=selectors.issue_choices_for(request.user),
-                                  workspaces=workspaces)
-        issued = None
-        if request.method == "POST" and form.is_valid():
-            data = dict(form.cleaned_data)
-            try:
-                issued = services.broker_key_issue(actor=request.user, **data)
-            except ValidationError as exc:
-                _form_errors(form, exc)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
-                   "issued": issued, "title": "Issue a broker key", "add": True,
-                   "webhook_header": webhook.HEADER}
-        response = TemplateResponse(request, "admin/broker/brokerkey/issue.html", context)
-        # The key is on this one response only: no cache, proxy or back button may keep it.
-        response["Cache-Control"] = "no-store"
-        response["Pragma"] = "no-cache"
-        return response
+        template, title = "admin/broker/brokerkey/issue.html", "Issue a broker key"
+        page = {"add": True, "webhook_header": webhook.HEADER}
+
+        def issue(form: BrokerKeyIssueForm) -> HttpResponse:
+            issued = services.broker_key_issue(actor=request.user, **form.cleaned_data)
+            return self.render_page(request, template, title=title, form=form, issued=issued, **page)
+
+        return self.form_page(request, None, form_class=BrokerKeyIssueForm,
+                              form_kwargs={"choices": selectors.issue_choices_for(request.user),
+                                           "workspaces": workspaces},
+                              template=template, title=title, on_valid=issue, context={"issued": None, **page})
 
     @admin.action(description="Revoke selected keys")
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:

@@ -9,7 +9,6 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
 
@@ -162,6 +161,7 @@ class AlertAdmin(ReadOnlyScopedAdmin):
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
     def resume_key_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """A confirmation without a form (not a form_page): a refusal is a message on the alert's page."""
         from keys.services import api_key_resume
 
         alert: Alert = self.get_scoped_object_or_404(request, object_id)
@@ -169,7 +169,6 @@ class AlertAdmin(ReadOnlyScopedAdmin):
         if key is None:
             raise Http404("No suspended key behind this alert.")
         access.require(request.user, "keys.issue", alert.workspace_id)
-        change_url = reverse("admin:alerts_alert_change", args=[alert.pk])
         if request.method == "POST":
             try:
                 api_key_resume(actor=request.user, key=key, reason=f"resumed from alert #{alert.pk}")
@@ -178,10 +177,9 @@ class AlertAdmin(ReadOnlyScopedAdmin):
             else:
                 self.message_user(request, f"“{key}” is enabled again; the platform is told at once.",
                                   messages.SUCCESS)
-            return HttpResponseRedirect(change_url)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "alert": alert, "key": key,
-                   "title": f"Resume “{key}”", "change_url": change_url}
-        return TemplateResponse(request, "admin/alerts/alert/resume_key.html", context)
+            return HttpResponseRedirect(self.change_url(alert))
+        return self.render_page(request, "admin/alerts/alert/resume_key.html", title=f"Resume “{key}”", obj=alert,
+                                alert=alert, key=key)
 
 
 def _plain(value: Any) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from django.utils.html import format_html
+from project.admin_base import badge
 
-SEVERITY_COLOURS = {"info": "#555", "low": "#1565c0", "medium": "#b8860b", "high": "#c62828", "critical": "#8b0000"}
+SEVERITY_TONES = {"info": "quiet", "low": "info", "medium": "warn", "high": "bad", "critical": "critical"}
 
 
 def severity_badge(severity: str, label: str) -> str:
-    return format_html('<strong style="color:{}">{}</strong>', SEVERITY_COLOURS.get(severity, "#555"), label)
+    return badge(label, SEVERITY_TONES.get(severity, "quiet"), tag="strong")

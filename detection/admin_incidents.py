@@ -4,13 +4,13 @@ per step, and the Markdown export. Every write calls a service in detection.inci
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, Prefetch, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -28,7 +28,6 @@ from detection.forms import (
     RelatedForm,
     ReplaceStepForm,
     RevokeStepForm,
-    apply_errors,
 )
 from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
@@ -36,20 +35,10 @@ from detection.selectors import blast_radius, latest_steps, related_candidates, 
 from keys.models import ApiKey
 from keys.services import AlreadyIssued
 from project import access
-from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin
+from project.admin_base import Outcome, WorkspaceFilter, WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
 
-NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
-STATE_COLOURS = {"open": "#c62828", "contained": "#b8860b", "closed": "#2e7d32"}
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # The page shows a key's secret once: no cache may keep it and going back must ask the server again.
-    response["Cache-Control"] = NO_STORE
-    response["Pragma"] = "no-cache"
-    response["Expires"] = "0"
-    response["Referrer-Policy"] = "same-origin"
-    return response
+STATE_TONES = {"open": "bad", "contained": "warn", "closed": "ok"}
 
 
 class IncidentStateFilter(admin.SimpleListFilter):
@@ -98,8 +87,7 @@ class IncidentAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="state", ordering="state")
     def state_display(self, incident: Incident) -> str:
-        return format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(incident.state, "#555"),
-                           incident.get_state_display())
+        return badge(incident.get_state_display(), STATE_TONES.get(incident.state, "quiet"), tag="strong")
 
     @admin.display(description="subject")
     def subject_link(self, incident: Incident) -> str:
@@ -157,9 +145,6 @@ class IncidentAdmin(WorkspaceScopedAdmin):
         data = {f: form.cleaned_data[f] for f in services.UPDATE_FIELDS if f in form.cleaned_data}
         return services.incident_update(actor=request.user, incident=obj, **data)
 
-    def _manage(self, request: HttpRequest, incident: Incident) -> None:
-        access.require(request.user, self.manage_permission, incident.workspace_id)
-
     # --- the incident page: walk and timeline ---------------------------------------------------------------
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
@@ -214,38 +199,20 @@ class IncidentAdmin(WorkspaceScopedAdmin):
                  "can_note": access.has_perm(request.user, self.manage_permission, incident.workspace_id)}
         return super().change_view(request, object_id, form_url, {**(extra_context or {}), **extra})
 
-    def _incident(self, request: HttpRequest, object_id: str) -> Incident:
-        incident: Incident = self.get_scoped_object_or_404(request, object_id)
+    def _incident(self, request: HttpRequest, object_id: str, *permissions: str) -> Incident:
+        incident: Incident = self.get_scoped_object_or_404(request, object_id, *permissions)
         steps = IncidentStep.objects.order_by("created_at", "id")
         return (Incident.objects.select_related("workspace", "alert", "api_key", "replacement_key", "opened_by",
                                                 "closed_by")
                 .prefetch_related(Prefetch("steps", queryset=steps)).get(pk=incident.pk))
 
-    def _page(self, request: HttpRequest, incident: Incident | None, title: str, template: str = "step.html",
-              **extra: Any) -> TemplateResponse:
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title,
-                   "incident": incident,
-                   "change_url": reverse("admin:detection_incident_change", args=[incident.pk]) if incident else None,
-                   **extra}
-        return TemplateResponse(request, f"admin/detection/incident/{template}", context)
-
-    def _done(self, request: HttpRequest, incident: Incident, message: str) -> HttpResponse:
-        self.message_user(request, message, messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:detection_incident_change", args=[incident.pk]))
-
-    def _step_view(self, request: HttpRequest, incident: Incident, form_class: Any, title: str, run: Any,
-                   message: str, intro: str = "", form_kwargs: dict[str, Any] | None = None,
-                   **extra: Any) -> HttpResponse:
-        self._manage(request, incident)
-        form = form_class(request.POST or None, **(form_kwargs or {}))
-        if request.method == "POST" and form.is_valid():
-            try:
-                run(incident, form.cleaned_data)
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                return self._done(request, incident, message)
-        return self._page(request, incident, title, form=form, intro=intro, **extra)
+    def _step_page(self, request: HttpRequest, incident: Incident, *, form_class: Any, title: str,
+                   on_valid: Callable[[Any], Outcome], intro: str = "", form_kwargs: dict[str, Any] | None = None,
+                   **extra: Any) -> HttpResponseBase:
+        """One step of the walk: its form on step.html; done, it goes back to the incident page."""
+        return self.form_page(request, incident, form_class=form_class, form_kwargs=form_kwargs,
+                              template="admin/detection/incident/step.html", title=title, on_valid=on_valid,
+                              context={"incident": incident, "intro": intro, **extra})
 
     # --- open ------------------------------------------------------------------------------------------------
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
@@ -275,25 +242,25 @@ class IncidentAdmin(WorkspaceScopedAdmin):
         elif params.get("secret"):
             secret = self._scoped(secrets_for(request.user), params["secret"])
         fixed = any(o is not None for o in (alert, key, secret))
-        form = OpenIncidentForm(request.POST or None, keys=keys, secrets=secrets, workspaces=workspaces, fixed=fixed)
-        if request.method == "POST" and form.is_valid():
+
+        def open_(form: OpenIncidentForm) -> HttpResponse:
             data = form.cleaned_data
-            try:
-                incident, created = services.incident_open(
-                    actor=request.user, source=source, alert=alert, api_key=key or data.get("api_key"),
-                    secret=secret or data.get("secret"), workspace=data.get("workspace"), title=data["title"],
-                    summary=data["summary"], severity=data["severity"] or None,
-                    exposure_start=data["exposure_start"])
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                return self._done(request, incident, f"Incident {incident} opened." if created else
-                                  f"{incident} is already open for this; continue there.")
-        subject = alert or key or secret
-        return self._page(request, None, "Open an incident", "open.html", form=form, subject=subject,
-                          alert=alert, key=key, secret=secret, source=source,
-                          hidden={"alert": params.get("alert", ""), "key": params.get("key", ""),
-                                  "secret": params.get("secret", ""), "source": params.get("source", "")})
+            incident, created = services.incident_open(
+                actor=request.user, source=source, alert=alert, api_key=key or data.get("api_key"),
+                secret=secret or data.get("secret"), workspace=data.get("workspace"), title=data["title"],
+                summary=data["summary"], severity=data["severity"] or None, exposure_start=data["exposure_start"])
+            self.message_user(request, f"Incident {incident} opened." if created else
+                              f"{incident} is already open for this; continue there.", messages.SUCCESS)
+            return HttpResponseRedirect(self.change_url(incident))
+
+        return self.form_page(
+            request, None, form_class=OpenIncidentForm,
+            form_kwargs={"keys": keys, "secrets": secrets, "workspaces": workspaces, "fixed": fixed},
+            template="admin/detection/incident/open.html", title="Open an incident", on_valid=open_,
+            context={"subject": alert or key or secret, "alert": alert, "key": key, "secret": secret,
+                     "source": source,
+                     "hidden": {"alert": params.get("alert", ""), "key": params.get("key", ""),
+                                "secret": params.get("secret", ""), "source": params.get("source", "")}})
 
     def _scoped(self, queryset: QuerySet, value: str) -> Any:
         obj = queryset.filter(pk=value).first() if str(value).isdigit() else None
@@ -303,118 +270,121 @@ class IncidentAdmin(WorkspaceScopedAdmin):
 
     # --- the steps ------------------------------------------------------------------------------------------
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        def run(incident: Incident, data: dict[str, Any]) -> None:
-            services.incident_revoke(actor=request.user, incident=incident, reason=data["reason"])
+        incident = self._incident(request, object_id, self.manage_permission)
 
-        incident = self._incident(request, object_id)
+        def revoke(form: RevokeStepForm) -> str:
+            services.incident_revoke(actor=request.user, incident=incident, reason=form.cleaned_data["reason"])
+            return "Revoked: the exposure window is closed."
+
         intro = ("Revoke the key now: it stops working on the platform at once (disabled, then deleted). Do not "
                  "wait to understand the full scope." if incident.api_key_id else
                  "Revoke the secret where it was issued (its provider's console), then record here how.")
-        return self._step_view(request, incident, RevokeStepForm, f"Revoke: {incident.subject_repr}", run,
-                               "Revoked: the exposure window is closed.", intro)
+        return self._step_page(request, incident, form_class=RevokeStepForm,
+                               title=f"Revoke: {incident.subject_repr}", on_valid=revoke, intro=intro)
 
     @method_decorator(sensitive_post_parameters("new_value"))
-    @sensitive_variables("issued")
     def replace_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
-        self._manage(request, incident)
+        incident = self._incident(request, object_id, self.manage_permission)
         secret_subject = incident.subject_kind == "secret"
-        form = ReplaceStepForm(request.POST or None, secret_subject=secret_subject)
-        change_url = reverse("admin:detection_incident_change", args=[incident.pk])
-        if request.method == "POST" and form.is_valid():
+
+        @sensitive_variables("issued")
+        def replace(form: ReplaceStepForm) -> str | HttpResponse:
             try:
                 issued = services.incident_replace(actor=request.user, incident=incident,
                                                    request_uuid=form.cleaned_data["request_uuid"],
                                                    new_value=form.cleaned_data.get("new_value"))
             except AlreadyIssued as exc:
-                return self._secret_page(request, incident, exc.key, None, change_url)
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                if issued is not None:
-                    return self._secret_page(request, incident, issued.key, issued.secret, change_url)
-                return self._done(request, incident, "Replacement recorded.")
+                return self._secret_page(request, incident, exc.key, None)
+            if issued is not None:
+                return self._secret_page(request, incident, issued.key, issued.secret)
+            return "Replacement recorded."
+
         intro = ("Store the secret's new value: Keyward encrypts it, never shows it again, and updates the platform."
                  if secret_subject else
                  "Issue the successor now, with the same environment, scopes, quota and network limits. Its secret "
                  "is shown once on the next page: put it in your secret manager and roll it out.")
-        return _no_store(self._page(request, incident, f"Replace: {incident.subject_repr}", form=form, intro=intro))
+        return self._step_page(request, incident, form_class=ReplaceStepForm,
+                               form_kwargs={"secret_subject": secret_subject},
+                               title=f"Replace: {incident.subject_repr}", on_valid=replace, intro=intro)
 
     @sensitive_variables("secret")
-    def _secret_page(self, request: HttpRequest, incident: Incident, key: ApiKey, secret: str | None,
-                     change_url: str) -> HttpResponse:
-        context = {**self.admin_site.each_context(request), "opts": ApiKey._meta, "key": key, "secret": secret,
-                   "title": f"Replacement for incident {incident}", "incident": incident,
-                   "change_url": reverse("admin:keys_apikey_change", args=[key.pk]), "incident_url": change_url}
-        return _no_store(TemplateResponse(request, "admin/detection/incident/secret.html", context))
+    def _secret_page(self, request: HttpRequest, incident: Incident, key: ApiKey,
+                     secret: str | None) -> HttpResponse:
+        """The replacement key's show-once page (the API key's template, with a way back to the incident)."""
+        return self.render_page(request, "admin/detection/incident/secret.html",
+                                title=f"Replacement for incident {incident}", opts=ApiKey._meta, key=key,
+                                secret=secret, incident=incident,
+                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]),
+                                incident_url=self.change_url(incident))
 
     def blast_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
+        incident = self._incident(request, object_id, self.manage_permission)
         start = incident.exposure_start or (incident.api_key.activated_at if incident.api_key_id else None)
         initial = {"exposure_start": start, "exposure_end": incident.exposure_end}
         preview = blast_radius(incident, start, incident.exposure_end or timezone.now()) if start else None
 
-        def run(incident: Incident, data: dict[str, Any]) -> None:
+        def assess(form: BlastRadiusForm) -> str:
+            data = form.cleaned_data
             services.incident_assess(actor=request.user, incident=incident, exposure_start=data["exposure_start"],
                                      exposure_end=data["exposure_end"], notes=data["notes"])
+            return "Blast radius recorded."
 
-        return self._step_view(request, incident, BlastRadiusForm, f"Blast radius: {incident.subject_repr or incident}",
-                               run, "Blast radius recorded.", "Set the exposure window: how long was it valid and "
-                               "exposed? The figures below are recorded with the step.",
-                               form_kwargs={"initial": initial}, preview=preview)
+        return self._step_page(request, incident, form_class=BlastRadiusForm, form_kwargs={"initial": initial},
+                               title=f"Blast radius: {incident.subject_repr or incident}", on_valid=assess,
+                               intro="Set the exposure window: how long was it valid and exposed? The figures below "
+                                     "are recorded with the step.", preview=preview)
 
     def related_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
+        incident = self._incident(request, object_id, self.manage_permission)
         candidates = related_candidates(incident)
 
-        def run(incident: Incident, data: dict[str, Any]) -> None:
-            services.incident_list_related(actor=request.user, incident=incident, refs=data["refs"],
-                                           notes=data["notes"])
+        def record(form: RelatedForm) -> str:
+            services.incident_list_related(actor=request.user, incident=incident, refs=form.cleaned_data["refs"],
+                                           notes=form.cleaned_data["notes"])
+            return "Related secrets recorded."
 
-        return self._step_view(request, incident, RelatedForm, "Related secrets to rotate", run,
-                               "Related secrets recorded.", "If the key leaked from a repository, a log store or a "
-                               "CI pipeline, assume what sat next to it leaked too. Tick what to rotate; each links "
-                               "to its page.", form_kwargs={"candidates": candidates}, candidates=candidates)
+        return self._step_page(request, incident, form_class=RelatedForm, form_kwargs={"candidates": candidates},
+                               title="Related secrets to rotate", on_valid=record,
+                               intro="If the key leaked from a repository, a log store or a CI pipeline, assume what "
+                                     "sat next to it leaked too. Tick what to rotate; each links to its page.",
+                               candidates=candidates)
 
     def postmortem_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
+        incident = self._incident(request, object_id, self.manage_permission)
         initial = {"root_cause": incident.root_cause, "controls": incident.controls_added,
                    "controls_notes": incident.controls_notes}
 
-        def run(incident: Incident, data: dict[str, Any]) -> None:
+        def record(form: PostmortemForm) -> str:
+            data = form.cleaned_data
             services.incident_postmortem(actor=request.user, incident=incident, root_cause=data["root_cause"],
                                          controls=data["controls"], controls_notes=data["controls_notes"])
+            return "Post-mortem recorded."
 
-        return self._step_view(request, incident, PostmortemForm, "Post-mortem", run, "Post-mortem recorded.",
-                               "Find how the key escaped and close that path, or it will happen again.",
-                               form_kwargs={"initial": initial})
+        return self._step_page(request, incident, form_class=PostmortemForm, form_kwargs={"initial": initial},
+                               title="Post-mortem", on_valid=record,
+                               intro="Find how the key escaped and close that path, or it will happen again.")
 
     def close_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
+        incident = self._incident(request, object_id, self.manage_permission)
 
-        def run(incident: Incident, data: dict[str, Any]) -> None:
-            services.incident_close(actor=request.user, incident=incident, notes=data["notes"])
+        def close(form: CloseForm) -> str:
+            services.incident_close(actor=request.user, incident=incident, notes=form.cleaned_data["notes"])
+            return "Incident closed."
 
-        return self._step_view(request, incident, CloseForm, "Close the incident", run, "Incident closed.",
-                               "Closing resolves the alert the incident came from. Notes can still be added.")
+        return self._step_page(request, incident, form_class=CloseForm, title="Close the incident", on_valid=close,
+                               intro="Closing resolves the alert the incident came from. Notes can still be added.")
 
     def note_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        incident = self._incident(request, object_id)
-        self._manage(request, incident)
-        form = NoteForm(request.POST or None)
-        if request.method == "POST" and form.is_valid():
-            try:
-                services.incident_note(actor=request.user, incident=incident, text=form.cleaned_data["text"])
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                return self._done(request, incident, "Note added.")
-        return self._page(request, incident, "Add a note", form=form)
+        incident = self._incident(request, object_id, self.manage_permission)
+
+        def note(form: NoteForm) -> str:
+            services.incident_note(actor=request.user, incident=incident, text=form.cleaned_data["text"])
+            return "Note added."
+
+        return self._step_page(request, incident, form_class=NoteForm, title="Add a note", on_valid=note)
 
     def export_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         incident = self._incident(request, object_id)
         response = HttpResponse(incident_markdown(incident), content_type="text/markdown; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="incident-{incident.pk}.md"'
-        response["Cache-Control"] = "private, no-store"
         return response
-

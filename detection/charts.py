@@ -38,6 +38,11 @@ class Line:
     total: float
     points: str = ""
 
+    @property
+    def swatch(self) -> str:
+        """The legend's class for this line's colour (kw-swatch--<index in PALETTE>, static/keyward/admin.css)."""
+        return f"kw-swatch--{PALETTE.index(self.colour)}"
+
 
 @dataclass
 class LineChart:

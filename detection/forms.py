@@ -22,15 +22,6 @@ def when_field(label: str, required: bool = True, help_text: str = "") -> forms.
                                input_formats=DATETIME_FORMATS, help_text=help_text)
 
 
-def apply_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Show a service's ValidationError on the matching fields (or above the form)."""
-    if hasattr(exc, "error_dict"):
-        for name, errors in exc.message_dict.items():
-            form.add_error(name if name in form.fields else None, errors)
-    else:
-        form.add_error(None, exc.messages)
-
-
 class DetectionPolicyForm(forms.ModelForm):
     time_zone = forms.CharField(initial="UTC", help_text="An IANA name, e.g. Europe/Berlin or America/New_York.")
 

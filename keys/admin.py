@@ -7,10 +7,9 @@ from datetime import timedelta
 from typing import Any
 
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -28,28 +27,16 @@ from keys.forms import (
     RotateForm,
     RotateNowForm,
     SuspendForm,
-    apply_errors,
 )
 from keys.models import ApiKey, KeyPolicy
 from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
-from project.admin_base import WorkspaceScopedAdmin
+from project.admin_base import WorkspaceScopedAdmin, badge, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
 from workspaces.models import Environment
 
-STATE_COLOURS = {"pending": "#b8860b", "active": "#2e7d32", "superseded": "#1565c0", "revoked": "#c62828",
-                 "expired": "#777", "failed": "#c62828"}
-NO_STORE = "no-store, no-cache, must-revalidate, max-age=0, private"
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # The page holds a secret (or what a person pasted): no browser or proxy cache may keep it, and going
-    # back must ask the server again, which never shows it twice.
-    response["Cache-Control"] = NO_STORE
-    response["Pragma"] = "no-cache"
-    response["Expires"] = "0"
-    response["Referrer-Policy"] = "same-origin"
-    return response
+STATE_TONES = {"pending": "warn", "active": "ok", "superseded": "info", "revoked": "bad", "expired": "muted",
+               "failed": "bad"}
 
 
 class FlagFilter(admin.SimpleListFilter):
@@ -120,14 +107,11 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     # --- list columns (no query per row: everything comes with the row) -------------------------------------
     @admin.display(description="state", ordering="state")
     def state_badge(self, key: ApiKey) -> str:
-        state = format_html('<strong style="color:{}">{}</strong>', STATE_COLOURS.get(key.state, "#777"),
-                            key.get_state_display())
+        state = badge(key.get_state_display(), STATE_TONES.get(key.state, "muted"), tag="strong")
         if key.suspended_at is None or key.state not in ApiKey.USABLE_STATES:
             return state
         # Disabled on the platform until resumed: say so where people look first, the reason on hover.
-        return format_html('{} <span class="key-suspended" title="{}" style="background:#fdecea;color:#c62828;'
-                           'padding:0 4px;border-radius:3px;white-space:nowrap">suspended</span>', state,
-                           key.suspend_reason)
+        return format_html('{} <span class="key-suspended" title="{}">suspended</span>', state, key.suspend_reason)
 
     @admin.display(description="suspension")
     def suspension_display(self, key: ApiKey) -> str:
@@ -155,13 +139,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     @admin.display(description="flags")
     def flag_badges(self, key: ApiKey) -> str:
         flags = key.flags(policy_of_row(key), timezone.now())
-        return format_html_join(" ", '<span style="background:#fff3cd;color:#7a5b00;padding:0 4px;border-radius:3px;'
-                                'white-space:nowrap">{}</span>', ((f,) for f in flags)) or "—"
+        return format_html_join(" ", '<span class="kw-pill kw-pill--flag">{}</span>', ((f,) for f in flags)) or "—"
 
     @admin.display(description="sync")
     def sync_status(self, key: ApiKey) -> str:
-        from project.admin_base import sync_badge
-
         return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
 
     # --- detail fields -----------------------------------------------------------------------------------------
@@ -254,23 +235,20 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             *super().get_urls(),
         ]
 
-    def _context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
-        return {**self.admin_site.each_context(request), "opts": self.model._meta, "title": title, **extra}
-
     @sensitive_variables("issued")
     def _secret_page(self, request: HttpRequest, issued: services.IssuedKey | None, *, key: ApiKey,
                      title: str) -> HttpResponse:
-        context = self._context(request, title, key=key, secret=issued.secret if issued else None,
-                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/secret.html", context))
+        """The show-once page: the answer to the POST that issued the key, never shown again."""
+        return self.render_page(request, "admin/keys/apikey/secret.html", title=title, obj=key, key=key,
+                                secret=issued.secret if issued else None)
 
-    @sensitive_variables("issued")
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None) -> HttpResponse:
         """Issue a key. The answer to the POST is the only page that ever shows the secret."""
         if not self.has_add_permission(request):
             raise PermissionDenied
-        form = ApiKeyIssueForm(request.POST or None, user=request.user)
-        if request.method == "POST" and form.is_valid():
+
+        @sensitive_variables("issued")
+        def issue(form: ApiKeyIssueForm) -> HttpResponse:
             data = form.cleaned_data
             try:
                 issued = services.api_key_issue(
@@ -280,74 +258,56 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                     request_uuid=data["request_uuid"])
             except services.AlreadyIssued as exc:
                 return self._secret_page(request, None, key=exc.key, title="Key already issued")
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                return self._secret_page(request, issued, key=issued.key, title=f"Key “{issued.key.name}” issued")
-        context = self._context(request, "Issue an API key", form=form, media=self.media + form.media)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/issue.html", context))
+            return self._secret_page(request, issued, key=issued.key, title=f"Key “{issued.key.name}” issued")
 
-    @sensitive_variables("issued")
+        return self.form_page(request, None, form_class=ApiKeyIssueForm, form_kwargs={"user": request.user},
+                              template="admin/keys/apikey/issue.html", title="Issue an API key", on_valid=issue)
+
     def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
-        access.require(request.user, "keys.issue", key.workspace_id)
-        form = RotateForm(request.POST or None, policy=key_policy_of(key.workspace_id))
-        if request.method == "POST" and form.is_valid():
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id, "keys.issue")
+
+        @sensitive_variables("issued")
+        def rotate(form: RotateForm) -> HttpResponse:
             try:
                 issued = services.api_key_rotate(actor=request.user, key=key,
                                                  overlap=timedelta(days=form.cleaned_data["overlap_days"]),
                                                  request_uuid=form.cleaned_data["request_uuid"])
             except services.AlreadyIssued as exc:
                 return self._secret_page(request, None, key=exc.key, title="Successor already issued")
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” rotated")
-        context = self._context(request, f"Rotate “{key}”", key=key, form=form, immediate=False,
-                                change_url=reverse("admin:keys_apikey_change", args=[key.pk]))
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+            return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” rotated")
 
-    @sensitive_variables("issued")
+        return self.form_page(request, key, form_class=RotateForm,
+                              form_kwargs={"policy": key_policy_of(key.workspace_id)},
+                              template="admin/keys/apikey/rotate.html", title=f"Rotate “{key}”", on_valid=rotate,
+                              context={"key": key, "immediate": False})
+
     def rotate_now_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
-        access.require(request.user, "keys.issue", key.workspace_id)
-        access.require(request.user, "keys.revoke", key.workspace_id)
-        form = RotateNowForm(request.POST or None)
-        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
-        if request.method == "POST" and form.is_valid():
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id, "keys.issue", "keys.revoke")
+
+        @sensitive_variables("issued")
+        def rotate_now(form: RotateNowForm) -> str | HttpResponse:
             try:
                 issued = services.api_key_rotate_now(actor=request.user, key=key,
                                                      request_uuid=form.cleaned_data["request_uuid"])
             except services.AlreadyIssued as exc:
                 return self._secret_page(request, None, key=exc.key, title="Successor already issued")
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                if issued is None:
-                    self.message_user(request, f"“{key}” is revoked; its successor from the earlier rotation stays "
-                                               "in use.", messages.SUCCESS)
-                    return HttpResponseRedirect(change_url)
-                return self._secret_page(request, issued, key=issued.key,
-                                         title=f"“{key.name}” revoked and replaced")
-        context = self._context(request, f"Rotate “{key}” now", key=key, form=form, immediate=True,
-                                change_url=change_url)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/rotate.html", context))
+            if issued is None:
+                return f"“{key}” is revoked; its successor from the earlier rotation stays in use."
+            return self._secret_page(request, issued, key=issued.key, title=f"“{key.name}” revoked and replaced")
+
+        return self.form_page(request, key, form_class=RotateNowForm, template="admin/keys/apikey/rotate.html",
+                              title=f"Rotate “{key}” now", on_valid=rotate_now,
+                              context={"key": key, "immediate": True})
 
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
-        access.require(request.user, "keys.revoke", key.workspace_id)
-        form = RevokeForm(request.POST or None)
-        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
-        if request.method == "POST" and form.is_valid():
-            try:
-                services.api_key_revoke(actor=request.user, key=key, reason=form.cleaned_data["reason"])
-            except ValidationError as exc:
-                apply_errors(form, exc)
-            else:
-                self.message_user(request, f"“{key}” is revoked; the platform is told at once.", messages.SUCCESS)
-                return HttpResponseRedirect(change_url)
-        context = self._context(request, f"Revoke “{key}”", key=key, form=form, change_url=change_url)
-        return TemplateResponse(request, "admin/keys/apikey/revoke.html", context)
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id, "keys.revoke")
+
+        def revoke(form: RevokeForm) -> str:
+            services.api_key_revoke(actor=request.user, key=key, reason=form.cleaned_data["reason"])
+            return f"“{key}” is revoked; the platform is told at once."
+
+        return self.form_page(request, key, form_class=RevokeForm, template="admin/keys/apikey/revoke.html",
+                              title=f"Revoke “{key}”", on_valid=revoke, context={"key": key})
 
     def suspend_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """Disable the key on the platform until resumed (keys.revoke): for a suspected leak under investigation
@@ -359,37 +319,32 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
         return self._suspension_view(request, object_id, suspend=False)
 
     def _suspension_view(self, request: HttpRequest, object_id: str, *, suspend: bool) -> HttpResponse:
-        key: ApiKey = self.get_scoped_object_or_404(request, object_id)
-        access.require(request.user, "keys.revoke" if suspend else "keys.issue", key.workspace_id)
-        change_url = reverse("admin:keys_apikey_change", args=[key.pk])
+        key: ApiKey = self.get_scoped_object_or_404(request, object_id, "keys.revoke" if suspend else "keys.issue")
         if key.state not in ApiKey.USABLE_STATES or (key.suspended_at is None) != suspend:
             self.message_user(request, f"“{key}” is {key.get_state_display().lower()}"
                               f"{' and suspended' if key.suspended_at else ''}: there is nothing to "
                               f"{'suspend' if suspend else 'resume'}.", messages.WARNING)
-            return HttpResponseRedirect(change_url)
-        form = SuspendForm(request.POST or None, required=suspend)
-        if request.method == "POST" and form.is_valid():
+            return HttpResponseRedirect(self.change_url(key))
+
+        def switch(form: SuspendForm) -> str:
             reason = form.cleaned_data["reason"]
-            try:
-                if suspend:
-                    services.api_key_suspend(actor=request.user, key=key, reason=reason)
-                else:
-                    services.api_key_resume(actor=request.user, key=key, reason=reason)
-            except ValidationError as exc:
-                apply_errors(form, exc)
+            if suspend:
+                services.api_key_suspend(actor=request.user, key=key, reason=reason)
             else:
-                done = "suspended: the platform disables it" if suspend else "resumed: the platform enables it"
-                self.message_user(request, f"“{key}” is {done} at once.", messages.SUCCESS)
-                return HttpResponseRedirect(change_url)
-        title = f"{'Suspend' if suspend else 'Resume'} “{key}”"
-        context = self._context(request, title, key=key, form=form, change_url=change_url, suspend=suspend)
-        return TemplateResponse(request, "admin/keys/apikey/suspend.html", context)
+                services.api_key_resume(actor=request.user, key=key, reason=reason)
+            done = "suspended: the platform disables it" if suspend else "resumed: the platform enables it"
+            return f"“{key}” is {done} at once."
+
+        return self.form_page(request, key, form_class=SuspendForm, form_kwargs={"required": suspend},
+                              template="admin/keys/apikey/suspend.html",
+                              title=f"{'Suspend' if suspend else 'Resume'} “{key}”", on_valid=switch,
+                              context={"key": key, "suspend": suspend})
 
     @method_decorator(sensitive_post_parameters("text"))
     @sensitive_variables("form", "text")
     def leak_check_view(self, request: HttpRequest) -> HttpResponse:
         """Paste text, see which keys it exposes. The text is checked in memory: never stored, logged, kept in
-        the session or echoed back."""
+        the session or echoed back. (Not a form_page: the answer is a report on this page, not a redirect.)"""
         if not self.has_view_permission(request):
             raise PermissionDenied
         form = LeakCheckForm(request.POST or None)
@@ -400,8 +355,8 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
         # Matches the person may open an incident for (detection's "Open incident" button).
         incident_keys = {m.key.pk for m in (report.matches if report else [])
                          if access.has_perm(request.user, "incidents.manage", m.key.workspace_id)}
-        context = self._context(request, "Leak check", form=form, report=report, incident_keys=incident_keys)
-        return _no_store(TemplateResponse(request, "admin/keys/apikey/leak_check.html", context))
+        return self.render_page(request, "admin/keys/apikey/leak_check.html", title="Leak check", form=form,
+                                report=report, incident_keys=incident_keys)
 
     def budgets_view(self, request: HttpRequest) -> HttpResponse:
         """Credit budgets per environment next to what the live keys' quotas hold; editable with
@@ -411,23 +366,21 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
         rows = environment_budgets(request.user)
         editable = [(env, allocated) for env, allocated in rows
                     if access.has_perm(request.user, "workspace.manage", env.workspace_id)]
-        form = BudgetsForm(request.POST or None, environments=editable)
-        if request.method == "POST":
-            if not editable:
-                raise PermissionDenied
-            if form.is_valid():
-                try:
-                    services.environment_budgets_set(actor=request.user, budgets=form.budgets())
-                except ValidationError as exc:
-                    apply_errors(form, exc)
-                else:
-                    self.message_user(request, "Budgets saved.", messages.SUCCESS)
-                    return HttpResponseRedirect(reverse("admin:keys_apikey_budgets"))
+        if request.method == "POST" and not editable:
+            raise PermissionDenied
         editable_ids = {env.pk for env, _ in editable}
-        table = [(env, allocated, form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
-                 for env, allocated in rows]
-        context = self._context(request, "Environment budgets", form=form, table=table)
-        return TemplateResponse(request, "admin/keys/apikey/budgets.html", context)
+
+        def save(form: BudgetsForm) -> str:
+            services.environment_budgets_set(actor=request.user, budgets=form.budgets())
+            return "Budgets saved."
+
+        def table(form: BudgetsForm) -> dict[str, Any]:
+            return {"table": [(env, allocated, form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
+                              for env, allocated in rows]}
+
+        return self.form_page(request, None, form_class=BudgetsForm, form_kwargs={"environments": editable},
+                              template="admin/keys/apikey/budgets.html", title="Environment budgets",
+                              on_valid=save, success_url=reverse("admin:keys_apikey_budgets"), context=table)
 
 
 @admin.register(KeyPolicy)

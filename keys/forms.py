@@ -10,18 +10,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 
 from keys.models import ALL_SCOPES, PLATFORM_SCOPES, ApiKey, KeyPolicy
+from project.admin_base import apply_errors
 from workspaces.models import Environment, ServiceAccount
 
 SCOPE_CHOICES = [(s, s) for s in PLATFORM_SCOPES]
-
-
-def apply_errors(form: forms.Form, exc: ValidationError) -> None:
-    """Put a service's ValidationError on the form's fields (unknown fields become form-wide errors)."""
-    if hasattr(exc, "error_dict"):
-        for field, errors in exc.error_dict.items():
-            form.add_error(field if field in form.fields else None, [m for e in errors for m in e.messages])
-    else:
-        form.add_error(None, exc.messages)
 
 
 def _lines(text: str) -> list[str]:

@@ -4,19 +4,45 @@ It scopes querysets to the workspaces where the signed-in person holds the view 
 matching permission on the object's own workspace for add, change, delete and custom actions, limits the
 workspace choices in forms, answers 404 for objects outside the person's reach, and routes writes to
 services (subclasses implement `service_save` and `service_delete`).
+
+The custom pages an admin adds through `get_urls()` share three pieces: `get_scoped_object_or_404` (the object,
+404 out of reach, 403 without a permission on its workspace), `form_page` (bind a form, call a service, show its
+refusal on the form, message and redirect) and `render_page` (a template in the admin's frame). `apply_errors` is
+the one place a service's `ValidationError` lands on a form. None of them sets cache headers: the admin site wraps
+every view in `never_cache` (accounts/admin_site.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import Model, QuerySet
-from django.http import Http404, HttpRequest
+from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 from django.utils.html import format_html
 
 from project import access
 from project.querysets import workspace_model, workspace_path
+
+
+def apply_errors(form: forms.BaseForm, exc: ValidationError, *, rename: dict[str, str] | None = None) -> None:
+    """Put a service's refusal on a form: errors keyed by one of the form's fields on that field (after `rename`,
+    service name -> form name), every other error above the form."""
+    if not hasattr(exc, "error_dict"):
+        form.add_error(None, exc)
+        return
+    for name, errors in exc.error_dict.items():
+        name = (rename or {}).get(name, name)
+        form.add_error(name if name in form.fields else None, errors)
+
+
+#: What a form page's `on_valid` returns: a success message (then the page redirects), or the response to send.
+Outcome = str | HttpResponseBase
 
 
 class WorkspaceScopedAdmin(admin.ModelAdmin):
@@ -88,8 +114,57 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
             raise Http404("No such object.")
         return obj
 
-    def get_scoped_object_or_404(self, request: HttpRequest, object_id: str) -> Model:
-        return self.get_object(request, object_id)  # type: ignore[return-value]
+    def get_scoped_object_or_404(self, request: HttpRequest, object_id: str, *permissions: str) -> Model:
+        """The object behind a page: 404 when the person cannot see it (another workspace's object looks like one
+        that does not exist), then 403 when they lack one of `permissions` in its workspace."""
+        obj: Model = self.get_object(request, object_id)  # type: ignore[assignment]
+        for permission in permissions:
+            access.require(request.user, permission, self.workspace_id_of(obj))
+        return obj
+
+    # --- custom pages (added through get_urls) --------------------------------------------------------------
+    def change_url(self, obj: Model) -> str:
+        return reverse(f"admin:{self.opts.app_label}_{self.opts.model_name}_change", args=[obj.pk],
+                       current_app=self.admin_site.name)
+
+    def render_page(self, request: HttpRequest, template: str, *, title: str, obj: Model | None = None,
+                    **context: Any) -> TemplateResponse:
+        """A custom page in the admin's frame: the site's context, this model's opts, the title and, for a page
+        about one object, its change page as `change_url`."""
+        request.current_app = self.admin_site.name
+        page = {**self.admin_site.each_context(request), "opts": self.opts, "title": title}
+        if obj is not None:
+            page["change_url"] = self.change_url(obj)
+        return TemplateResponse(request, template, {**page, **context})
+
+    def form_page(self, request: HttpRequest, obj: Model | None, *,
+                  form_class: Callable[..., forms.BaseForm], template: str, title: str,
+                  on_valid: Callable[[Any], Outcome], form_kwargs: dict[str, Any] | None = None,
+                  success_url: str | None = None, message_level: int = messages.SUCCESS,
+                  context: dict[str, Any] | Callable[[Any], dict[str, Any]] | None = None) -> HttpResponseBase:
+        """A page with one form: GET shows it; a valid POST runs `on_valid(form)`, which calls the service.
+
+        `on_valid` returns the success message (shown, then a redirect to `success_url`, by default the object's
+        change page, else this page) or a response of its own (a show-once secret page). A `ValidationError` it
+        raises is put on the form (`apply_errors`) and the page is shown again. Look the object up with
+        `get_scoped_object_or_404` first (404, 403); `form_class` is called with the POST data (or None) and
+        `form_kwargs`; `context` adds to the template's context, or builds that addition from the form.
+        """
+        form = form_class(request.POST or None, **(form_kwargs or {}))
+        if request.method == "POST" and form.is_valid():
+            try:
+                outcome = on_valid(form)
+            except ValidationError as exc:
+                apply_errors(form, exc)
+            else:
+                if isinstance(outcome, HttpResponseBase):
+                    return outcome
+                self.message_user(request, outcome, message_level)
+                where = success_url or (self.change_url(obj) if obj is not None else request.get_full_path())
+                return HttpResponseRedirect(where)
+        extra = context(form) if callable(context) else (context or {})
+        return self.render_page(request, template, title=title, obj=obj, form=form, media=self.media + form.media,
+                                **extra)
 
     # --- forms ---------------------------------------------------------------------------------------
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
@@ -206,15 +281,22 @@ def scoped_related_filter(field: str, *, title: str | None = None,
     return ScopedRelatedFilter
 
 
+# --- badges: a state's label, coloured by a tone class of static/keyward/admin.css (no inline style: the CSP) ---
+def badge(label: str, tone: str, *, title: str | None = None, tag: str = "span") -> str:
+    """`<span class="kw-badge kw-tone-ok">synced</span>`; tones: ok, warn, bad, critical, info, muted, quiet."""
+    if title is None:
+        return format_html('<{} class="kw-badge kw-tone-{}">{}</{}>', tag, tone, label, tag)
+    return format_html('<{} class="kw-badge kw-tone-{}" title="{}">{}</{}>', tag, tone, title, label, tag)
+
+
 # --- the sync state of an object, as a badge in lists and pages ----------------------------------------------
 SYNC_LABELS = {
-    None: ("never queued", "#777"), "pending": ("pending", "#b8860b"), "running": ("syncing", "#b8860b"),
-    "done": ("synced", "#2e7d32"), "failed": ("failed", "#c62828"), "dead": ("failed (gave up)", "#c62828"),
-    "superseded": ("pending", "#b8860b"), "discarded": ("not synced (discarded)", "#777"),
+    None: ("never queued", "muted"), "pending": ("pending", "warn"), "running": ("syncing", "warn"),
+    "done": ("synced", "ok"), "failed": ("failed", "bad"), "dead": ("failed (gave up)", "bad"),
+    "superseded": ("pending", "warn"), "discarded": ("not synced (discarded)", "muted"),
 }
 
 
 def sync_badge(state: str | None, error: str | None) -> str:
-    label, colour = SYNC_LABELS.get(state, (state, "#777"))
-    title = error or ""
-    return format_html('<span style="color:{};font-weight:bold" title="{}">{}</span>', colour, title, label)
+    label, tone = SYNC_LABELS.get(state, (state, "muted"))
+    return badge(label, tone, title=error or "")

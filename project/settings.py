@@ -186,6 +186,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "var" / "static"
+# The project's own files (static/keyward/admin.css: every style of the admin pages) next to the apps' static folders.
+STATICFILES_DIRS = [BASE_DIR / "static"]
 # Development serves static files straight from the apps; production serves the collected copy (collectstatic).
 WHITENOISE_USE_FINDERS = DEBUG
 
@@ -409,7 +411,7 @@ SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
 CONTENT_SECURITY_POLICY = env.str(
     "CONTENT_SECURITY_POLICY",
-    default="default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    default="default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "font-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'self'; form-action 'self'; "
     "frame-ancestors 'none'",
 )

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from project import access
-from project.admin_base import WorkspaceScopedAdmin, scoped_related_filter, sync_badge
+from project.admin_base import WorkspaceScopedAdmin, badge, scoped_related_filter, sync_badge
 from project.fields import CANNOT_DECRYPT, field_state
 from project.sync.selectors import jobs_for_object, with_sync_state
 from secrets_app import services
@@ -28,9 +28,9 @@ PERMISSION = "secrets.manage"
 
 def state_badge(state: str) -> str:
     if state == "unreadable":
-        return format_html('<strong style="color:#c62828">{}</strong>', CANNOT_DECRYPT)
+        return badge(CANNOT_DECRYPT, "bad", tag="strong")
     if state == "set":
-        return format_html('<span style="color:#2e7d32">{}</span> (encrypted, write-only)', "set")
+        return format_html('<span class="kw-tone-ok">{}</span> (encrypted, write-only)', "set")
     return "not set"
 
 

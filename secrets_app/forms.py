@@ -15,6 +15,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 from django.db import models, transaction
 
+from project.admin_base import apply_errors
 from project.fields import CANNOT_DECRYPT, field_state
 from secrets_app import services
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool
@@ -78,14 +79,7 @@ class ServiceForm(forms.ModelForm):
         except _Rollback:
             pass
         except ValidationError as exc:
-            self._add_service_errors(exc)
-
-    def _add_service_errors(self, exc: ValidationError) -> None:
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.message_dict.items():
-                self.add_error(field if field in self.fields else None, errors)
-        else:
-            self.add_error(None, exc.messages)
+            apply_errors(self, exc)
 
     def run_service(self) -> models.Model:
         return self.service_call()

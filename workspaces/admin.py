@@ -21,7 +21,6 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.decorators import method_decorator
@@ -358,28 +357,32 @@ class PersonAdmin(KeysAdmin):
 
     @method_decorator(sensitive_post_parameters())
     def password_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        user = self.get_object(request, unquote(object_id))  # 404 outside the person's reach
+        user = self.get_scoped_object_or_404(request, unquote(object_id))  # 404 outside the person's reach
         if not self.has_change_permission(request, user):
             raise PermissionDenied
-        form = AdminPasswordChangeForm(user, request.POST or None)
-        if request.method == "POST" and form.is_valid():
+
+        def set_password(form: AdminPasswordChangeForm) -> str:
             usable = form.cleaned_data["set_usable_password"]
             services_people.user_set_password(actor=request.user, user=user,
                                               password=form.cleaned_data["password1"] if usable else None)
             if user.pk == request.user.pk:
                 user.refresh_from_db()
                 update_session_auth_hash(request, user)
-            self.message_user(request, "Password changed." if usable else "Password sign-in turned off.")
-            return HttpResponseRedirect(reverse("admin:auth_user_change", args=[user.pk]))
-        context = {
-            **self.admin_site.each_context(request), "title": f"Set password: {user.get_username()}",
-            "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.base_fields)})], {}),
-            "form_url": "", "form": form, "is_popup": IS_POPUP_VAR in request.GET, "is_popup_var": IS_POPUP_VAR,
-            "add": True, "change": False, "has_delete_permission": False, "has_change_permission": True,
-            "has_absolute_url": False, "opts": self.opts, "original": user, "save_as": False, "show_save": True,
-        }
-        request.current_app = self.admin_site.name
-        return TemplateResponse(request, "admin/auth/user/change_password.html", context)
+            return "Password changed." if usable else "Password sign-in turned off."
+
+        def django_context(form: AdminPasswordChangeForm) -> dict[str, Any]:
+            # What Django's own change_password.html expects (as UserAdmin.user_change_password gives it).
+            return {
+                "adminForm": admin.helpers.AdminForm(form, [(None, {"fields": list(form.base_fields)})], {}),
+                "form_url": "", "is_popup": IS_POPUP_VAR in request.GET, "is_popup_var": IS_POPUP_VAR,
+                "add": True, "change": False, "has_delete_permission": False, "has_change_permission": True,
+                "has_absolute_url": False, "original": user, "save_as": False, "show_save": True,
+            }
+
+        return self.form_page(request, user, form_class=lambda data: AdminPasswordChangeForm(user, data),
+                              template="admin/auth/user/change_password.html",
+                              title=f"Set password: {user.get_username()}", on_valid=set_password,
+                              message_level=messages.INFO, context=django_context)
 
 
 # --- workspaces and environments ---------------------------------------------------------------------------

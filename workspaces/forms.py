@@ -11,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 
+from project.admin_base import apply_errors
 from workspaces import selectors, services
 from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.permissions import CATALOGUE
@@ -27,14 +28,6 @@ class ActorFormMixin:
     def _workspaces(self, permission: str) -> Any:
         return Workspace.objects.restrict(self.actor, permission)
 
-    def _add_errors(self, exc: ValidationError, rename: dict[str, str] | None = None) -> None:
-        fields = set(self.fields)  # type: ignore[attr-defined]
-        if hasattr(exc, "error_dict"):
-            for field, errors in exc.error_dict.items():
-                field = (rename or {}).get(field, field)
-                self.add_error(field if field in fields else None, errors)  # type: ignore[attr-defined]
-        else:
-            self.add_error(None, exc)  # type: ignore[attr-defined]
 
 
 class RoleForm(ActorFormMixin, forms.ModelForm):
@@ -60,7 +53,7 @@ class RoleForm(ActorFormMixin, forms.ModelForm):
             services.role_check(actor=self.actor, workspace_id=workspace.pk, permissions=data["permissions"],
                                 role=self.instance if self.instance.pk else None)
         except ValidationError as exc:
-            self._add_errors(exc)
+            apply_errors(self, exc)
         return data
 
 
@@ -117,7 +110,7 @@ class RoleAssignmentForm(ActorFormMixin, forms.ModelForm):
         except PermissionDenied as exc:
             self.add_error("workspace", str(exc))
         except ValidationError as exc:
-            self._add_errors(exc, rename={"user": "person"})
+            apply_errors(self, exc, rename={"user": "person"})
         return data
 
 
@@ -150,7 +143,7 @@ class PersonForm(ActorFormMixin, forms.ModelForm):
         except PermissionDenied as exc:
             self.add_error("workspace", str(exc))
         except ValidationError as exc:
-            self._add_errors(exc)
+            apply_errors(self, exc)
         return data
 
 

@@ -53,7 +53,7 @@ class PlatformAccount(TimeStampedModel):
     key_permissions = models.JSONField(null=True, blank=True, editable=False,
                                        help_text="The key's permissions as the platform lists them (null: not listed)")
     # The rotation overlap: the key in use before the current one, until it is revoked.
-    previous_api_key = EncryptedTextField(blank=True, default="", editable=False)
+    previous_api_key = EncryptedTextField(null=True, blank=True, default=None, editable=False)
     previous_key_hint = models.CharField(max_length=12, blank=True, editable=False)
     previous_key_remote_id = models.CharField(max_length=128, blank=True, editable=False)
     previous_key_service_account_id = models.CharField(max_length=128, blank=True, editable=False)

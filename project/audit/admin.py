@@ -199,7 +199,6 @@ class AuditEventAdmin(ReadOnlyScopedAdmin):
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
         response["Content-Disposition"] = f'attachment; filename="keyward-audit-{stamp}.csv"'
-        response["Cache-Control"] = "private, no-store"
         return response
 
 

@@ -12,6 +12,7 @@ from project.fields import primary_fernet
 from secrets_app.management.commands import reencrypt_fields
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, UserCredential
 from tests.secrets_app.helpers import make_secret
+from workspaces.models import PlatformAccount
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +36,15 @@ def _under(key: str, tokens: list[str]) -> int:
     return count
 
 
+def _accounts_under(key: str) -> None:
+    """Every database holds the default platform account (its key encrypted at migrate time, under the
+    development key): rewrite it under `key`, so the whole database is under `key` as in a real deployment."""
+    accounts = list(PlatformAccount.objects.all())
+    with override_settings(FIELD_ENCRYPTION_KEY=[key]):
+        for account in accounts:
+            account.save()
+
+
 def _run(*args: str) -> str:
     out = io.StringIO()
     call_command("reencrypt_fields", *args, stdout=out)
@@ -52,6 +62,7 @@ def test_discovers_every_model_with_an_encrypted_field():
 def test_rotation_of_10000_rows_interrupted_halfway_and_resumed(workspace, capsys):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
     values = [f"v{i:05d}-{i * 7919 % 100003:06d}" for i in range(ROWS)]
+    _accounts_under(old)
     with override_settings(FIELD_ENCRYPTION_KEY=[old]):
         Secret.objects.bulk_create([Secret(workspace=workspace, name=f"s{i:05d}", value=v)
                                     for i, v in enumerate(values)], batch_size=1000)
@@ -68,8 +79,9 @@ def test_rotation_of_10000_rows_interrupted_halfway_and_resumed(workspace, capsy
         started = time.perf_counter()
         second = _run("--batch-size", "500")
         second_seconds = time.perf_counter() - started
-        assert "5000 already current" in second and "5000 value(s) re-encrypted" in second
-        assert f"Verification: {ROWS} value(s) decrypt with the newest key" in second
+        # Plus one: the default platform account's key (workspaces.PlatformAccount) is re-encrypted with the rest.
+        assert "5000 already current" in second and "5001 value(s) re-encrypted" in second
+        assert f"Verification: {ROWS + 1} value(s) decrypt with the newest key" in second
 
     with override_settings(FIELD_ENCRYPTION_KEY=[new]):
         assert list(Secret.objects.order_by("id").values_list("value", flat=True)) == values
@@ -80,6 +92,7 @@ def test_rotation_of_10000_rows_interrupted_halfway_and_resumed(workspace, capsy
 
 def test_a_crash_mid_run_keeps_finished_batches_and_a_rerun_completes(workspace, monkeypatch):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    _accounts_under(old)
     with override_settings(FIELD_ENCRYPTION_KEY=[old]):
         Secret.objects.bulk_create([Secret(workspace=workspace, name=f"s{i:03d}", value=f"val-{i}") for i in range(50)])
     real = reencrypt_fields.Command.rotate_batch
@@ -146,8 +159,9 @@ def test_a_value_changed_during_rotation_is_not_overwritten(workspace, settings)
 
 def test_verify_only_reports_values_not_yet_under_the_newest_key(workspace, settings):
     make_secret(workspace)
-    old = settings.FIELD_ENCRYPTION_KEY[0]
-    with override_settings(FIELD_ENCRYPTION_KEY=[Fernet.generate_key().decode(), old]):
+    old, newest = settings.FIELD_ENCRYPTION_KEY[0], Fernet.generate_key().decode()
+    _accounts_under(newest)  # the default platform account's key is already under the newest key
+    with override_settings(FIELD_ENCRYPTION_KEY=[newest, old]):
         with pytest.raises(CommandError, match="1 value"):
             _run("--verify-only")
         assert Secret.objects.get().value == "crm-value-Hq28-xx"

@@ -253,7 +253,7 @@ def test_the_sweep_revokes_the_previous_key_once_it_has_gone_quiet(hub, settings
     assert accounts.platform_accounts_sweep(now=quiet)["revoked"] == 1
     assert not hub.account("acme").owns_key(ACME_KEY)
     row = PlatformAccount.objects.get(pk=rotated.pk)
-    assert row.previous_api_key == "" and row.overlap_until is None
+    assert row.previous_api_key is None and row.overlap_until is None
     assert AuditEvent.objects.filter(action="platform_account.key_revoke").exists()
 
 

@@ -55,7 +55,7 @@ class Migration(migrations.Migration):
                 ('key_service_account_id', models.CharField(blank=True, editable=False, max_length=128)),
                 ('key_remote_id', models.CharField(blank=True, editable=False, max_length=128, verbose_name='platform key id')),
                 ('key_permissions', models.JSONField(blank=True, editable=False, help_text="The key's permissions as the platform lists them (null: not listed)", null=True)),
-                ('previous_api_key', project.fields.EncryptedTextField(blank=True, default='', editable=False)),
+                ('previous_api_key', project.fields.EncryptedTextField(blank=True, default=None, editable=False, null=True)),
                 ('previous_key_hint', models.CharField(blank=True, editable=False, max_length=12)),
                 ('previous_key_remote_id', models.CharField(blank=True, editable=False, max_length=128)),
                 ('previous_key_service_account_id', models.CharField(blank=True, editable=False, max_length=128)),

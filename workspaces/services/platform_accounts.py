@@ -472,7 +472,7 @@ def platform_account_revoke_previous(*, actor: Actor, account: PlatformAccount) 
         locked = PlatformAccount.objects.select_for_update().get(pk=account.pk)
         hint = locked.previous_key_hint
         remote = bool(locked.previous_key_remote_id)
-        locked.previous_api_key, locked.previous_key_hint, locked.overlap_until = "", "", None
+        locked.previous_api_key, locked.previous_key_hint, locked.overlap_until = None, "", None
         locked.previous_key_remote_id = locked.previous_key_service_account_id = ""
         locked.previous_key_usage = {}
         locked.save()
@@ -486,7 +486,8 @@ def platform_accounts_sweep(*, now: Any = None) -> dict[str, int]:
     bound workspace, for an account key older than PLATFORM_KEY_ROTATION_DAYS."""
     now = now or timezone.now()
     result = {"revoked": 0, "alerts": 0, "in_use": 0}
-    for account in PlatformAccount.objects.filter(overlap_until__lte=now).exclude(previous_api_key=""):
+    # An encrypted column cannot be compared with a value (each encryption differs): ask for "set" by NULL.
+    for account in PlatformAccount.objects.filter(overlap_until__lte=now, previous_api_key__isnull=False):
         try:
             if _previous_key_quiet(account, now):
                 platform_account_revoke_previous(actor=SYSTEM, account=account)
