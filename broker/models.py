@@ -13,8 +13,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from agents.models import Agent
-from broker.validators import normalize_networks
 from project.models import TimeStampedModel
+from project.networks import normalise_networks
 from project.querysets import RestrictedManager
 from workspaces.models import Environment, ServiceAccount, Workspace
 
@@ -97,7 +97,7 @@ class BrokerKey(TimeStampedModel):
             errors["allowed_networks"] = ["The allowed addresses must be a list of addresses or ranges."]
         else:
             try:
-                self.allowed_networks = normalize_networks(networks)
+                self.allowed_networks = normalise_networks(networks)
             except ValidationError as exc:
                 errors["allowed_networks"] = exc.messages
         if errors:

@@ -8,7 +8,6 @@ platform's create response and the one page that shows it (see services_apikeys.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -21,20 +20,20 @@ from django.db.models import Q
 from django.utils import timezone
 
 from project.models import TimeStampedModel
+from project.networks import normalise_networks
 from project.platform.scopes import PERMISSION_TYPES
 from project.querysets import RestrictedManager
 
 __all__ = [
-    "ALL_SCOPES", "MAX_ALLOWED_IPS", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "KeyUsageHourly",
+    "ALL_SCOPES", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "KeyUsageHourly",
     "key_digest",
-    "normalise_allowed_ips", "normalise_scopes",
+    "normalise_scopes",
 ]
 
 # The platform's PermissionType enum (platform-api.md §5.1, 49 values), pinned to the OpenAPI document by
 # tests/platform/test_contract.py.
 PLATFORM_SCOPES: tuple[str, ...] = PERMISSION_TYPES
 ALL_SCOPES = "all"  # the platform's own sentinel for "every permission"
-MAX_ALLOWED_IPS = 100  # the platform accepts 1..100 entries
 
 
 def key_digest(secret: str) -> str:
@@ -55,61 +54,6 @@ def normalise_scopes(value: Any) -> str | list[str]:
         raise ValidationError(f"Not in the platform's permission catalogue: {', '.join(unknown)}.")
     chosen = set(value)
     return [scope for scope in PLATFORM_SCOPES if scope in chosen]
-
-
-def normalise_allowed_ips(values: Any) -> list[str]:
-    """IPv4/IPv6 addresses and CIDR ranges as normalised networks (a bare address becomes /32 or /128).
-
-    Refuses prefixes out of range, host bits set (10.0.0.1/24 is ambiguous: the network or the host?),
-    scope ids, duplicates after normalisation, the whole internet, and more than the platform's 100 entries.
-    """
-    if values is None:
-        return []
-    if isinstance(values, str) or not isinstance(values, list | tuple):
-        raise ValidationError("The allowlist must be a list of IP addresses or CIDR ranges.")
-    errors: list[str] = []
-    seen: dict[str, str] = {}
-    result: list[str] = []
-    for raw in values:
-        text = str(raw).strip()
-        if not text:
-            continue
-        if "%" in text:
-            errors.append(f"{text}: scoped addresses (with %zone) cannot be allowlisted.")
-            continue
-        address, _, prefix = text.partition("/")
-        try:
-            host = ipaddress.ip_address(address)
-        except ValueError:
-            errors.append(f"{text}: “{address}” is not an IPv4 or IPv6 address.")
-            continue
-        if prefix:
-            limit = host.max_prefixlen
-            if not prefix.isdigit() or not 0 <= int(prefix) <= limit:
-                errors.append(f"{text}: an IPv{host.version} prefix length is a number from 0 to {limit}.")
-                continue
-        try:
-            network = ipaddress.ip_network(text, strict=True)
-        except ValueError:
-            loose = ipaddress.ip_network(text, strict=False)
-            errors.append(f"{text} has host bits set: write {loose} for the whole range, or "
-                          f"{host}/{host.max_prefixlen} for that one address.")
-            continue
-        if network.prefixlen == 0:
-            errors.append(f"{text} allows every address; leave the allowlist empty for no network limit.")
-            continue
-        normal = str(network)
-        if normal in seen:
-            errors.append(f"{text} is listed twice (same as {seen[normal]}).")
-            continue
-        seen[normal] = text
-        result.append(normal)
-    if len(result) > MAX_ALLOWED_IPS:
-        errors.append(f"At most {MAX_ALLOWED_IPS} addresses or ranges (the platform's limit); "
-                      f"this list has {len(result)}.")
-    if errors:
-        raise ValidationError(errors)
-    return result
 
 
 class KeyPolicy(TimeStampedModel):
@@ -270,7 +214,7 @@ class ApiKey(TimeStampedModel):
         except ValidationError as exc:
             errors["scopes"] = exc.messages
         try:
-            self.allowed_ips = normalise_allowed_ips(self.allowed_ips)
+            self.allowed_ips = normalise_networks(self.allowed_ips)
         except ValidationError as exc:
             errors["allowed_ips"] = exc.messages
         if self._state.adding and self.expires_at is not None and self.expires_at <= timezone.now():

@@ -4,8 +4,9 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from broker import keyformat
-from broker.validators import address_allowed, normalize_networks
+from broker.validators import address_allowed
 from project.logging import redact
+from project.networks import normalise_networks
 
 
 def test_key_names_its_environment_and_carries_256_random_bits():
@@ -55,16 +56,20 @@ def test_only_a_digest_and_a_short_hint_describe_a_key():
     assert len(hint.replace("…", "")) <= len("kw_prod_") + 8
 
 
-def test_networks_are_normalised_deduplicated_and_v6_compressed():
-    assert normalize_networks(["203.0.113.7", " 10.0.0.0/8 ", "2001:DB8:0:0::/32", "10.0.0.0/8", ""]) == [
+def test_networks_are_normalised_and_v6_compressed_and_a_duplicate_is_refused():
+    # One normaliser for API keys and broker keys (project.networks): a repeated range is a typo, refused on
+    # the field like the API keys' allowlist always did, no longer dropped without a word.
+    assert normalise_networks(["203.0.113.7", " 10.0.0.0/8 ", "2001:DB8:0:0::/32", ""]) == [
         "203.0.113.7/32", "10.0.0.0/8", "2001:db8::/32"]
-    assert normalize_networks(["::1"]) == ["::1/128"]
+    assert normalise_networks(["::1"]) == ["::1/128"]
+    with pytest.raises(ValidationError, match="listed twice"):
+        normalise_networks(["10.0.0.0/8", "10.0.0.0/8"])
 
 
 @pytest.mark.parametrize("bad", ["10.0.0.1/8", "2001:db8::1/32", "300.1.1.1", "example.com", "10.0.0.0/33"])
 def test_a_range_with_host_bits_or_garbage_is_refused(bad):
     with pytest.raises(ValidationError) as caught:
-        normalize_networks([bad])
+        normalise_networks([bad])
     if "/" in bad and bad.startswith(("10.0.0.1", "2001")):
         assert "host bits set" in caught.value.messages[0]
 

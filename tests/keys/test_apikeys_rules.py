@@ -7,8 +7,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.utils import timezone
 
 from keys import services
-from keys.models import PLATFORM_SCOPES, ApiKey, KeyPolicy, normalise_allowed_ips
+from keys.models import PLATFORM_SCOPES, ApiKey, KeyPolicy
 from project.audit.models import AuditEvent
+from project.networks import normalise_networks as normalise_allowed_ips
 from project.platform.emulator import PERMISSION_TYPES
 from project.sync.models import SyncJob
 from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
