@@ -19,6 +19,7 @@ from django.apps import apps
 from django.db import models
 
 from project import access
+from project.actors import Actor
 
 DEFAULT_PATH = "workspace_id"
 
@@ -44,7 +45,7 @@ def workspace_model() -> type[models.Model]:
 
 
 class RestrictedQuerySet(models.QuerySet):
-    def restrict(self, actor: Any, permission: str = "workspace.view") -> Self:
+    def restrict(self, actor: Actor, permission: str = "workspace.view") -> Self:
         """The rows in the workspaces where ``actor`` holds ``permission``."""
         allowed = access.workspaces_with(actor, permission)
         if allowed is None:

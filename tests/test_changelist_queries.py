@@ -221,7 +221,20 @@ def _grow_one_per_person(world: World, numbers: range) -> None:
     _bulk(copies(world.template, numbers, user_id=lambda n: next(people).pk))
 
 
+def _grow_platform_accounts(world: World, numbers: range) -> None:
+    """An account per new workspace, bound to it alone: accounts are listed through their workspaces."""
+    from workspaces.models import PlatformAccount
+
+    workspaces = _new_workspaces(world, numbers)
+    accounts = _bulk([PlatformAccount(name=f"Bulk account {n:05d}", base_url="https://api.example.com",
+                                      api_key="sk_bulk_key_000000000000000000", key_hint="0000") for n in numbers])
+    for workspace, account in zip(workspaces, accounts, strict=True):
+        workspace.platform_account = account
+    Workspace.objects.bulk_update(workspaces, ["platform_account"], batch_size=500)
+
+
 GROWERS: dict[str, Callable[[World, range], None]] = {
+    "workspaces.platformaccount": _grow_platform_accounts,
     "workspaces.workspace": _grow_workspaces,
     "keys.keypolicy": _grow_one_per_workspace,
     "detection.detectionpolicy": _grow_one_per_workspace,

@@ -9,9 +9,11 @@ new person's password (the "Set password" link) or the deployment's single sign-
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.options import IS_POPUP_VAR
 from django.contrib.admin.utils import unquote
@@ -19,7 +21,7 @@ from django.contrib.auth import get_user_model, update_session_auth_hash
 from django.contrib.auth.forms import AdminPasswordChangeForm
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db.models import Model, Prefetch, QuerySet
+from django.db.models import Count, Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils import timezone
@@ -28,12 +30,25 @@ from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
 
 from project import access
-from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin
+from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin, badge
+from project.platform.errors import PlatformError
 from workspaces import access as policy
 from workspaces import selectors, services
-from workspaces.forms import PersonForm, RoleAssignmentForm, RoleForm, ServiceAccountForm, UserChangeForm
-from workspaces.models import Environment, Role, RoleAssignment, ServiceAccount, Workspace
+from workspaces.forms import (
+    ConfirmForm,
+    KeyRotationForm,
+    PersonForm,
+    PlatformAccountForm,
+    RoleAssignmentForm,
+    RoleForm,
+    ServiceAccountForm,
+    UserChangeForm,
+    WorkspaceAccountForm,
+)
+from workspaces.models import Environment, PlatformAccount, Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.services import people as services_people
+from workspaces.services import platform_accounts as account_services
+from workspaces.services.platform_accounts import workspace_bind_account
 
 User = get_user_model()
 
@@ -389,10 +404,17 @@ class PersonAdmin(KeysAdmin):
 @admin.register(Workspace)
 class WorkspaceAdmin(WorkspaceScopedAdmin):
     workspace_form_fields = ()
-    list_display = ("name", "slug", "created_at")
+    form = WorkspaceAccountForm
+    list_display = ("name", "slug", "platform_account", "created_at")
+    list_select_related = ("platform_account",)
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
-    fields = ("name", "slug", "description")
+    fields = ("name", "slug", "description", "platform_account")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "platform_account":
+            kwargs["queryset"] = PlatformAccount.objects.restrict(request.user, "workspace.manage")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
         return access.has_perm(request.user, "workspace.manage", None)  # superusers only
@@ -402,9 +424,227 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
     def service_save(self, request: HttpRequest, obj: Workspace, form: Any, change: bool) -> Workspace:
         data = {f: form.cleaned_data[f] for f in ("name", "slug", "description")}
+        account = form.cleaned_data.get("platform_account")
+        if not change:
+            return services.workspace_create(actor=request.user, platform_account=account, **data)
+        workspace = services.workspace_update(actor=request.user, workspace=Workspace.objects.get(pk=obj.pk), **data)
+        if account is not None and account.pk != workspace.platform_account_id:
+            workspace = workspace_bind_account(actor=request.user, workspace=workspace, account=account)
+        return workspace
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:  # a move refused (the workspace has objects on its account)
+            for message in exc.messages:
+                self.message_user(request, message, level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+
+# --- platform accounts -------------------------------------------------------------------------------------
+@admin.register(PlatformAccount)
+class PlatformAccountAdmin(WorkspaceScopedAdmin):
+    """Platform accounts and Keyward's key for each: seen by people of the workspaces bound to one, managed by
+    superusers and by Admins of every such workspace (the services check it). The key is write-only."""
+
+    form = PlatformAccountForm
+    workspace_form_fields = ()
+    manage_permission = "workspace.manage"
+    list_display = ("name", "base_url", "state_badge", "key", "key_age", "workspace_count", "last_success_at",
+                    "last_failure_at")
+    search_fields = ("name",)
+    change_form_template = "admin/workspaces/platformaccount/change_form.html"
+    readonly_fields = ("state_badge", "verified_at", "last_success_at", "last_failure_at", "last_failure", "plan",
+                       "key", "key_age", "key_version", "listed_as", "overlap", "bound_workspaces")
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"actor": request.user})
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        if obj is None:
+            return ((None, {"fields": ("name", "base_url", "api_key", "workspace")}),)
+        return ((None, {"fields": ("name", "base_url", "api_key")}),
+                ("State", {"fields": ("state_badge", "verified_at", "last_success_at", "last_failure_at",
+                                      "last_failure", "plan", "bound_workspaces")}),
+                ("Keyward's key", {"fields": ("key", "key_age", "key_version", "listed_as", "overlap")}))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The count's GROUP BY drops Meta.ordering: order explicitly, or pages could repeat or skip rows.
+        return super().get_queryset(request).annotate(bound=Count("workspaces")).order_by("name", "pk")
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return self._any(request, self.view_permission)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is None:
+            return self._any(request, self.view_permission)
+        return self.get_queryset(request).filter(pk=obj.pk).exists()
+
+    def _may_manage(self, request: HttpRequest, account: PlatformAccount | None) -> bool:
+        try:
+            account_services._require_account_admin(request.user, account)
+        except PermissionDenied:
+            return False
+        return True
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return self._may_manage(request, None)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return self._may_manage(request, obj) if obj is not None else self._may_manage(request, None)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if obj is None:
+            return access.has_perm(request.user, "workspace.manage", None)
+        return self._may_manage(request, obj) and not obj.is_default and not obj.workspaces.exists()
+
+    # --- columns ---
+    @admin.display(description="state")
+    def state_badge(self, account: PlatformAccount) -> str:
+        tone = {"verified": "ok", "failing": "bad"}.get(account.state, "quiet")
+        return badge(account.get_state_display(), tone, title=account.last_failure or None)
+
+    @admin.display(description="key")
+    def key(self, account: PlatformAccount) -> str:
+        return f"…{account.key_hint}" if account.key_hint else "set (too short for a hint)"
+
+    @admin.display(description="key age")
+    def key_age(self, account: PlatformAccount) -> str:
+        if account.key_set_at is None:
+            return "—"
+        days = (timezone.now() - account.key_set_at).days
+        due = days >= settings.PLATFORM_KEY_ROTATION_DAYS
+        return format_html("{} days{}", days, " (rotation due)" if due else "")
+
+    @admin.display(description="workspaces")
+    def workspace_count(self, account: PlatformAccount) -> int:
+        return getattr(account, "bound", 0)
+
+    @admin.display(description="plan")
+    def plan(self, account: PlatformAccount) -> str:
+        info = account.platform_info or {}
+        return info.get("tier") or "not said by the platform (the key may not read the subscription)"
+
+    @admin.display(description="where the platform lists the key")
+    def listed_as(self, account: PlatformAccount) -> str:
+        if not account.key_remote_id:
+            return "not listed in a service account Keyward can see: rotate by pasting a successor"
+        perms = account.key_permissions
+        granted = "every permission" if perms in (None, "all") else ", ".join(perms)
+        return format_html("service account {}, key {} ({})", account.key_service_account_id,
+                           account.key_remote_id, granted)
+
+    @admin.display(description="previous key")
+    def overlap(self, account: PlatformAccount) -> str:
+        if not account.previous_key_hint and not account.overlap_until:
+            return "none"
+        return format_html("…{} valid until {} (then revoked once unused)", account.previous_key_hint,
+                           account.overlap_until.strftime("%Y-%m-%d %H:%M UTC") if account.overlap_until else "—")
+
+    @admin.display(description="bound workspaces")
+    def bound_workspaces(self, account: PlatformAccount) -> str:
+        names = list(account.workspaces.order_by("name").values_list("name", flat=True)) if account.pk else []
+        return ", ".join(names) or "none yet"
+
+    # --- writes ---
+    def save_model(self, request: HttpRequest, obj: Model, form: Any, change: bool) -> None:
+        data = form.cleaned_data
         if change:
-            return services.workspace_update(actor=request.user, workspace=obj, **data)
-        return services.workspace_create(actor=request.user, **data)
+            saved = account_services.platform_account_update(
+                actor=request.user, account=PlatformAccount.objects.get(pk=obj.pk), name=data["name"],
+                base_url=data["base_url"], api_key=data.get("api_key") or "", verified=form.verification)
+        else:
+            saved = account_services.platform_account_create(
+                actor=request.user, name=data["name"], base_url=data["base_url"], api_key=data["api_key"],
+                verified=form.verification, bind=data.get("workspace"))
+        obj.pk, obj._state.adding, obj._state.db = saved.pk, False, saved._state.db
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        account_services.platform_account_delete(actor=request.user, account=obj)
+
+    def changeform_view(self, request: HttpRequest, object_id: str | None = None, form_url: str = "",
+                        extra_context: dict | None = None) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ValidationError as exc:  # a rule that changed between the form's check and the save
+            for message in exc.messages:
+                self.message_user(request, message, level=messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
+    def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
+                           change: bool = False, form_url: str = "", obj: Model | None = None) -> Any:
+        context["can_manage"] = obj is not None and self._may_manage(request, obj)
+        return super().render_change_form(request, context, add, change, form_url, obj)
+
+    # --- pages ---
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [path("<path:object_id>/verify/", view(self.verify_view), name="workspaces_platformaccount_verify"),
+                path("<path:object_id>/rotate/", view(self.rotate_view), name="workspaces_platformaccount_rotate"),
+                path("<path:object_id>/revoke-previous/", view(self.revoke_previous_view),
+                     name="workspaces_platformaccount_revoke_previous"),
+                *super().get_urls()]
+
+    def _managed(self, request: HttpRequest, object_id: str) -> PlatformAccount:
+        account = self.get_object(request, unquote(object_id))  # 404 outside the person's workspaces
+        if not self._may_manage(request, account):
+            raise PermissionDenied
+        return account
+
+    def _page(self, request: HttpRequest, account: PlatformAccount, *, action: str, title: str, form_class: Any,
+              submit: str, on_valid: Any, form_kwargs: dict | None = None) -> HttpResponse:
+        return self.form_page(request, account, form_class=form_class, form_kwargs=form_kwargs,
+                              template="admin/workspaces/platformaccount/action.html", title=title,
+                              on_valid=on_valid,
+                              context={"account": account, "action": action, "submit_label": submit,
+                                       "can_self_rotate": account_services.platform_key_can_self_rotate(account)})
+
+    def verify_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        account = self._managed(request, object_id)
+
+        def verify(form: Any) -> str:
+            checked = account_services.platform_account_check(actor=request.user, account=account)
+            plan = checked.platform_info.get("tier") or "plan not said"
+            return f"The platform accepts the key of “{checked}” ({plan})."
+
+        return self._page(request, account, action="verify", title=f"Verify {account}", form_class=ConfirmForm,
+                          submit="Verify now", on_valid=verify)
+
+    def rotate_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        account = self._managed(request, object_id)
+
+        def rotate(form: Any) -> str:
+            hours = form.cleaned_data["overlap_hours"]
+            try:
+                rotated = account_services.platform_account_rotate_key(
+                    actor=request.user, account=account, pasted_key=form.cleaned_data["successor"],
+                    overlap=timedelta(hours=hours))
+            except PlatformError as exc:
+                raise ValidationError(f"The platform refused or did not answer ({exc.code}); nothing was switched. "
+                                      "Try again: a successor an earlier attempt made is cleaned up first.") from None
+            return (f"Keyward now uses a new key for “{rotated}” (…{rotated.key_hint}). The old key (…"
+                    f"{rotated.previous_key_hint}) stays valid for {hours} hour(s), then is revoked once unused.")
+
+        def rotation_form(data: Any) -> KeyRotationForm:
+            return KeyRotationForm(data, initial={"overlap_hours": settings.PLATFORM_KEY_OVERLAP_HOURS})
+
+        return self._page(request, account, action="rotate", title=f"Rotate Keyward's key for {account}",
+                          form_class=rotation_form, submit="Rotate key", on_valid=rotate)
+
+    def revoke_previous_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        account = self._managed(request, object_id)
+
+        def revoke(form: Any) -> str:
+            try:
+                account_services.platform_account_revoke_previous(actor=request.user, account=account)
+            except PlatformError as exc:
+                raise ValidationError(f"The platform refused or did not answer ({exc.code}).") from None
+            return f"The previous key of “{account}” is revoked."
+
+        return self._page(request, account, action="revoke", title=f"Revoke the previous key of {account}",
+                          form_class=ConfirmForm, submit="Revoke previous key", on_valid=revoke)
 
 
 @admin.register(Environment)

@@ -12,10 +12,12 @@ from django.urls import reverse
 from django.utils.html import format_html
 
 from project.admin_base import apply_errors
+from project.fields import DecryptionError
 from workspaces import selectors, services
-from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
+from workspaces.models import PlatformAccount, Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.permissions import CATALOGUE
 from workspaces.services import people as services_people
+from workspaces.services.platform_accounts import Verification, platform_key_verify, validate_base_url
 
 PERMISSION_CHOICES = [(name, f"{name}: {text}") for name, text in CATALOGUE.items()]
 
@@ -157,3 +159,89 @@ class ServiceAccountForm(forms.ModelForm):
     class Meta:
         model = ServiceAccount
         fields = ("workspace", "name", "description")
+
+
+# --- platform accounts ---------------------------------------------------------------------------------------
+class PlatformAccountForm(forms.ModelForm):
+    """Name, API URL and the admin key (write-only: never rendered back; blank on an existing account keeps the
+    key). A new URL or key is verified against the platform here, so a refusal shows on its field; the service
+    takes that answer instead of asking again."""
+
+    base_url = forms.URLField(label="API base URL", max_length=300, assume_scheme="https",
+                              help_text="e.g. https://api.elevenlabs.io (or a data-residency URL)")
+    api_key = forms.CharField(
+        label="Admin key", required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+        help_text="Pasted once, verified with read calls, stored encrypted; only its last four characters are "
+                  "shown afterwards. On an existing account, leave blank to keep the current key.")
+
+    workspace = forms.ModelChoiceField(
+        queryset=Workspace.objects.none(), required=False,
+        help_text="The workspace this account serves (one you manage, with nothing on another account yet). "
+                  "Superusers may leave it blank and bind workspaces later.")
+
+    actor: Any = None
+
+    class Meta:
+        model = PlatformAccount
+        fields = ("name", "base_url")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.verification: Verification | None = None
+        if "workspace" in self.fields:
+            self.fields["workspace"].queryset = Workspace.objects.restrict(self.actor, "workspace.manage")
+            self.fields["workspace"].required = not getattr(self.actor, "is_superuser", False)
+        if self.instance.pk is None:
+            self.fields["api_key"].help_text = "Pasted once, verified with read calls, stored encrypted; only its " \
+                                               "last four characters are shown afterwards."
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        url, key = data.get("base_url"), data.get("api_key") or ""
+        if not url or self.errors:
+            return data
+        try:
+            data["base_url"] = url = validate_base_url(url)
+        except ValidationError as exc:
+            apply_errors(self, exc)
+            return data
+        existing = self.instance.pk is not None
+        if not key and not existing:
+            self.add_error("api_key", "Paste the account's admin key.")
+            return data
+        if key or not existing or url != self.instance.base_url:
+            try:
+                current = key or self.instance.api_key
+            except DecryptionError:
+                self.add_error("api_key", "The stored key cannot be decrypted (FIELD_ENCRYPTION_KEY): paste it again.")
+                return data
+            try:
+                self.verification = platform_key_verify(base_url=url, api_key=current)
+            except ValidationError as exc:
+                apply_errors(self, exc)
+        return data
+
+
+class KeyRotationForm(forms.Form):
+    """Rotate Keyward's key for an account: blank lets Keyward issue the successor where it can; a pasted key is
+    the successor otherwise (verified before use). Write-only."""
+
+    successor = forms.CharField(
+        label="Successor key", required=False, strip=True, widget=forms.PasswordInput(render_value=False),
+        help_text="Leave blank and Keyward issues the successor itself in the key's service account (same "
+                  "permissions and allowed IPs). Paste one issued by hand otherwise.")
+    overlap_hours = forms.IntegerField(
+        label="Overlap (hours)", min_value=0, max_value=24 * 30,
+        help_text="How long the old key stays valid; afterwards it is revoked once the platform shows no use.")
+
+
+class ConfirmForm(forms.Form):
+    """A page that asks only "are you sure?" (its POST is the answer)."""
+
+
+class WorkspaceAccountForm(forms.ModelForm):
+    """The workspace's platform account, chosen among the accounts the person may see."""
+
+    class Meta:
+        model = Workspace
+        fields = ("name", "slug", "description", "platform_account")

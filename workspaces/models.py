@@ -6,8 +6,6 @@ names (`Meta.db_table`): the models moved here without copying a row (workspaces
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
@@ -15,10 +13,23 @@ from django.db import models
 from django.db.models import Q
 
 from project import access
+from project.actors import Actor
 from project.fields import EncryptedTextField
 from project.models import TimeStampedModel
 from project.querysets import RestrictedManager, RestrictedQuerySet
 from workspaces.permissions import CATALOGUE
+
+
+class PlatformAccountQuerySet(RestrictedQuerySet):
+    def restrict(self, actor: Actor, permission: str = "workspace.view") -> PlatformAccountQuerySet:
+        """Accounts bound to a workspace where the actor holds `permission` (once each, however many of their
+        workspaces are bound to it). An account no workspace uses is seen by superusers only."""
+        allowed = access.workspaces_with(actor, permission)
+        if allowed is None:
+            return self
+        if not allowed:
+            return self.none()
+        return self.filter(pk__in=self.model._default_manager.filter(workspaces__id__in=allowed).values("pk"))
 
 
 class PlatformAccount(TimeStampedModel):
@@ -74,7 +85,7 @@ class PlatformAccount(TimeStampedModel):
     is_default = models.BooleanField(default=False, editable=False,
                                      help_text="Made from PLATFORM_API_URL / PLATFORM_API_KEY")
 
-    objects = RestrictedManager()
+    objects = PlatformAccountQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -175,7 +186,7 @@ class ServiceAccount(TimeStampedModel):
 
 
 class RoleQuerySet(RestrictedQuerySet):
-    def restrict(self, actor: Any, permission: str = "workspace.view") -> RoleQuerySet:
+    def restrict(self, actor: Actor, permission: str = "workspace.view") -> RoleQuerySet:
         """Built-in roles (shared by every workspace, so visible to anyone holding the permission somewhere)
         and the custom roles of the workspaces where the actor holds `permission`."""
         allowed = access.workspaces_with(actor, permission)

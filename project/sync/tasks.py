@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
+from project.actors import SYSTEM
 from project.sync import services
 
 # Reconcile and re-sync walk every object of a kind: allow them far longer than a drain batch. A run that
@@ -34,4 +35,4 @@ def resync(run_id: int) -> None:
 def prune_done_jobs() -> int:
     """Periodic (SYNC_PRUNE_INTERVAL_SECONDS): delete done jobs finished over SYNC_DONE_RETENTION_DAYS ago that a
     newer job of their object replaced."""
-    return services.sync_jobs_prune(actor=None)
+    return services.sync_jobs_prune(actor=SYSTEM)

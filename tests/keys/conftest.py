@@ -147,6 +147,8 @@ DESIGNED: dict[str, Design] = {
     "secrets_app.usercredential": Design("workspace.view", NEVER, NEVER, NEVER),
     "detection.incident": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
     "detection.detectionpolicy": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
+    # Seen through its bound workspaces; managed by Admins of every bound workspace; never deleted while bound.
+    "workspaces.platformaccount": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
 }
 
 
@@ -285,6 +287,16 @@ def _incident(ws: Workspace, tag: str) -> Model:
     return Incident.objects.create(workspace=ws, title=f"{tag} incident")
 
 
+def _platform_account(ws: Workspace, tag: str) -> Model:
+    """An account of the workspace's own (bound to it alone), made without asking the platform."""
+    from workspaces.models import PlatformAccount
+
+    account = PlatformAccount.objects.create(name=f"{tag} platform account", base_url="https://api.example.com",
+                                             api_key=f"sk_{tag}_matrix_key_0000000000000000", key_hint="0000")
+    Workspace.objects.filter(pk=ws.pk).update(platform_account=account)
+    return account
+
+
 def _detection_policy(ws: Workspace, tag: str) -> Model:
     from detection.models import DetectionPolicy
 
@@ -297,6 +309,7 @@ def _user(ws: Workspace, tag: str) -> Model:
 
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "workspaces.workspace": lambda ws, tag: ws,
+    "workspaces.platformaccount": _platform_account,
     "workspaces.environment": _environment,
     "agents.agent": _agent,
     "audit.auditevent": _audit_event,

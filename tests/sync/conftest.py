@@ -18,12 +18,19 @@ def _sync_test_kinds(sync_test_kinds: frozenset[str]) -> None:
 
 
 @pytest.fixture
-def loopback_emulator() -> Iterator[Any]:
-    """An emulator served on loopback for worker processes; yields (emulator, url)."""
+def loopback_emulator(transactional_db: None) -> Iterator[Any]:
+    """An emulator served on loopback for worker processes; yields (emulator, url). The default platform account
+    (which the test database's workspaces are bound to) points at it: workers read its URL and key there."""
+    from django.db.models import F
+
     from project.platform.emulator import Emulator
+    from workspaces.models import PlatformAccount
+    from workspaces.services.platform_accounts import default_account
 
     emulator = Emulator(api_key=EMULATOR_KEY)
     server = emulator.serve(host="127.0.0.1", port=0)
+    PlatformAccount.objects.filter(pk=default_account().pk).update(
+        base_url=server.url, api_key=EMULATOR_KEY, key_version=F("key_version") + 1)
     try:
         yield emulator, server.url
     finally:

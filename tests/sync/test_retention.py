@@ -5,6 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync import services, tasks
 from project.sync.models import SyncJob
@@ -30,7 +31,7 @@ def test_old_done_jobs_go_recent_and_unfinished_ones_stay(settings):
         _job("3", "discarded", 80), _job("3", "superseded", 80), _job("3", "running", None),
         _job("3", "pending", None),
     ]
-    assert services.sync_jobs_prune() == 4
+    assert services.sync_jobs_prune(actor=SYSTEM) == 4
     assert _left() == {job.pk for job in kept}
     assert not set(job.pk for job in old) & _left()
 
@@ -41,7 +42,7 @@ def test_an_objects_newest_job_stays_however_old(settings):
     replaced, newest = _job("7", "done", 200), _job("7", "done", 100)
     alone = _job("8", "done", 500, kind="secret")
     same_id_other_kind = _job("7", "done", 300, kind="tool")
-    assert services.sync_jobs_prune() == 1
+    assert services.sync_jobs_prune(actor=SYSTEM) == 1
     assert _left() == {newest.pk, alone.pk, same_id_other_kind.pk}
     assert replaced.pk not in _left()
 
@@ -50,12 +51,12 @@ def test_the_prune_deletes_in_batches_and_is_audited_once_per_run(settings):
     settings.SYNC_DONE_RETENTION_DAYS = 30
     doomed = [_job("9", "done", 60 - n) for n in range(5)]
     newest = _job("9", "done", 1)
-    assert services.sync_jobs_prune(batch=2) == 5  # batches of 2, 2, 1
+    assert services.sync_jobs_prune(actor=SYSTEM, batch=2) == 5  # batches of 2, 2, 1
     assert _left() == {newest.pk} and not set(j.pk for j in doomed) & _left()
     (event,) = AuditEvent.objects.filter(action="sync.jobs_prune")
     assert event.actor_type == AuditEvent.ActorType.SYSTEM and event.object_type == "sync.syncjob"
     assert event.changes["deleted"] == 5 and "finished_before" in event.changes
-    assert services.sync_jobs_prune(batch=2) == 0  # nothing to do: no audit line for nothing
+    assert services.sync_jobs_prune(actor=SYSTEM, batch=2) == 0  # nothing to do: no audit line for nothing
     assert AuditEvent.objects.filter(action="sync.jobs_prune").count() == 1
 
 
@@ -65,7 +66,7 @@ def test_a_batch_boundary_that_falls_exactly_on_the_last_row_stops(settings, dja
         _job("10", "done", 60 - n)
     _job("10", "done", 1)
     with django_assert_max_num_queries(12):  # three selects, two deletes, the audit event, savepoints
-        assert services.sync_jobs_prune(batch=2) == 4
+        assert services.sync_jobs_prune(actor=SYSTEM, batch=2) == 4
 
 
 def test_the_periodic_task_prunes_with_the_retention_setting(settings):

@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from django.db.models import F
 
 from agents import services
 from agents.models import Agent
+from workspaces.models import PlatformAccount
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/13")
@@ -48,6 +50,9 @@ def test_real_worker_on_redis_syncs_a_committed_change(workspace, owner, monkeyp
 
     emulator = Emulator(api_key="worker-test-key")
     server = emulator.serve(host="127.0.0.1", port=0)
+    # The worker reaches the platform through the workspace's platform account: point it at this emulator.
+    PlatformAccount.objects.filter(pk=workspace.platform_account_id).update(
+        base_url=server.url, api_key="worker-test-key", key_version=F("key_version") + 1)
     env = {**os.environ, "DATABASE_URL": database_url, "CELERY_BROKER_URL": REDIS_URL,
            "PLATFORM_API_URL": server.url, "PLATFORM_API_KEY": "worker-test-key", "DEBUG": "true"}
     import redis

@@ -205,14 +205,21 @@ def _apply(account: PlatformAccount, found: Verification) -> None:
 
 
 # --- writing --------------------------------------------------------------------------------------------------
-def platform_account_create(*, actor: Actor, name: str, base_url: str, api_key: str) -> PlatformAccount:
+def platform_account_create(*, actor: Actor, name: str, base_url: str, api_key: str,
+                            verified: Verification | None = None, bind: Workspace | None = None) -> PlatformAccount:
     """Add a platform account: its key is verified with read calls first (nothing is saved if it fails), then
-    stored encrypted with its hint. Audited as platform_account.create (never the key)."""
+    stored encrypted with its hint, and bound to `bind` if given (in the same transaction, with that binding's
+    rules). Anyone but a superuser must bind it to a workspace they manage: an account no workspace uses is seen
+    by superusers only. `verified` is the answer of a platform_key_verify() the caller made for this very URL and
+    key in the same request (the admin form, to show a refusal on its field). Audited as platform_account.create
+    (never the key)."""
     _require_account_admin(actor)
+    if bind is None and not (is_system(actor) or getattr(actor, "is_superuser", False)):
+        raise ValidationError({"workspace": "Choose the workspace this account serves (one you manage)."})
     base_url = validate_base_url(base_url)
     if PlatformAccount.objects.filter(name=name).exists():
         raise ValidationError({"name": "A platform account with this name exists already."})
-    found = platform_key_verify(base_url=base_url, api_key=api_key)
+    found = verified or platform_key_verify(base_url=base_url, api_key=api_key)
     with transaction.atomic():
         account = PlatformAccount(name=name, base_url=base_url, api_key=api_key.strip(),
                                   key_hint=hint_of(api_key.strip()), key_set_at=timezone.now())
@@ -222,11 +229,13 @@ def platform_account_create(*, actor: Actor, name: str, base_url: str, api_key: 
         record(actor=actor, action="platform_account.create", target=account,
                changes={**diff({}, _snapshot(account)), "plan": found.platform_info.get("tier"),
                         "key_listed": bool(found.key_id)})
+        if bind is not None:
+            workspace_bind_account(actor=actor, workspace=bind, account=account)
     return account
 
 
 def platform_account_update(*, actor: Actor, account: PlatformAccount, name: str, base_url: str,
-                            api_key: str = "") -> PlatformAccount:
+                            api_key: str = "", verified: Verification | None = None) -> PlatformAccount:
     """Rename an account, move it to another base URL, or replace its key by hand (blank keeps the key). A new
     URL or key is verified first; a new key bumps the key version so every worker picks it up. Audited."""
     _require_account_admin(actor, account)
@@ -236,7 +245,7 @@ def platform_account_update(*, actor: Actor, account: PlatformAccount, name: str
         raise ValidationError({"name": "A platform account with this name exists already."})
     found = None
     if new_key or base_url != account.base_url:
-        found = platform_key_verify(base_url=base_url, api_key=new_key or account.api_key)
+        found = verified or platform_key_verify(base_url=base_url, api_key=new_key or account.api_key)
     with transaction.atomic():
         locked = PlatformAccount.objects.select_for_update().get(pk=account.pk)
         before = _snapshot(locked)
@@ -277,6 +286,21 @@ def platform_account_check(*, actor: Actor, account: PlatformAccount) -> Platfor
         record(actor=actor, action="platform_account.verify", target=locked,
                changes={"ok": True, "plan": found.platform_info.get("tier")})
     return locked
+
+
+@transaction.atomic
+def platform_account_delete(*, actor: Actor, account: PlatformAccount) -> None:
+    """Forget an account no workspace is bound to (its key with it; the key itself stays valid on the platform
+    until someone revokes it there). Audited."""
+    _require_account_admin(actor)
+    locked = PlatformAccount.objects.select_for_update().get(pk=account.pk)
+    if locked.workspaces.exists():
+        raise ValidationError(f"“{locked}” still has workspaces bound to it; move or remove them first.")
+    if locked.is_default:
+        raise ValidationError("The default account (made from PLATFORM_API_URL / PLATFORM_API_KEY) stays.")
+    record(actor=actor, action="platform_account.delete", target=locked, changes=diff(_snapshot(locked), {}))
+    locked.delete()
+    platform_client.forget_account(account.pk)
 
 
 _last_noted: dict[tuple[int, bool], float] = {}

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
+from project.actors import Actor
 from project.audit.services import record
 from project.sync.models import SyncJob
 
 PRUNE_BATCH = 5000
 
 
-def sync_jobs_prune(*, actor: Any = None, older_than: timedelta | None = None, batch: int = PRUNE_BATCH) -> int:
+def sync_jobs_prune(*, actor: Actor, older_than: timedelta | None = None, batch: int = PRUNE_BATCH) -> int:
     """Delete done jobs that finished more than ``older_than`` ago (default SYNC_DONE_RETENTION_DAYS days) and
     are not their object's newest job. Pending, running, failed, dead, superseded and discarded jobs stay, and
     so does each object's newest job whatever its age: the admin's sync badge ("synced") and the handlers'
@@ -24,7 +24,7 @@ def sync_jobs_prune(*, actor: Any = None, older_than: timedelta | None = None, b
 
     Deletes in batches of ``batch`` rows, oldest first, one short transaction each, so a large backlog never
     holds a long lock or a huge transaction; audited once with the count (nothing audited when nothing went).
-    ``actor=None`` is the system (the periodic task). Enqueues nothing. Returns the count.
+    The periodic task acts as ``SYSTEM``. Enqueues nothing. Returns the count.
     """
     if older_than is None:
         older_than = timedelta(days=settings.SYNC_DONE_RETENTION_DAYS)
