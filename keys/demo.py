@@ -68,8 +68,8 @@ def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: An
                                           client=client or client_for_workspace(workspace.pk))
             for env in environments:
                 key_name = f"{name} {env.name}"
-                if ApiKey.objects.filter(service_account=account, environment=env, name=key_name,
-                                         state__in=ApiKey.LIVE_STATES).exists():
+                # Ever issued, whatever it became: a restart never re-issues a key someone revoked.
+                if ApiKey.objects.filter(service_account=account, environment=env, name=key_name).exists():
                     continue
                 sloppy = env.is_production and not prod_ips
                 try:

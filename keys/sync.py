@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 
 from keys.models import ALL_SCOPES, ApiKey
 from keys.services import API_KEY_KIND, api_key_abandon, api_key_mark_gone
@@ -89,6 +93,12 @@ def push_api_key(job: SyncJob, client: Any) -> str | None:
             # disabled; the reconcile reports it as drift for a person to decide.
             client.update_api_key(account_id, key.remote_key_id, **state)
         except errors.NotFound:
+            if key.activated_at and timezone.now() - key.activated_at < timedelta(
+                    seconds=settings.API_KEY_ISSUE_GRACE_SECONDS):
+                # Just issued and already missing: more likely a platform that lost its state (an emulator
+                # restarted) or a list not yet in step than someone deleting it outside Keyward. Look again later.
+                raise IssueInProgress("the key was issued moments ago and the platform does not show it yet",
+                                      code="issue_in_progress") from None
             api_key_mark_gone(key_pk=key.pk)
         return key.remote_key_id
     _remove_remote(client, key, account_id)

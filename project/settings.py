@@ -260,7 +260,9 @@ if CELERY_BROKER_URL.startswith("filesystem"):
     (_broker_dir / "processed").mkdir(parents=True, exist_ok=True)
 CELERY_BROKER_TRANSPORT_OPTIONS: dict = (
     {"data_folder_in": str(_broker_dir), "data_folder_out": str(_broker_dir),
-     "processed_folder": str(_broker_dir / "processed"), "store_processed": False}
+     "processed_folder": str(_broker_dir / "processed"), "store_processed": False,
+     # Broadcast (control) exchanges: kombu's default is ./control, which litters the checkout.
+     "control_folder": str(_broker_dir / "control")}
     if CELERY_BROKER_URL.startswith("filesystem")
     else {"visibility_timeout": _env_int("CELERY_VISIBILITY_TIMEOUT", 600)}
 )

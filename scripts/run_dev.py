@@ -41,6 +41,9 @@ def wait_for_port(host: str, port: int, timeout: float = 20.0) -> bool:
     return False
 
 
+DEMO_SECOND_ACCOUNT_KEY = "sk_emulator_globex_demo_key_000000000000000000002"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -57,6 +60,9 @@ def main() -> int:
     env = dict(os.environ)
     env.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     env.setdefault("PLATFORM_API_URL", f"http://127.0.0.1:{args.emulator_port}")
+    env.setdefault("PLATFORM_API_KEY", "emulator-dev-key")
+    # The demo runs two platform accounts side by side: Acme on the default one, Globex on its own.
+    env.setdefault("KEYWARD_DEMO_SECOND_ACCOUNT_KEY", DEMO_SECOND_ACCOUNT_KEY)
     (ROOT / "var").mkdir(exist_ok=True)
 
     def manage(*argv: str) -> None:
@@ -84,8 +90,11 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
     try:
-        spawn([PY, "manage.py", "run_emulator", "--host", "127.0.0.1", "--port", str(args.emulator_port)],
-              "the platform emulator")
+        # The emulator keeps its accounts' objects in var/emulator/, so a restart finds what Keyward made there.
+        spawn([PY, "manage.py", "run_emulator", "--host", "127.0.0.1", "--port", str(args.emulator_port),
+               "--account", f"default={env['PLATFORM_API_KEY']}",
+               "--account", f"globex={env['KEYWARD_DEMO_SECOND_ACCOUNT_KEY']}",
+               "--state-dir", str(ROOT / "var" / "emulator")], "the platform emulator")
         if not wait_for_port("127.0.0.1", args.emulator_port):
             print("The emulator did not start; see the output above.", file=sys.stderr)
             return 1
@@ -97,6 +106,9 @@ def main() -> int:
             print(seeded.stderr, file=sys.stderr)
             print("Creating the demo data failed; see above.", file=sys.stderr)
             return 1
+        # Compare what Keyward holds with what the platform holds before anyone looks (a restarted platform,
+        # objects changed on it meanwhile): the drift page is current from the first minute.
+        subprocess.run([PY, "manage.py", "reconcile"], cwd=ROOT, env=env, capture_output=True, text=True)
         # One worker process with its beat: SQLite serialises writers, and the beat drains the outbox
         # every few seconds even if a nudge was lost.
         spawn([PY, "-m", "celery", "-A", "project", "worker", "-B", "--concurrency", "1", "--loglevel", "WARNING",

@@ -39,8 +39,14 @@ def _random() -> str:
     return secrets.token_urlsafe(24)
 
 
-def seed_secrets_and_tools(*, workspaces: list, **context: Any) -> None:
-    for workspace in workspaces[:2]:
+def _seeding(workspaces: list, fresh: set[int] | None) -> list:
+    """The demo workspaces this run may seed: those it created (all when `fresh` is not given), so a restart never
+    brings back a secret, tool, connection or credential someone deleted or revoked."""
+    return [w for w in workspaces[:2] if fresh is None or w.pk in fresh]
+
+
+def seed_secrets_and_tools(*, workspaces: list, fresh: set[int] | None = None, **context: Any) -> None:
+    for workspace in _seeding(workspaces, fresh):
         existing = set(Secret.objects.filter(workspace=workspace).values_list("name", flat=True))
         for name, description in DEMO_SECRETS:
             if name not in existing:
@@ -75,7 +81,7 @@ def _provider(workspace: Any) -> OAuthProvider:
     return provider
 
 
-def seed_auth_connections(*, workspaces: list, **context: Any) -> None:
+def seed_auth_connections(*, workspaces: list, fresh: set[int] | None = None, **context: Any) -> None:
     kinds = AuthConnection.Kind
     specs: list[tuple[str, str, dict[str, Any], dict[str, Any]]] = [
         ("CRM service account", kinds.OAUTH2_CLIENT_CREDENTIALS,
@@ -91,7 +97,7 @@ def seed_auth_connections(*, workspaces: list, **context: Any) -> None:
         ("Partner gateway", kinds.CUSTOM_HEADERS, {"provider": "partner"},
          {"headers": {"X-Partner-Key": _random()}}),  # one header: the platform's custom-header kind holds one
     ]
-    for workspace in workspaces[:2]:
+    for workspace in _seeding(workspaces, fresh):
         existing = set(AuthConnection.objects.filter(workspace=workspace).values_list("name", flat=True))
         for name, kind, plain, secret_parts in specs:
             if name not in existing:
@@ -99,9 +105,9 @@ def seed_auth_connections(*, workspaces: list, **context: Any) -> None:
                                               **secret_parts)
 
 
-def seed_vault(*, workspaces: list, **context: Any) -> None:
+def seed_vault(*, workspaces: list, fresh: set[int] | None = None, **context: Any) -> None:
     now = timezone.now()
-    for workspace in workspaces[:2]:
+    for workspace in _seeding(workspaces, fresh):
         provider = _provider(workspace)
         existing = set(UserCredential.objects.filter(provider=provider).values_list("end_user_id", flat=True))
         for number, end_user in enumerate(DEMO_USERS):

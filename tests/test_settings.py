@@ -91,3 +91,16 @@ def test_every_admin_page_carries_the_security_headers(admin_client):
     assert "frame-ancestors 'none'" in response["Content-Security-Policy"]
     assert response["X-Frame-Options"] == "DENY"
     assert response["X-Content-Type-Options"] == "nosniff"
+
+
+def test_the_embedded_broker_keeps_every_folder_under_var(settings):
+    # kombu's filesystem transport puts its control (broadcast) folder in ./control unless told: make run left
+    # an untracked control/ in the checkout (issue 19, item 12).
+    from pathlib import Path
+
+    options = settings.CELERY_BROKER_TRANSPORT_OPTIONS
+    if not settings.CELERY_BROKER_URL.startswith("filesystem"):
+        pytest.skip(f"the tests run with CELERY_BROKER_URL={settings.CELERY_BROKER_URL.split(':')[0]}://")
+    var = Path(settings.BASE_DIR) / "var"
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        assert Path(options[key]).is_relative_to(var), key

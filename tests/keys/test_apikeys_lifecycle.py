@@ -132,6 +132,23 @@ def test_key_deleted_behind_keywards_back_is_revoked_with_an_alert(owner, accoun
     assert Alert.objects.get(kind="api_key_deleted_remotely").object_id == str(key.pk)
 
 
+def test_a_key_missing_moments_after_its_issue_is_looked_for_again_not_revoked(owner, account, platform, clock,
+                                                                              django_capture_on_commit_callbacks):
+    from project.alerts.models import Alert
+
+    key = issue(owner, account).key
+    platform.delete_api_key(account.remote_id, ApiKey.objects.get(pk=key.pk).remote_key_id)  # the platform lost it
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_update(actor=owner, key=ApiKey.objects.get(pk=key.pk), name="renamed")
+    drain()
+    key.refresh_from_db()
+    assert key.state == "active" and not Alert.objects.filter(kind="api_key_deleted_remotely").exists()
+    clock.advance(seconds=3600)
+    drain()  # long past the grace: now it is gone for real
+    key.refresh_from_db()
+    assert key.state == "revoked" and Alert.objects.filter(kind="api_key_deleted_remotely").exists()
+
+
 def test_expired_key_is_ended_by_the_sweep(owner, account, emulator, clock, django_capture_on_commit_callbacks):
     issued = issue(owner, account, expires_at=clock.now + timedelta(days=1))
     assert services.api_keys_sweep()["expired"] == 0

@@ -7,10 +7,13 @@ so this command stays the one entry point.
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
@@ -18,9 +21,11 @@ from agents import services
 from agents.models import Agent
 from project.actors import SYSTEM
 from workspaces import services as workspace_services
-from workspaces.models import Workspace
+from workspaces.models import PlatformAccount, Workspace
+from workspaces.services.platform_accounts import platform_account_create
 
 DEMO_PASSWORD = "keyward-demo-2026"
+DEMO_SECOND_ACCOUNT = "Globex (second emulated account)"
 DEMO_ADMIN = "admin"
 
 
@@ -44,11 +49,12 @@ class Command(BaseCommand):
                 admin_user.set_password(DEMO_PASSWORD)
                 admin_user.save()
             logins.append((DEMO_ADMIN, DEMO_PASSWORD, "superuser: sees every workspace"))
-            workspaces = self._workspaces(scale)
+            workspaces, fresh = self._workspaces(scale)
             for workspace in workspaces:
-                self._agents(workspace, scale)
-            context = {"workspaces": workspaces, "scale": scale, "logins": logins, "password": DEMO_PASSWORD,
-                       "stdout": self.stdout}
+                if workspace.pk in fresh:  # seeded once, ever: a restart never brings back what someone removed
+                    self._agents(workspace, scale)
+            context = {"workspaces": workspaces, "fresh": fresh, "scale": scale, "logins": logins,
+                       "password": DEMO_PASSWORD, "stdout": self.stdout}
             for config in apps.get_app_configs():
                 try:
                     module = importlib.import_module(f"{config.name}.demo")
@@ -65,17 +71,39 @@ class Command(BaseCommand):
         for username, password, what in logins:
             self.stdout.write(f"  {username} / {password}   ({what})")
 
-    def _workspaces(self, scale: int) -> list[Workspace]:
+    def _workspaces(self, scale: int) -> tuple[list[Workspace], set[int]]:
+        """The demo workspaces, and the ids of those this run created (only those get the demo's objects)."""
         specs = [("Acme Voice", "acme"), ("Globex Support", "globex")]
         specs += [(f"Demo Workspace {i:04d}", f"demo-{i:04d}") for i in range(1, max(0, scale // 10) + 1)]
-        result = []
+        result, fresh = [], set()
         for name, slug in specs:
             workspace = Workspace.objects.filter(slug=slug).first()
             if workspace is None:
+                account = self._second_account() if slug == "globex" else None
                 workspace = workspace_services.workspace_create(actor=SYSTEM, name=name, slug=slug,
-                                                      description="Demo workspace created by seed_demo")
+                                                                description="Demo workspace created by seed_demo",
+                                                                platform_account=account)
+                fresh.add(workspace.pk)
             result.append(workspace)
-        return result
+        return result, fresh
+
+    def _second_account(self) -> PlatformAccount | None:
+        """`make run` runs a second emulated platform account (KEYWARD_DEMO_SECOND_ACCOUNT_KEY): Globex lives there,
+        so the demo shows two accounts side by side. Without it (or if it does not answer) Globex shares the default
+        account."""
+        key = os.environ.get("KEYWARD_DEMO_SECOND_ACCOUNT_KEY", "")
+        if not key:
+            return None
+        existing = PlatformAccount.objects.filter(name=DEMO_SECOND_ACCOUNT).first()
+        if existing is not None:
+            return existing
+        try:
+            return platform_account_create(actor=SYSTEM, name=DEMO_SECOND_ACCOUNT,
+                                           base_url=settings.PLATFORM_API_URL, api_key=key)
+        except ValidationError as exc:
+            self.stdout.write(f"The second demo platform account was not added ({' '.join(exc.messages)}); "
+                              "Globex shares the default account.")
+            return None
 
     def _agents(self, workspace: Workspace, scale: int) -> None:
         base = [

@@ -108,6 +108,31 @@ class EmulatorCore:
     def _reset_resources(self) -> None:
         """Resource mixins extend this (cooperatively, via super()) to clear their own state."""
 
+    #: The attributes that hold the account's objects (what a restart must keep); faults and call counts are not.
+    STATE_ATTRIBUTES = ("_agents", "_live_counts", "_auth_connections", "_secrets", "_tools", "_service_accounts",
+                        "_keys", "_key_ids_by_hash", "_usage")
+
+    def state_dump(self) -> dict[str, Any]:
+        """Everything the account holds, as JSON-able data (``run_emulator --state-dir`` writes it to disk)."""
+        with self._lock:
+            state = {name: copy.deepcopy(getattr(self, name)) for name in self.STATE_ATTRIBUTES
+                     if hasattr(self, name)}
+            next_seq = next(self._seq)
+            self._seq = itertools.count(next_seq)
+            state["next_seq"] = next_seq
+            return state
+
+    def state_load(self, state: dict[str, Any]) -> None:
+        """Put back what ``state_dump`` gave (objects only: faults and call counts start afresh)."""
+        with self._lock:
+            for name in self.STATE_ATTRIBUTES:
+                if name in state and hasattr(self, name):
+                    setattr(self, name, copy.deepcopy(state[name]))
+            self._seq = itertools.count(int(state.get("next_seq", 1)))
+            self.changes += 1
+
+    changes = 0  # grows with every request that may have changed state (the state writer watches it)
+
     def _now(self) -> int:
         return int(self.clock())
 
@@ -162,6 +187,8 @@ class EmulatorCore:
         request_id = uuid.uuid4().hex
         with self._lock:
             self._in_flight += 1
+            if request.method != "GET":
+                self.changes += 1
         try:
             status, body, headers = self._handle(request, client_ip, request_id)
         except Exception:  # a bug in a handler answers 500 like a real server, and stays visible in logs
