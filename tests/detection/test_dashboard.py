@@ -18,8 +18,7 @@ from project.alerts.services import alert_raise
 from project.sync.models import Drift, SyncJob
 from secrets_app.services import secret_create, tool_create
 from tests.conftest import login
-from tests.detection.conftest import NOW, daily, make_key
-from tests.factories import AgentFactory, ServiceAccountFactory
+from tests.factories import NOW, AgentFactory, ServiceAccountFactory, make_api_key_row, make_daily_usage
 
 pytestmark = pytest.mark.django_db
 URL = reverse("posture_dashboard")
@@ -33,13 +32,13 @@ def _figures(response):
 def acme(workspace, other_workspace, fixed_now):
     """A small world: Acme with a bit of everything that should show, Globex with the same (never shown)."""
     for ws in (workspace, other_workspace):
-        make_key(ws, "prod", scopes="all", allowed_ips=[])  # all scopes in prod, no network limit
-        make_key(ws, "dev", activated=NOW - timedelta(days=120))  # overdue (90 days) and idle (never used)
-        fresh = make_key(ws, "staging", activated=NOW - timedelta(days=3))
+        make_api_key_row(ws, "prod", scopes="all", allowed_ips=[])  # all scopes in prod, no network limit
+        make_api_key_row(ws, "dev", activated=NOW - timedelta(days=120))  # overdue (90 days) and idle (never used)
+        fresh = make_api_key_row(ws, "staging", activated=NOW - timedelta(days=3))
         ApiKey.objects.filter(pk=fresh.pk).update(last_used_at=NOW - timedelta(hours=1))
-        suspended = make_key(ws, "prod", activated=NOW - timedelta(days=2))
+        suspended = make_api_key_row(ws, "prod", activated=NOW - timedelta(days=2))
         ApiKey.objects.filter(pk=suspended.pk).update(suspended_at=NOW, last_used_at=NOW)
-        make_key(ws, "prod", name="revoked-one").__class__.objects.filter(name="revoked-one").update(
+        make_api_key_row(ws, "prod", name="revoked-one").__class__.objects.filter(name="revoked-one").update(
             state="revoked", revoked_at=NOW)
         AgentFactory(workspace=ws, auth_mode="public", max_duration_seconds=600)
         AgentFactory(workspace=ws, auth_mode="allowlist", allowlist=["app.example.com"])
@@ -104,11 +103,11 @@ def test_people_without_a_workspace_are_refused(db):
 
 
 def test_credit_burn_is_drawn_as_svg_per_environment_and_key(workspace, owner_client, fixed_now):
-    prod, dev = make_key(workspace, "prod", name="billing"), make_key(workspace, "dev", name="tests")
+    prod, dev = make_api_key_row(workspace, "prod", name="billing"), make_api_key_row(workspace, "dev", name="tests")
     for n in range(30):
-        daily(prod, NOW.date() - timedelta(days=n), 100 + n)
-        daily(dev, NOW.date() - timedelta(days=n), 10)
-    daily(prod, NOW.date() - timedelta(days=30), 99999)  # 31 days ago: outside the chart
+        make_daily_usage(prod, NOW.date() - timedelta(days=n), 100 + n)
+        make_daily_usage(dev, NOW.date() - timedelta(days=n), 10)
+    make_daily_usage(prod, NOW.date() - timedelta(days=30), 99999)  # 31 days ago: outside the chart
     body = owner_client.get(URL).content.decode()
     posture = owner_client.get(URL).context["posture"]
     assert [(line.label, line.total) for line in posture.environments.lines] == [("prod", 3435.0), ("dev", 300.0)]

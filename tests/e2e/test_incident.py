@@ -13,8 +13,9 @@ from django.urls import NoReverseMatch, reverse
 from playwright.sync_api import expect
 
 from project.actors import SYSTEM
+from tests.conftest import SECRET_SHAPE, key_works
 from tests.e2e.conftest import person, sign_in, submitted
-from tests.keys.apikey_fixtures import SECRET_SHAPE, issue, key_works
+from tests.factories import make_api_key
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -37,7 +38,7 @@ def exposed(world: Any, platform: Any) -> dict[str, Any]:
     responder = person("acme-security", "Security admin", world.acme)
     account = service_account_create(actor=responder.user, workspace=world.acme, name="billing-backend")
     service_account_ensure_remote(actor=responder.user, service_account=account)
-    issued = issue(responder.user, account, "prod", name="billing", credit_quota=5000)
+    issued = make_api_key(responder.user, account, "prod", name="billing", credit_quota=5000)
     secret_create(actor=SYSTEM, workspace=world.acme, name="crm_token", value="crm-secret-value-0c1d")
     alert, _ = alert_raise(actor=SYSTEM, workspace=world.acme, kind="api_key_exposed",
                            title="billing key seen in a public paste", dedup_key="e2e-exposed", severity="critical",

@@ -10,7 +10,7 @@ from project.audit.models import AuditEvent
 from secrets_app import services
 from secrets_app.models import AuthConnection, Secret, Tool
 from tests.conftest import login
-from tests.secrets_app.helpers import make_secret, make_tool
+from tests.factories import make_secret, make_tool
 
 pytestmark = pytest.mark.django_db
 

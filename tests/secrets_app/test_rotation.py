@@ -11,7 +11,7 @@ from project.actors import SYSTEM
 from project.fields import primary_fernet
 from secrets_app.management.commands import reencrypt_fields
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, UserCredential
-from tests.secrets_app.helpers import make_secret
+from tests.factories import make_secret
 
 pytestmark = pytest.mark.django_db
 
