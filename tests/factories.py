@@ -4,11 +4,12 @@ Three kinds of builder, one style each:
 
 1. **factory-boy factories** (``<Model>Factory``) for rows that have no rules beyond their model: users,
    workspaces (each with its dev, staging and prod environments; ``environment()`` finds one), plain agents,
-   service accounts, outbox jobs and drift. A factory writes its row and nothing else: no audit event, no outbox
-   job, no platform call, so a test counts only what it did itself. ``grant`` (with ``builtin_role``) belongs
-   here too: a role assignment written as a row. The people and robots of fixtures hold their roles that way on
-   purpose: the tests of granting count ``role.assign`` audit events and must not find a fixture's among them;
-   the rules of granting are tested through ``role_assign`` itself.
+   service accounts, outbox jobs, drift and reconcile runs, the sign-in records of axes and a bare django-otp
+   device. A factory writes its row and nothing else: no audit event, no outbox job, no platform call, so a test
+   counts only what it did itself. ``grant`` (with ``builtin_role``) belongs here too: a role assignment
+   written as a row. The people and robots of fixtures hold their roles that way on purpose: the tests of
+   granting count ``role.assign`` audit events and must not find a fixture's among them; the rules of granting
+   are tested through ``role_assign`` itself.
 
 2. **builder functions** (``make_<thing>``) for objects whose creation has rules or side effects: secrets,
    tools, auth connections, OAuth providers and vault credentials, agents (and agents that sync), service
@@ -47,7 +48,7 @@ from django.utils import timezone
 
 from agents.models import Agent
 from project.actors import SYSTEM, Actor
-from project.sync.models import Drift, SyncJob
+from project.sync.models import Drift, ReconcileRun, SyncJob
 from workspaces.models import Environment, Role, RoleAssignment, ServiceAccount, Workspace
 
 #: The fixed "now" of the detection tests (their ``fixed_now`` fixture pins timezone.now to it) and the time the
@@ -168,6 +169,62 @@ class DriftFactory(_InWorkspace):
     object_id = factory.Sequence(str)
     object_repr = factory.LazyAttribute(lambda drift: f"drifted {drift.object_id}")
     problem = Drift.Problem.MISSING_REMOTELY
+
+
+class ReconcileRunFactory(factory.django.DjangoModelFactory):
+    """A reconcile pass over the agents, queued; ``finished=True``: one that checked ten rows a minute ago."""
+
+    class Meta:
+        model = ReconcileRun
+
+    class Params:
+        finished = factory.Trait(
+            state=ReconcileRun.State.DONE, total=10, done=10,
+            started_at=factory.LazyFunction(lambda: timezone.now() - timedelta(minutes=1)),
+            finished_at=factory.LazyFunction(timezone.now))
+
+    kinds = factory.LazyFunction(lambda: ["agent"])
+
+
+class AccessAttemptFactory(factory.django.DjangoModelFactory):
+    """axes' record of failed sign-ins for one username (the lockout counts them)."""
+
+    class Meta:
+        model = "axes.AccessAttempt"
+
+    username = factory.Sequence(lambda n: f"guesser{n}")
+    ip_address = "127.0.0.1"
+    user_agent = "curl/8"
+    path_info = "/admin/login/"
+    get_data = ""
+    post_data = ""
+    failures_since_start = 3
+    attempt_time = factory.LazyFunction(timezone.now)
+
+
+class AccessLogFactory(factory.django.DjangoModelFactory):
+    """axes' record of one sign-in."""
+
+    class Meta:
+        model = "axes.AccessLog"
+
+    username = factory.Sequence(lambda n: f"person{n}")
+    ip_address = "127.0.0.1"
+    user_agent = "Firefox"
+    path_info = "/admin/login/"
+    attempt_time = factory.LazyFunction(timezone.now)
+
+
+class TOTPDeviceFactory(factory.django.DjangoModelFactory):
+    """A bare django-otp device row (no sealed seed: nobody can compute its codes); make_confirmed_device makes
+    one a person can sign in with."""
+
+    class Meta:
+        model = "otp_totp.TOTPDevice"
+
+    user = factory.SubFactory(UserFactory)
+    name = "phone"
+    confirmed = True
 
 
 # --- 2. builders through the services, as the system --------------------------------------------------------

@@ -11,7 +11,7 @@ from broker import services
 from broker.models import BrokerKey, BrokerKeyUsage
 from project.audit.models import AuditEvent
 from tests.conftest import login
-from tests.factories import ServiceAccountFactory, UserFactory, grant, make_agent
+from tests.factories import ServiceAccountFactory, make_agent, make_person
 
 pytestmark = pytest.mark.django_db
 
@@ -135,8 +135,7 @@ def test_member_sees_keys_and_usage_but_cannot_change_or_revoke(issued, member, 
 
 
 def test_revoke_action_revokes_only_with_keys_revoke(issued, owner, workspace):
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)  # keys.issue, not keys.revoke
+    lead = make_person("lead", "Team lead", workspace)  # keys.issue, not keys.revoke
     data = {"action": "revoke_keys", "_selected_action": [issued.key.pk]}
     login(lead).post(LIST, data)
     assert BrokerKey.objects.get(pk=issued.key.pk).revoked_at is None

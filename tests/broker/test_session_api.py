@@ -172,7 +172,7 @@ def test_409_for_an_agent_no_longer_in_signed_mode(api, issued, signed_agent):
 
 
 def test_409_for_an_agent_not_on_the_platform_yet(api, issue, workspace, signed_agent, platform):
-    fresh = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name="Fresh", auth_mode="signed")
+    fresh = make_agent(workspace, "Fresh")  # not synced: no remote id yet
     issued = issue(agents=[signed_agent, fresh])
     response = api.session(str(fresh.uuid), issued.secret)
     assert response.status_code == 409 and response.json()["error"] == "agent_not_synced"

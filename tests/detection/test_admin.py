@@ -9,26 +9,22 @@ from django.urls import reverse
 from detection import incidents as incident_services
 from detection.models import DetectionPolicy, Incident
 from keys.models import ApiKey
-from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
 from tests.conftest import login
-from tests.factories import NOW, make_api_key_row
+from tests.factories import NOW, make_alert, make_api_key_row
 
 pytestmark = pytest.mark.django_db
 
 
-def _alert(key, kind="usage_spike"):
-    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"{kind} on {key}",
-                       dedup_key=f"{kind}:{key.pk}",
-                       severity="high", target=key, details={"credits": 5000, "baseline_credits_per_hour": 12.5})[0]
+#: What the alerts of these tests report (their pages show it).
+FIGURES = {"credits": 5000, "baseline_credits_per_hour": 12.5}
 
 
 # --- alerts ----------------------------------------------------------------------------------------------
 def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspace, owner_client, member_client,
                                                                         fixed_now):
-    alert = _alert(make_api_key_row(workspace))
+    alert = make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES)
     url = reverse("admin:alerts_alert_change", args=[alert.pk])
     body = owner_client.get(url).content.decode()
     assert "baseline credits per hour" in body and "12.5" in body and 'id="open-incident-link"' in body
@@ -37,7 +33,7 @@ def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspac
 
 
 def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed_now):
-    alerts = [_alert(make_api_key_row(workspace)), _alert(make_api_key_row(workspace))]
+    alerts = [make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES) for _ in range(2)]
     response = owner_client.post(reverse("admin:alerts_alert_changelist"),
                                  {"action": "open_incident", "_selected_action": [a.pk for a in alerts]})
     assert response.status_code == 302
@@ -46,7 +42,7 @@ def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed
 
 
 def test_open_incident_action_skips_what_the_person_may_not_manage(workspace, member_client, fixed_now):
-    alert = _alert(make_api_key_row(workspace))
+    alert = make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES)
     member_client.post(reverse("admin:alerts_alert_changelist"),
                        {"action": "open_incident", "_selected_action": [alert.pk]})
     assert not Incident.objects.exists()
@@ -54,7 +50,8 @@ def test_open_incident_action_skips_what_the_person_may_not_manage(workspace, me
 
 def test_alert_filters_have_fixed_choices_and_narrow_the_list(workspace, owner_client, fixed_now):
     key = make_api_key_row(workspace)
-    spike, idle = _alert(key), _alert(key, "api_key_idle")
+    spike = make_alert(workspace, target=key, details=FIGURES)
+    idle = make_alert(workspace, "api_key_idle", target=key, details=FIGURES)
     url = reverse("admin:alerts_alert_changelist")
     shown = owner_client.get(url, {"kind": "usage_spike"}).context["cl"].result_list
     assert [a.pk for a in shown] == [spike.pk]
@@ -66,7 +63,7 @@ def test_resume_key_from_a_credit_guard_alert(workspace, owner, owner_client, me
                                               fixed_now):
     key = make_api_key_row(workspace, "prod", credit_quota=10)
     ApiKey.objects.filter(pk=key.pk).update(suspended_at=NOW, suspend_reason="credit guard: 100%")
-    alert = _alert(key, "credit_guard_quota")
+    alert = make_alert(workspace, "credit_guard_quota", target=key, details=FIGURES)
     page = reverse("admin:alerts_alert_change", args=[alert.pk])
     resume = reverse("admin:alerts_alert_resume_key", args=[alert.pk])
     assert resume in owner_client.get(page).content.decode()

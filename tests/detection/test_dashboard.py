@@ -11,14 +11,21 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.models import Agent
-from detection.models import Incident
 from keys.models import ApiKey, KeyUsageDaily
-from project.actors import SYSTEM
-from project.alerts.services import alert_raise
-from project.sync.models import Drift, SyncJob
-from secrets_app.services import secret_create, tool_create
 from tests.conftest import login
-from tests.factories import NOW, AgentFactory, ServiceAccountFactory, make_api_key_row, make_daily_usage
+from tests.factories import (
+    NOW,
+    AgentFactory,
+    DriftFactory,
+    ServiceAccountFactory,
+    SyncJobFactory,
+    make_alert,
+    make_api_key_row,
+    make_daily_usage,
+    make_incident,
+    make_secret,
+    make_tool,
+)
 
 pytestmark = pytest.mark.django_db
 URL = reverse("posture_dashboard")
@@ -44,19 +51,17 @@ def acme(workspace, other_workspace, fixed_now):
         AgentFactory(workspace=ws, auth_mode="allowlist", allowlist=["app.example.com"])
         AgentFactory(workspace=ws, auth_mode="signed")
         AgentFactory(workspace=ws, auth_mode="signed")
-        secret_create(actor=SYSTEM, workspace=ws, name="unused_token", value="v")
-        secret_create(actor=SYSTEM, workspace=ws, name="used_token", value="v")
-        tool_create(actor=SYSTEM, workspace=ws, name="lookup", description="x", url="https://x.example.com",
-                    headers={"X-Key": "{{ secret__used_token }}"})
-        SyncJob.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, state="dead")
-        SyncJob.objects.create(kind="agent", object_id="2", workspace_id=ws.pk, state="failed")
-        SyncJob.objects.create(kind="agent", object_id="3", workspace_id=ws.pk, state="done")
-        Drift.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, problem="differs")
-        alert_raise(actor=SYSTEM, workspace=ws, kind="usage_spike", title=f"{ws.slug} spike", dedup_key="a",
-                    severity="high")
-        alert_raise(actor=SYSTEM, workspace=ws, kind="api_key_idle", title=f"{ws.slug} idle", dedup_key="b",
-                    severity="low")
-        Incident.objects.create(workspace=ws, title=f"{ws.slug} incident")
+        make_secret(ws, "unused_token", "v")
+        make_secret(ws, "used_token", "v")
+        make_tool(ws, "lookup", description="x", url="https://x.example.com",
+                  headers={"X-Key": "{{ secret__used_token }}"})
+        SyncJobFactory(workspace=ws, object_id="1", state="dead")
+        SyncJobFactory(workspace=ws, object_id="2", state="failed")
+        SyncJobFactory(workspace=ws, object_id="3", state="done")
+        DriftFactory(workspace=ws, object_id="1", problem="differs")
+        make_alert(ws, "usage_spike", title=f"{ws.slug} spike", dedup_key="a", severity="high")
+        make_alert(ws, "api_key_idle", title=f"{ws.slug} idle", dedup_key="b", severity="low")
+        make_incident(ws, f"{ws.slug} incident")
     return workspace
 
 
@@ -137,8 +142,7 @@ def _seed(workspace, n):
                                       batch_size=5000)
     Agent.objects.bulk_create([Agent(workspace=workspace, name=f"a{i}", auth_mode="signed") for i in range(20)])
     for i in range(20):
-        alert_raise(actor=SYSTEM, workspace=workspace, kind="usage_spike", title=f"spike {i}", dedup_key=f"s{i}",
-                    severity="high")
+        make_alert(workspace, "usage_spike", title=f"spike {i}", dedup_key=f"s{i}", severity="high")
 
 
 @pytest.mark.parametrize("keys", [10, 10_000])

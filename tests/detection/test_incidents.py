@@ -11,19 +11,22 @@ from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
 from detection.selectors import related_candidates
 from keys.models import ApiKey
-from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
-from tests.factories import NOW, UserFactory, make_api_key, make_api_key_row, make_daily_usage, make_hourly_usage
+from tests.factories import (
+    NOW,
+    UserFactory,
+    make_alert,
+    make_api_key,
+    make_api_key_row,
+    make_daily_usage,
+    make_hourly_usage,
+    make_secret,
+    make_tool,
+)
 from workspaces.models import Role, RoleAssignment
 
 pytestmark = pytest.mark.django_db
-
-
-def _alert_on(key, kind="usage_spike", **details):
-    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"Spike on {key}",
-                       dedup_key=f"t:{key.pk}:{kind}", severity=Alert.Severity.HIGH, target=key, details=details)[0]
 
 
 def _steps(incident):
@@ -33,7 +36,7 @@ def _steps(incident):
 # --- opening ---------------------------------------------------------------------------------------------
 def test_open_from_an_alert_takes_its_key_and_window_and_acknowledges_it(workspace, owner, fixed_now):
     key = make_api_key_row(workspace)
-    alert = _alert_on(key, hour=(NOW - timedelta(hours=3)).isoformat())
+    alert = make_alert(workspace, target=key, details={"hour": (NOW - timedelta(hours=3)).isoformat()})
     incident, created = services.incident_open(actor=owner, alert=alert, source=Incident.Source.ALERT)
     assert created and incident.api_key == key and incident.alert == alert and incident.severity == "high"
     assert incident.exposure_start == NOW - timedelta(hours=3) and incident.opened_by == owner
@@ -47,7 +50,7 @@ def test_open_from_an_alert_takes_its_key_and_window_and_acknowledges_it(workspa
 def test_a_second_open_for_the_same_subject_returns_the_open_incident(workspace, owner, fixed_now):
     key = make_api_key_row(workspace)
     first, _ = services.incident_open(actor=owner, api_key=key, source=Incident.Source.LEAK_CHECK)
-    again, created = services.incident_open(actor=owner, alert=_alert_on(key))
+    again, created = services.incident_open(actor=owner, alert=make_alert(workspace, target=key))
     assert not created and again.pk == first.pk and Incident.objects.count() == 1
 
 
@@ -176,17 +179,15 @@ def test_blast_radius_window_must_be_ordered(workspace, owner, fixed_now):
 
 
 def test_related_candidates_are_neighbours_in_the_same_workspace(workspace, other_workspace, owner, fixed_now):
-    from secrets_app.services import secret_create, tool_create
-
     key = make_api_key_row(workspace, "prod")
     same_account = make_api_key_row(workspace, "dev", service_account=key.service_account, name="same-account")
     same_env = make_api_key_row(workspace, "prod", name="same-env")
     make_api_key_row(workspace, "staging", name="unrelated")
     make_api_key_row(other_workspace, "prod", name="foreign")
-    secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="v-1")
-    tool_create(actor=SYSTEM, workspace=workspace, name="crm_lookup", description="CRM", url="https://crm.example.com",
-                headers={"Authorization": "{{ secret__crm_token }}"})
-    secret_create(actor=SYSTEM, workspace=other_workspace, name="globex_token", value="v-2")
+    make_secret(workspace, "crm_token", "v-1")
+    make_tool(workspace, "crm_lookup", description="CRM", url="https://crm.example.com",
+              headers={"Authorization": "{{ secret__crm_token }}"})
+    make_secret(other_workspace, "globex_token", "v-2")
     incident, _ = services.incident_open(actor=owner, api_key=key)
     candidates = {c["name"]: c["reason"] for c in related_candidates(incident)}
     assert set(candidates) == {str(same_account), str(same_env), "crm_token"}
@@ -201,7 +202,7 @@ def test_related_candidates_are_neighbours_in_the_same_workspace(workspace, othe
 
 def test_postmortem_and_close(workspace, owner, fixed_now):
     key = make_api_key_row(workspace)
-    alert = _alert_on(key)
+    alert = make_alert(workspace, target=key)
     incident, _ = services.incident_open(actor=owner, alert=alert)
     with pytest.raises(ValidationError, match="revoke step"):
         services.incident_close(actor=owner, incident=incident)
@@ -228,9 +229,8 @@ def test_postmortem_and_close(workspace, owner, fixed_now):
 
 def test_secret_incident_walk_never_records_the_value(workspace, owner, fixed_now):
     from secrets_app.models import Secret
-    from secrets_app.services import secret_create
 
-    secret = secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="old-value-123")
+    secret = make_secret(workspace, "crm_token", "old-value-123")
     incident, _ = services.incident_open(actor=owner, secret=secret)
     with pytest.raises(ValidationError, match="issuer"):
         services.incident_revoke(actor=owner, incident=incident, reason="")
@@ -269,6 +269,6 @@ def test_incidents_of_another_workspace_stay_out_of_reach(workspace, other_works
         services.incident_note(actor=outsider, incident=incident, text="hello")
     with pytest.raises(PermissionDenied):
         services.incident_revoke(actor=outsider, incident=incident)
-    foreign_alert = _alert_on(make_api_key_row(other_workspace))
+    foreign_alert = make_alert(other_workspace, target=make_api_key_row(other_workspace))
     with pytest.raises(PermissionDenied):
         services.incident_open(actor=owner, alert=foreign_alert)

@@ -267,10 +267,9 @@ def test_key_actions_refuse_member_and_hide_from_outsider(member_client, outside
 
 
 def test_team_lead_may_rotate_but_not_rotate_now_or_revoke(owner, account, workspace):
-    from tests.factories import UserFactory, grant
+    from tests.factories import make_person
 
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)
+    lead = make_person("lead", "Team lead", workspace)
     key = make_api_key(owner, account).key
     client = login(lead)
     assert client.get(_url("rotate", key)).status_code == 200

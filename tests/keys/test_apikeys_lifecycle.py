@@ -12,12 +12,11 @@ from keys import services
 from keys.models import ApiKey, key_digest
 from keys.services import issue as issuing
 from keys.sync import push_api_key, reconcile_api_keys
-from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.platform.client import PlatformClient
 from project.sync.models import SyncJob
 from tests.conftest import EMULATOR_KEY, drain, key_works
-from tests.factories import ServiceAccountFactory, environment, make_api_key
+from tests.factories import ServiceAccountFactory, environment, make_api_key, make_service_account
 
 pytestmark = pytest.mark.django_db
 
@@ -212,9 +211,7 @@ def test_resubmitted_form_never_issues_twice(owner, account, emulator):
 
 # --- service accounts -----------------------------------------------------------------------------------------
 def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(workspace, platform, emulator):
-    from workspaces import services as roles
-
-    sa = roles.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     drain()
     sa.refresh_from_db()
     assert sa.remote_id and [a["name"] for a in emulator.state_snapshot()["service_accounts"]] == [
@@ -222,9 +219,7 @@ def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(worksp
 
 
 def test_service_account_lost_create_is_found_not_duplicated(workspace, platform, emulator):
-    from workspaces import services as roles
-
-    sa = roles.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     made = platform.create_service_account(name=services.service_account_remote_name(sa))
     SyncJob.objects.filter(kind="service_account").update(attempts=1)  # as if an earlier attempt had run
     drain()

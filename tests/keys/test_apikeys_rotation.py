@@ -169,10 +169,9 @@ def test_rotation_is_audited(owner, account):
 
 
 def test_rotation_needs_keys_issue_and_rotate_now_also_keys_revoke(owner, member, outsider, account, workspace):
-    from tests.factories import UserFactory, grant
+    from tests.factories import make_person
 
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)  # keys.issue without keys.revoke
+    lead = make_person("lead", "Team lead", workspace)  # keys.issue without keys.revoke
     key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
