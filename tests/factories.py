@@ -7,9 +7,9 @@ Three kinds of builder, one style each:
    service accounts, outbox jobs, drift and reconcile runs, the sign-in records of axes and a bare django-otp
    device. A factory writes its row and nothing else: no audit event, no outbox job, no platform call, so a test
    counts only what it did itself. ``grant`` (with ``builtin_role``) belongs here too: a role assignment
-   written as a row. The people and robots of fixtures hold their roles that way on purpose: the tests of
-   granting count ``role.assign`` audit events and must not find a fixture's among them; the rules of granting
-   are tested through ``role_assign`` itself.
+   written as a row, and so do ``make_person`` and ``make_principal``, a user with a grant. The people and
+   robots of fixtures hold their roles that way on purpose: the tests of granting count ``role.assign`` audit
+   events and must not find a fixture's among them; the rules of granting are tested through ``role_assign``.
 
 2. **builder functions** (``make_<thing>``) for objects whose creation has rules or side effects: secrets,
    tools, auth connections, OAuth providers and vault credentials, agents (and agents that sync), service
@@ -17,9 +17,8 @@ Three kinds of builder, one style each:
    incidents, audit events. They go through the app's service as ``actor=SYSTEM`` (Keyward itself: an explicit
    actor holding every permission), so the object is what the product would have made: cleaned, audited, its
    outbox job enqueued. ``make_api_key`` takes the actor instead, because the API-key tests use it as the act
-   of issuing (as owner, member and outsider). ``make_person``, ``make_principal`` and
-   ``make_confirmed_device`` build people: a user row with a role, and an authenticator enrolled through the
-   accounts services by the person themself (enrolment is self-service only).
+   of issuing (as owner, member and outsider), and ``make_confirmed_device`` enrols an authenticator as the
+   person themself (enrolment is self-service only).
 
 3. **rows written past the services on purpose**, named for it (``make_api_key_row``, ``make_hourly_usage``,
    ``make_daily_usage``, ``make_usage_baseline``): states the services reach only through the platform and the
@@ -99,7 +98,7 @@ def environment(workspace: Workspace, name: str = "prod") -> Environment:
 
 
 class AgentFactory(factory.django.DjangoModelFactory):
-    """An agent row that never reached the platform (no audit, no outbox job); see make_agent for one that did."""
+    """An agent row, never audited nor sent to the platform; make_agent makes one as the admin does."""
 
     class Meta:
         model = Agent
@@ -134,6 +133,22 @@ def grant(principal: Any, role_name: str, workspace: Workspace) -> RoleAssignmen
     """A built-in role for a person or a service account, written as a row: not audited (see the docstring)."""
     field = "service_account" if isinstance(principal, ServiceAccount) else "user"
     return RoleAssignment.objects.create(role=builtin_role(role_name), workspace=workspace, **{field: principal})
+
+
+def make_person(username: str, role: str | None = None, workspace: Workspace | None = None, **extra: Any) -> Any:
+    """A staff login holding ``role`` (a built-in role's name) in ``workspace``; no role when None."""
+    user = UserFactory(username=username, **extra)
+    if role:
+        grant(user, role, workspace)
+    return user
+
+
+def make_principal(name: str, workspace: Workspace) -> Any:
+    """The person the permission matrix signs in as: a built-in role's name, "nobody" (no role) or "superuser"."""
+    username = "matrix-" + name.lower().replace(" ", "-")
+    if name == "superuser":
+        return UserFactory(username=username, is_superuser=True)
+    return make_person(username, None if name == "nobody" else name, workspace)
 
 
 class _InWorkspace(factory.django.DjangoModelFactory):
@@ -228,22 +243,6 @@ class TOTPDeviceFactory(factory.django.DjangoModelFactory):
 
 
 # --- 2. builders through the services, as the system --------------------------------------------------------
-def make_person(username: str, role: str | None = None, workspace: Workspace | None = None, **extra: Any) -> Any:
-    """A staff login holding ``role`` (a built-in role's name) in ``workspace``; no role when None."""
-    user = UserFactory(username=username, **extra)
-    if role:
-        grant(user, role, workspace)
-    return user
-
-
-def make_principal(name: str, workspace: Workspace) -> Any:
-    """The person the permission matrix signs in as: a built-in role's name, "nobody" (no role) or "superuser"."""
-    username = "matrix-" + name.lower().replace(" ", "-")
-    if name == "superuser":
-        return UserFactory(username=username, is_superuser=True)
-    return make_person(username, None if name == "nobody" else name, workspace)
-
-
 def make_confirmed_device(user: Any) -> tuple[Any, list[str]]:
     """A confirmed authenticator of ``user`` and its ten recovery codes, enrolled through the accounts services
     by the person themself (the only actor enrolment accepts)."""
