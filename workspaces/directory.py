@@ -36,13 +36,14 @@ class WorkspaceAccountDirectory:
 
         if account_id is None:
             account_id = self.default_account_id()
-        row = PlatformAccount.objects.only("base_url", "api_key", "key_version").get(pk=account_id)
-        return AccountCredentials(row.pk, row.base_url, row.api_key, row.key_version)
+        row = PlatformAccount.objects.only("base_url", "api_key", "key_version", "created_at").get(pk=account_id)
+        return AccountCredentials(row.pk, row.base_url, row.api_key, (row.key_version, row.created_at))
 
-    def key_version(self, account_id: int) -> int | None:
+    def key_version(self, account_id: int) -> tuple | None:
         from workspaces.models import PlatformAccount
 
-        return PlatformAccount.objects.filter(pk=account_id).values_list("key_version", flat=True).first()
+        row = PlatformAccount.objects.filter(pk=account_id).values_list("key_version", "created_at").first()
+        return tuple(row) if row else None
 
     def account_of_workspace(self, workspace_id: int | None) -> int | None:
         if workspace_id is None:

@@ -394,7 +394,9 @@ class AccountCredentials:
     account_id: int
     base_url: str
     api_key: str = field(repr=False)
-    version: int = 1
+    #: Changes whenever the account's key does (compared as a whole, never ordered): the key version and the
+    #: row's creation time, so a new account that reuses a deleted one's id is never served its client.
+    version: Any = 1
 
 
 class AccountDirectory(Protocol):
@@ -403,8 +405,8 @@ class AccountDirectory(Protocol):
     def credentials(self, account_id: int | None) -> AccountCredentials:
         """The account's URL, key and key version; None names the default account."""
 
-    def key_version(self, account_id: int) -> int | None:
-        """The account's current key version, read cheaply (None: the account is gone)."""
+    def key_version(self, account_id: int) -> Any:
+        """The account's current key version as AccountCredentials.version gives it, read cheaply (None: gone)."""
 
     def account_of_workspace(self, workspace_id: int | None) -> int | None:
         """The id of the account a workspace is bound to (None: the default account)."""
@@ -429,7 +431,7 @@ KEY_RECHECK_SECONDS = 5.0
 _directory: AccountDirectory | None = None
 _override: PlatformClient | None = None
 _transport: httpx.BaseTransport | None = None
-_clients: dict[int | None, tuple[int, float, PlatformClient]] = {}
+_clients: dict[int | None, tuple[Any, float, PlatformClient]] = {}
 _client_lock = threading.Lock()
 
 

@@ -7,9 +7,8 @@ from django.test import Client
 from django_otp.oath import totp
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import services
 from accounts.models import SealedTOTPDevice
-from tests.factories import UserFactory
+from tests.factories import UserFactory, make_confirmed_device
 
 PASSWORD = "correct-horse-battery"
 LOGIN_URL = "/admin/login/"
@@ -55,8 +54,5 @@ def staff(db):
 @pytest.fixture
 def enrolled(staff) -> Enrolled:
     """`staff` with a confirmed authenticator and ten recovery codes (set up through the services)."""
-    device = services.otp_device_enrol(actor=staff, user=staff)
-    codes = services.otp_device_confirm(actor=staff, device=device, code=code_for(device))
-    assert codes is not None
-    device.refresh_from_db()
-    return Enrolled(user=staff, device=device, recovery_codes=list(codes))
+    device, codes = make_confirmed_device(staff)
+    return Enrolled(user=staff, device=device, recovery_codes=codes)

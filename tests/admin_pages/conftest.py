@@ -7,7 +7,6 @@ from typing import Any
 
 from tests.accounts.conftest import enrolled, staff  # noqa: F401  (fixtures)
 from tests.broker.conftest import backend, key_fields, signed_agent  # noqa: F401  (fixtures)
-from tests.keys.apikey_fixtures import account  # noqa: F401  (fixtures)
 
 INLINE_STYLE = re.compile(r"<[a-zA-Z][^>]*\sstyle\s*=", re.IGNORECASE)
 STYLE_ELEMENT = re.compile(r"<style[\s>]", re.IGNORECASE)

@@ -14,14 +14,15 @@ from detection.models import Incident
 from tests.accounts.conftest import VERIFY_URL, code_for
 from tests.admin_pages.conftest import assert_never_cached
 from tests.conftest import login
-from tests.keys.apikey_fixtures import env, issue
+from tests.factories import environment, make_api_key
 
 pytestmark = pytest.mark.django_db
 
 
 # --- show-once pages: never cached (the admin site's never_cache) -------------------------------------------
 def test_api_key_secret_page_is_never_cached(owner_client, account, django_capture_on_commit_callbacks):
-    data = {"request_uuid": str(uuid.uuid4()), "service_account": account.pk, "environment": env(account.workspace).pk,
+    data = {"request_uuid": str(uuid.uuid4()), "service_account": account.pk,
+            "environment": environment(account.workspace).pk,
             "name": "billing", "scopes": ["workspace_read"], "credit_quota": "1000", "allowed_ips": "",
             "expires_at": ""}
     with django_capture_on_commit_callbacks(execute=True):
@@ -50,7 +51,7 @@ def test_minted_credential_page_is_never_cached(owner_client, signed_agent, work
 
 def test_incident_replacement_key_page_is_never_cached(owner, owner_client, account,
                                                        django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     incident, _ = incidents.incident_open(actor=owner, api_key=issued.key, source=Incident.Source.LEAK_CHECK)
     incidents.incident_revoke(actor=owner, incident=incident, reason="leaked")
     with django_capture_on_commit_callbacks(execute=True):

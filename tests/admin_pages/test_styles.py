@@ -29,8 +29,7 @@ from project.actors import SYSTEM
 from project.alerts.services import alert_raise
 from tests.admin_pages.conftest import INLINE_STYLE, STYLE_ELEMENT, assert_no_inline_style
 from tests.conftest import login
-from tests.detection.conftest import daily
-from tests.keys.apikey_fixtures import issue
+from tests.factories import make_api_key, make_daily_usage
 from tests.keys.conftest import MATRIX_FACTORIES, OWN
 
 pytestmark = pytest.mark.django_db
@@ -93,8 +92,8 @@ def test_no_admin_page_carries_an_inline_style(workspace, superuser, settings):
                 details={"credits": 5, "window": {"from": "a", "to": "b"}})
     incidents.incident_open(actor=superuser, api_key=objects["keys.apikey"], source=Incident.Source.LEAK_CHECK)
     for days_ago in range(3):  # the dashboard's charts and their legends
-        daily(objects["keys.apikey"], timezone.now().date() - timedelta(days=days_ago), 100 + days_ago)
-        daily(suspended, timezone.now().date() - timedelta(days=days_ago), 10)
+        make_daily_usage(objects["keys.apikey"], timezone.now().date() - timedelta(days=days_ago), 100 + days_ago)
+        make_daily_usage(suspended, timezone.now().date() - timedelta(days=days_ago), 10)
     client = login(superuser)
 
     pages = [("admin:index", reverse("admin:index")), ("posture_dashboard", reverse("posture_dashboard")),
@@ -159,7 +158,7 @@ def test_pages_after_a_post_and_outside_the_gate_carry_no_inline_style(client, s
     locked = lockout_response(request)
     assert not INLINE_STYLE.search(locked.content.decode()) and not STYLE_ELEMENT.search(locked.content.decode())
     # A leak check's report, and a form page shown again with errors.
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     report = owner_client.post(reverse("admin:keys_apikey_leak_check"), {"text": f"key={issued.secret}"})
     assert 'id="leak-matches"' in report.content.decode()
     assert_no_inline_style(report)

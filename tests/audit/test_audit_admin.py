@@ -123,8 +123,8 @@ def test_history_link_on_a_change_page_lists_that_objects_events(workspace, owne
 
 
 def test_history_link_shows_on_pages_with_their_own_template(workspace, superuser):
-    from tests.detection.conftest import make_key
+    from tests.factories import make_api_key_row
 
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     page = login(superuser).get(reverse("admin:keys_apikey_change", args=[key.pk])).content.decode()
     assert "Keyward history" in page and 'id="revoke-link"' in page

@@ -1,5 +1,6 @@
 """Fixtures of the broker tests: a synced signed agent, an app backend (service account with sessions.mint),
-a broker key issued to it, and a client that calls the session API as that backend."""
+a broker key issued to it, and a client that calls the session API as that backend. Objects are built by
+tests/factories.py."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import pytest
 from django.test import Client
 
 from agents import services as agent_services
-from broker import limits, services
+from broker import limits
 from broker.services import IssuedKey
-from project.actors import SYSTEM
-from tests.factories import builtin_role
-from workspaces.models import RoleAssignment, ServiceAccount
+from tests.factories import ServiceAccountFactory, make_agent, make_broker_key, make_oauth_provider
+from workspaces.models import ServiceAccount
 
 SESSION_URL = "/api/v1/agents/{agent}/session"
 WEBHOOK_URL = "/api/v1/platform/conversation-initiation"
@@ -27,35 +27,22 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-def make_agent(workspace: Any, name: str, capture: Any, **fields: Any) -> Any:
-    with capture(execute=True):
-        agent = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name=name, **fields)
-    agent.refresh_from_db()
-    return agent
-
-
 @pytest.fixture
-def signed_agent(workspace, platform, django_capture_on_commit_callbacks):
-    agent = make_agent(workspace, "Support", django_capture_on_commit_callbacks, auth_mode="signed")
+def signed_agent(workspace, platform):
+    agent = make_agent(workspace, "Support", synced=True, auth_mode="signed")
     assert agent.remote_id
     return agent
 
 
 @pytest.fixture
-def second_agent(workspace, platform, django_capture_on_commit_callbacks):
-    return make_agent(workspace, "Sales", django_capture_on_commit_callbacks, auth_mode="signed")
-
-
-def app_backend(workspace: Any, name: str = "web-backend", role: str = "Developer") -> ServiceAccount:
-    account = ServiceAccount.objects.create(workspace=workspace, name=name)
-    if role:
-        RoleAssignment.objects.create(service_account=account, role=builtin_role(role), workspace=workspace)
-    return account
+def second_agent(workspace, platform):
+    return make_agent(workspace, "Sales", synced=True, auth_mode="signed")
 
 
 @pytest.fixture
 def backend(workspace) -> ServiceAccount:
-    return app_backend(workspace)
+    """The app backend: a service account holding Developer (which carries sessions.mint)."""
+    return ServiceAccountFactory(workspace=workspace, name="web-backend", role="Developer")
 
 
 @pytest.fixture
@@ -68,7 +55,7 @@ def key_fields(workspace, backend, signed_agent) -> dict[str, Any]:
 @pytest.fixture
 def issue(owner, key_fields) -> Callable[..., IssuedKey]:
     def _issue(**overrides: Any) -> IssuedKey:
-        return services.broker_key_issue(actor=owner, **{**key_fields, **overrides})
+        return make_broker_key(actor=owner, **{**key_fields, **overrides})
 
     return _issue
 
@@ -159,25 +146,8 @@ def token_endpoint() -> Iterator[TokenEndpoint]:
 
 @pytest.fixture
 def google(workspace) -> Any:
-    from secrets_app.services import provider_save
-
-    return provider_save(actor=SYSTEM, workspace=workspace, slug="google", name="Google",
-                         token_url="https://oauth.example.test/token", client_id="keyward-client",
-                         client_secret="google-client-secret-Q7w")
-
-
-def vault_credential(workspace: Any, provider: Any, end_user_id: str, access_token: str,
-                     expires_in: int | None = 3600) -> Any:
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    from secrets_app.services import credential_store
-
-    expires_at = timezone.now() + timedelta(seconds=expires_in) if expires_in is not None else None
-    return credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id=end_user_id,
-                            access_token=access_token, refresh_token=f"refresh-{end_user_id}-Lp02",
-                            expires_at=expires_at)
+    return make_oauth_provider(workspace, token_url="https://oauth.example.test/token", client_id="keyward-client",
+                               client_secret="google-client-secret-Q7w")
 
 
 @pytest.fixture

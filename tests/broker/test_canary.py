@@ -10,8 +10,8 @@ from django.db import OperationalError, connection
 from agents import webhook
 from broker import limits, services
 from project.audit.models import AuditEvent
-from tests.broker.conftest import make_agent, vault_credential
 from tests.conftest import EMULATOR_KEY, login
+from tests.factories import make_agent, make_vault_credential
 
 pytestmark = pytest.mark.django_db
 
@@ -30,12 +30,12 @@ def _raw_database_text() -> str:
 
 def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
         api, issue, owner, workspace, webhook_agent, second_agent, google, token_endpoint, emulator, caplog,
-        monkeypatch, platform, django_capture_on_commit_callbacks):
+        monkeypatch, platform):
     caplog.set_level(logging.DEBUG)
     for name in ("httpx", "httpcore", "django.request", "broker", "secrets_app", "project", "keyward.request"):
         caplog.set_level(logging.DEBUG, logger=name)
     issued = issue(rate_limit_per_minute=40, session_quota=6, allowed_networks=["127.0.0.0/8"])
-    vault_credential(workspace, google, "user-42", STALE, expires_in=60)
+    make_vault_credential(workspace, google, "user-42", STALE, refresh_token="refresh-user-42-Lp02", expires_in=60)
     error_bodies: list[bytes] = []
     minted: list[str] = []
 
@@ -65,8 +65,7 @@ def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
     with monkeypatch.context() as patched:
         patched.setattr(limits, "admit", lambda *a, **k: (_ for _ in ()).throw(OperationalError("down")))
         call(webhook_agent.remote_id, issued.secret)
-    unsigned = make_agent(workspace, "Web", django_capture_on_commit_callbacks, auth_mode="allowlist",
-                          allowlist=["app.example.com"])
+    unsigned = make_agent(workspace, "Web", synced=True, auth_mode="allowlist", allowlist=["app.example.com"])
     services.broker_key_update(actor=owner, key=issued.key, agents=[webhook_agent])
     call(unsigned.remote_id, issued.secret)
 

@@ -10,9 +10,8 @@ from django.test.utils import CaptureQueriesContext
 from broker import services
 from broker.models import BrokerKey, BrokerKeyUsage
 from project.audit.models import AuditEvent
-from tests.broker.conftest import app_backend, make_agent
 from tests.conftest import login
-from tests.factories import UserFactory, grant
+from tests.factories import ServiceAccountFactory, make_agent, make_person
 
 pytestmark = pytest.mark.django_db
 
@@ -47,10 +46,9 @@ def test_issuing_needs_keys_issue_in_the_workspace(member, outsider, viewer, key
 
 
 def test_issue_refuses_agents_of_another_workspace_or_not_signed(owner, key_fields, other_workspace, workspace,
-                                                                 platform, django_capture_on_commit_callbacks):
-    foreign = make_agent(other_workspace, "Theirs", django_capture_on_commit_callbacks)
-    web = make_agent(workspace, "Web", django_capture_on_commit_callbacks, auth_mode="allowlist",
-                     allowlist=["app.example.com"])
+                                                                 platform):
+    foreign = make_agent(other_workspace, "Theirs", synced=True)
+    web = make_agent(workspace, "Web", synced=True, auth_mode="allowlist", allowlist=["app.example.com"])
     for agents, message in (([foreign], "Not agents of this workspace"), ([web], "signed-URL agents only"),
                             ([], "at least one agent")):
         with pytest.raises(ValidationError, match=message):
@@ -58,7 +56,7 @@ def test_issue_refuses_agents_of_another_workspace_or_not_signed(owner, key_fiel
 
 
 def test_issue_refuses_a_service_account_without_sessions_mint(owner, key_fields, workspace):
-    bare = app_backend(workspace, "no-role", role="")
+    bare = ServiceAccountFactory(workspace=workspace, name="no-role")
     with pytest.raises(ValidationError, match="sessions.mint"):
         services.broker_key_issue(actor=owner, **{**key_fields, "service_account": bare})
 
@@ -137,8 +135,7 @@ def test_member_sees_keys_and_usage_but_cannot_change_or_revoke(issued, member, 
 
 
 def test_revoke_action_revokes_only_with_keys_revoke(issued, owner, workspace):
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)  # keys.issue, not keys.revoke
+    lead = make_person("lead", "Team lead", workspace)  # keys.issue, not keys.revoke
     data = {"action": "revoke_keys", "_selected_action": [issued.key.pk]}
     login(lead).post(LIST, data)
     assert BrokerKey.objects.get(pk=issued.key.pk).revoked_at is None

@@ -14,7 +14,7 @@ from broker.models import BrokerKeyUsage
 from project.actors import SYSTEM
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
-from tests.broker.conftest import app_backend, make_agent
+from tests.factories import ServiceAccountFactory, make_agent
 from workspaces.models import RoleAssignment
 
 pytestmark = pytest.mark.django_db
@@ -157,9 +157,8 @@ def test_403_when_the_service_account_lost_sessions_mint(api, issued, signed_age
     assert response.status_code == 403 and response.json()["error"] == "not_permitted"
 
 
-def test_404_for_agents_of_other_workspaces_and_unknown_ids(api, issued, other_workspace, platform,
-                                                            django_capture_on_commit_callbacks):
-    foreign = make_agent(other_workspace, "Theirs", django_capture_on_commit_callbacks, auth_mode="signed")
+def test_404_for_agents_of_other_workspaces_and_unknown_ids(api, issued, other_workspace, platform):
+    foreign = make_agent(other_workspace, "Theirs", synced=True, auth_mode="signed")
     for ref in (foreign.remote_id, str(foreign.uuid), "agent_doesnotexist", "not%20an%20id", "x" * 300):
         response = api.session(ref, issued.secret)
         assert response.status_code == 404, ref
@@ -173,7 +172,7 @@ def test_409_for_an_agent_no_longer_in_signed_mode(api, issued, signed_agent):
 
 
 def test_409_for_an_agent_not_on_the_platform_yet(api, issue, workspace, signed_agent, platform):
-    fresh = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name="Fresh", auth_mode="signed")
+    fresh = make_agent(workspace, "Fresh")  # not synced: no remote id yet
     issued = issue(agents=[signed_agent, fresh])
     response = api.session(str(fresh.uuid), issued.secret)
     assert response.status_code == 409 and response.json()["error"] == "agent_not_synced"
@@ -249,4 +248,4 @@ def test_405_for_anything_but_post(api, issued, signed_agent):
 
 def test_a_key_cannot_be_issued_to_another_workspaces_service_account(issue, other_workspace):
     with pytest.raises(ValidationError, match="another workspace"):
-        issue(service_account=app_backend(other_workspace, "theirs"))
+        issue(service_account=ServiceAccountFactory(workspace=other_workspace, name="theirs", role="Developer"))

@@ -14,7 +14,7 @@ from broker.models import BrokerSession
 from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
-from tests.broker.conftest import make_agent, vault_credential
+from tests.factories import make_agent, make_vault_credential
 
 pytestmark = pytest.mark.django_db
 
@@ -177,10 +177,8 @@ def test_turning_it_on_needs_agents_manage(signed_agent, viewer, outsider):
             agent_services.agent_credential_webhook_set(actor=person, agent=signed_agent, enabled=True)
 
 
-def test_a_public_agent_needs_caller_ids_to_identify_anyone(workspace, owner, platform,
-                                                            django_capture_on_commit_callbacks):
-    agent = make_agent(workspace, "Phone line", django_capture_on_commit_callbacks, auth_mode="public",
-                       max_duration_seconds=300)
+def test_a_public_agent_needs_caller_ids_to_identify_anyone(workspace, owner, platform):
+    agent = make_agent(workspace, "Phone line", synced=True, auth_mode="public", max_duration_seconds=300)
     with pytest.raises(ValidationError, match="identify no end user"):
         agent_services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True)
     agent_services.agent_credential_webhook_set(actor=owner, agent=agent, enabled=True, trust_caller_id=True)
@@ -248,7 +246,7 @@ def test_the_answer_carries_a_refreshed_token_and_never_the_stale_one(api, issue
                                                                      token_endpoint):
     issued = issue()
     stale = "stale-google-token-expiring-Kk20"
-    vault_credential(workspace, google, "user-42", stale, expires_in=60)  # inside the refresh window
+    make_vault_credential(workspace, google, "user-42", stale, expires_in=60)  # inside the refresh window
     conversation_id = _conversation_for(api, issued, webhook_agent)
     response = api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
                            webhook.agent_secret(webhook_agent))
@@ -267,7 +265,7 @@ def test_an_expired_token_whose_refresh_fails_is_not_sent(api, issue, webhook_ag
                                                           token_endpoint):
     issued = issue()
     token_endpoint.fail = True
-    vault_credential(workspace, google, "user-42", "stale-google-token-expired-Kk20", expires_in=-10)
+    make_vault_credential(workspace, google, "user-42", "stale-google-token-expired-Kk20", expires_in=-10)
     conversation_id = _conversation_for(api, issued, webhook_agent)
     response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
     assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
@@ -277,7 +275,7 @@ def test_an_expired_token_whose_refresh_fails_is_not_sent(api, issue, webhook_ag
 def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_agent, workspace, google,
                                                         token_endpoint):
     issued = issue()
-    vault_credential(workspace, google, "user-7", "valid-google-token-user7-Mm31", expires_in=3600)
+    make_vault_credential(workspace, google, "user-7", "valid-google-token-user7-Mm31", expires_in=3600)
     conversation_id = _conversation_for(api, issued, webhook_agent, end_user_id="user-7", mode="signed_url")
     response = api.webhook({"dynamic_variables": {"system__conversation_id": conversation_id}},
                            webhook.agent_secret(webhook_agent))
@@ -286,7 +284,7 @@ def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_age
 
 
 def test_a_user_id_the_browser_could_set_is_not_trusted(api, webhook_agent, workspace, google, token_endpoint):
-    vault_credential(workspace, google, "victim", "victims-google-token-Pq55", expires_in=3600)
+    make_vault_credential(workspace, google, "victim", "victims-google-token-Pq55", expires_in=3600)
     response = api.webhook({"dynamic_variables": {"user_id": "victim"}, "conversation_id": "conv_unknown"},
                            webhook.agent_secret(webhook_agent))
     assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
@@ -296,7 +294,7 @@ def test_an_expired_session_binding_is_not_used(api, issue, webhook_agent, works
     from django.utils import timezone
 
     issued = issue()
-    vault_credential(workspace, google, "user-42", "valid-google-token-Ab12", expires_in=3600)
+    make_vault_credential(workspace, google, "user-42", "valid-google-token-Ab12", expires_in=3600)
     conversation_id = _conversation_for(api, issued, webhook_agent)
     BrokerSession.objects.update(expires_at=timezone.now())
     response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
@@ -305,7 +303,7 @@ def test_an_expired_session_binding_is_not_used(api, issue, webhook_agent, works
 
 def test_phone_callers_are_identified_by_caller_id_only_when_trusted(api, webhook_agent, owner, workspace, google,
                                                                     token_endpoint):
-    vault_credential(workspace, google, "+14155550123", "phone-user-token-Hh72", expires_in=3600)
+    make_vault_credential(workspace, google, "+14155550123", "phone-user-token-Hh72", expires_in=3600)
     call = {"caller_id": "+14155550123", "agent_id": webhook_agent.remote_id, "called_number": "+1800",
             "call_sid": "CA123"}
     assert api.webhook(call, webhook.agent_secret(webhook_agent)).json()["dynamic_variables"] == {}

@@ -9,26 +9,22 @@ from django.urls import reverse
 from detection import incidents as incident_services
 from detection.models import DetectionPolicy, Incident
 from keys.models import ApiKey
-from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
 from tests.conftest import login
-from tests.detection.conftest import NOW, make_key
+from tests.factories import NOW, make_alert, make_api_key_row
 
 pytestmark = pytest.mark.django_db
 
 
-def _alert(key, kind="usage_spike"):
-    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"{kind} on {key}",
-                       dedup_key=f"{kind}:{key.pk}",
-                       severity="high", target=key, details={"credits": 5000, "baseline_credits_per_hour": 12.5})[0]
+#: What the alerts of these tests report (their pages show it).
+FIGURES = {"credits": 5000, "baseline_credits_per_hour": 12.5}
 
 
 # --- alerts ----------------------------------------------------------------------------------------------
 def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspace, owner_client, member_client,
                                                                         fixed_now):
-    alert = _alert(make_key(workspace))
+    alert = make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES)
     url = reverse("admin:alerts_alert_change", args=[alert.pk])
     body = owner_client.get(url).content.decode()
     assert "baseline credits per hour" in body and "12.5" in body and 'id="open-incident-link"' in body
@@ -37,7 +33,7 @@ def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspac
 
 
 def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed_now):
-    alerts = [_alert(make_key(workspace)), _alert(make_key(workspace))]
+    alerts = [make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES) for _ in range(2)]
     response = owner_client.post(reverse("admin:alerts_alert_changelist"),
                                  {"action": "open_incident", "_selected_action": [a.pk for a in alerts]})
     assert response.status_code == 302
@@ -46,15 +42,16 @@ def test_open_incident_action_opens_one_per_alert(workspace, owner_client, fixed
 
 
 def test_open_incident_action_skips_what_the_person_may_not_manage(workspace, member_client, fixed_now):
-    alert = _alert(make_key(workspace))
+    alert = make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES)
     member_client.post(reverse("admin:alerts_alert_changelist"),
                        {"action": "open_incident", "_selected_action": [alert.pk]})
     assert not Incident.objects.exists()
 
 
 def test_alert_filters_have_fixed_choices_and_narrow_the_list(workspace, owner_client, fixed_now):
-    key = make_key(workspace)
-    spike, idle = _alert(key), _alert(key, "api_key_idle")
+    key = make_api_key_row(workspace)
+    spike = make_alert(workspace, target=key, details=FIGURES)
+    idle = make_alert(workspace, "api_key_idle", target=key, details=FIGURES)
     url = reverse("admin:alerts_alert_changelist")
     shown = owner_client.get(url, {"kind": "usage_spike"}).context["cl"].result_list
     assert [a.pk for a in shown] == [spike.pk]
@@ -64,9 +61,9 @@ def test_alert_filters_have_fixed_choices_and_narrow_the_list(workspace, owner_c
 
 def test_resume_key_from_a_credit_guard_alert(workspace, owner, owner_client, member_client, outsider_client,
                                               fixed_now):
-    key = make_key(workspace, "prod", credit_quota=10)
+    key = make_api_key_row(workspace, "prod", credit_quota=10)
     ApiKey.objects.filter(pk=key.pk).update(suspended_at=NOW, suspend_reason="credit guard: 100%")
-    alert = _alert(key, "credit_guard_quota")
+    alert = make_alert(workspace, "credit_guard_quota", target=key, details=FIGURES)
     page = reverse("admin:alerts_alert_change", args=[alert.pk])
     resume = reverse("admin:alerts_alert_resume_key", args=[alert.pk])
     assert resume in owner_client.get(page).content.decode()
@@ -109,7 +106,7 @@ def test_policy_of_another_workspace_answers_404(other_workspace, owner_client):
 # --- incidents ------------------------------------------------------------------------------------------
 @pytest.fixture
 def incident(workspace, owner, fixed_now):
-    return incident_services.incident_open(actor=owner, api_key=make_key(workspace, name="exposed"))[0]
+    return incident_services.incident_open(actor=owner, api_key=make_api_key_row(workspace, name="exposed"))[0]
 
 
 STEP_VIEWS = ["revoke", "replace", "blast_radius", "related", "postmortem", "close", "note"]
@@ -138,8 +135,8 @@ def test_member_reads_the_timeline_without_the_walk_buttons(incident, member_cli
 
 def test_incident_list_and_open_page_are_scoped(workspace, other_workspace, owner, owner_client, outsider,
                                                 fixed_now):
-    incident_services.incident_open(actor=owner, api_key=make_key(workspace, name="acme-key"))
-    foreign = make_key(other_workspace, name="globex-key")
+    incident_services.incident_open(actor=owner, api_key=make_api_key_row(workspace, name="acme-key"))
+    foreign = make_api_key_row(other_workspace, name="globex-key")
     incident_services.incident_open(actor=outsider, api_key=foreign)
     body = owner_client.get(reverse("admin:detection_incident_changelist")).content.decode()
     assert "acme-key" in body and "globex-key" not in body
@@ -150,7 +147,7 @@ def test_incident_list_and_open_page_are_scoped(workspace, other_workspace, owne
 
 
 def test_open_an_incident_by_hand(workspace, owner_client, fixed_now):
-    key = make_key(workspace, name="chosen")
+    key = make_api_key_row(workspace, name="chosen")
     response = owner_client.post(reverse("admin:detection_incident_add"), {
         "api_key": key.pk, "title": "Laptop stolen", "summary": "", "severity": "medium",
         "exposure_start": (NOW - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")})

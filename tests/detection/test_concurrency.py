@@ -8,7 +8,7 @@ import pytest
 from detection import concurrency
 from detection.models import ConcurrencySample
 from project.alerts.models import Alert
-from tests.detection.conftest import NOW, make_key, policy
+from tests.factories import NOW, make_api_key_row, make_detection_policy
 
 pytestmark = pytest.mark.django_db
 MINUTE = timedelta(seconds=60)
@@ -22,7 +22,7 @@ def _samples(*pairs, end=NOW):
 
 
 def test_five_samples_at_the_maximum_raise_an_alert(workspace, fixed_now):
-    make_key(workspace)
+    make_api_key_row(workspace)
     _samples((3, 10), (10, 10), (10, 10), (10, 10), (10, 10), (11, 10))
     assert concurrency.concurrency_evaluate() == 1
     (alert,) = Alert.objects.filter(kind="concurrency_pinned")
@@ -31,7 +31,7 @@ def test_five_samples_at_the_maximum_raise_an_alert(workspace, fixed_now):
 
 
 def test_four_samples_at_the_maximum_stay_quiet(workspace, fixed_now):
-    make_key(workspace)
+    make_api_key_row(workspace)
     _samples((10, 10), (9, 10), (10, 10), (10, 10), (10, 10), (10, 10))
     assert concurrency.concurrency_evaluate() == 0
 
@@ -39,7 +39,7 @@ def test_four_samples_at_the_maximum_stay_quiet(workspace, fixed_now):
 def test_a_run_raises_one_alert_and_a_new_run_another(workspace, fixed_now, monkeypatch):
     from django.utils import timezone
 
-    make_key(workspace)
+    make_api_key_row(workspace)
     _samples(*[(10, 10)] * 5)
     assert concurrency.concurrency_evaluate() == 1
     later = NOW + MINUTE
@@ -53,15 +53,15 @@ def test_a_run_raises_one_alert_and_a_new_run_another(workspace, fixed_now, monk
 
 
 def test_a_gap_in_sampling_breaks_the_run(workspace, fixed_now):
-    make_key(workspace)
+    make_api_key_row(workspace)
     _samples(*[(10, 10)] * 3, end=NOW - 10 * MINUTE)  # before the sampler stopped for ten minutes
     _samples(*[(10, 10)] * 3)
     assert concurrency.concurrency_evaluate() == 0
 
 
 def test_each_workspace_uses_its_own_sample_count(workspace, other_workspace, fixed_now):
-    policy(workspace, concurrency_samples=3)
-    make_key(workspace), make_key(other_workspace)
+    make_detection_policy(workspace, concurrency_samples=3)
+    make_api_key_row(workspace), make_api_key_row(other_workspace)
     _samples(*[(10, 10)] * 4)
     concurrency.concurrency_evaluate()
     assert list(Alert.objects.values_list("workspace_id", flat=True)) == [workspace.pk]
@@ -73,7 +73,7 @@ def test_workspaces_without_usable_keys_get_no_alert(workspace, fixed_now):
 
 
 def test_watch_samples_the_platform_headers(workspace, platform, emulator, fixed_now):
-    make_key(workspace)
+    make_api_key_row(workspace)
     emulator.set_concurrency(current=10, maximum=10)
     for n in range(5):
         result = concurrency.concurrency_watch(now=NOW - (4 - n) * MINUTE)

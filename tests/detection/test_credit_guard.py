@@ -10,8 +10,8 @@ from keys.models import ApiKey, KeyUsageDaily
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
-from tests.detection.conftest import NOW, daily, make_key, policy
-from tests.keys.apikey_fixtures import drain, issue, key_works
+from tests.conftest import drain, key_works
+from tests.factories import NOW, make_api_key, make_api_key_row, make_daily_usage, make_detection_policy
 
 pytestmark = pytest.mark.django_db
 TODAY = NOW.date()
@@ -22,14 +22,14 @@ def _percents(kind="credit_guard_quota"):
 
 
 def test_alerts_at_75_90_and_100_percent_of_the_quota(workspace, fixed_now):
-    key = make_key(workspace, "dev", credit_quota=1000)
-    daily(key, TODAY - timedelta(days=2), 749.99)
+    key = make_api_key_row(workspace, "dev", credit_quota=1000)
+    make_daily_usage(key, TODAY - timedelta(days=2), 749.99)
     guard.credit_guard_run()
     assert _percents() == []  # just below 75%
-    daily(key, TODAY - timedelta(days=1), 0.01)
+    make_daily_usage(key, TODAY - timedelta(days=1), 0.01)
     guard.credit_guard_run()
     assert _percents() == [75]
-    daily(key, TODAY, 150)  # 900.00: exactly 90%
+    make_daily_usage(key, TODAY, 150)  # 900.00: exactly 90%
     guard.credit_guard_run()
     assert _percents() == [75, 90]
     KeyUsageDaily.objects.filter(key=key, day=TODAY).update(credits=250)
@@ -42,8 +42,8 @@ def test_alerts_at_75_90_and_100_percent_of_the_quota(workspace, fixed_now):
 
 
 def test_each_threshold_fires_once_per_period(workspace, fixed_now):
-    key = make_key(workspace, "dev", credit_quota=100)
-    daily(key, TODAY, 500)
+    key = make_api_key_row(workspace, "dev", credit_quota=100)
+    make_daily_usage(key, TODAY, 500)
     guard.credit_guard_run()
     guard.credit_guard_run()
     assert _percents() == [75, 90, 100]
@@ -53,42 +53,42 @@ def test_each_threshold_fires_once_per_period(workspace, fixed_now):
 def test_a_new_period_counts_again(workspace, fixed_now, monkeypatch):
     from django.utils import timezone
 
-    key = make_key(workspace, "dev", credit_quota=100)
-    daily(key, TODAY, 80)
+    key = make_api_key_row(workspace, "dev", credit_quota=100)
+    make_daily_usage(key, TODAY, 80)
     guard.credit_guard_run()
     next_month = NOW.replace(month=12, day=2)
     monkeypatch.setattr(timezone, "now", lambda: next_month)
     guard.credit_guard_run()
     assert _percents() == [75]  # last month's spend does not count in December
-    daily(key, next_month.date(), 80)
+    make_daily_usage(key, next_month.date(), 80)
     guard.credit_guard_run()
     assert _percents() == [75, 75]
     assert {a.details["period_start"] for a in Alert.objects.all()} == {"2026-11-01", "2026-12-01"}
 
 
 def test_period_start_follows_the_policy_day(workspace, fixed_now):
-    chosen = policy(workspace, billing_period_day=20)
+    chosen = make_detection_policy(workspace, billing_period_day=20)
     assert guard.period_start(chosen, TODAY) == TODAY.replace(month=10, day=20)  # the 18th is before the 20th
     assert guard.period_end(TODAY.replace(month=10, day=20)) == TODAY.replace(day=19)
-    key = make_key(workspace, "dev", credit_quota=100)
-    daily(key, TODAY.replace(month=10, day=19), 500)  # the previous period
-    daily(key, TODAY.replace(month=10, day=20), 74)
+    key = make_api_key_row(workspace, "dev", credit_quota=100)
+    make_daily_usage(key, TODAY.replace(month=10, day=19), 500)  # the previous period
+    make_daily_usage(key, TODAY.replace(month=10, day=20), 74)
     guard.credit_guard_run()
     assert _percents() == []
 
 
 def test_guard_thresholds_come_from_the_workspace_policy(workspace, fixed_now):
-    policy(workspace, guard_notice_percent=50, guard_warning_percent=60)
-    key = make_key(workspace, "dev", credit_quota=100)
-    daily(key, TODAY, 55)
+    make_detection_policy(workspace, guard_notice_percent=50, guard_warning_percent=60)
+    key = make_api_key_row(workspace, "dev", credit_quota=100)
+    make_daily_usage(key, TODAY, 55)
     guard.credit_guard_run()
     assert _percents() == [50]
 
 
 def test_production_key_is_disabled_on_the_platform_at_100_percent(owner, account, emulator, fixed_now):
-    issued = issue(owner, account, "prod", credit_quota=1000)
+    issued = make_api_key(owner, account, "prod", credit_quota=1000)
     drain()
-    daily(ApiKey.objects.get(pk=issued.key.pk), TODAY, 1000)
+    make_daily_usage(ApiKey.objects.get(pk=issued.key.pk), TODAY, 1000)
     result = guard.credit_guard_run()
     key = ApiKey.objects.get(pk=issued.key.pk)
     assert result["suspended"] == 1 and key.state == "active" and key.suspended_at is not None
@@ -104,8 +104,8 @@ def test_production_key_is_disabled_on_the_platform_at_100_percent(owner, accoun
 def test_a_resumed_key_is_not_disabled_again_in_the_same_period(owner, account, fixed_now):
     from keys.services import api_key_resume
 
-    key = issue(owner, account, "prod", credit_quota=100).key
-    daily(key, TODAY, 150)
+    key = make_api_key(owner, account, "prod", credit_quota=100).key
+    make_daily_usage(key, TODAY, 150)
     guard.credit_guard_run()
     api_key_resume(actor=owner, key=key, reason="quota raised by the owner")
     assert guard.credit_guard_run()["suspended"] == 0
@@ -113,9 +113,10 @@ def test_a_resumed_key_is_not_disabled_again_in_the_same_period(owner, account, 
 
 
 def test_suspension_at_the_limit_can_be_switched_per_environment_kind(workspace, fixed_now):
-    policy(workspace, suspend_prod_at_limit=False, suspend_nonprod_at_limit=True)
-    prod, dev = make_key(workspace, "prod", credit_quota=10), make_key(workspace, "dev", credit_quota=10)
-    daily(prod, TODAY, 10), daily(dev, TODAY, 10)
+    make_detection_policy(workspace, suspend_prod_at_limit=False, suspend_nonprod_at_limit=True)
+    prod = make_api_key_row(workspace, "prod", credit_quota=10)
+    dev = make_api_key_row(workspace, "dev", credit_quota=10)
+    make_daily_usage(prod, TODAY, 10), make_daily_usage(dev, TODAY, 10)
     guard.credit_guard_run()
     assert ApiKey.objects.get(pk=prod.pk).suspended_at is None
     assert ApiKey.objects.get(pk=dev.pk).suspended_at is not None
@@ -125,12 +126,13 @@ def test_environment_budget_alerts_and_disables_the_environment_keys(workspace, 
     prod = workspace.environments.get(name="prod")
     prod.credit_budget = 1000
     prod.save()
-    first, second = make_key(workspace, "prod", credit_quota=600), make_key(workspace, "prod", credit_quota=400)
-    untouched = make_key(other_workspace, "prod", credit_quota=600)
-    daily(first, TODAY, 500), daily(second, TODAY, 250), daily(untouched, TODAY, 590)
+    first = make_api_key_row(workspace, "prod", credit_quota=600)
+    second = make_api_key_row(workspace, "prod", credit_quota=400)
+    untouched = make_api_key_row(other_workspace, "prod", credit_quota=600)
+    make_daily_usage(first, TODAY, 500), make_daily_usage(second, TODAY, 250), make_daily_usage(untouched, TODAY, 590)
     guard.credit_guard_run()
     assert _percents("credit_guard_budget") == [75]
-    daily(second, TODAY - timedelta(days=1), 250)
+    make_daily_usage(second, TODAY - timedelta(days=1), 250)
     guard.credit_guard_run()
     assert _percents("credit_guard_budget") == [75, 90, 100]
     alert = Alert.objects.get(kind="credit_guard_budget", details__threshold_percent=100)
@@ -139,17 +141,17 @@ def test_environment_budget_alerts_and_disables_the_environment_keys(workspace, 
 
 
 def test_keys_without_quota_and_ended_keys_are_not_watched(workspace, fixed_now):
-    unlimited = make_key(workspace, "dev")
-    ended = make_key(workspace, "dev", credit_quota=10)
+    unlimited = make_api_key_row(workspace, "dev")
+    ended = make_api_key_row(workspace, "dev", credit_quota=10)
     ApiKey.objects.filter(pk=ended.pk).update(state="revoked", revoked_at=NOW)
-    daily(unlimited, TODAY, 10_000), daily(ended, TODAY, 10_000)
+    make_daily_usage(unlimited, TODAY, 10_000), make_daily_usage(ended, TODAY, 10_000)
     assert guard.credit_guard_run()["keys_watched"] == 0
     assert not Alert.objects.exists()
 
 
 def test_guard_runs_in_a_bounded_number_of_queries(workspace, fixed_now, django_assert_max_num_queries):
     for n in range(40):
-        daily(make_key(workspace, "dev", credit_quota=1000), TODAY, 10)
+        make_daily_usage(make_api_key_row(workspace, "dev", credit_quota=1000), TODAY, 10)
     guard.credit_guard_run()
     with django_assert_max_num_queries(6):  # keys, environments, policies, key spend, env spend, known alerts
         guard.credit_guard_run()

@@ -11,15 +11,21 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.models import Agent
-from detection.models import Incident
 from keys.models import ApiKey, KeyUsageDaily
-from project.actors import SYSTEM
-from project.alerts.services import alert_raise
-from project.sync.models import Drift, SyncJob
-from secrets_app.services import secret_create, tool_create
 from tests.conftest import login
-from tests.detection.conftest import NOW, daily, make_key
-from tests.factories import AgentFactory, ServiceAccountFactory
+from tests.factories import (
+    NOW,
+    AgentFactory,
+    DriftFactory,
+    ServiceAccountFactory,
+    SyncJobFactory,
+    make_alert,
+    make_api_key_row,
+    make_daily_usage,
+    make_incident,
+    make_secret,
+    make_tool,
+)
 
 pytestmark = pytest.mark.django_db
 URL = reverse("posture_dashboard")
@@ -33,31 +39,29 @@ def _figures(response):
 def acme(workspace, other_workspace, fixed_now):
     """A small world: Acme with a bit of everything that should show, Globex with the same (never shown)."""
     for ws in (workspace, other_workspace):
-        make_key(ws, "prod", scopes="all", allowed_ips=[])  # all scopes in prod, no network limit
-        make_key(ws, "dev", activated=NOW - timedelta(days=120))  # overdue (90 days) and idle (never used)
-        fresh = make_key(ws, "staging", activated=NOW - timedelta(days=3))
+        make_api_key_row(ws, "prod", scopes="all", allowed_ips=[])  # all scopes in prod, no network limit
+        make_api_key_row(ws, "dev", activated=NOW - timedelta(days=120))  # overdue (90 days) and idle (never used)
+        fresh = make_api_key_row(ws, "staging", activated=NOW - timedelta(days=3))
         ApiKey.objects.filter(pk=fresh.pk).update(last_used_at=NOW - timedelta(hours=1))
-        suspended = make_key(ws, "prod", activated=NOW - timedelta(days=2))
+        suspended = make_api_key_row(ws, "prod", activated=NOW - timedelta(days=2))
         ApiKey.objects.filter(pk=suspended.pk).update(suspended_at=NOW, last_used_at=NOW)
-        make_key(ws, "prod", name="revoked-one").__class__.objects.filter(name="revoked-one").update(
+        make_api_key_row(ws, "prod", name="revoked-one").__class__.objects.filter(name="revoked-one").update(
             state="revoked", revoked_at=NOW)
         AgentFactory(workspace=ws, auth_mode="public", max_duration_seconds=600)
         AgentFactory(workspace=ws, auth_mode="allowlist", allowlist=["app.example.com"])
         AgentFactory(workspace=ws, auth_mode="signed")
         AgentFactory(workspace=ws, auth_mode="signed")
-        secret_create(actor=SYSTEM, workspace=ws, name="unused_token", value="v")
-        secret_create(actor=SYSTEM, workspace=ws, name="used_token", value="v")
-        tool_create(actor=SYSTEM, workspace=ws, name="lookup", description="x", url="https://x.example.com",
-                    headers={"X-Key": "{{ secret__used_token }}"})
-        SyncJob.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, state="dead")
-        SyncJob.objects.create(kind="agent", object_id="2", workspace_id=ws.pk, state="failed")
-        SyncJob.objects.create(kind="agent", object_id="3", workspace_id=ws.pk, state="done")
-        Drift.objects.create(kind="agent", object_id="1", workspace_id=ws.pk, problem="differs")
-        alert_raise(actor=SYSTEM, workspace=ws, kind="usage_spike", title=f"{ws.slug} spike", dedup_key="a",
-                    severity="high")
-        alert_raise(actor=SYSTEM, workspace=ws, kind="api_key_idle", title=f"{ws.slug} idle", dedup_key="b",
-                    severity="low")
-        Incident.objects.create(workspace=ws, title=f"{ws.slug} incident")
+        make_secret(ws, "unused_token", "v")
+        make_secret(ws, "used_token", "v")
+        make_tool(ws, "lookup", description="x", url="https://x.example.com",
+                  headers={"X-Key": "{{ secret__used_token }}"})
+        SyncJobFactory(workspace=ws, object_id="1", state="dead")
+        SyncJobFactory(workspace=ws, object_id="2", state="failed")
+        SyncJobFactory(workspace=ws, object_id="3", state="done")
+        DriftFactory(workspace=ws, object_id="1", problem="differs")
+        make_alert(ws, "usage_spike", title=f"{ws.slug} spike", dedup_key="a", severity="high")
+        make_alert(ws, "api_key_idle", title=f"{ws.slug} idle", dedup_key="b", severity="low")
+        make_incident(ws, f"{ws.slug} incident")
     return workspace
 
 
@@ -104,11 +108,11 @@ def test_people_without_a_workspace_are_refused(db):
 
 
 def test_credit_burn_is_drawn_as_svg_per_environment_and_key(workspace, owner_client, fixed_now):
-    prod, dev = make_key(workspace, "prod", name="billing"), make_key(workspace, "dev", name="tests")
+    prod, dev = make_api_key_row(workspace, "prod", name="billing"), make_api_key_row(workspace, "dev", name="tests")
     for n in range(30):
-        daily(prod, NOW.date() - timedelta(days=n), 100 + n)
-        daily(dev, NOW.date() - timedelta(days=n), 10)
-    daily(prod, NOW.date() - timedelta(days=30), 99999)  # 31 days ago: outside the chart
+        make_daily_usage(prod, NOW.date() - timedelta(days=n), 100 + n)
+        make_daily_usage(dev, NOW.date() - timedelta(days=n), 10)
+    make_daily_usage(prod, NOW.date() - timedelta(days=30), 99999)  # 31 days ago: outside the chart
     body = owner_client.get(URL).content.decode()
     posture = owner_client.get(URL).context["posture"]
     assert [(line.label, line.total) for line in posture.environments.lines] == [("prod", 3435.0), ("dev", 300.0)]
@@ -138,8 +142,7 @@ def _seed(workspace, n):
                                       batch_size=5000)
     Agent.objects.bulk_create([Agent(workspace=workspace, name=f"a{i}", auth_mode="signed") for i in range(20)])
     for i in range(20):
-        alert_raise(actor=SYSTEM, workspace=workspace, kind="usage_spike", title=f"spike {i}", dedup_key=f"s{i}",
-                    severity="high")
+        make_alert(workspace, "usage_spike", title=f"spike {i}", dedup_key=f"s{i}", severity="high")
 
 
 @pytest.mark.parametrize("keys", [10, 10_000])

@@ -10,12 +10,11 @@ import pytest
 from django.urls import reverse
 
 from detection.models import Incident
-from keys.models import ApiKey, KeyUsageDaily
-from project.actors import SYSTEM
+from keys.models import ApiKey
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
-from secrets_app.services import secret_create
-from tests.keys.apikey_fixtures import SECRET_SHAPE, issue, key_works
+from tests.conftest import SECRET_SHAPE, key_works
+from tests.factories import make_api_key, make_daily_usage, make_secret
 
 pytestmark = pytest.mark.django_db
 
@@ -33,10 +32,10 @@ def _follow_link(body, element_id_or_class):
 
 def test_incident_walk_from_a_leak_check_match_to_the_exported_post_mortem(
         owner_client, owner, account, emulator, clock, django_capture_on_commit_callbacks):
-    issued = issue(owner, account, "prod", name="billing", credit_quota=5000, allowed_ips=["127.0.0.1"])
+    issued = make_api_key(owner, account, "prod", name="billing", credit_quota=5000, allowed_ips=["127.0.0.1"])
     leaked = ApiKey.objects.get(pk=issued.key.pk)
-    secret_create(actor=SYSTEM, workspace=leaked.workspace, name="crm_token", value="crm-secret-value")
-    KeyUsageDaily.objects.create(key=leaked, day=clock.now.date(), credits=321, requests=12)
+    make_secret(leaked.workspace, "crm_token", "crm-secret-value")
+    make_daily_usage(leaked, clock.now.date(), 321, requests=12)
     clock.advance(minutes=5)  # (the admin session expires after 30 idle minutes)
 
     # 1. The leak check finds the key; its row offers "Open incident".

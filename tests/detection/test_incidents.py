@@ -11,21 +11,22 @@ from detection.models import Incident, IncidentStep
 from detection.report import incident_markdown
 from detection.selectors import related_candidates
 from keys.models import ApiKey
-from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
 from project.audit.models import AuditEvent
-from tests.detection.conftest import NOW, daily, hourly, make_key
-from tests.factories import UserFactory
-from tests.keys.apikey_fixtures import issue
+from tests.factories import (
+    NOW,
+    UserFactory,
+    make_alert,
+    make_api_key,
+    make_api_key_row,
+    make_daily_usage,
+    make_hourly_usage,
+    make_secret,
+    make_tool,
+)
 from workspaces.models import Role, RoleAssignment
 
 pytestmark = pytest.mark.django_db
-
-
-def _alert_on(key, kind="usage_spike", **details):
-    return alert_raise(actor=SYSTEM, workspace=key.workspace, kind=kind, title=f"Spike on {key}",
-                       dedup_key=f"t:{key.pk}:{kind}", severity=Alert.Severity.HIGH, target=key, details=details)[0]
 
 
 def _steps(incident):
@@ -34,8 +35,8 @@ def _steps(incident):
 
 # --- opening ---------------------------------------------------------------------------------------------
 def test_open_from_an_alert_takes_its_key_and_window_and_acknowledges_it(workspace, owner, fixed_now):
-    key = make_key(workspace)
-    alert = _alert_on(key, hour=(NOW - timedelta(hours=3)).isoformat())
+    key = make_api_key_row(workspace)
+    alert = make_alert(workspace, target=key, details={"hour": (NOW - timedelta(hours=3)).isoformat()})
     incident, created = services.incident_open(actor=owner, alert=alert, source=Incident.Source.ALERT)
     assert created and incident.api_key == key and incident.alert == alert and incident.severity == "high"
     assert incident.exposure_start == NOW - timedelta(hours=3) and incident.opened_by == owner
@@ -47,21 +48,21 @@ def test_open_from_an_alert_takes_its_key_and_window_and_acknowledges_it(workspa
 
 
 def test_a_second_open_for_the_same_subject_returns_the_open_incident(workspace, owner, fixed_now):
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     first, _ = services.incident_open(actor=owner, api_key=key, source=Incident.Source.LEAK_CHECK)
-    again, created = services.incident_open(actor=owner, alert=_alert_on(key))
+    again, created = services.incident_open(actor=owner, alert=make_alert(workspace, target=key))
     assert not created and again.pk == first.pk and Incident.objects.count() == 1
 
 
 def test_leak_check_incident_of_a_prod_key_is_critical_and_exposed_since_issue(workspace, owner, fixed_now):
-    key = make_key(workspace, "prod")
+    key = make_api_key_row(workspace, "prod")
     incident, _ = services.incident_open(actor=owner, api_key=key, source=Incident.Source.LEAK_CHECK)
     assert incident.severity == "critical" and incident.exposure_start == key.activated_at
     assert "Exposure of key" in incident.title and incident.subject_repr.startswith("API key")
 
 
 def test_only_incidents_manage_in_the_subjects_workspace_may_open(workspace, member, outsider, viewer, fixed_now):
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     for actor in (member, viewer, outsider):
         with pytest.raises(PermissionDenied):
             services.incident_open(actor=actor, api_key=key)
@@ -69,7 +70,7 @@ def test_only_incidents_manage_in_the_subjects_workspace_may_open(workspace, mem
 
 
 def test_security_admin_may_work_incidents(workspace, security_admin, fixed_now):
-    incident, _ = services.incident_open(actor=security_admin, api_key=make_key(workspace))
+    incident, _ = services.incident_open(actor=security_admin, api_key=make_api_key_row(workspace))
     services.incident_revoke(actor=security_admin, incident=incident, reason="found in a public gist")
     assert ApiKey.objects.get(pk=incident.api_key_id).state == "revoked"
 
@@ -85,7 +86,7 @@ def test_an_incident_about_nothing_in_particular_needs_a_workspace(workspace, ow
 
 # --- the walk -------------------------------------------------------------------------------------------
 def test_revoke_step_revokes_the_key_and_closes_the_window(workspace, owner, fixed_now):
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     incident, _ = services.incident_open(actor=owner, api_key=key)
     step = services.incident_revoke(actor=owner, incident=incident, reason="in a CI log")
     key.refresh_from_db()
@@ -98,7 +99,7 @@ def test_revoke_step_revokes_the_key_and_closes_the_window(workspace, owner, fix
 
 
 def test_revoke_step_records_a_key_that_had_already_ended(workspace, owner, fixed_now):
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     ApiKey.objects.filter(pk=key.pk).update(state="expired", revoked_at=NOW - timedelta(days=1))
     incident, _ = services.incident_open(actor=owner, api_key=key)
     step = services.incident_revoke(actor=owner, incident=incident)
@@ -112,14 +113,14 @@ def test_revoke_step_needs_keys_revoke_too(workspace, fixed_now):
                                permissions=["workspace.view", "incidents.manage"])
     responder = UserFactory(username="responder")
     RoleAssignment.objects.create(user=responder, role=role, workspace=workspace)
-    incident, _ = services.incident_open(actor=responder, api_key=make_key(workspace))
+    incident, _ = services.incident_open(actor=responder, api_key=make_api_key_row(workspace))
     with pytest.raises(PermissionDenied):
         services.incident_revoke(actor=responder, incident=incident)
     assert _steps(incident) == ["opened"] and ApiKey.objects.get(pk=incident.api_key_id).state == "active"
 
 
 def test_replace_comes_after_revoke_and_issues_the_successor(owner, account, emulator, fixed_now):
-    issued = issue(owner, account, credit_quota=500, allowed_ips=["10.1.0.0/16"])
+    issued = make_api_key(owner, account, credit_quota=500, allowed_ips=["10.1.0.0/16"])
     incident, _ = services.incident_open(actor=owner, api_key=issued.key, source=Incident.Source.LEAK_CHECK)
     with pytest.raises(ValidationError, match="Revoke first"):
         services.incident_replace(actor=owner, incident=incident)
@@ -140,7 +141,7 @@ def test_replace_comes_after_revoke_and_issues_the_successor(owner, account, emu
 def test_replace_keeps_the_live_successor_of_an_earlier_rotation(owner, account, emulator, fixed_now):
     from keys.services import api_key_rotate
 
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     successor = api_key_rotate(actor=owner, key=issued.key, overlap=timedelta(days=3)).key
     incident, _ = services.incident_open(actor=owner, api_key=issued.key)
     services.incident_revoke(actor=owner, incident=incident)
@@ -150,10 +151,10 @@ def test_replace_keeps_the_live_successor_of_an_earlier_rotation(owner, account,
 
 
 def test_blast_radius_records_reach_and_spend_by_day(workspace, owner, fixed_now):
-    key = make_key(workspace, "prod", scopes="all", allowed_ips=[], credit_quota=5000)
+    key = make_api_key_row(workspace, "prod", scopes="all", allowed_ips=[], credit_quota=5000)
     for n, credits in enumerate((10, 20, 30, 40)):
-        daily(key, NOW.date() - timedelta(days=n), credits, requests=n + 1)
-    hourly(key, NOW - timedelta(hours=30), 7, requests=2)
+        make_daily_usage(key, NOW.date() - timedelta(days=n), credits, requests=n + 1)
+    make_hourly_usage(key, NOW - timedelta(hours=30), 7, requests=2)
     incident, _ = services.incident_open(actor=owner, api_key=key)
     step = services.incident_assess(actor=owner, incident=incident, exposure_start=NOW - timedelta(days=2, hours=1),
                                     exposure_end=NOW - timedelta(hours=1), notes="looks like abuse")
@@ -171,24 +172,22 @@ def test_blast_radius_records_reach_and_spend_by_day(workspace, owner, fixed_now
 
 
 def test_blast_radius_window_must_be_ordered(workspace, owner, fixed_now):
-    incident, _ = services.incident_open(actor=owner, api_key=make_key(workspace))
+    incident, _ = services.incident_open(actor=owner, api_key=make_api_key_row(workspace))
     with pytest.raises(ValidationError):
         services.incident_assess(actor=owner, incident=incident, exposure_start=NOW,
                                  exposure_end=NOW - timedelta(hours=1))
 
 
 def test_related_candidates_are_neighbours_in_the_same_workspace(workspace, other_workspace, owner, fixed_now):
-    from secrets_app.services import secret_create, tool_create
-
-    key = make_key(workspace, "prod")
-    same_account = make_key(workspace, "dev", service_account=key.service_account, name="same-account")
-    same_env = make_key(workspace, "prod", name="same-env")
-    make_key(workspace, "staging", name="unrelated")
-    make_key(other_workspace, "prod", name="foreign")
-    secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="v-1")
-    tool_create(actor=SYSTEM, workspace=workspace, name="crm_lookup", description="CRM", url="https://crm.example.com",
-                headers={"Authorization": "{{ secret__crm_token }}"})
-    secret_create(actor=SYSTEM, workspace=other_workspace, name="globex_token", value="v-2")
+    key = make_api_key_row(workspace, "prod")
+    same_account = make_api_key_row(workspace, "dev", service_account=key.service_account, name="same-account")
+    same_env = make_api_key_row(workspace, "prod", name="same-env")
+    make_api_key_row(workspace, "staging", name="unrelated")
+    make_api_key_row(other_workspace, "prod", name="foreign")
+    make_secret(workspace, "crm_token", "v-1")
+    make_tool(workspace, "crm_lookup", description="CRM", url="https://crm.example.com",
+              headers={"Authorization": "{{ secret__crm_token }}"})
+    make_secret(other_workspace, "globex_token", "v-2")
     incident, _ = services.incident_open(actor=owner, api_key=key)
     candidates = {c["name"]: c["reason"] for c in related_candidates(incident)}
     assert set(candidates) == {str(same_account), str(same_env), "crm_token"}
@@ -202,8 +201,8 @@ def test_related_candidates_are_neighbours_in_the_same_workspace(workspace, othe
 
 
 def test_postmortem_and_close(workspace, owner, fixed_now):
-    key = make_key(workspace)
-    alert = _alert_on(key)
+    key = make_api_key_row(workspace)
+    alert = make_alert(workspace, target=key)
     incident, _ = services.incident_open(actor=owner, alert=alert)
     with pytest.raises(ValidationError, match="revoke step"):
         services.incident_close(actor=owner, incident=incident)
@@ -230,9 +229,8 @@ def test_postmortem_and_close(workspace, owner, fixed_now):
 
 def test_secret_incident_walk_never_records_the_value(workspace, owner, fixed_now):
     from secrets_app.models import Secret
-    from secrets_app.services import secret_create
 
-    secret = secret_create(actor=SYSTEM, workspace=workspace, name="crm_token", value="old-value-123")
+    secret = make_secret(workspace, "crm_token", "old-value-123")
     incident, _ = services.incident_open(actor=owner, secret=secret)
     with pytest.raises(ValidationError, match="issuer"):
         services.incident_revoke(actor=owner, incident=incident, reason="")
@@ -247,8 +245,8 @@ def test_secret_incident_walk_never_records_the_value(workspace, owner, fixed_no
 
 
 def test_markdown_export_reads_as_a_post_mortem(workspace, owner, fixed_now):
-    key = make_key(workspace, "prod", name="billing")
-    daily(key, NOW.date(), 1234, requests=56)
+    key = make_api_key_row(workspace, "prod", name="billing")
+    make_daily_usage(key, NOW.date(), 1234, requests=56)
     incident, _ = services.incident_open(actor=owner, api_key=key, summary="Found in a public repo | by a scanner")
     services.incident_revoke(actor=owner, incident=incident, reason="public repo")
     services.incident_assess(actor=owner, incident=incident, exposure_start=NOW - timedelta(hours=5))
@@ -266,11 +264,11 @@ def test_markdown_export_reads_as_a_post_mortem(workspace, owner, fixed_now):
 
 
 def test_incidents_of_another_workspace_stay_out_of_reach(workspace, other_workspace, owner, outsider, fixed_now):
-    incident, _ = services.incident_open(actor=owner, api_key=make_key(workspace))
+    incident, _ = services.incident_open(actor=owner, api_key=make_api_key_row(workspace))
     with pytest.raises(PermissionDenied):
         services.incident_note(actor=outsider, incident=incident, text="hello")
     with pytest.raises(PermissionDenied):
         services.incident_revoke(actor=outsider, incident=incident)
-    foreign_alert = _alert_on(make_key(other_workspace))
+    foreign_alert = make_alert(other_workspace, target=make_api_key_row(other_workspace))
     with pytest.raises(PermissionDenied):
         services.incident_open(actor=owner, alert=foreign_alert)

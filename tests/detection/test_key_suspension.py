@@ -8,7 +8,8 @@ from keys import services
 from keys.models import ApiKey
 from keys.sync import _differences
 from project.audit.models import AuditEvent
-from tests.keys.apikey_fixtures import issue, key_works
+from tests.conftest import key_works
+from tests.factories import make_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ def _remote(emulator, key):
 
 def test_suspend_disables_the_key_on_the_platform_and_resume_enables_it(
         owner, account, emulator, django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     with django_capture_on_commit_callbacks(execute=True):
         key = services.api_key_suspend(actor=owner, key=issued.key, reason="investigating a spike")
     assert key.state == "active" and key.suspended_by == owner and key.suspend_reason == "investigating a spike"
@@ -35,7 +36,7 @@ def test_suspend_disables_the_key_on_the_platform_and_resume_enables_it(
 
 def test_a_later_change_keeps_a_suspended_key_disabled(owner, account, emulator,
                                                        django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_suspend(actor=owner, key=issued.key, reason="quota")
     with django_capture_on_commit_callbacks(execute=True):
@@ -45,7 +46,7 @@ def test_a_later_change_keeps_a_suspended_key_disabled(owner, account, emulator,
 
 def test_a_plain_change_does_not_re_enable_a_key_the_platform_disabled(owner, account, emulator, platform,
                                                                        django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     key = ApiKey.objects.get(pk=issued.key.pk)
     platform.update_api_key(account.remote_id, key.remote_key_id, is_enabled=False)  # the platform's own doing
     with django_capture_on_commit_callbacks(execute=True):
@@ -54,7 +55,7 @@ def test_a_plain_change_does_not_re_enable_a_key_the_platform_disabled(owner, ac
 
 
 def test_suspension_needs_keys_revoke_and_resume_keys_issue(owner, member, outsider, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
             services.api_key_suspend(actor=actor, key=key, reason="x")
@@ -66,7 +67,7 @@ def test_suspension_needs_keys_revoke_and_resume_keys_issue(owner, member, outsi
 
 
 def test_revoked_key_cannot_be_suspended_and_suspend_needs_a_reason(owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     with pytest.raises(ValidationError, match="Say why"):
         services.api_key_suspend(actor=owner, key=key, reason=" ")
     services.api_key_revoke(actor=owner, key=key, reason="leaked")
@@ -75,14 +76,14 @@ def test_revoked_key_cannot_be_suspended_and_suspend_needs_a_reason(owner, accou
 
 
 def test_suspending_twice_changes_nothing(owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     first = services.api_key_suspend(actor=owner, key=key, reason="quota").suspended_at
     assert services.api_key_suspend(actor=owner, key=key, reason="again").suspended_at == first
     assert AuditEvent.objects.filter(action="api_key.suspend").count() == 1
 
 
 def test_reconcile_expects_a_suspended_key_to_be_disabled(owner, account):
-    key = services.api_key_suspend(actor=owner, key=issue(owner, account).key, reason="quota")
+    key = services.api_key_suspend(actor=owner, key=make_api_key(owner, account).key, reason="quota")
     remote = {"name": key.remote_name, "permissions": key.scopes, "character_limit": key.credit_quota,
               "allowed_ips": [], "is_disabled": True}
     assert "enabled" not in _differences(key, remote)

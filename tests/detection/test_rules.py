@@ -10,7 +10,14 @@ from detection.models import DetectionPolicy
 from project.alerts import services as alert_services
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
-from tests.detection.conftest import NOW, baseline, daily, hourly, make_key, policy
+from tests.factories import (
+    NOW,
+    make_api_key_row,
+    make_daily_usage,
+    make_detection_policy,
+    make_hourly_usage,
+    make_usage_baseline,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -23,9 +30,9 @@ def _alerts(kind):
 
 # --- spike against the trailing baseline ---------------------------------------------------------------------
 def test_spike_fires_at_factor_times_the_baseline(workspace, fixed_now):
-    key = make_key(workspace)
-    baseline(key, HOUR.date(), credits_per_day=5760)  # 240 credits an hour on average
-    hourly(key, HOUR, credits=1200)  # exactly 5× (the default factor), above the 1,000 minimum
+    key = make_api_key_row(workspace)
+    make_usage_baseline(key, HOUR.date(), credits_per_day=5760)  # 240 credits an hour on average
+    make_hourly_usage(key, HOUR, credits=1200)  # exactly 5× (the default factor), above the 1,000 minimum
     result = rules.rules_evaluate()
     (alert,) = _alerts("usage_spike")
     assert result["alerts"] == 1 and alert.severity == "high" and alert.object_id == str(key.pk)
@@ -35,61 +42,62 @@ def test_spike_fires_at_factor_times_the_baseline(workspace, fixed_now):
 
 
 def test_spike_stays_quiet_just_below_the_factor(workspace, fixed_now):
-    key = make_key(workspace)
-    baseline(key, HOUR.date(), credits_per_day=5760)
-    hourly(key, HOUR, credits=1199.99)
+    key = make_api_key_row(workspace)
+    make_usage_baseline(key, HOUR.date(), credits_per_day=5760)
+    make_hourly_usage(key, HOUR, credits=1199.99)
     rules.rules_evaluate()
     assert _alerts("usage_spike") == []
 
 
 def test_spike_needs_the_minimum_credits(workspace, fixed_now):
-    key = make_key(workspace)
-    baseline(key, HOUR.date(), credits_per_day=24)  # 1 credit an hour: 999 is 999×, but small
-    hourly(key, HOUR, credits=999)
+    key = make_api_key_row(workspace)
+    make_usage_baseline(key, HOUR.date(), credits_per_day=24)  # 1 credit an hour: 999 is 999×, but small
+    make_hourly_usage(key, HOUR, credits=999)
     rules.rules_evaluate()
     assert _alerts("usage_spike") == []
-    hourly(key, HOUR + timedelta(hours=1), credits=1000)
+    make_hourly_usage(key, HOUR + timedelta(hours=1), credits=1000)
     rules.rules_evaluate()
     assert len(_alerts("usage_spike")) == 1
 
 
 def test_spike_fires_once_per_hour_even_after_it_was_resolved(workspace, owner, fixed_now):
-    key = make_key(workspace)
-    baseline(key, HOUR.date(), credits_per_day=240)
-    hourly(key, HOUR, credits=5000)
+    key = make_api_key_row(workspace)
+    make_usage_baseline(key, HOUR.date(), credits_per_day=240)
+    make_hourly_usage(key, HOUR, credits=5000)
     rules.rules_evaluate()
     alert_services.alert_resolve(actor=owner, alert=Alert.objects.get())
     assert rules.rules_evaluate()["alerts"] == 0  # same window: nothing new, even resolved
-    hourly(key, HOUR + timedelta(hours=1), credits=5000)
+    make_hourly_usage(key, HOUR + timedelta(hours=1), credits=5000)
     assert rules.rules_evaluate()["alerts"] == 1  # the next hour is its own window
     assert AuditEvent.objects.filter(action="alert.raise").count() == 2
 
 
 def test_spike_baseline_of_a_young_key_counts_only_the_days_it_existed(workspace, fixed_now):
-    key = make_key(workspace, activated=NOW - timedelta(days=2, hours=12))  # existed 2 whole days before today
-    daily(key, HOUR.date() - timedelta(days=1), 24000)
-    daily(key, HOUR.date() - timedelta(days=2), 24000)
-    hourly(key, HOUR, credits=4000)  # 4× its 1,000/h (48,000 over 48 h), not 4000/(168 h)
+    key = make_api_key_row(workspace, activated=NOW - timedelta(days=2, hours=12))  # existed 2 whole days before today
+    make_daily_usage(key, HOUR.date() - timedelta(days=1), 24000)
+    make_daily_usage(key, HOUR.date() - timedelta(days=2), 24000)
+    make_hourly_usage(key, HOUR, credits=4000)  # 4× its 1,000/h (48,000 over 48 h), not 4000/(168 h)
     rules.rules_evaluate()
     assert _alerts("usage_spike") == []
 
 
 def test_spike_threshold_is_the_workspace_policy(workspace, other_workspace, fixed_now):
-    policy(workspace, spike_factor=2, spike_min_credits=100)
-    mine, theirs = make_key(workspace), make_key(other_workspace)
+    make_detection_policy(workspace, spike_factor=2, spike_min_credits=100)
+    mine, theirs = make_api_key_row(workspace), make_api_key_row(other_workspace)
     for key in (mine, theirs):
-        baseline(key, HOUR.date(), credits_per_day=2400)  # 100/h
-        hourly(key, HOUR, credits=200)
+        make_usage_baseline(key, HOUR.date(), credits_per_day=2400)  # 100/h
+        make_hourly_usage(key, HOUR, credits=200)
     rules.rules_evaluate()
     assert [a.workspace_id for a in _alerts("usage_spike")] == [workspace.pk]
 
 
 # --- unusual hours ---------------------------------------------------------------------------------------------
 def test_unusual_hours_fire_in_the_workspace_time_zone(workspace, fixed_now):
-    policy(workspace, time_zone="Europe/Berlin")
-    key = make_key(workspace)
-    hourly(key, NOW.replace(hour=20) - timedelta(days=1), credits=500)  # 21:00 Berlin: usual
-    hourly(key, NOW.replace(hour=21) - timedelta(days=1), credits=100)  # 22:00 Berlin: unusual, at the minimum
+    make_detection_policy(workspace, time_zone="Europe/Berlin")
+    key = make_api_key_row(workspace)
+    make_hourly_usage(key, NOW.replace(hour=20) - timedelta(days=1), credits=500)  # 21:00 Berlin: usual
+    # 22:00 Berlin: unusual, at the minimum
+    make_hourly_usage(key, NOW.replace(hour=21) - timedelta(days=1), credits=100)
     rules.rules_evaluate()
     (alert,) = _alerts("usage_unusual_hours")
     assert alert.severity == "medium" and alert.details["local_time"].startswith("2026-11-17T22:00")
@@ -97,37 +105,37 @@ def test_unusual_hours_fire_in_the_workspace_time_zone(workspace, fixed_now):
 
 
 def test_unusual_hours_stay_quiet_just_below_the_minimum(workspace, fixed_now):
-    key = make_key(workspace)  # UTC, 22:00–06:00
-    hourly(key, NOW.replace(hour=3), credits=99.999)
+    key = make_api_key_row(workspace)  # UTC, 22:00–06:00
+    make_hourly_usage(key, NOW.replace(hour=3), credits=99.999)
     rules.rules_evaluate()
     assert _alerts("usage_unusual_hours") == []
 
 
 def test_unusual_hours_fire_once_per_night(workspace, fixed_now):
-    key = make_key(workspace)
+    key = make_api_key_row(workspace)
     yesterday = NOW - timedelta(days=1)
     for hour in (yesterday.replace(hour=23), NOW.replace(hour=2), NOW.replace(hour=5)):  # one night (the 17th)
-        hourly(key, hour, credits=300)
+        make_hourly_usage(key, hour, credits=300)
     rules.rules_evaluate()
     rules.rules_evaluate()
     (alert,) = _alerts("usage_unusual_hours")
     assert alert.details["night_of"] == yesterday.date().isoformat()
-    hourly(key, NOW.replace(hour=6), credits=300)  # 06:00 is the end: usual again
+    make_hourly_usage(key, NOW.replace(hour=6), credits=300)  # 06:00 is the end: usual again
     assert rules.rules_evaluate()["alerts"] == 0
 
 
 def test_unusual_hours_can_be_switched_off(workspace, fixed_now):
-    policy(workspace, unusual_hours_enabled=False)
-    hourly(make_key(workspace), NOW.replace(hour=3), credits=5000)
+    make_detection_policy(workspace, unusual_hours_enabled=False)
+    make_hourly_usage(make_api_key_row(workspace), NOW.replace(hour=3), credits=5000)
     rules.rules_evaluate()
     assert _alerts("usage_unusual_hours") == []
 
 
 # --- idle key waking up ----------------------------------------------------------------------------------
 def test_idle_key_waking_up_fires_after_the_idle_days(workspace, fixed_now):
-    key = make_key(workspace)
-    daily(key, (HOUR - timedelta(days=31)).date(), 10)  # last use 31 days before (ends at that day's end)
-    hourly(key, HOUR, credits=1)
+    key = make_api_key_row(workspace)
+    make_daily_usage(key, (HOUR - timedelta(days=31)).date(), 10)  # last use 31 days before (ends at that day's end)
+    make_hourly_usage(key, HOUR, credits=1)
     rules.rules_evaluate()
     (alert,) = _alerts("usage_idle_key_woke")
     assert alert.severity == "high" and alert.details["threshold_idle_days"] == 30
@@ -135,28 +143,28 @@ def test_idle_key_waking_up_fires_after_the_idle_days(workspace, fixed_now):
 
 
 def test_idle_key_stays_quiet_just_below_the_idle_days(workspace, fixed_now):
-    key = make_key(workspace)
-    hourly(key, HOUR - timedelta(days=30) + timedelta(hours=1), credits=1)  # 29 days 23 hours earlier
-    hourly(key, HOUR, credits=1)
+    key = make_api_key_row(workspace)
+    make_hourly_usage(key, HOUR - timedelta(days=30) + timedelta(hours=1), credits=1)  # 29 days 23 hours earlier
+    make_hourly_usage(key, HOUR, credits=1)
     rules.rules_evaluate()
     assert _alerts("usage_idle_key_woke") == []
 
 
 def test_idle_key_fires_once_per_idle_spell(workspace, fixed_now):
-    key = make_key(workspace)
-    hourly(key, HOUR - timedelta(days=40), credits=1)
-    hourly(key, HOUR, credits=1)
-    hourly(key, HOUR + timedelta(hours=1), credits=1)  # the next hour: the key is awake already
+    key = make_api_key_row(workspace)
+    make_hourly_usage(key, HOUR - timedelta(days=40), credits=1)
+    make_hourly_usage(key, HOUR, credits=1)
+    make_hourly_usage(key, HOUR + timedelta(hours=1), credits=1)  # the next hour: the key is awake already
     rules.rules_evaluate()
     rules.rules_evaluate()
     assert len(_alerts("usage_idle_key_woke")) == 1
 
 
 def test_never_used_key_waking_up_counts_from_its_issue(workspace, fixed_now):
-    old = make_key(workspace, activated=HOUR - timedelta(days=30))
-    young = make_key(workspace, activated=HOUR - timedelta(days=29, hours=23))
-    hourly(old, HOUR, credits=1)
-    hourly(young, HOUR, credits=1)
+    old = make_api_key_row(workspace, activated=HOUR - timedelta(days=30))
+    young = make_api_key_row(workspace, activated=HOUR - timedelta(days=29, hours=23))
+    make_hourly_usage(old, HOUR, credits=1)
+    make_hourly_usage(young, HOUR, credits=1)
     rules.rules_evaluate()
     (alert,) = _alerts("usage_idle_key_woke")
     assert alert.object_id == str(old.pk) and alert.details["previous_use"] is None
@@ -164,9 +172,9 @@ def test_never_used_key_waking_up_counts_from_its_issue(workspace, fixed_now):
 
 # --- evaluation mechanics ----------------------------------------------------------------------------------
 def test_rules_evaluate_only_the_given_rows(workspace, fixed_now):
-    key = make_key(workspace)
-    first = hourly(key, NOW.replace(hour=3), credits=500)
-    second = hourly(key, NOW.replace(hour=3) - timedelta(days=1), credits=500)
+    key = make_api_key_row(workspace)
+    first = make_hourly_usage(key, NOW.replace(hour=3), credits=500)
+    second = make_hourly_usage(key, NOW.replace(hour=3) - timedelta(days=1), credits=500)
     rules.rules_evaluate(row_ids=[first.pk])
     assert [a.details["night_of"] for a in _alerts("usage_unusual_hours")] == ["2026-11-17"]
     rules.rules_evaluate(row_ids=[second.pk])
@@ -174,7 +182,7 @@ def test_rules_evaluate_only_the_given_rows(workspace, fixed_now):
 
 
 def test_detection_policy_is_created_with_defaults_on_first_use(workspace, fixed_now):
-    hourly(make_key(workspace), HOUR, credits=1)
+    make_hourly_usage(make_api_key_row(workspace), HOUR, credits=1)
     rules.rules_evaluate()
     created = DetectionPolicy.objects.get(workspace=workspace)
     assert (created.spike_factor, created.spike_min_credits, created.unusual_start_hour, created.unusual_end_hour,
@@ -184,11 +192,11 @@ def test_detection_policy_is_created_with_defaults_on_first_use(workspace, fixed
 
 
 def test_rules_use_a_bounded_number_of_queries(workspace, fixed_now, django_assert_max_num_queries):
-    keys = [make_key(workspace) for _ in range(30)]
+    keys = [make_api_key_row(workspace) for _ in range(30)]
     for key in keys:
-        baseline(key, HOUR.date(), 240)
+        make_usage_baseline(key, HOUR.date(), 240)
         for h in range(6):
-            hourly(key, HOUR - timedelta(hours=h), credits=1)
+            make_hourly_usage(key, HOUR - timedelta(hours=h), credits=1)
     services.detection_policy_of(workspace.pk)
     with django_assert_max_num_queries(8):  # rows, policies, daily, three previous-use reads: not per key
         assert rules.rules_evaluate()["alerts"] == 0
@@ -196,9 +204,9 @@ def test_rules_use_a_bounded_number_of_queries(workspace, fixed_now, django_asse
 
 def test_a_key_gone_between_the_two_reads_is_skipped_and_the_others_still_evaluated(workspace, fixed_now,
                                                                                    monkeypatch):
-    gone, kept = make_key(workspace, name="gone"), make_key(workspace, name="kept")
+    gone, kept = make_api_key_row(workspace, name="gone"), make_api_key_row(workspace, name="kept")
     for key in (gone, kept):
-        hourly(key, NOW.replace(hour=3), credits=500)  # an unusual hour for both
+        make_hourly_usage(key, NOW.replace(hour=3), credits=500)  # an unusual hour for both
     real = rules.ApiKey.objects.select_related
 
     def without_gone(*fields):  # what the second read sees if the key was deleted right after the first

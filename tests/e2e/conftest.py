@@ -145,16 +145,10 @@ class Person:
 def person(username: str, role: str | None, workspace: Any, *, enrolled: bool = True, **extra: Any) -> Person:
     """A staff login with `role` in `workspace` and (unless enrolled=False) a confirmed authenticator, set up
     through the services as the enrolment page would."""
-    from accounts import services
-    from tests.factories import UserFactory, grant
+    from tests.factories import make_confirmed_device, make_person
 
-    user = UserFactory(username=username, password=PASSWORD, **extra)
-    if role:
-        grant(user, role, workspace)
-    device = None
-    if enrolled:
-        device = services.otp_device_enrol(actor=user, user=user)
-        assert services.otp_device_confirm(actor=user, device=device, code=code_for(device)) is not None
+    user = make_person(username, role, workspace, password=PASSWORD, **extra)
+    device = make_confirmed_device(user)[0] if enrolled else None
     return Person(user, device)
 
 

@@ -9,8 +9,8 @@ import pytest
 from playwright.sync_api import expect
 
 from keys.models import ApiKey
+from tests.conftest import SECRET_SHAPE, key_works
 from tests.e2e.conftest import person, sign_in, submitted
-from tests.keys.apikey_fixtures import SECRET_SHAPE, key_works
 from workspaces.services import service_account_create, service_account_ensure_remote
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

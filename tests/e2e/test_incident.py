@@ -12,9 +12,9 @@ import pytest
 from django.urls import NoReverseMatch, reverse
 from playwright.sync_api import expect
 
-from project.actors import SYSTEM
+from tests.conftest import SECRET_SHAPE, key_works
 from tests.e2e.conftest import person, sign_in, submitted
-from tests.keys.apikey_fixtures import SECRET_SHAPE, issue, key_works
+from tests.factories import make_alert, make_api_key, make_secret
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -30,18 +30,15 @@ def _incident_pages() -> None:
 @pytest.fixture
 def exposed(world: Any, platform: Any) -> dict[str, Any]:
     """A security admin of Acme, a live key of a synced service account, and an alert about that key."""
-    from project.alerts.services import alert_raise
-    from secrets_app.services.secrets import secret_create
     from workspaces.services import service_account_create, service_account_ensure_remote
 
     responder = person("acme-security", "Security admin", world.acme)
     account = service_account_create(actor=responder.user, workspace=world.acme, name="billing-backend")
     service_account_ensure_remote(actor=responder.user, service_account=account)
-    issued = issue(responder.user, account, "prod", name="billing", credit_quota=5000)
-    secret_create(actor=SYSTEM, workspace=world.acme, name="crm_token", value="crm-secret-value-0c1d")
-    alert, _ = alert_raise(actor=SYSTEM, workspace=world.acme, kind="api_key_exposed",
-                           title="billing key seen in a public paste", dedup_key="e2e-exposed", severity="critical",
-                           target=issued.key)
+    issued = make_api_key(responder.user, account, "prod", name="billing", credit_quota=5000)
+    make_secret(world.acme, "crm_token", "crm-secret-value-0c1d")
+    alert = make_alert(world.acme, "api_key_exposed", target=issued.key, title="billing key seen in a public paste",
+                       dedup_key="e2e-exposed", severity="critical")
     return {"responder": responder, "key": issued.key, "secret": issued.secret, "alert": alert}
 
 

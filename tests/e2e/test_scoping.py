@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from agents.services import agent_create
-from project.actors import SYSTEM
 from tests.e2e.conftest import person, sign_in
-from workspaces.services import service_account_create
+from tests.factories import make_agent, make_service_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -18,9 +16,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 def test_team_lead_sees_only_their_workspace_and_another_workspaces_agent_is_404(page: Any, live_server: Any,
                                                                                    world: Any) -> None:
     base = live_server.url
-    acme_agent = agent_create(actor=SYSTEM, workspace=world.acme, name="Acme support line", auth_mode="signed")
-    globex_agent = agent_create(actor=SYSTEM, workspace=world.globex, name="Globex support line", auth_mode="signed")
-    service_account_create(actor=SYSTEM, workspace=world.globex, name="globex-robot")
+    acme_agent = make_agent(world.acme, "Acme support line")
+    globex_agent = make_agent(world.globex, "Globex support line")
+    make_service_account(world.globex, "globex-robot")
     sign_in(page, base, person("acme-lead", "Team lead", world.acme))
 
     page.goto(f"{base}/admin/agents/agent/")

@@ -1,9 +1,9 @@
-"""Fixtures for the keys tests, and the permission matrix's registry of factories and designed outcomes.
+"""Fixtures for the keys tests, and the permission matrix's registry of builders and designed outcomes.
 
-Another app's admin joins the matrix automatically; to let the matrix build its objects, add a factory to
+Another app's admin joins the matrix automatically; to let the matrix build its objects, add an entry to
 MATRIX_FACTORIES (label -> callable(workspace, tag) returning one object of that workspace whose text shows
-`tag`), and, if its permissions are not simply the admin's declared view/manage permissions, its row to
-DESIGNED.
+`tag`, made by a builder of tests/factories.py), and, if its permissions are not simply the admin's declared
+view/manage permissions, its row to DESIGNED.
 """
 
 from __future__ import annotations
@@ -18,11 +18,31 @@ from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.db.models import Model, Q
 
-from agents import services as agent_services
 from project.actors import SYSTEM
 from project.audit.models import AuditEvent
-from project.audit.services import record
-from tests.factories import UserFactory, builtin_role, grant
+from tests.factories import (
+    DriftFactory,
+    SyncJobFactory,
+    UserFactory,
+    environment,
+    grant,
+    make_agent,
+    make_alert,
+    make_api_key_row,
+    make_audit_event,
+    make_auth_connection,
+    make_broker_key,
+    make_detection_policy,
+    make_incident,
+    make_key_policy,
+    make_oauth_provider,
+    make_person,
+    make_role,
+    make_secret,
+    make_service_account,
+    make_tool,
+    make_vault_credential,
+)
 from workspaces import services
 from workspaces.models import Role, RoleAssignment, ServiceAccount, Workspace
 from workspaces.permissions import BUILTIN_ROLES
@@ -34,39 +54,25 @@ def _fast_password_hashing(settings: Any) -> None:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
-# --- people in each built-in role -------------------------------------------------------------------------
-
-
-def person(username: str, role: str | None, workspace: Workspace, **extra: Any) -> Any:
-    user = UserFactory(username=username, **extra)
-    if role:
-        grant(user, role, workspace)
-    return user
-
-
+# --- people in each built-in role (owner, member, viewer, security_admin: tests/conftest.py) ----------------
 @pytest.fixture
 def team_lead(workspace: Workspace) -> Any:
-    return person("lead", "Team lead", workspace)
-
-
-@pytest.fixture
-def security_admin(workspace: Workspace) -> Any:
-    return person("security", "Security admin", workspace)
+    return make_person("lead", "Team lead", workspace)
 
 
 @pytest.fixture
 def second_admin(workspace: Workspace) -> Any:
-    return person("owner2", "Admin", workspace)
+    return make_person("owner2", "Admin", workspace)
 
 
 @pytest.fixture
 def globex_sa(other_workspace: Workspace) -> ServiceAccount:
-    return services.service_account_create(actor=SYSTEM, workspace=other_workspace, name="globex-robot")
+    return make_service_account(other_workspace, "globex-robot")
 
 
 @pytest.fixture
 def acme_sa(workspace: Workspace) -> ServiceAccount:
-    return services.service_account_create(actor=SYSTEM, workspace=workspace, name="acme-robot")
+    return make_service_account(workspace, "acme-robot")
 
 
 def state() -> dict[str, Any]:
@@ -101,13 +107,6 @@ def disable_hook() -> Iterator[Callable[[Callable[[Any, ServiceAccount], None]],
 OWN, OTHER = "acme", "globex"  # tags: the other workspace's tag must never show on an own-workspace page
 PRINCIPALS = [*BUILTIN_ROLES, "nobody", "superuser"]
 NEVER, SUPERUSER = "<never>", "<superuser only>"
-
-
-def make_principal(name: str, workspace: Workspace) -> Any:
-    username = "matrix-" + name.lower().replace(" ", "-")
-    if name == "superuser":
-        return UserFactory(username=username, is_superuser=True)
-    return person(username, None if name == "nobody" else name, workspace)
 
 
 def allowed(principal: str, permission: str | None) -> bool:
@@ -165,126 +164,21 @@ def design_for(model_admin: Any) -> tuple[Design, bool]:
     return Design(model_admin.view_permission, model_admin.add_permission or manage, manage, manage), True
 
 
-def _environment(ws: Workspace, tag: str) -> Model:
-    return ws.environments.get(name="dev")  # "Acme / dev" or "Globex / dev"
-
-
-def _agent(ws: Workspace, tag: str) -> Model:
-    return agent_services.agent_create(actor=SYSTEM, workspace=ws, name=f"{tag} agent", auth_mode="signed")
-
-
-def _audit_event(ws: Workspace, tag: str) -> Model:
-    return record(actor=SYSTEM, action="matrix.test", object_type="matrix.thing", object_id=tag,
-                  object_repr=f"{tag} event", workspace_id=ws.pk)
-
-
-def _sync_job(ws: Workspace, tag: str) -> Model:
-    from project.sync.models import SyncJob
-
-    return SyncJob.objects.create(kind="matrix", object_id=tag, workspace_id=ws.pk, object_repr=f"{tag} job")
-
-
-def _role(ws: Workspace, tag: str) -> Model:
-    return services.role_create(actor=SYSTEM, workspace=ws, name=f"{tag} role", permissions=["workspace.view"])
-
-
-def _assignment(ws: Workspace, tag: str) -> Model:
-    user = UserFactory(username=f"{tag}-person")
-    return services.role_assign(actor=SYSTEM, workspace=ws, role=builtin_role("Viewer"), user=user)
-
-
-def _service_account(ws: Workspace, tag: str) -> Model:
-    return services.service_account_create(actor=SYSTEM, workspace=ws, name=f"{tag}-robot")
-
-
-def _alert(ws: Workspace, tag: str) -> Model:
-    from project.alerts.services import alert_raise
-
-    return alert_raise(actor=SYSTEM, workspace=ws, kind="matrix", title=f"{tag} alert", dedup_key=f"matrix-{tag}")[0]
-
-
-def _secret(ws: Workspace, tag: str) -> Model:
-    from secrets_app.services.secrets import secret_create
-
-    return secret_create(actor=SYSTEM, workspace=ws, name=f"{tag}_token", value=f"value-of-{tag}-9f8e7d")
-
-
-def _tool(ws: Workspace, tag: str) -> Model:
-    from secrets_app.services.tools import tool_create
-
-    return tool_create(actor=SYSTEM, workspace=ws, name=f"{tag}_lookup", description=f"{tag} tool",
-                       url=f"https://{tag}.example.com/hook")
-
-
-def _oauth_provider(ws: Workspace, tag: str) -> Model:
-    from secrets_app.services.vault import provider_save
-
-    return provider_save(actor=SYSTEM, workspace=ws, client_secret=f"{tag}-client-secret-9f8e", slug=f"{tag}crm",
-                         name=f"{tag} CRM", token_url=f"https://{tag}.example.com/token", client_id=f"{tag}-client")
-
-
-def _broker_key(ws: Workspace, tag: str) -> Model:
-    from broker.services.keys import broker_key_issue
-
-    account = services.service_account_create(actor=SYSTEM, workspace=ws, name=f"{tag}-broker-robot")
-    services.role_assign(actor=SYSTEM, workspace=ws, role=builtin_role("Developer"), service_account=account)
-    return broker_key_issue(actor=SYSTEM, workspace=ws, service_account=account, name=f"{tag} key",
-                            environment=ws.environments.get(name="dev"), agents=[_agent(ws, f"{tag} broker")]).key
-
-
-def _key_policy(ws: Workspace, tag: str) -> Model:
-    from keys.services import key_policy_save
-
-    return key_policy_save(actor=SYSTEM, workspace=ws)  # "Key policy of Acme" / "... of Globex"
-
-
-def _api_key(ws: Workspace, tag: str) -> Model:
-    import hashlib
-
-    from django.utils import timezone
-
-    from keys.models import ApiKey
-
-    sa = ServiceAccount.objects.create(workspace=ws, name=f"{tag}-keyholder", remote_id=f"remote-{tag}")
-    return ApiKey.objects.create(workspace=ws, service_account=sa, environment=ws.environments.get(name="dev"),
-                                 name=f"{tag} key", scopes=["convai_read"], state="active", hint="abcd",
-                                 digest=hashlib.sha256(tag.encode()).hexdigest(), remote_key_id=f"key-{tag}",
-                                 activated_at=timezone.now())
-
-
-def _auth_connection(ws: Workspace, tag: str) -> Model:
-    from secrets_app.services.auth_connections import auth_connection_save
-
-    return auth_connection_save(actor=SYSTEM, workspace=ws, name=f"{tag} bearer", kind="bearer_auth",
-                                provider=f"{tag}-api", secrets={"token": f"{tag}-bearer-token-5c4b3a"})
-
-
-def _user_credential(ws: Workspace, tag: str) -> Model:
-    from secrets_app.services.vault import credential_store
-
-    return credential_store(actor=SYSTEM, workspace=ws, provider=_oauth_provider(ws, f"{tag}v"),
-                            end_user_id=f"{tag}-user-1", access_token=f"{tag}-access-8e7d6c",
-                            refresh_token=f"{tag}-refresh-8e7d6c")
-
-
+# The registry's entries weave the tag into what the builders of tests/factories.py are given.
 def _webhook_agent(ws: Workspace, tag: str) -> Model:
     from broker.models import WebhookAgent
 
-    return WebhookAgent.objects.get(pk=_agent(ws, f"{tag} hook").pk)
+    return WebhookAgent.objects.get(pk=make_agent(ws, f"{tag} hook").pk)
 
 
-def _drift(ws: Workspace, tag: str) -> Model:
-    from project.sync.models import Drift
-
-    agent = _agent(ws, f"{tag} drifted")
-    return Drift.objects.create(kind="agent", object_id=str(agent.pk), object_repr=f"{tag} drifted agent",
-                                workspace_id=ws.pk, problem="missing_remotely")
+def _oauth_provider(ws: Workspace, tag: str) -> Model:
+    return make_oauth_provider(ws, slug=f"{tag}crm", name=f"{tag} CRM", token_url=f"https://{tag}.example.com/token",
+                               client_id=f"{tag}-client", client_secret=f"{tag}-client-secret-9f8e")
 
 
-def _incident(ws: Workspace, tag: str) -> Model:
-    from detection.models import Incident
-
-    return Incident.objects.create(workspace=ws, title=f"{tag} incident")
+def _user_credential(ws: Workspace, tag: str) -> Model:
+    return make_vault_credential(ws, _oauth_provider(ws, f"{tag}v"), f"{tag}-user-1", f"{tag}-access-8e7d6c",
+                                 refresh_token=f"{tag}-refresh-8e7d6c", expires_in=None, scopes=None)
 
 
 def _platform_account(ws: Workspace, tag: str) -> Model:
@@ -297,40 +191,38 @@ def _platform_account(ws: Workspace, tag: str) -> Model:
     return account
 
 
-def _detection_policy(ws: Workspace, tag: str) -> Model:
-    from detection.models import DetectionPolicy
-
-    return DetectionPolicy.objects.get_or_create(workspace=ws)[0]
-
-
-def _user(ws: Workspace, tag: str) -> Model:
-    return _assignment(ws, f"{tag}-login").user
-
-
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "workspaces.workspace": lambda ws, tag: ws,
     "workspaces.platformaccount": _platform_account,
-    "workspaces.environment": _environment,
-    "agents.agent": _agent,
-    "audit.auditevent": _audit_event,
-    "sync.syncjob": _sync_job,
-    "workspaces.role": _role,
-    "workspaces.roleassignment": _assignment,
-    "workspaces.serviceaccount": _service_account,
-    "auth.user": _user,
-    "alerts.alert": _alert,
-    "secrets_app.secret": _secret,
-    "keys.keypolicy": _key_policy,
-    "secrets_app.tool": _tool,
+    "workspaces.environment": lambda ws, tag: environment(ws, "dev"),  # "Acme / dev" or "Globex / dev"
+    "agents.agent": lambda ws, tag: make_agent(ws, f"{tag} agent"),
+    "audit.auditevent": lambda ws, tag: make_audit_event(ws, action="matrix.test", object_type="matrix.thing",
+                                                         object_id=tag, object_repr=f"{tag} event"),
+    "sync.syncjob": lambda ws, tag: SyncJobFactory(workspace=ws, kind="matrix", object_id=tag,
+                                                   object_repr=f"{tag} job"),
+    "workspaces.role": lambda ws, tag: make_role(ws, f"{tag} role"),
+    "workspaces.roleassignment": lambda ws, tag: grant(UserFactory(username=f"{tag}-person"), "Viewer", ws),
+    "workspaces.serviceaccount": lambda ws, tag: make_service_account(ws, f"{tag}-robot"),
+    "auth.user": lambda ws, tag: make_person(f"{tag}-login-person", "Viewer", ws),
+    "alerts.alert": lambda ws, tag: make_alert(ws, "matrix", title=f"{tag} alert", dedup_key=f"matrix-{tag}",
+                                               severity="medium"),
+    "secrets_app.secret": lambda ws, tag: make_secret(ws, f"{tag}_token", f"value-of-{tag}-9f8e7d"),
+    "keys.keypolicy": lambda ws, tag: make_key_policy(ws),  # "Key policy of Acme" / "... of Globex"
+    "secrets_app.tool": lambda ws, tag: make_tool(ws, f"{tag}_lookup", description=f"{tag} tool",
+                                                  url=f"https://{tag}.example.com/hook"),
     "secrets_app.oauthprovider": _oauth_provider,
-    "broker.brokerkey": _broker_key,
-    "keys.apikey": _api_key,
-    "secrets_app.authconnection": _auth_connection,
+    "broker.brokerkey": lambda ws, tag: make_broker_key(
+        ws, name=f"{tag} key", service_account=make_service_account(ws, f"{tag}-broker-robot", role="Developer"),
+        agents=[make_agent(ws, f"{tag} broker agent")]).key,
+    "keys.apikey": lambda ws, tag: make_api_key_row(ws, "dev", name=f"{tag} key"),
+    "secrets_app.authconnection": lambda ws, tag: make_auth_connection(
+        ws, f"{tag} bearer", provider=f"{tag}-api", secrets={"token": f"{tag}-bearer-token-5c4b3a"}),
     "secrets_app.usercredential": _user_credential,
     "broker.webhookagent": _webhook_agent,
-    "sync.drift": _drift,
-    "detection.incident": _incident,
-    "detection.detectionpolicy": _detection_policy,
+    "sync.drift": lambda ws, tag: DriftFactory(workspace=ws, object_id=str(make_agent(ws, f"{tag} drifted").pk),
+                                               object_repr=f"{tag} drifted agent"),
+    "detection.incident": lambda ws, tag: make_incident(ws, f"{tag} incident"),
+    "detection.detectionpolicy": lambda ws, tag: make_detection_policy(ws),
 }
 
 

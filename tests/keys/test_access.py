@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from project.actors import SYSTEM
 from tests.conftest import login
-from tests.factories import UserFactory, WorkspaceFactory, builtin_role, grant
+from tests.factories import UserFactory, WorkspaceFactory, builtin_role, grant, make_role, make_service_account
 from workspaces import access, services
 from workspaces.models import RoleAssignment, ServiceAccount
 from workspaces.permissions import ALL
@@ -42,9 +42,9 @@ def test_role_check_is_one_query_whatever_the_number_of_workspaces(count, django
 @pytest.mark.parametrize("count", [1, 50])
 def test_service_account_check_is_one_query_whatever_the_number_of_roles(count, workspace,
                                                                          django_assert_num_queries):
-    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     for i in range(count):
-        role = services.role_create(actor=SYSTEM, workspace=workspace, name=f"r{i}", permissions=["sessions.mint"])
+        role = make_role(workspace, f"r{i}", ["sessions.mint"])
         services.role_assign(actor=SYSTEM, workspace=workspace, role=role, service_account=sa)
     sa = ServiceAccount.objects.get(pk=sa.pk)
     with django_assert_num_queries(1):
@@ -60,7 +60,7 @@ def test_admin_page_queries_do_not_grow_with_workspaces():
         for _ in range(n):
             ws = WorkspaceFactory()
             grant(user, "Admin", ws)
-            services.service_account_create(actor=SYSTEM, workspace=ws, name="robot")
+            make_service_account(ws, "robot")
         client = login(user)
         with CaptureQueriesContext(connection) as queries:
             assert client.get(reverse("admin:workspaces_serviceaccount_changelist")).status_code == 200
@@ -92,7 +92,7 @@ def test_disabled_login_holds_nothing(member, workspace):
 
 
 def test_disabled_service_account_holds_nothing(workspace):
-    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     services.role_assign(actor=SYSTEM, workspace=workspace, role=builtin_role("Developer"), service_account=sa)
     assert access.has_perm(ServiceAccount.objects.get(pk=sa.pk), "sessions.mint", workspace.pk)
     services.service_account_disable(actor=SYSTEM, service_account=sa)
@@ -100,7 +100,7 @@ def test_disabled_service_account_holds_nothing(workspace):
 
 
 def test_service_account_counts_only_its_own_workspace(workspace, other_workspace):
-    sa = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     # Written past the model's clean() on purpose: the access module is the second lock on this door.
     RoleAssignment.objects.create(workspace=other_workspace, role=builtin_role("Admin"), service_account=sa)
     sa = ServiceAccount.objects.get(pk=sa.pk)

@@ -12,9 +12,8 @@ from django.urls import reverse
 from keys import services
 from keys.models import ApiKey, KeyPolicy
 from project.audit.models import AuditEvent
-from tests.conftest import login
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import SECRET_SHAPE, env, issue, key_works
+from tests.conftest import SECRET_SHAPE, key_works, login
+from tests.factories import environment, make_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -36,7 +35,7 @@ def _issue_form(account, environment, **overrides):
 
 # --- the list ---------------------------------------------------------------------------------------------------
 def test_list_shows_flags_and_no_secret(owner_client, owner, account):
-    issued = issue(owner, account, scopes="all")
+    issued = make_api_key(owner, account, scopes="all")
     page = owner_client.get(LIST).content.decode()
     assert "billing" in page and f"…{issued.key.hint}" in page
     assert "all scopes in prod" in page and "no network limit" in page
@@ -44,8 +43,8 @@ def test_list_shows_flags_and_no_secret(owner_client, owner, account):
 
 
 def test_list_filters_by_flag(owner_client, owner, account):
-    issue(owner, account, name="sloppy", scopes="all")
-    issue(owner, account, "dev", name="tidy", allowed_ips=["192.0.2.0/24"])
+    make_api_key(owner, account, name="sloppy", scopes="all")
+    make_api_key(owner, account, "dev", name="tidy", allowed_ips=["192.0.2.0/24"])
     page = owner_client.get(LIST + "?flag=all_scopes_prod").content.decode()
     assert "sloppy" in page and "tidy" not in page
     page = owner_client.get(LIST + "?env=dev").content.decode()
@@ -59,7 +58,7 @@ def test_list_query_count_does_not_grow_with_rows(owner, account, workspace, oth
         for i in range(n):
             sa = ServiceAccountFactory(workspace=workspace, name=f"svc-{ApiKey.objects.count()}-{i}",
                                        remote_id=account.remote_id)
-            issue(owner, sa, ["dev", "staging", "prod"][i % 3])
+            make_api_key(owner, sa, ["dev", "staging", "prod"][i % 3])
 
     client = login(owner)
     make(3)
@@ -74,14 +73,14 @@ def test_list_query_count_does_not_grow_with_rows(owner, account, workspace, oth
 
 
 def test_member_sees_keys_but_outsider_does_not(member_client, outsider_client, owner, account):
-    issue(owner, account, name="acme-key")
+    make_api_key(owner, account, name="acme-key")
     assert "acme-key" in member_client.get(LIST).content.decode()
     assert "acme-key" not in outsider_client.get(LIST).content.decode()
 
 
 # --- issue and the show-once page ----------------------------------------------------------------------------------
 def test_issue_page_shows_the_secret_once(owner_client, account, emulator, django_capture_on_commit_callbacks):
-    data = _issue_form(account, env(account.workspace))
+    data = _issue_form(account, environment(account.workspace))
     assert owner_client.get(ADD).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(ADD, data)
@@ -105,7 +104,7 @@ def test_issue_page_shows_the_secret_once(owner_client, account, emulator, djang
 
 
 def test_issue_form_shows_errors_on_the_right_field(owner_client, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 500
     prod.save()
     response = owner_client.post(ADD, _issue_form(account, prod, allowed_ips="10.0.0.1/24", scopes=["nope"]))
@@ -121,8 +120,8 @@ def test_issue_form_shows_errors_on_the_right_field(owner_client, account, works
 def test_member_cannot_issue_and_outsider_cannot_reach_acme(member_client, outsider_client, account,
                                                             globex_account):
     assert member_client.get(ADD).status_code == 403
-    assert member_client.post(ADD, _issue_form(account, env(account.workspace))).status_code == 403
-    response = outsider_client.post(ADD, _issue_form(account, env(account.workspace)))
+    assert member_client.post(ADD, _issue_form(account, environment(account.workspace))).status_code == 403
+    response = outsider_client.post(ADD, _issue_form(account, environment(account.workspace)))
     assert response.status_code == 200
     assert {"service_account", "environment"} <= set(response.context["form"].errors)
     assert "billing-backend" not in outsider_client.get(ADD).content.decode()
@@ -132,7 +131,7 @@ def test_member_cannot_issue_and_outsider_cannot_reach_acme(member_client, outsi
 # --- change, rotate, rotate now, revoke -----------------------------------------------------------------------------
 def test_change_page_offers_the_actions_the_person_may_take(owner_client, member_client, outsider_client, owner,
                                                             account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     page = owner_client.get(_url("change", key)).content.decode()
     assert all(f'id="{a}-link"' in page for a in ("rotate", "rotate-now", "revoke"))
     page = member_client.get(_url("change", key)).content.decode()
@@ -142,8 +141,8 @@ def test_change_page_offers_the_actions_the_person_may_take(owner_client, member
 
 def test_owner_changes_a_key_and_the_budget_error_lands_on_the_quota(owner_client, owner, account, workspace,
                                                                       emulator, django_capture_on_commit_callbacks):
-    key = issue(owner, account).key
-    prod = env(workspace)
+    key = make_api_key(owner, account).key
+    prod = environment(workspace)
     prod.credit_budget = 1500
     prod.save()
     form = {"name": "renamed", "scopes": ["workspace_read"], "credit_quota": "2000", "allowed_ips": "",
@@ -161,7 +160,7 @@ def test_owner_changes_a_key_and_the_budget_error_lands_on_the_quota(owner_clien
 
 
 def test_revoked_key_page_is_read_only(owner_client, owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     services.api_key_revoke(actor=owner, key=key, reason="done")
     page = owner_client.get(_url("change", key))
     assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
@@ -170,7 +169,7 @@ def test_revoked_key_page_is_read_only(owner_client, owner, account):
 
 
 def test_rotate_through_the_admin_shows_the_successor_once(owner_client, owner, account, emulator, clock):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     page = owner_client.get(_url("rotate", key))
     assert page.status_code == 200 and 'value="7"' in page.content.decode()
     data = {"request_uuid": str(uuid.uuid4()), "overlap_days": "3"}
@@ -184,7 +183,7 @@ def test_rotate_through_the_admin_shows_the_successor_once(owner_client, owner, 
 
 
 def test_rotate_now_through_the_admin(owner_client, owner, account, emulator, django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(_url("rotate_now", issued.key), {"request_uuid": str(uuid.uuid4())})
     secret = SECRET_SHAPE.search(response.content.decode()).group(0)
@@ -193,7 +192,7 @@ def test_rotate_now_through_the_admin(owner_client, owner, account, emulator, dj
 
 
 def test_revoke_through_the_admin(owner_client, owner, account, emulator, django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     assert 'value="Revoke"' in owner_client.get(_url("revoke", issued.key)).content.decode()
     assert owner_client.post(_url("revoke", issued.key), {"reason": ""}).status_code == 200
     with django_capture_on_commit_callbacks(execute=True):
@@ -205,7 +204,7 @@ def test_revoke_through_the_admin(owner_client, owner, account, emulator, django
 
 def test_suspend_and_resume_through_the_admin(owner_client, owner, account, emulator,
                                               django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     key = issued.key
     page = owner_client.get(_url("change", key)).content.decode()
     assert 'id="suspend-link"' in page and 'id="resume-link"' not in page
@@ -246,7 +245,7 @@ def test_suspend_and_resume_through_the_admin(owner_client, owner, account, emul
 @pytest.mark.parametrize("view", ["suspend", "resume"])
 def test_suspend_and_resume_refuse_member_and_hide_from_outsider(member_client, outsider_client, owner, account,
                                                                   view):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     if view == "resume":
         services.api_key_suspend(actor=owner, key=key, reason="quota")
     before = ApiKey.objects.get(pk=key.pk).suspended_at
@@ -258,7 +257,7 @@ def test_suspend_and_resume_refuse_member_and_hide_from_outsider(member_client, 
 
 @pytest.mark.parametrize("view", ["rotate", "rotate_now", "revoke"])
 def test_key_actions_refuse_member_and_hide_from_outsider(member_client, outsider_client, owner, account, view):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     post = {"request_uuid": str(uuid.uuid4()), "overlap_days": "7", "reason": "x"}
     assert member_client.get(_url(view, key)).status_code == 403
     assert member_client.post(_url(view, key), post).status_code == 403
@@ -268,11 +267,10 @@ def test_key_actions_refuse_member_and_hide_from_outsider(member_client, outside
 
 
 def test_team_lead_may_rotate_but_not_rotate_now_or_revoke(owner, account, workspace):
-    from tests.factories import UserFactory, grant
+    from tests.factories import make_person
 
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)
-    key = issue(owner, account).key
+    lead = make_person("lead", "Team lead", workspace)
+    key = make_api_key(owner, account).key
     client = login(lead)
     assert client.get(_url("rotate", key)).status_code == 200
     assert client.get(_url("rotate_now", key)).status_code == 403
@@ -280,7 +278,7 @@ def test_team_lead_may_rotate_but_not_rotate_now_or_revoke(owner, account, works
 
 
 def test_keys_are_never_deleted_from_the_admin(owner_client, owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     assert owner_client.post(reverse("admin:keys_apikey_delete", args=[key.pk]), {"post": "yes"}).status_code == 403
     assert ApiKey.objects.filter(pk=key.pk).exists()
 
@@ -290,26 +288,26 @@ BUDGETS = reverse("admin:keys_apikey_budgets")
 
 
 def test_owner_sets_budgets_and_sees_the_gap(owner_client, owner, account, workspace):
-    issue(owner, account, credit_quota=3000)
-    prod = env(workspace)
+    make_api_key(owner, account, credit_quota=3000)
+    prod = environment(workspace)
     response = owner_client.post(BUDGETS, {f"budget_{e.pk}": "" for e in workspace.environments.all()}
                                  | {f"budget_{prod.pk}": "2000"})
     assert "1,000 more than 2,000" in response.content.decode()
-    assert env(workspace).credit_budget is None
+    assert environment(workspace).credit_budget is None
     response = owner_client.post(BUDGETS, {f"budget_{e.pk}": "" for e in workspace.environments.all()}
                                  | {f"budget_{prod.pk}": "5000"})
-    assert response.status_code == 302 and env(workspace).credit_budget == 5000
+    assert response.status_code == 302 and environment(workspace).credit_budget == 5000
     assert AuditEvent.objects.filter(action="environment.update").exists()
 
 
 def test_member_sees_budgets_but_cannot_change_them(member_client, outsider_client, workspace):
     page = member_client.get(BUDGETS)
     assert page.status_code == 200 and "Acme / prod" in page.content.decode()
-    assert f'name="budget_{env(workspace).pk}"' not in page.content.decode()
-    assert member_client.post(BUDGETS, {f"budget_{env(workspace).pk}": "1"}).status_code == 403
+    assert f'name="budget_{environment(workspace).pk}"' not in page.content.decode()
+    assert member_client.post(BUDGETS, {f"budget_{environment(workspace).pk}": "1"}).status_code == 403
     assert "Acme" not in outsider_client.get(BUDGETS).content.decode()
-    outsider_client.post(BUDGETS, {f"budget_{env(workspace).pk}": "1"})
-    assert env(workspace).credit_budget is None
+    outsider_client.post(BUDGETS, {f"budget_{environment(workspace).pk}": "1"})
+    assert environment(workspace).credit_budget is None
 
 
 def test_key_policy_through_the_admin(owner_client, member_client, outsider_client, workspace):
@@ -330,7 +328,7 @@ def test_key_policy_through_the_admin(owner_client, member_client, outsider_clie
 
 
 def test_every_key_page_renders_for_the_owner(owner_client, owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     for url in (LIST, ADD, _url("change", key), _url("rotate", key), _url("rotate_now", key), _url("revoke", key),
                 _url("history", key), BUDGETS, reverse("admin:keys_apikey_leak_check"),
                 reverse("admin:keys_keypolicy_changelist"), reverse("admin:keys_keypolicy_add")):

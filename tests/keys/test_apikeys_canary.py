@@ -13,8 +13,8 @@ from django.urls import reverse
 
 from keys import services
 from keys.models import ApiKey, key_digest
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import SECRET_SHAPE, drain, env, usage_row
+from tests.conftest import SECRET_SHAPE, drain
+from tests.factories import environment, make_platform_usage
 
 pytestmark = pytest.mark.django_db
 
@@ -42,9 +42,9 @@ def test_issued_secret_appears_nowhere_but_its_one_page(owner_client, owner, acc
                                                         django_capture_on_commit_callbacks):
     caplog.set_level(logging.DEBUG)
     add = reverse("admin:keys_apikey_add")
-    form = {"request_uuid": str(uuid.uuid4()), "service_account": account.pk, "environment": env(account.workspace).pk,
-            "name": "canary", "scopes": ["workspace_read"], "credit_quota": "100", "allowed_ips": "127.0.0.1",
-            "expires_at": ""}
+    form = {"request_uuid": str(uuid.uuid4()), "service_account": account.pk,
+            "environment": environment(account.workspace).pk, "name": "canary", "scopes": ["workspace_read"],
+            "credit_quota": "100", "allowed_ips": "127.0.0.1", "expires_at": ""}
     with django_capture_on_commit_callbacks(execute=True):
         page = owner_client.post(add, form).content.decode()
     (first,) = set(SECRET_SHAPE.findall(page))
@@ -53,7 +53,7 @@ def test_issued_secret_appears_nowhere_but_its_one_page(owner_client, owner, acc
     # Everything that can happen to a key afterwards: sync, usage, rotation, leak check, revocation, sweeps.
     clock.advance(seconds=61)
     drain()
-    emulator.add_usage([usage_row(first, clock.now - timedelta(minutes=5))])
+    emulator.add_usage([make_platform_usage(first, clock.now - timedelta(minutes=5))])
     services.api_key_usage_ingest()
     with django_capture_on_commit_callbacks(execute=True):
         page = owner_client.post(reverse("admin:keys_apikey_rotate", args=[key.pk]),

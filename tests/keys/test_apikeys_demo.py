@@ -6,9 +6,8 @@ import pytest
 
 from keys.demo import seed_api_keys
 from keys.models import ApiKey
+from tests.conftest import SECRET_SHAPE
 from tests.factories import WorkspaceFactory
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import SECRET_SHAPE
 
 pytestmark = pytest.mark.django_db
 

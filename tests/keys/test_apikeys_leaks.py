@@ -12,8 +12,8 @@ from keys import leaks
 from keys.models import ApiKey
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import issue, key_works
+from tests.conftest import key_works
+from tests.factories import make_api_key
 
 pytestmark = pytest.mark.django_db
 
@@ -37,7 +37,7 @@ def test_extract_finds_platform_keys_and_ignores_near_misses():
 
 
 def test_pasted_key_is_matched_with_its_owner(owner, account):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     report = leaks.leak_check(actor=owner, text=_paste(issued.secret, "sk_" + "0" * 48))
     assert report.candidates == 2 and report.unmatched == 1
     (match,) = report.matches
@@ -46,7 +46,7 @@ def test_pasted_key_is_matched_with_its_owner(owner, account):
 
 
 def test_match_is_recorded_and_raises_an_alert_without_the_text(owner, account):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     leaks.leak_check(actor=owner, text=_paste(issued.secret))
     event = AuditEvent.objects.get(action="api_key.exposure_reported")
     assert event.object_id == str(issued.key.pk) and event.changes == {"occurrences": 2, "state": "active"}
@@ -56,7 +56,7 @@ def test_match_is_recorded_and_raises_an_alert_without_the_text(owner, account):
 
 
 def test_outsider_and_viewer_scopes(owner, outsider, member, account):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     assert leaks.leak_check(actor=outsider, text=_paste(issued.secret)).matches == []
     (match,) = leaks.leak_check(actor=member, text=_paste(issued.secret)).matches
     assert not match.can_rotate_now  # a Developer sees the match but may not rotate it
@@ -64,7 +64,7 @@ def test_outsider_and_viewer_scopes(owner, outsider, member, account):
 
 def test_leak_page_shows_matches_and_rotate_now_only_to_who_may(owner_client, member_client, outsider_client,
                                                                 owner, account):
-    issued = issue(owner, account, name="exposed-one")
+    issued = make_api_key(owner, account, name="exposed-one")
     rotate_now = reverse("admin:keys_apikey_rotate_now", args=[issued.key.pk])
     page = owner_client.post(LEAK, {"text": _paste(issued.secret)})
     body = page.content.decode()
@@ -78,7 +78,7 @@ def test_leak_page_shows_matches_and_rotate_now_only_to_who_may(owner_client, me
 
 
 def test_rotate_now_from_the_leak_page(owner_client, owner, account, emulator, django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     owner_client.post(LEAK, {"text": _paste(issued.secret)})
     with django_capture_on_commit_callbacks(execute=True):
         owner_client.post(reverse("admin:keys_apikey_rotate_now", args=[issued.key.pk]),
@@ -87,7 +87,7 @@ def test_rotate_now_from_the_leak_page(owner_client, owner, account, emulator, d
 
 
 def test_pasted_text_is_not_stored_logged_or_kept_in_the_session(owner_client, owner, account, caplog):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     marker = f"canary-{uuid.uuid4().hex}"
     caplog.set_level(logging.DEBUG)
     owner_client.post(LEAK, {"text": _paste(issued.secret) + "\n" + marker})

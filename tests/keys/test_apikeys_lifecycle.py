@@ -12,14 +12,11 @@ from keys import services
 from keys.models import ApiKey, key_digest
 from keys.services import issue as issuing
 from keys.sync import push_api_key, reconcile_api_keys
-from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.platform.client import PlatformClient
 from project.sync.models import SyncJob
-from tests.conftest import EMULATOR_KEY
-from tests.factories import ServiceAccountFactory
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import drain, env, issue, key_works
+from tests.conftest import EMULATOR_KEY, drain, key_works
+from tests.factories import ServiceAccountFactory, environment, make_api_key, make_service_account
 from workspaces import services as workspace_services
 
 pytestmark = pytest.mark.django_db
@@ -38,8 +35,8 @@ def _job(key):
 
 
 def test_issue_creates_the_key_on_the_platform_with_its_limits(owner, account, emulator):
-    issued = issue(owner, account, scopes=["convai_read", "workspace_read"], credit_quota=1234,
-                   allowed_ips=["127.0.0.1", "2001:db8::/32"])
+    issued = make_api_key(owner, account, scopes=["convai_read", "workspace_read"], credit_quota=1234,
+                          allowed_ips=["127.0.0.1", "2001:db8::/32"])
     key = ApiKey.objects.get(pk=issued.key.pk)
     remote = _remote(emulator, key)
     assert remote["permissions"] == ["workspace_read", "convai_read"] or sorted(remote["permissions"]) == sorted(
@@ -53,25 +50,25 @@ def test_issue_creates_the_key_on_the_platform_with_its_limits(owner, account, e
 
 
 def test_all_scopes_reach_the_platform_as_all(owner, account, emulator):
-    key = issue(owner, account, scopes="all").key
+    key = make_api_key(owner, account, scopes="all").key
     assert emulator._keys[ApiKey.objects.get(pk=key.pk).remote_key_id]["permissions"] == "all"
 
 
 def test_issue_is_audited_without_the_secret(owner, account):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     actions = list(AuditEvent.objects.filter(object_id=str(issued.key.pk)).values_list("action", flat=True))
     assert sorted(actions) == ["api_key.activate", "api_key.issue"]
     assert all(issued.secret not in str(e.changes) + e.object_repr for e in AuditEvent.objects.all())
 
 
 def test_issued_key_repr_hides_the_secret(owner, account):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     assert issued.secret not in repr(issued) and issued.secret not in str(issued.key) + repr(issued.key)
 
 
 def test_revoke_disables_and_deletes_on_the_platform_at_once(owner, account, emulator,
                                                              django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_revoke(actor=owner, key=issued.key, reason="leaked in a CI log")
     key = ApiKey.objects.get(pk=issued.key.pk)
@@ -84,7 +81,7 @@ def test_revoke_disables_and_deletes_on_the_platform_at_once(owner, account, emu
 
 
 def test_revoke_sync_is_idempotent_when_the_key_is_already_gone(owner, account, emulator, platform):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     platform.delete_api_key(account.remote_id, ApiKey.objects.get(pk=issued.key.pk).remote_key_id)
     services.api_key_revoke(actor=owner, key=issued.key, reason="gone")
     SyncJob.objects.filter(kind="api_key").update(next_attempt_at=SyncJob.objects.first().created_at)
@@ -93,7 +90,7 @@ def test_revoke_sync_is_idempotent_when_the_key_is_already_gone(owner, account, 
 
 
 def test_revoked_key_can_never_be_re_enabled(owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     services.api_key_revoke(actor=owner, key=key, reason="done")
     with pytest.raises(ValidationError, match="already revoked"):
         services.api_key_revoke(actor=owner, key=key, reason="again")
@@ -108,7 +105,7 @@ def test_revoked_key_can_never_be_re_enabled(owner, account):
 
 
 def test_update_patches_the_platform(owner, account, emulator, django_capture_on_commit_callbacks):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_update(actor=owner, key=key, name="renamed", scopes=["convai_read"], credit_quota=None,
                                 allowed_ips=["198.51.100.0/24"])
@@ -123,7 +120,7 @@ def test_update_patches_the_platform(owner, account, emulator, django_capture_on
 def test_key_deleted_behind_keywards_back_is_revoked_with_an_alert(owner, account, platform, clock):
     from project.alerts.models import Alert
 
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     platform.delete_api_key(account.remote_id, ApiKey.objects.get(pk=key.pk).remote_key_id)
     clock.advance(seconds=61)
     drain()  # the deferred check after issuing finds it gone
@@ -136,7 +133,7 @@ def test_a_key_missing_moments_after_its_issue_is_looked_for_again_not_revoked(o
                                                                               django_capture_on_commit_callbacks):
     from project.alerts.models import Alert
 
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     platform.delete_api_key(account.remote_id, ApiKey.objects.get(pk=key.pk).remote_key_id)  # the platform lost it
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_update(actor=owner, key=ApiKey.objects.get(pk=key.pk), name="renamed")
@@ -150,7 +147,7 @@ def test_a_key_missing_moments_after_its_issue_is_looked_for_again_not_revoked(o
 
 
 def test_expired_key_is_ended_by_the_sweep(owner, account, emulator, clock, django_capture_on_commit_callbacks):
-    issued = issue(owner, account, expires_at=clock.now + timedelta(days=1))
+    issued = make_api_key(owner, account, expires_at=clock.now + timedelta(days=1))
     assert services.api_keys_sweep()["expired"] == 0
     clock.advance(days=1, seconds=1)
     with django_capture_on_commit_callbacks(execute=True):
@@ -172,7 +169,7 @@ def test_lost_answer_leaves_no_orphan(owner, account, emulator):
 
     flaky = PlatformClient("http://emulator.test", EMULATOR_KEY, transport=httpx.MockTransport(lose_create_answer))
     with pytest.raises(ValidationError, match="did not issue the key"):
-        issue(owner, account, client=flaky)
+        make_api_key(owner, account, client=flaky)
     key = ApiKey.objects.get()
     assert key.state == "failed" and not key.digest
     assert len(_remote_tagged(emulator, key)) == 1  # the orphan the lost answer left
@@ -182,7 +179,7 @@ def test_lost_answer_leaves_no_orphan(owner, account, emulator):
 
 def test_crash_between_create_and_answer_is_cleaned_up_after_the_grace(owner, account, emulator, clock, platform):
     """The process dies after the platform made the key: the deferred job declares the issue lost and deletes it."""
-    key = issuing._issue_prepare(actor=owner, service_account=account, environment=env(account.workspace),
+    key = issuing._issue_prepare(actor=owner, service_account=account, environment=environment(account.workspace),
                                   name="crash", scopes=["convai_read"], credit_quota=10, allowed_ips=[],
                                   expires_at=None, request_uuid=None)
     platform.create_api_key(account.remote_id, name=key.remote_name, permissions=["convai_read"])
@@ -199,7 +196,7 @@ def test_crash_between_create_and_answer_is_cleaned_up_after_the_grace(owner, ac
 
 
 def test_answer_arriving_after_the_issue_was_declared_lost_is_deleted(owner, account, emulator, clock, platform):
-    key = issuing._issue_prepare(actor=owner, service_account=account, environment=env(account.workspace),
+    key = issuing._issue_prepare(actor=owner, service_account=account, environment=environment(account.workspace),
                                   name="late", scopes=["convai_read"], credit_quota=10, allowed_ips=[],
                                   expires_at=None, request_uuid=None)
     clock.advance(seconds=61)
@@ -214,7 +211,7 @@ def test_answer_arriving_after_the_issue_was_declared_lost_is_deleted(owner, acc
 def test_platform_refusal_fails_the_key_and_says_why(owner, account, emulator):
     emulator.set_faults(fail_next=[422])
     with pytest.raises(ValidationError, match="did not issue the key"):
-        issue(owner, account)
+        make_api_key(owner, account)
     key = ApiKey.objects.get()
     assert key.state == "failed" and key.revoke_reason.startswith("issue failed")
 
@@ -223,18 +220,16 @@ def test_resubmitted_form_never_issues_twice(owner, account, emulator):
     import uuid
 
     token = uuid.uuid4()
-    first = issue(owner, account, request_uuid=token)
+    first = make_api_key(owner, account, request_uuid=token)
     with pytest.raises(services.AlreadyIssued) as exc:
-        issue(owner, account, request_uuid=token)
+        make_api_key(owner, account, request_uuid=token)
     assert exc.value.key.pk == first.key.pk and ApiKey.objects.count() == 1
     assert len(emulator.state_snapshot()["api_keys"]) == 1
 
 
 # --- service accounts -----------------------------------------------------------------------------------------
 def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(workspace, platform, emulator):
-    from workspaces import services as roles
-
-    sa = roles.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     drain()
     sa.refresh_from_db()
     assert sa.remote_id and [a["name"] for a in emulator.state_snapshot()["service_accounts"]] == [
@@ -242,9 +237,7 @@ def test_service_account_job_creates_it_on_the_platform_and_stores_its_id(worksp
 
 
 def test_service_account_lost_create_is_found_not_duplicated(workspace, platform, emulator):
-    from workspaces import services as roles
-
-    sa = roles.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    sa = make_service_account(workspace, "robot")
     made = platform.create_service_account(name=workspace_services.service_account_remote_name(sa))
     SyncJob.objects.filter(kind="service_account").update(attempts=1)  # as if an earlier attempt had run
     drain()
@@ -256,8 +249,9 @@ def test_disabling_a_service_account_revokes_its_keys_in_the_same_transaction(ow
                                                                                django_capture_on_commit_callbacks):
     from workspaces import services as roles
 
-    first, second = issue(owner, account), issue(owner, account, "dev")
-    other = issue(owner, ServiceAccountFactory(workspace=account.workspace, name="other", remote_id=account.remote_id))
+    first, second = make_api_key(owner, account), make_api_key(owner, account, "dev")
+    other = make_api_key(owner, ServiceAccountFactory(workspace=account.workspace, name="other",
+                                                      remote_id=account.remote_id))
     with django_capture_on_commit_callbacks(execute=True):
         roles.service_account_disable(actor=owner, service_account=account)
     states = dict(ApiKey.objects.values_list("pk", "state"))
@@ -267,7 +261,7 @@ def test_disabling_a_service_account_revokes_its_keys_in_the_same_transaction(ow
 
 
 def test_disable_hook_rolls_back_with_the_disable(owner, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     with pytest.raises(RuntimeError), transaction.atomic():
         services.api_keys_revoke_for_service_account(owner, account)
         raise RuntimeError("the disable failed later")
@@ -277,7 +271,7 @@ def test_disable_hook_rolls_back_with_the_disable(owner, account):
 def test_disable_hook_needs_keys_revoke(member, outsider, owner, account):
     from django.core.exceptions import PermissionDenied
 
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
             services.api_keys_revoke_for_service_account(actor, account)
@@ -286,8 +280,8 @@ def test_disable_hook_needs_keys_revoke(member, outsider, owner, account):
 
 # --- reconcile ---------------------------------------------------------------------------------------------------
 def test_reconcile_reports_missing_changed_and_unknown_keys(owner, account, emulator, platform):
-    kept, changed, missing = (issue(owner, account).key, issue(owner, account, "dev").key,
-                              issue(owner, account, "staging").key)
+    kept, changed, missing = (make_api_key(owner, account).key, make_api_key(owner, account, "dev").key,
+                              make_api_key(owner, account, "staging").key)
     changed, missing = ApiKey.objects.get(pk=changed.pk), ApiKey.objects.get(pk=missing.pk)
     platform.update_api_key(account.remote_id, changed.remote_key_id, character_limit=5)
     platform.delete_api_key(account.remote_id, missing.remote_key_id)
@@ -301,7 +295,7 @@ def test_reconcile_reports_missing_changed_and_unknown_keys(owner, account, emul
 
 def test_key_the_platform_disabled_stays_disabled_and_shows_as_drift(owner, account, emulator, platform,
                                                                      django_capture_on_commit_callbacks):
-    issued = issue(owner, account)
+    issued = make_api_key(owner, account)
     key = ApiKey.objects.get(pk=issued.key.pk)
     platform.update_api_key(account.remote_id, key.remote_key_id, is_enabled=False)  # e.g. found exposed publicly
     with django_capture_on_commit_callbacks(execute=True):
@@ -332,6 +326,6 @@ def test_pending_key_and_its_job_are_committed_before_the_platform_is_called(own
         return emulator.handle(request)
 
     client = PlatformClient("http://emulator.test", EMULATOR_KEY, transport=httpx.MockTransport(observe))
-    issued = issue(owner, account, client=client)
+    issued = make_api_key(owner, account, client=client)
     assert seen == {"keys": [("pending",)], "jobs": [("pending", True)]}  # committed, and deferred by the grace
     assert ApiKey.objects.get(pk=issued.key.pk).state == "active"

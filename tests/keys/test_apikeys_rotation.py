@@ -10,8 +10,8 @@ from keys import services
 from keys.models import ApiKey
 from project.alerts.models import Alert
 from project.audit.models import AuditEvent
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import drain, env, issue, key_works, usage_row
+from tests.conftest import drain, key_works
+from tests.factories import environment, make_api_key, make_platform_usage
 
 pytestmark = pytest.mark.django_db
 
@@ -23,8 +23,8 @@ def _sweep(emulator):
 
 
 def test_rotation_story_old_key_retires_once_quiet(owner, account, emulator, clock):
-    old = issue(owner, account, scopes=["workspace_read", "convai_read"], credit_quota=5000,
-                allowed_ips=["127.0.0.1", "2001:db8::/32"], expires_at=clock.now + timedelta(days=365))
+    old = make_api_key(owner, account, scopes=["workspace_read", "convai_read"], credit_quota=5000,
+                       allowed_ips=["127.0.0.1", "2001:db8::/32"], expires_at=clock.now + timedelta(days=365))
     clock.advance(days=80)
     new = services.api_key_rotate(actor=owner, key=old.key)
     successor, predecessor = ApiKey.objects.get(pk=new.key.pk), ApiKey.objects.get(pk=old.key.pk)
@@ -36,7 +36,7 @@ def test_rotation_story_old_key_retires_once_quiet(owner, account, emulator, clo
     assert key_works(emulator, old.secret) and key_works(emulator, new.secret)  # both valid in the overlap
 
     # The old key is still used during the overlap: that is expected, nothing happens before the window ends.
-    emulator.add_usage([usage_row(predecessor, clock.now + timedelta(days=2))])
+    emulator.add_usage([make_platform_usage(predecessor, clock.now + timedelta(days=2))])
     clock.advance(days=3)
     services.api_key_usage_ingest()  # the hourly task
     predecessor.refresh_from_db()
@@ -53,10 +53,10 @@ def test_rotation_story_old_key_retires_once_quiet(owner, account, emulator, clo
 
 
 def test_old_key_still_in_use_after_the_window_raises_an_alert_then_retires(owner, account, emulator, clock):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     new = services.api_key_rotate(actor=owner, key=old.key, overlap=timedelta(days=3))
     clock.advance(days=3, hours=1)
-    emulator.add_usage([usage_row(old.secret, clock.now - timedelta(minutes=30), credits=42)])
+    emulator.add_usage([make_platform_usage(old.secret, clock.now - timedelta(minutes=30), credits=42)])
     assert _sweep(emulator)["in_use"] == 1
     alert = Alert.objects.get(kind="api_key_still_in_use")
     assert alert.object_id == str(old.key.pk) and alert.details["quiet_hours"] == 24
@@ -71,22 +71,22 @@ def test_old_key_still_in_use_after_the_window_raises_an_alert_then_retires(owne
 
 
 def test_overlap_is_configurable_per_rotation(owner, account, clock):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     services.api_key_rotate(actor=owner, key=old.key, overlap=timedelta(days=1))
     assert ApiKey.objects.get(pk=old.key.pk).overlap_until == clock.now + timedelta(days=1)
     with pytest.raises(ValidationError, match="between 0 and 90 days"):
-        services.api_key_rotate(actor=owner, key=issue(owner, account, "dev").key, overlap=timedelta(days=91))
+        services.api_key_rotate(actor=owner, key=make_api_key(owner, account, "dev").key, overlap=timedelta(days=91))
 
 
 def test_default_overlap_follows_the_policy(owner, account, workspace, clock):
     services.key_policy_save(actor=owner, workspace=workspace, default_overlap_days=2)
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     services.api_key_rotate(actor=owner, key=old.key)
     assert ApiKey.objects.get(pk=old.key.pk).overlap_until == clock.now + timedelta(days=2)
 
 
 def test_overlap_waits_when_usage_cannot_be_read(owner, account, emulator, clock):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     services.api_key_rotate(actor=owner, key=old.key, overlap=timedelta(days=1))
     clock.advance(days=2)
     emulator.set_faults(error_rate=1.0, error_status=503)
@@ -95,7 +95,7 @@ def test_overlap_waits_when_usage_cannot_be_read(owner, account, emulator, clock
 
 
 def test_rotate_now_revokes_the_old_key_at_once(owner, account, emulator, django_capture_on_commit_callbacks):
-    old = issue(owner, account, credit_quota=700)
+    old = make_api_key(owner, account, credit_quota=700)
     with django_capture_on_commit_callbacks(execute=True):
         new = services.api_key_rotate_now(actor=owner, key=old.key)
     predecessor = ApiKey.objects.get(pk=old.key.pk)
@@ -105,7 +105,7 @@ def test_rotate_now_revokes_the_old_key_at_once(owner, account, emulator, django
 
 
 def test_rotate_now_during_an_overlap_only_revokes(owner, account, emulator, django_capture_on_commit_callbacks):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     new = services.api_key_rotate(actor=owner, key=old.key)
     with django_capture_on_commit_callbacks(execute=True):
         assert services.api_key_rotate_now(actor=owner, key=old.key) is None
@@ -115,7 +115,7 @@ def test_rotate_now_during_an_overlap_only_revokes(owner, account, emulator, dja
 
 def test_rotate_now_keeps_the_revocation_when_the_successor_fails(owner, account, emulator,
                                                                    django_capture_on_commit_callbacks):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     emulator.set_faults(fail_next=[503])
     with django_capture_on_commit_callbacks(execute=True), pytest.raises(ValidationError):
         services.api_key_rotate_now(actor=owner, key=old.key)
@@ -127,7 +127,7 @@ def test_rotate_now_keeps_the_revocation_when_the_successor_fails(owner, account
 
 
 def test_lost_rotation_answer_never_leaves_two_successors(owner, account, emulator):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     emulator.set_faults(fail_next=[504])
     with pytest.raises(ValidationError, match="did not issue"):
         services.api_key_rotate(actor=owner, key=old.key)
@@ -141,39 +141,38 @@ def test_lost_rotation_answer_never_leaves_two_successors(owner, account, emulat
 
 
 def test_second_rotation_of_the_same_key_is_refused(owner, account):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     services.api_key_rotate(actor=owner, key=old.key)
     with pytest.raises(ValidationError, match="Only an active key can be rotated"):
         services.api_key_rotate(actor=owner, key=old.key)
 
 
 def test_rotation_respects_the_live_key_cap(owner, account):
-    first, _ = issue(owner, account), issue(owner, account)
+    first, _ = make_api_key(owner, account), make_api_key(owner, account)
     with pytest.raises(ValidationError, match="already has 2 live key"):
         services.api_key_rotate(actor=owner, key=first.key)
 
 
 def test_rotation_pair_counts_once_in_the_budget(owner, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 1000
     prod.save()
-    old = issue(owner, account, credit_quota=1000)
+    old = make_api_key(owner, account, credit_quota=1000)
     assert services.api_key_rotate(actor=owner, key=old.key).key.credit_quota == 1000
 
 
 def test_rotation_is_audited(owner, account):
-    old = issue(owner, account)
+    old = make_api_key(owner, account)
     new = services.api_key_rotate(actor=owner, key=old.key)
     supersede = AuditEvent.objects.get(action="api_key.supersede")
     assert supersede.object_id == str(old.key.pk) and supersede.changes["successor"] == new.key.pk
 
 
 def test_rotation_needs_keys_issue_and_rotate_now_also_keys_revoke(owner, member, outsider, account, workspace):
-    from tests.factories import UserFactory, grant
+    from tests.factories import make_person
 
-    lead = UserFactory(username="lead")
-    grant(lead, "Team lead", workspace)  # keys.issue without keys.revoke
-    key = issue(owner, account).key
+    lead = make_person("lead", "Team lead", workspace)  # keys.issue without keys.revoke
+    key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
             services.api_key_rotate(actor=actor, key=key)

@@ -12,8 +12,7 @@ from project.audit.models import AuditEvent
 from project.networks import normalise_networks as normalise_allowed_ips
 from project.platform.emulator import PERMISSION_TYPES
 from project.sync.models import SyncJob
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import env, issue
+from tests.factories import environment, make_api_key
 from workspaces import services as workspace_services
 
 pytestmark = pytest.mark.django_db
@@ -47,7 +46,7 @@ def test_scope_catalogue_is_the_platforms():
 ])
 def test_bad_cidr_is_refused_on_the_allowlist_field(owner, account, raw, message):
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account, allowed_ips=["192.0.2.0/24", raw])
+        make_api_key(owner, account, allowed_ips=["192.0.2.0/24", raw])
     assert message in _field_errors(exc)["allowed_ips"]
     assert _nothing_written()
 
@@ -68,13 +67,13 @@ def test_allowlist_refuses_a_hundred_and_first_entry():
 
 
 def test_issued_key_keeps_the_normalised_allowlist(owner, account):
-    key = issue(owner, account, allowed_ips=["192.0.2.7", "2001:db8::/32"]).key
+    key = make_api_key(owner, account, allowed_ips=["192.0.2.7", "2001:db8::/32"]).key
     assert ApiKey.objects.get(pk=key.pk).allowed_ips == ["192.0.2.7/32", "2001:db8::/32"]
 
 
 def test_expiry_in_the_past_is_refused(owner, account):
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account, expires_at=timezone.now() - timedelta(minutes=1))
+        make_api_key(owner, account, expires_at=timezone.now() - timedelta(minutes=1))
     assert "in the past" in _field_errors(exc)["expires_at"]
     assert _nothing_written()
 
@@ -86,23 +85,23 @@ def test_expiry_in_the_past_is_refused(owner, account):
 ])
 def test_scopes_outside_the_catalogue_are_refused(owner, account, scopes, message):
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account, scopes=scopes)
+        make_api_key(owner, account, scopes=scopes)
     assert message in _field_errors(exc)["scopes"]
     assert _nothing_written()
 
 
 def test_scopes_are_kept_in_catalogue_order_without_duplicates(owner, account):
-    key = issue(owner, account, scopes=["workspace_read", "convai_read", "workspace_read"]).key
+    key = make_api_key(owner, account, scopes=["workspace_read", "convai_read", "workspace_read"]).key
     assert ApiKey.objects.get(pk=key.pk).scopes == ["workspace_read", "convai_read"]
 
 
 def test_budget_overflow_says_by_how_much(owner, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 10_000
     prod.save()
-    issue(owner, account, credit_quota=7_000)
+    make_api_key(owner, account, credit_quota=7_000)
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account, credit_quota=4_500)
+        make_api_key(owner, account, credit_quota=4_500)
     message = _field_errors(exc)["credit_quota"]
     assert "would add up to 11,500 credits, 1,500 over its budget of 10,000" in message
     assert "at most 3,000" in message
@@ -110,70 +109,70 @@ def test_budget_overflow_says_by_how_much(owner, account, workspace):
 
 
 def test_budget_counts_only_live_keys_of_that_environment(owner, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 10_000
     prod.save()
-    first = issue(owner, account, credit_quota=8_000).key
-    issue(owner, account, "staging", credit_quota=9_000)  # another environment: no budget there
+    first = make_api_key(owner, account, credit_quota=8_000).key
+    make_api_key(owner, account, "staging", credit_quota=9_000)  # another environment: no budget there
     services.api_key_revoke(actor=owner, key=first, reason="retired")
-    assert issue(owner, account, credit_quota=10_000).key.state == "active"
+    assert make_api_key(owner, account, credit_quota=10_000).key.state == "active"
 
 
 def test_key_without_quota_is_refused_where_there_is_a_budget(owner, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 10_000
     prod.save()
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account, credit_quota=None)
+        make_api_key(owner, account, credit_quota=None)
     assert "needs a credit quota" in _field_errors(exc)["credit_quota"]
 
 
 def test_raising_a_quota_past_the_budget_is_refused_and_changes_nothing(owner, account, workspace):
-    prod = env(workspace)
+    prod = environment(workspace)
     prod.credit_budget = 5_000
     prod.save()
-    key = issue(owner, account, credit_quota=2_000).key
+    key = make_api_key(owner, account, credit_quota=2_000).key
     with pytest.raises(ValidationError, match="1,000 over its budget"):
         services.api_key_update(actor=owner, key=key, credit_quota=6_000)
     assert ApiKey.objects.get(pk=key.pk).credit_quota == 2_000
 
 
 def test_budget_below_allocation_is_refused_with_the_gap(owner, account, workspace):
-    issue(owner, account, credit_quota=3_000)
+    make_api_key(owner, account, credit_quota=3_000)
     with pytest.raises(ValidationError) as exc:
-        services.environment_budgets_set(actor=owner, budgets={env(workspace).pk: 2_500})
-    assert "500 more than 2,500" in " ".join(exc.value.message_dict[f"budget_{env(workspace).pk}"])
-    assert env(workspace).credit_budget is None
+        services.environment_budgets_set(actor=owner, budgets={environment(workspace).pk: 2_500})
+    assert "500 more than 2,500" in " ".join(exc.value.message_dict[f"budget_{environment(workspace).pk}"])
+    assert environment(workspace).credit_budget is None
 
 
 def test_budget_is_refused_while_a_live_key_has_no_quota(owner, account, workspace):
-    issue(owner, account, credit_quota=None)
+    make_api_key(owner, account, credit_quota=None)
     with pytest.raises(ValidationError, match="have no quota"):
-        services.environment_budgets_set(actor=owner, budgets={env(workspace).pk: 100_000})
+        services.environment_budgets_set(actor=owner, budgets={environment(workspace).pk: 100_000})
 
 
 def test_budgets_are_set_all_or_nothing(owner, account, workspace):
-    issue(owner, account, credit_quota=3_000)
-    budgets = {env(workspace, "dev").pk: 1_000, env(workspace).pk: 100}
+    make_api_key(owner, account, credit_quota=3_000)
+    budgets = {environment(workspace, "dev").pk: 1_000, environment(workspace).pk: 100}
     with pytest.raises(ValidationError):
         services.environment_budgets_set(actor=owner, budgets=budgets)
-    assert env(workspace, "dev").credit_budget is None
+    assert environment(workspace, "dev").credit_budget is None
 
 
 def test_live_key_cap_per_account_and_environment(owner, account, workspace):
-    issue(owner, account)
-    issue(owner, account)
+    make_api_key(owner, account)
+    make_api_key(owner, account)
     with pytest.raises(ValidationError) as exc:
-        issue(owner, account)
+        make_api_key(owner, account)
     assert "already has 2 live key(s) in prod" in _field_errors(exc)["service_account"]
-    assert issue(owner, account, "dev").key.state == "active"  # another environment has its own count
+    assert make_api_key(owner, account, "dev").key.state == "active"  # another environment has its own count
 
 
 def test_live_key_cap_follows_the_workspace_policy(owner, account, workspace):
     services.key_policy_save(actor=owner, workspace=workspace, max_live_keys_per_account_per_env=1)
-    issue(owner, account)
+    make_api_key(owner, account)
     with pytest.raises(ValidationError, match="limit \\(1"):
-        issue(owner, account)
+        make_api_key(owner, account)
 
 
 def test_policy_defaults_are_the_issues():
@@ -184,7 +183,7 @@ def test_policy_defaults_are_the_issues():
 
 def test_account_of_another_workspace_is_refused(owner, account, other_workspace, globex_account):
     with pytest.raises(ValidationError) as exc:
-        services.api_key_issue(actor=owner, service_account=globex_account, environment=env(account.workspace),
+        services.api_key_issue(actor=owner, service_account=globex_account, environment=environment(account.workspace),
                                name="x", scopes=["convai_read"])
     assert "another workspace" in _field_errors(exc)["service_account"]
 
@@ -193,7 +192,7 @@ def test_disabled_account_gets_no_key(owner, account):
     account.is_active = False
     account.save()
     with pytest.raises(ValidationError, match="disabled"):
-        issue(owner, account)
+        make_api_key(owner, account)
 
 
 def test_account_not_yet_on_the_platform_gets_a_clear_error(owner, workspace, platform):
@@ -201,18 +200,18 @@ def test_account_not_yet_on_the_platform_gets_a_clear_error(owner, workspace, pl
 
     fresh = ServiceAccountFactory(workspace=workspace, name="fresh")
     with pytest.raises(ValidationError, match="has not reached the platform yet"):
-        issue(owner, fresh)
+        make_api_key(owner, fresh)
 
 
 def test_member_and_outsider_cannot_issue(member, outsider, account):
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
-            issue(actor, account)
+            make_api_key(actor, account)
     assert _nothing_written()
 
 
 def test_member_and_outsider_cannot_revoke(owner, member, outsider, account):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
             services.api_key_revoke(actor=actor, key=key, reason="no")
@@ -238,15 +237,15 @@ def test_policy_values_out_of_range_are_refused(owner, workspace):
 def test_budgets_need_workspace_manage(member, outsider, workspace):
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
-            services.environment_budgets_set(actor=actor, budgets={env(workspace).pk: 10})
-    assert env(workspace).credit_budget is None
+            services.environment_budgets_set(actor=actor, budgets={environment(workspace).pk: 10})
+    assert environment(workspace).credit_budget is None
 
 
 def test_member_and_outsider_cannot_change_a_key(owner, member, outsider, account, owner_client, member_client,
                                                  outsider_client):
     from django.urls import reverse
 
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     for actor in (member, outsider):
         with pytest.raises(PermissionDenied):
             services.api_key_update(actor=actor, key=key, name="hijacked")

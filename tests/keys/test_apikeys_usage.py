@@ -9,8 +9,7 @@ from keys import services
 from keys.models import ApiKey, KeyUsageDaily
 from keys.selectors import DEFAULT_POLICY, flagged
 from project.alerts.models import Alert
-from tests.keys.apikey_fixtures import *  # noqa: F403  (fixtures: account, clock, globex_account)
-from tests.keys.apikey_fixtures import issue, usage_row
+from tests.factories import make_api_key, make_platform_usage
 
 pytestmark = pytest.mark.django_db
 
@@ -22,15 +21,15 @@ def _midday(clock):
 
 def test_ingest_stores_credits_and_requests_per_key_and_day(owner, account, emulator, clock):
     now = _midday(clock)
-    first, second = issue(owner, account).key, issue(owner, account, "dev").key
+    first, second = make_api_key(owner, account).key, make_api_key(owner, account, "dev").key
     first, second = ApiKey.objects.get(pk=first.pk), ApiKey.objects.get(pk=second.pk)
     yesterday = now - timedelta(days=1)
     emulator.add_usage([
-        usage_row(first, yesterday.replace(hour=9), credits=10.5, requests=3),
-        usage_row(first, yesterday.replace(hour=17), credits=4, requests=1),
-        usage_row(first, now - timedelta(hours=2), credits=1, requests=1),
-        usage_row(second, now - timedelta(hours=5), credits=7, requests=2),
-        usage_row("sk_" + "0" * 48, now - timedelta(hours=1), credits=99),  # a key Keyward does not know
+        make_platform_usage(first, yesterday.replace(hour=9), credits=10.5, requests=3),
+        make_platform_usage(first, yesterday.replace(hour=17), credits=4, requests=1),
+        make_platform_usage(first, now - timedelta(hours=2), credits=1, requests=1),
+        make_platform_usage(second, now - timedelta(hours=5), credits=7, requests=2),
+        make_platform_usage("sk_" + "0" * 48, now - timedelta(hours=1), credits=99),  # a key Keyward does not know
     ])
     result = services.api_key_usage_ingest()
     # The one ingest also reports the hours it stored (tests/detection/test_usage_ingest.py): these are the days.
@@ -45,28 +44,28 @@ def test_ingest_stores_credits_and_requests_per_key_and_day(owner, account, emul
 
 def test_ingest_is_idempotent_and_picks_up_late_data(owner, account, emulator, clock):
     now = _midday(clock)
-    key = ApiKey.objects.get(pk=issue(owner, account).key.pk)
-    emulator.add_usage([usage_row(key, now - timedelta(hours=3), credits=5, requests=1)])
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    emulator.add_usage([make_platform_usage(key, now - timedelta(hours=3), credits=5, requests=1)])
     services.api_key_usage_ingest()
     services.api_key_usage_ingest()
     assert list(KeyUsageDaily.objects.values_list("credits", "requests")) == [(Decimal(5), 1)]
-    emulator.add_usage([usage_row(key, now - timedelta(hours=3), credits=2, requests=1)])  # arrives late
+    emulator.add_usage([make_platform_usage(key, now - timedelta(hours=3), credits=2, requests=1)])  # arrives late
     services.api_key_usage_ingest()
     assert list(KeyUsageDaily.objects.values_list("credits", "requests")) == [(Decimal(7), 2)]
 
 
 def test_last_used_never_moves_back(owner, account, emulator, clock):
-    key = ApiKey.objects.get(pk=issue(owner, account).key.pk)
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
     later = datetime(2030, 1, 1, tzinfo=UTC)
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=later)
-    emulator.add_usage([usage_row(key, clock.now - timedelta(hours=1))])
+    emulator.add_usage([make_platform_usage(key, clock.now - timedelta(hours=1))])
     services.api_key_usage_ingest()
     assert ApiKey.objects.get(pk=key.pk).last_used_at == later
 
 
 def test_flags_overdue_idle_open_network_and_all_scopes_in_prod(owner, account, clock):
-    sloppy = issue(owner, account, scopes="all").key
-    tidy = issue(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
+    sloppy = make_api_key(owner, account, scopes="all").key
+    tidy = make_api_key(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
     sloppy, tidy = ApiKey.objects.get(pk=sloppy.pk), ApiKey.objects.get(pk=tidy.pk)
     assert sloppy.flags(DEFAULT_POLICY, clock.now) == ["no network limit", "all scopes in prod"]
     assert tidy.flags(DEFAULT_POLICY, clock.now) == []
@@ -79,8 +78,8 @@ def test_flags_overdue_idle_open_network_and_all_scopes_in_prod(owner, account, 
 
 def test_flag_filters_match_the_flags(owner, account, workspace, clock):
     services.key_policy_save(actor=owner, workspace=workspace, rotation_period_days=10, idle_days=5)
-    sloppy = issue(owner, account, scopes="all").key
-    tidy = issue(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
+    sloppy = make_api_key(owner, account, scopes="all").key
+    tidy = make_api_key(owner, account, "dev", allowed_ips=["192.0.2.0/24"]).key
     qs = ApiKey.objects.all()
     assert list(flagged(qs, "open_network").values_list("pk", flat=True)) == [sloppy.pk]
     assert list(flagged(qs, "all_scopes_prod").values_list("pk", flat=True)) == [sloppy.pk]
@@ -93,7 +92,7 @@ def test_flag_filters_match_the_flags(owner, account, workspace, clock):
 
 
 def test_overdue_and_idle_keys_raise_one_alert_each(owner, account, clock):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     clock.advance(days=31)
     assert services.api_keys_sweep()["alerts"] == 1
     assert Alert.objects.get().kind == "api_key_idle"
@@ -105,7 +104,7 @@ def test_overdue_and_idle_keys_raise_one_alert_each(owner, account, clock):
 
 
 def test_revoked_keys_raise_no_hygiene_alerts(owner, account, clock):
-    key = issue(owner, account).key
+    key = make_api_key(owner, account).key
     services.api_key_revoke(actor=owner, key=key, reason="done")
     clock.advance(days=120)
     assert services.api_keys_sweep()["alerts"] == 0

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from project.actors import SYSTEM
 from tests.conftest import login
-from tests.factories import UserFactory, builtin_role
+from tests.factories import UserFactory, builtin_role, make_role
 from tests.keys.conftest import state
 from workspaces import services
 from workspaces.models import RoleAssignment, ServiceAccount
@@ -112,8 +112,7 @@ def test_team_lead_cannot_add_a_person_as_admin(team_lead, workspace):
 
 
 def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, other_workspace, globex_sa):
-    globex_role = services.role_create(actor=SYSTEM, workspace=other_workspace, name="Globex ops",
-                                       permissions=["workspace.view"])
+    globex_role = make_role(other_workspace, "Globex ops")
     globex_person = UserFactory(username="globex-person")
     globex_assignment = services.role_assign(actor=SYSTEM, workspace=other_workspace, role=builtin_role("Viewer"),
                                              user=globex_person)
@@ -150,8 +149,7 @@ def test_crafted_posts_for_another_workspace_change_nothing(owner, workspace, ot
 
 
 def test_services_refuse_another_workspace_even_without_the_admin(owner, workspace, other_workspace, globex_sa):
-    globex_role = services.role_create(actor=SYSTEM, workspace=other_workspace, name="Globex ops",
-                                       permissions=["workspace.view"])
+    globex_role = make_role(other_workspace, "Globex ops")
     friend = UserFactory(username="friend")
     before = state()
     attempts = [

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from project.audit.models import AuditEvent
 from tests.conftest import login
-from tests.factories import UserFactory, builtin_role, grant
+from tests.factories import UserFactory, builtin_role, grant, make_person
 from tests.keys.conftest import state
 from workspaces.models import RoleAssignment
 from workspaces.services import people as services_people
@@ -54,8 +54,7 @@ def test_a_second_login_with_the_same_email_is_refused(owner_client, owner, work
 
 def test_people_list_shows_only_people_of_the_viewers_workspaces(team_lead, member, outsider, workspace,
                                                                   other_workspace):
-    both = UserFactory(username="both")
-    grant(both, "Viewer", workspace)
+    both = make_person("both", "Viewer", workspace)
     grant(both, "Admin", other_workspace)
     response = login(team_lead).get(LIST)
     shown = {u.username for u in response.context["cl"].result_list}

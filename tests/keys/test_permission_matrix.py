@@ -21,6 +21,7 @@ from django.urls import reverse
 
 from project.admin_base import WorkspaceScopedAdmin
 from tests.conftest import login
+from tests.factories import make_principal
 from tests.keys.conftest import (
     KNOWN_ACTIONS,
     KNOWN_LEAKS,
@@ -31,7 +32,6 @@ from tests.keys.conftest import (
     PRINCIPALS,
     allowed,
     design_for,
-    make_principal,
     matrix_admins,
     skip_reason,
     visible_in,

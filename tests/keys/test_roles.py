@@ -5,10 +5,9 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.urls import reverse
 from django.utils import timezone
 
-from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from tests.conftest import login
-from tests.factories import UserFactory, builtin_role, grant
+from tests.factories import UserFactory, builtin_role, grant, make_role, make_service_account
 from tests.keys.conftest import state
 from workspaces import access, services
 from workspaces.models import Role, RoleAssignment
@@ -243,8 +242,8 @@ def test_disabled_login_cannot_be_granted(owner, workspace):
 
 def test_form_offers_only_roles_and_workspaces_the_granter_may_use(team_lead, workspace, other_workspace):
     grant(team_lead, "Viewer", other_workspace)  # no roles.assign there
-    services.role_create(actor=SYSTEM, workspace=other_workspace, name="Globex ops", permissions=["workspace.view"])
-    services.service_account_create(actor=SYSTEM, workspace=other_workspace, name="globex-robot")
+    make_role(other_workspace, "Globex ops")
+    make_service_account(other_workspace, "globex-robot")
     response = login(team_lead).get(ASSIGN_ADD)
     form = response.context["adminform"].form
     assert list(form.fields["workspace"].queryset) == [workspace]

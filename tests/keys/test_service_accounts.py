@@ -8,7 +8,7 @@ from project.audit.models import AuditEvent
 from project.audit.services import record
 from project.sync.models import SyncJob
 from tests.conftest import login
-from tests.factories import builtin_role
+from tests.factories import builtin_role, make_service_account
 from tests.keys.conftest import state
 from workspaces import access, services
 from workspaces.models import ServiceAccount
@@ -46,8 +46,8 @@ def test_create_needs_keys_issue(member, workspace):
 
 
 def test_duplicate_name_in_a_workspace_is_refused_on_its_field(owner, workspace, other_workspace):
-    services.service_account_create(actor=SYSTEM, workspace=workspace, name="ci")
-    services.service_account_create(actor=SYSTEM, workspace=other_workspace, name="ci")  # another workspace: fine
+    make_service_account(workspace, "ci")
+    make_service_account(other_workspace, "ci")  # another workspace: fine
     response = login(owner).post(reverse("admin:workspaces_serviceaccount_add"),
                                  {"workspace": workspace.pk, "name": "ci"})
     assert response.status_code == 200
@@ -145,7 +145,7 @@ def test_service_accounts_are_never_deleted_from_the_admin(owner_client, acme_sa
 
 
 def test_service_account_acting_is_audited_as_itself(workspace):
-    robot = services.service_account_create(actor=SYSTEM, workspace=workspace, name="robot")
+    robot = make_service_account(workspace, "robot")
     services.role_assign(actor=SYSTEM, workspace=workspace, role=builtin_role("Team lead"), service_account=robot)
     robot = ServiceAccount.objects.get(pk=robot.pk)
     created = services.service_account_create(actor=robot, workspace=workspace, name="child")

@@ -1,3 +1,6 @@
+"""Fixtures of the secrets_app tests: the outbox drained against the emulator, an OAuth provider and its token
+endpoint. Objects are built by tests/factories.py; the people come from tests/conftest.py."""
+
 from __future__ import annotations
 
 import json
@@ -10,17 +13,9 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from project.actors import SYSTEM
 from project.sync.services import outbox_drain
-from secrets_app import oauth, services
-from tests.factories import UserFactory, grant
-
-
-@pytest.fixture
-def security_admin(workspace):
-    user = UserFactory(username="secadmin")
-    grant(user, "Security admin", workspace)
-    return user
+from secrets_app import oauth
+from tests.factories import make_oauth_provider
 
 
 @pytest.fixture
@@ -67,6 +62,5 @@ def token_endpoint() -> Iterator[TokenEndpoint]:
 
 @pytest.fixture
 def provider(workspace):
-    return services.provider_save(actor=SYSTEM, workspace=workspace, slug="google", name="Google",
-                                  token_url="https://provider.test/token", client_id="kw-client",
-                                  client_secret="provider-client-secret-Zk41", send_client_secret_in_header=False)
+    return make_oauth_provider(workspace, token_url="https://provider.test/token", client_id="kw-client",
+                               client_secret="provider-client-secret-Zk41", send_client_secret_in_header=False)

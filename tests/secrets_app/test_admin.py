@@ -5,12 +5,11 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from secrets_app import services
 from secrets_app.models import AuthConnection, Secret, Tool
 from tests.conftest import login
-from tests.secrets_app.helpers import make_secret, make_tool
+from tests.factories import make_auth_connection, make_secret, make_tool, make_vault_credential
 
 pytestmark = pytest.mark.django_db
 
@@ -100,10 +99,8 @@ def test_deleting_a_free_secret_through_the_admin(owner_client, workspace):
 def test_outsider_gets_404_for_every_object_of_the_workspace(outsider_client, workspace, provider):
     secret = make_secret(workspace)
     tool = make_tool(workspace)
-    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="Zq-conn", kind="bearer_auth",
-                                         secrets={"token": "t-Ww16-value"})
-    credential = services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="Zq-user",
-                                           access_token="at-Ww17")
+    conn = make_auth_connection(workspace, "Zq-conn", secrets={"token": "t-Ww16-value"})
+    credential = make_vault_credential(workspace, provider, "Zq-user", "at-Ww17")
     for model, obj in (("secret", secret), ("tool", tool), ("authconnection", conn), ("oauthprovider", provider),
                        ("usercredential", credential)):
         for view in ("change", "history", "delete"):
@@ -221,10 +218,8 @@ def test_every_page_renders_the_unreadable_state_instead_of_ciphertext(owner_cli
     from secrets_app.models import OAuthProvider, UserCredential
 
     make_secret(workspace)
-    services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="Ship", kind="bearer_auth",
-                                  secrets={"token": "bt-Ww30"})
-    services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="u1",
-                              access_token="at-Ww31", refresh_token="rt-Ww32")
+    make_auth_connection(workspace, "Ship", secrets={"token": "bt-Ww30"})
+    make_vault_credential(workspace, provider, "u1", "at-Ww31", refresh_token="rt-Ww32")
     with connection.cursor() as cursor:
         tokens = []
         for table, column in (("secret", "value"), ("authconnection", "token"), ("oauthprovider", "client_secret"),

@@ -10,6 +10,7 @@ from project.sync.models import SyncJob
 from secrets_app import services
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, UserCredential
 from tests.conftest import login
+from tests.factories import make_auth_connection, make_secret, make_vault_credential
 
 pytestmark = pytest.mark.django_db
 
@@ -84,8 +85,7 @@ def test_blank_keeps_and_a_kind_switch_wipes_the_old_parts(owner, workspace):
 @pytest.mark.parametrize("who", ["member", "outsider"])
 def test_people_without_secrets_manage_cannot_write_auth_connections(request, who, workspace):
     actor = request.getfixturevalue(who)
-    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="svc", kind="bearer_auth",
-                                         secrets={"token": "bt-Ac09"})
+    conn = make_auth_connection(workspace, "svc", secrets={"token": "bt-Ac09"})
     with pytest.raises(PermissionDenied):
         services.auth_connection_save(actor=actor, workspace=workspace, name="x", kind="bearer_auth",
                                       secrets={"token": "t"})
@@ -96,10 +96,9 @@ def test_people_without_secrets_manage_cannot_write_auth_connections(request, wh
 
 def test_view_only_pages_show_no_secret_part(viewer, workspace, provider):
     for kind, (plain, secret) in KINDS.items():
-        services.auth_connection_save(actor=SYSTEM, workspace=workspace, name=f"c-{kind}", kind=kind, **plain, **secret)
-    services.secret_create(actor=SYSTEM, workspace=workspace, name="crm", value="sv-Ac10-value")
-    services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="u",
-                              access_token="at-Ac11-value", refresh_token="rt-Ac12-value")
+        make_auth_connection(workspace, f"c-{kind}", kind, **plain, **secret)
+    make_secret(workspace, "crm", "sv-Ac10-value")
+    make_vault_credential(workspace, provider, "u", "at-Ac11-value", refresh_token="rt-Ac12-value")
     client = login(viewer)
     for model in ("authconnection", "secret", "oauthprovider", "usercredential"):
         listing = client.get(reverse(f"admin:secrets_app_{model}_changelist"))

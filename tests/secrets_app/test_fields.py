@@ -6,7 +6,7 @@ from encrypted_model_fields import fields as library
 
 from project.fields import CANNOT_DECRYPT, UNDECRYPTABLE, DecryptionError, field_state, unreadable_fields
 from secrets_app.models import Secret
-from tests.secrets_app.helpers import make_secret
+from tests.factories import make_secret
 
 pytestmark = pytest.mark.django_db
 

@@ -7,11 +7,10 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test import override_settings
 
-from project.actors import SYSTEM
 from project.fields import primary_fernet
 from secrets_app.management.commands import reencrypt_fields
 from secrets_app.models import AuthConnection, OAuthProvider, Secret, UserCredential
-from tests.secrets_app.helpers import make_secret
+from tests.factories import make_auth_connection, make_secret, make_vault_credential
 from workspaces.models import PlatformAccount
 
 pytestmark = pytest.mark.django_db
@@ -116,13 +115,9 @@ def test_a_crash_mid_run_keeps_finished_batches_and_a_rerun_completes(workspace,
 
 
 def test_every_encrypted_field_of_every_model_is_rotated(workspace, provider, settings):
-    from secrets_app import services
-
     old, new = settings.FIELD_ENCRYPTION_KEY[0], Fernet.generate_key().decode()
-    services.auth_connection_save(actor=SYSTEM, workspace=workspace, name="b", kind="basic_auth", username="u",
-                                  secrets={"password": "pw-Tr55"})
-    services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id="u1",
-                              access_token="at-Rr21", refresh_token="rt-Rr22")
+    make_auth_connection(workspace, "b", "basic_auth", username="u", secrets={"password": "pw-Tr55"})
+    make_vault_credential(workspace, provider, "u1", "at-Rr21", refresh_token="rt-Rr22")
     with override_settings(FIELD_ENCRYPTION_KEY=[new, old]):
         _run()
         assert primary_fernet().decrypt(_stored(UserCredential, "refresh_token")[0].encode()) == b"rt-Rr22"

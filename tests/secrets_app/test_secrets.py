@@ -6,7 +6,7 @@ from project.audit.models import AuditEvent
 from project.sync.models import SyncJob
 from secrets_app import services
 from secrets_app.models import Secret
-from tests.secrets_app.helpers import make_secret, make_tool
+from tests.factories import make_secret, make_tool
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from project.sync.services import job_enqueue
 from secrets_app import services
 from secrets_app.models import Secret, Tool
 from secrets_app.sync import reconcile_secrets, reconcile_tools
-from tests.secrets_app.helpers import make_secret, make_tool
+from tests.factories import make_secret, make_tool
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ from project.sync.models import SyncJob
 from secrets_app import services
 from secrets_app.models import Tool, ToolSecretReference
 from secrets_app.validators import parse_header_lines
-from tests.secrets_app.helpers import make_secret, make_tool
+from tests.factories import make_secret, make_tool
 
 pytestmark = pytest.mark.django_db
 

@@ -12,22 +12,15 @@ from project.audit.models import AuditEvent
 from secrets_app import oauth, services, tasks
 from secrets_app.models import UserCredential
 from tests.conftest import login
+from tests.factories import make_vault_credential
 
 pytestmark = pytest.mark.django_db
 
 
-def _credential(workspace, provider, end_user="u-1", expires_in=60, **kwargs):
-    kwargs.setdefault("access_token", f"at-old-{end_user}-Kp3")
-    kwargs.setdefault("refresh_token", f"rt-old-{end_user}-Kp4")
-    return services.credential_store(actor=SYSTEM, workspace=workspace, provider=provider, end_user_id=end_user,
-                                     expires_at=timezone.now() + timedelta(seconds=expires_in),
-                                     scopes=["calendar.read"], **kwargs)
-
-
 def test_the_sweep_refreshes_credentials_expiring_within_the_window(workspace, provider, token_endpoint, settings):
     settings.VAULT_REFRESH_WINDOW_SECONDS = 600
-    soon = _credential(workspace, provider, "soon", expires_in=300)
-    later = _credential(workspace, provider, "later", expires_in=3600)
+    soon = make_vault_credential(workspace, provider, "soon", expires_in=300)
+    later = make_vault_credential(workspace, provider, "later", expires_in=3600)
     assert services.credentials_refresh_due(actor=SYSTEM) == {"refreshed": 1, "failed": 0, "skipped": 0}
     soon.refresh_from_db()
     assert soon.access_token == "at-fresh-0001-Qx7" and soon.refresh_token == "rt-old-soon-Kp4"
@@ -43,7 +36,7 @@ def test_the_sweep_refreshes_credentials_expiring_within_the_window(workspace, p
 
 
 def test_a_rotated_refresh_token_replaces_the_old_one(workspace, provider, token_endpoint):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     token_endpoint.replies.append((200, {"access_token": "at-new-Lm1", "refresh_token": "rt-new-Lm2",
                                          "expires_in": 120, "scope": "calendar.read calendar.write"}))
     services.credential_refresh(actor=SYSTEM, credential=credential)
@@ -54,7 +47,7 @@ def test_a_rotated_refresh_token_replaces_the_old_one(workspace, provider, token
 
 def test_basic_auth_providers_get_their_credentials_in_the_header(workspace, provider, token_endpoint):
     services.provider_save(actor=SYSTEM, workspace=workspace, provider=provider, send_client_secret_in_header=True)
-    services.credential_refresh(actor=SYSTEM, credential=_credential(workspace, provider))
+    services.credential_refresh(actor=SYSTEM, credential=make_vault_credential(workspace, provider))
     sent = token_endpoint.requests[0]
     assert sent["auth"].startswith("Basic ") and "client_secret" not in sent["form"]
 
@@ -63,7 +56,7 @@ def test_basic_auth_providers_get_their_credentials_in_the_header(workspace, pro
                                    (503, {"error": "temporarily_unavailable"}), (200, {"no": "token"})])
 def test_a_failed_refresh_marks_the_credential_alerts_once_a_day_and_keeps_the_tokens(workspace, provider,
                                                                                        token_endpoint, reply):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     token_endpoint.replies += [reply, reply]
     result = services.credential_refresh(actor=SYSTEM, credential=credential)
     assert result.state == "refresh_failed" and result.last_error
@@ -84,7 +77,7 @@ def test_a_provider_that_cannot_be_reached_fails_the_refresh(workspace, provider
     client = httpx.Client(transport=httpx.MockTransport(refuse))
     oauth.set_client(client)
     try:
-        result = services.credential_refresh(actor=SYSTEM, credential=_credential(workspace, provider))
+        result = services.credential_refresh(actor=SYSTEM, credential=make_vault_credential(workspace, provider))
     finally:
         oauth.set_client(None)
     assert result.state == "refresh_failed" and "connection_error" in result.last_error
@@ -92,7 +85,7 @@ def test_a_provider_that_cannot_be_reached_fails_the_refresh(workspace, provider
 
 
 def test_failed_credentials_are_retried_after_the_retry_delay(workspace, provider, token_endpoint, settings):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     token_endpoint.replies.append((400, {"error": "invalid_grant"}))
     services.credential_refresh(actor=SYSTEM, credential=credential)
     assert services.credentials_due() == []
@@ -103,7 +96,7 @@ def test_failed_credentials_are_retried_after_the_retry_delay(workspace, provide
 
 def test_an_unreadable_credential_fails_closed_without_calling_the_provider(workspace, provider, token_endpoint,
                                                                            settings, unrelated_key):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     settings.FIELD_ENCRYPTION_KEY = [unrelated_key]
     counts = services.credentials_refresh_due(actor=SYSTEM)
     assert counts["failed"] == 1 and token_endpoint.requests == []
@@ -114,7 +107,7 @@ def test_an_unreadable_credential_fails_closed_without_calling_the_provider(work
 
 
 def test_fresh_tokens_for_a_session_refresh_what_expires_soon(workspace, provider, token_endpoint):
-    _credential(workspace, provider, "alice", expires_in=30)
+    make_vault_credential(workspace, provider, "alice", expires_in=30)
     tokens = services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice")
     assert tokens == {"secret__user_google_token": "at-fresh-0001-Qx7"}
     assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice") == tokens
@@ -122,16 +115,16 @@ def test_fresh_tokens_for_a_session_refresh_what_expires_soon(workspace, provide
 
 
 def test_fresh_tokens_leave_out_revoked_and_expired_credentials(workspace, provider, token_endpoint):
-    alice = _credential(workspace, provider, "alice", expires_in=3600)
+    alice = make_vault_credential(workspace, provider, "alice", expires_in=3600)
     services.credential_revoke(actor=SYSTEM, credential=alice)
     assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="alice") == {}
-    _credential(workspace, provider, "bob", expires_in=-60)
+    make_vault_credential(workspace, provider, "bob", expires_in=-60)
     token_endpoint.replies.append((400, {"error": "invalid_grant"}))
     assert services.credential_fresh_tokens(actor=SYSTEM, workspace=workspace, end_user_id="bob") == {}
 
 
 def test_fresh_tokens_are_scoped_to_the_workspace(workspace, other_workspace, provider, member, token_endpoint):
-    _credential(workspace, provider, "alice", expires_in=3600)
+    make_vault_credential(workspace, provider, "alice", expires_in=3600)
     assert services.credential_fresh_tokens(actor=SYSTEM, workspace=other_workspace, end_user_id="alice") == {}
     assert services.credential_fresh_tokens(actor=member, workspace=workspace, end_user_id="alice")
     with pytest.raises(PermissionDenied):
@@ -139,7 +132,7 @@ def test_fresh_tokens_are_scoped_to_the_workspace(workspace, other_workspace, pr
 
 
 def test_revoking_wipes_both_tokens(owner, workspace, provider):
-    credential = services.credential_revoke(actor=owner, credential=_credential(workspace, provider))
+    credential = services.credential_revoke(actor=owner, credential=make_vault_credential(workspace, provider))
     credential = UserCredential.objects.get(pk=credential.pk)
     assert credential.state == "revoked" and credential.access_token == "" and credential.refresh_token == ""
     with pytest.raises(ValidationError):
@@ -149,7 +142,7 @@ def test_revoking_wipes_both_tokens(owner, workspace, provider):
 @pytest.mark.parametrize("who", ["member", "outsider"])
 def test_people_without_secrets_manage_cannot_revoke_or_refresh(request, who, workspace, provider):
     actor = request.getfixturevalue(who)
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     with pytest.raises(PermissionDenied):
         services.credential_revoke(actor=actor, credential=credential)
     with pytest.raises(PermissionDenied):
@@ -158,7 +151,7 @@ def test_people_without_secrets_manage_cannot_revoke_or_refresh(request, who, wo
 
 
 def test_a_refresh_in_flight_holds_a_lease(workspace, provider, token_endpoint):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     UserCredential.objects.filter(pk=credential.pk).update(refresh_lease_until=timezone.now() + timedelta(seconds=30))
     with pytest.raises(ValidationError, match="already in progress"):
         services.credential_refresh(actor=SYSTEM, credential=credential)
@@ -166,7 +159,7 @@ def test_a_refresh_in_flight_holds_a_lease(workspace, provider, token_endpoint):
 
 
 def test_the_periodic_task_runs_the_sweep_and_is_scheduled(workspace, provider, token_endpoint):
-    _credential(workspace, provider, expires_in=10)
+    make_vault_credential(workspace, provider, expires_in=10)
     assert tasks.refresh_credentials.delay().get() == {"refreshed": 1, "failed": 0, "skipped": 0}
     from project.celery import app
 
@@ -184,7 +177,7 @@ def test_the_pooled_client_is_reused(settings):
 
 # --- admin -----------------------------------------------------------------------------------------------
 def test_the_vault_list_shows_who_what_and_when_but_never_a_token(owner_client, workspace, provider):
-    _credential(workspace, provider, "alice")
+    make_vault_credential(workspace, provider, "alice")
     page = owner_client.get(reverse("admin:secrets_app_usercredential_changelist")).content.decode()
     assert "alice" in page and "Google" in page and "calendar.read" in page and "Active" in page
     assert "at-old" not in page and "rt-old" not in page
@@ -194,7 +187,7 @@ def test_the_vault_list_shows_who_what_and_when_but_never_a_token(owner_client, 
 
 
 def test_owner_revokes_and_forces_a_refresh_from_the_admin(owner_client, workspace, provider, token_endpoint):
-    alice, bob = _credential(workspace, provider, "alice"), _credential(workspace, provider, "bob")
+    alice, bob = make_vault_credential(workspace, provider, "alice"), make_vault_credential(workspace, provider, "bob")
     url = reverse("admin:secrets_app_usercredential_changelist")
     response = owner_client.post(url, {"action": "force_refresh", "_selected_action": [alice.pk]}, follow=True)
     assert "refreshed" in response.content.decode()
@@ -205,7 +198,7 @@ def test_owner_revokes_and_forces_a_refresh_from_the_admin(owner_client, workspa
 
 
 def test_member_sees_the_vault_but_its_actions_change_nothing(member, workspace, provider):
-    credential = _credential(workspace, provider)
+    credential = make_vault_credential(workspace, provider)
     client = login(member)
     url = reverse("admin:secrets_app_usercredential_changelist")
     page = client.get(url).content.decode()
@@ -215,7 +208,7 @@ def test_member_sees_the_vault_but_its_actions_change_nothing(member, workspace,
 
 
 def test_outsider_cannot_see_or_act_on_the_vault(outsider_client, workspace, provider):
-    credential = _credential(workspace, provider, "secret-user-Jj1")
+    credential = make_vault_credential(workspace, provider, "secret-user-Jj1")
     url = reverse("admin:secrets_app_usercredential_changelist")
     assert "secret-user-Jj1" not in outsider_client.get(url).content.decode()
     outsider_client.post(url, {"action": "revoke", "_selected_action": [credential.pk]})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.sync.support import EMULATOR_KEY, RABBITMQ_URL, Workers, purge_broker, rabbitmq_problem
+from tests.sync.workers import EMULATOR_KEY, RABBITMQ_URL, Workers, purge_broker, rabbitmq_problem
 
 
 @pytest.fixture(autouse=True)

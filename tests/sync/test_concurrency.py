@@ -13,7 +13,7 @@ from agents.models import Agent
 from project.platform.client import PlatformClient
 from project.sync.models import SyncJob
 from tests.factories import WorkspaceFactory
-from tests.sync.support import EMULATOR_KEY, ROOT, database_url_for_workers, worker_env
+from tests.sync.workers import EMULATOR_KEY, ROOT, database_url_for_workers, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 

@@ -21,7 +21,7 @@ from project.actors import SYSTEM
 from project.sync.models import Drift, SyncJob
 from project.sync.services import reconcile_run, reconcile_start
 from tests.factories import UserFactory, WorkspaceFactory
-from tests.sync.support import (
+from tests.sync.workers import (
     REDIS_BROKER_DOWN_URL,
     broker_or_skip,
     celery_publishing_to,
@@ -197,7 +197,7 @@ def test_thousand_changes_survive_faults_and_a_killed_worker(broker, loopback_em
     # And the reconciler, asked independently, finds no drift.
     emulator.set_faults(error_rate=0.0, rate_limit_rate=0.0, latency=0.0)
     from project.platform.client import PlatformClient
-    from tests.sync.support import EMULATOR_KEY
+    from tests.sync.workers import EMULATOR_KEY
 
     with PlatformClient(platform_url, EMULATOR_KEY) as client:
         run = reconcile_run(run=reconcile_start(actor=SYSTEM, kinds=["agent"], enqueue=False), client=client)

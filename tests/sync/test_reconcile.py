@@ -17,7 +17,7 @@ from project.actors import SYSTEM
 from project.audit.models import AuditEvent
 from project.sync import registry, services
 from project.sync.models import Drift, ReconcileRun, SyncJob
-from tests.factories import AgentFactory
+from tests.factories import AgentFactory, DriftFactory, ReconcileRunFactory, SyncJobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -109,7 +109,7 @@ def test_a_failed_reconcile_keeps_the_previous_report(synced, platform, emulator
 
 
 def test_a_kind_replaces_only_its_own_report(synced, platform):
-    Drift.objects.create(kind="secret", object_id="9", problem="missing_remotely")
+    DriftFactory(kind="secret", object_id="9", problem="missing_remotely")
     platform.delete_agent(synced[0].remote_id)
     _reconcile("agent")
     assert sorted(Drift.objects.values_list("kind", flat=True)) == ["agent", "secret"]
@@ -135,7 +135,7 @@ def test_progress_is_written_to_the_run_as_the_reconciler_reports(synced, platfo
 
 
 def test_periodic_reconcile_waits_for_a_live_run_and_closes_a_stale_one(synced, platform):
-    live = ReconcileRun.objects.create(state="running", kinds=["agent"])
+    live = ReconcileRunFactory(state="running")
     assert services.reconcile_execute() is None
     ReconcileRun.objects.filter(pk=live.pk).update(updated_at=timezone.now() - timedelta(minutes=10))
     run = services.reconcile_execute()
@@ -253,8 +253,8 @@ def scripted_reconciler():
 
 
 def test_objects_whose_job_ran_or_arrived_during_the_reconcile_are_not_drift(scripted_reconciler):
-    SyncJob.objects.create(kind="recon_test", object_id="1", state="done")  # long finished: 1 is real drift
-    running = SyncJob.objects.create(kind="recon_test", object_id="2", state="running")
+    SyncJobFactory(kind="recon_test", object_id="1", state="done")  # long finished: 1 is real drift
+    running = SyncJobFactory(kind="recon_test", object_id="2", state="running")
 
     def meanwhile():
         SyncJob.objects.filter(pk=running.pk).update(state="done")  # finished while the reconciler looked

@@ -10,6 +10,7 @@ from django.urls import reverse
 from project.audit.models import AuditEvent
 from project.sync import registry, services
 from project.sync.models import Drift, ReconcileRun, SyncJob
+from tests.factories import AgentFactory, DriftFactory, ReconcileRunFactory, SyncJobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,22 +20,13 @@ RUNS = reverse("admin:sync_reconcilerun_changelist")
 START = reverse("admin:sync_reconcilerun_start")
 
 
-def _job(workspace, object_id: int, state: str = "failed", error: str = "", kind: str = "agent") -> SyncJob:
-    job = SyncJob.objects.create(kind=kind, object_id=str(object_id), workspace_id=workspace.pk, state=state,
-                                 last_error=error, object_repr=f"obj {object_id}")
-    return job
-
-
-def _drift(workspace, problem: str = "missing_remotely", object_id: str | None = "1", **extra) -> Drift:
-    return Drift.objects.create(kind="agent", object_id=object_id, object_repr=f"drifted {object_id}",
-                                workspace_id=workspace.pk if workspace else None, problem=problem, **extra)
-
-
 def test_sync_page_shows_reasons_counts_and_filters(owner_client, workspace, other_workspace):
-    _job(workspace, 1, "failed", "validation_error: body.name: too long (HTTP 422)")
-    _job(workspace, 2, "dead", "gave up after 8 attempts: service_unavailable (HTTP 503)")
-    _job(workspace, 3, "done")
-    _job(other_workspace, 4, "dead", "elsewhere")
+    SyncJobFactory(workspace=workspace, object_id="1", state="failed",
+                   last_error="validation_error: body.name: too long (HTTP 422)")
+    SyncJobFactory(workspace=workspace, object_id="2", state="dead",
+                   last_error="gave up after 8 attempts: service_unavailable (HTTP 503)")
+    SyncJobFactory(workspace=workspace, object_id="3", state="done")
+    SyncJobFactory(workspace=other_workspace, object_id="4", state="dead", last_error="elsewhere")
     page = owner_client.get(JOBS + "?state=attention").content.decode()
     assert "too long (HTTP 422)" in page and "gave up after 8 attempts" in page
     assert "obj 3" not in page and "elsewhere" not in page
@@ -50,19 +42,19 @@ def test_workspace_filter_offers_only_the_persons_workspaces(owner_client, works
 
 def test_sync_page_queries_do_not_grow_with_rows(owner_client, workspace):
     for i in range(3):
-        _job(workspace, i, "failed", "x")
+        SyncJobFactory(workspace=workspace, object_id=str(i), state="failed", last_error="x")
     with CaptureQueriesContext(connection) as few:
         assert owner_client.get(JOBS).status_code == 200
     for i in range(3, 40):
-        _job(workspace, i, "dead", "y")
+        SyncJobFactory(workspace=workspace, object_id=str(i), state="dead", last_error="y")
     with CaptureQueriesContext(connection) as many:
         assert owner_client.get(JOBS).status_code == 200
     assert len(many) == len(few)
 
 
 def test_outsider_sees_neither_jobs_nor_drift_of_another_workspace(outsider_client, workspace):
-    job = _job(workspace, 1, "failed", "secretly broken")
-    drift = _drift(workspace)
+    job = SyncJobFactory(workspace=workspace, object_id="1", state="failed", last_error="secretly broken")
+    drift = DriftFactory(workspace=workspace, object_id="1")
     assert "secretly broken" not in outsider_client.get(JOBS).content.decode()
     assert "drifted 1" not in outsider_client.get(DRIFT).content.decode()
     assert outsider_client.get(reverse("admin:sync_syncjob_change", args=[job.pk])).status_code == 404
@@ -70,8 +62,8 @@ def test_outsider_sees_neither_jobs_nor_drift_of_another_workspace(outsider_clie
 
 
 def test_retry_and_discard_from_the_page_are_audited(owner_client, workspace):
-    failed = _job(workspace, 1, "failed")
-    dead = _job(workspace, 2, "dead")
+    failed = SyncJobFactory(workspace=workspace, object_id="1", state="failed")
+    dead = SyncJobFactory(workspace=workspace, object_id="2", state="dead")
     owner_client.post(JOBS, {"action": "retry_jobs", "_selected_action": [failed.pk]})
     owner_client.post(JOBS, {"action": "discard_jobs", "_selected_action": [dead.pk]})
     assert SyncJob.objects.get(pk=failed.pk).state == "pending"
@@ -80,8 +72,8 @@ def test_retry_and_discard_from_the_page_are_audited(owner_client, workspace):
 
 
 def test_drift_page_lists_differences_with_filters(owner_client, workspace):
-    _drift(workspace, "differs", "1", fields={"name": ["Alpha", "Hand edit"]})
-    _drift(workspace, "missing_remotely", "2")
+    DriftFactory(workspace=workspace, problem="differs", object_id="1", fields={"name": ["Alpha", "Hand edit"]})
+    DriftFactory(workspace=workspace, problem="missing_remotely", object_id="2")
     page = owner_client.get(DRIFT + "?problem__exact=differs").content.decode()
     assert "drifted 1" in page and "drifted 2" not in page
     assert "name: &#x27;Alpha&#x27; here, &#x27;Hand edit&#x27; there" in page
@@ -91,18 +83,18 @@ def test_drift_page_lists_differences_with_filters(owner_client, workspace):
 
 def test_drift_page_queries_do_not_grow_with_rows(owner_client, workspace):
     for i in range(3):
-        _drift(workspace, "missing_remotely", str(i))
+        DriftFactory(workspace=workspace, problem="missing_remotely", object_id=str(i))
     with CaptureQueriesContext(connection) as few:
         assert owner_client.get(DRIFT).status_code == 200
     for i in range(3, 40):
-        _drift(workspace, "differs", str(i), fields={"name": ["a", "b"]})
+        DriftFactory(workspace=workspace, problem="differs", object_id=str(i), fields={"name": ["a", "b"]})
     with CaptureQueriesContext(connection) as many:
         assert owner_client.get(DRIFT).status_code == 200
     assert len(many) == len(few)
 
 
 def test_push_action_enqueues_for_owner_and_refuses_member(owner_client, member_client, workspace):
-    drift = _drift(workspace)
+    drift = DriftFactory(workspace=workspace, object_id="1")
     member_client.post(DRIFT, {"action": "push_local_state", "_selected_action": [drift.pk]})
     assert not SyncJob.objects.exists()
     owner_client.post(DRIFT, {"action": "push_local_state", "_selected_action": [drift.pk]})
@@ -115,7 +107,7 @@ def test_push_action_enqueues_for_owner_and_refuses_member(owner_client, member_
 def test_push_action_refuses_remote_objects_unknown_locally(superuser, workspace):
     from tests.conftest import login
 
-    drift = _drift(None, "unknown_locally", None, remote_id="agent_handmade")
+    drift = DriftFactory(workspace=None, problem="unknown_locally", object_id=None, remote_id="agent_handmade")
     response = login(superuser).post(DRIFT, {"action": "push_local_state", "_selected_action": [drift.pk]},
                                      follow=True)
     assert "no local object to push" in response.content.decode()
@@ -140,8 +132,6 @@ def test_runs_page_starts_a_reconcile_and_shows_its_progress(owner_client, works
 
 def test_runs_page_bulk_resync_of_own_workspaces(owner_client, workspace, other_workspace, platform,
                                                  django_capture_on_commit_callbacks):
-    from tests.factories import AgentFactory
-
     AgentFactory.create_batch(2, workspace=workspace)
     AgentFactory.create_batch(2, workspace=other_workspace)
     with django_capture_on_commit_callbacks(execute=True):
@@ -151,7 +141,7 @@ def test_runs_page_bulk_resync_of_own_workspaces(owner_client, workspace, other_
 
 
 def test_member_without_sync_manage_sees_no_runs_and_cannot_start_one(member_client, workspace):
-    ReconcileRun.objects.create(state="done", kinds=["agent"])
+    ReconcileRunFactory(state="done")
     assert member_client.get(RUNS).status_code == 403
     response = member_client.post(START, {"operation": "reconcile"})
     assert response.status_code == 403

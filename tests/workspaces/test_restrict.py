@@ -12,7 +12,7 @@ from project.actors import SYSTEM, SystemActor
 from project.audit.models import AuditEvent
 from project.audit.services import record
 from project.querysets import RestrictedQuerySet, workspace_id_of, workspace_path
-from tests.factories import UserFactory, WorkspaceFactory, grant
+from tests.factories import UserFactory, WorkspaceFactory, grant, make_agent
 
 KEYWARD_APPS = {"workspaces", "agents", "keys", "secrets_app", "broker", "detection", "alerts", "sync", "audit"}
 NOT_WORKSPACE_OWNED = {"sync.reconcilerun", "detection.concurrencysample"}
@@ -34,8 +34,7 @@ def test_every_workspace_owned_model_restricts_along_a_real_path(model, db):
 
 
 def test_restrict_keeps_only_the_workspaces_where_the_permission_is_held(workspace, other_workspace):
-    mine = agent_services.agent_create(actor=SYSTEM, workspace=workspace, name="Mine", auth_mode="signed")
-    theirs = agent_services.agent_create(actor=SYSTEM, workspace=other_workspace, name="Theirs", auth_mode="signed")
+    mine, theirs = make_agent(workspace, "Mine"), make_agent(other_workspace, "Theirs")
     developer, viewer, nobody = UserFactory(), UserFactory(), UserFactory()
     grant(developer, "Developer", workspace)
     grant(viewer, "Viewer", other_workspace)

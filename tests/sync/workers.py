@@ -1,5 +1,6 @@
-"""Helpers for the sync tests: real services (PostgreSQL, Redis, RabbitMQ) or a printed skip, worker processes,
-publishing to a real broker, and polling with a deadline."""
+"""Infrastructure of the sync tests, not object builders (those are in tests/factories.py): real services
+(PostgreSQL, Redis, RabbitMQ) or a printed skip, Celery worker processes, publishing to a real broker, and polling
+with a deadline."""
 
 from __future__ import annotations
 
