@@ -274,6 +274,9 @@ SYNC_MAX_ATTEMPTS = _env_int("SYNC_MAX_ATTEMPTS", 8)
 SYNC_BACKOFF_BASE_SECONDS = _env_float("SYNC_BACKOFF_BASE_SECONDS", 2.0)
 SYNC_BACKOFF_MAX_SECONDS = _env_float("SYNC_BACKOFF_MAX_SECONDS", 3600.0)
 SYNC_LEASE_SECONDS = _env_int("SYNC_LEASE_SECONDS", 120)
+# A platform account failing every call (503, timeouts) is left alone this long by each worker after five
+# failures in a row: its jobs wait without spending attempts, other accounts' jobs go on.
+SYNC_ACCOUNT_PAUSE_SECONDS = _env_float("SYNC_ACCOUNT_PAUSE_SECONDS", 30.0)
 # Jobs one worker claims at a time, and how long one drain task keeps claiming (below the task's time limit).
 SYNC_CLAIM_BATCH = _env_int("SYNC_CLAIM_BATCH", 40)
 # Threads per worker process sharing its one HTTP client, so platform calls overlap (keep workers x threads

@@ -167,10 +167,12 @@ def _fresh_platform_clients() -> Iterator[None]:
     """Each test starts with no pooled platform client and no cached workspace-to-account binding: a rolled-back
     test's ids are reused by the next one."""
     from project.platform import client as platform_client
+    from project.sync.services import drain
     from workspaces.directory import directory
 
     platform_client.forget_all()
     directory.forget()
+    drain._pauses = drain._AccountPauses()
     yield
     platform_client.forget_all()
     directory.forget()

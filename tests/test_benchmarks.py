@@ -48,6 +48,7 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
     ("broker_bench.py", ["--verify", "200", "--sessions", "20"],
      ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
+    ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
 ])
 def test_the_embedded_benchmarks_run(script, args, lines):
     out = _run(script, args, None)  # a temporary SQLite file of their own

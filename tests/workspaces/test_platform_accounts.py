@@ -150,6 +150,23 @@ def test_a_failing_account_does_not_hold_back_the_healthy_one(hub, django_captur
     assert PlatformAccount.objects.get(name="Acme").last_success_at is not None
 
 
+def test_a_worker_pauses_an_account_failing_every_call(hub, django_capture_on_commit_callbacks):
+    acme = _workspace("acme", _account("Acme", ACME_KEY))
+    globex = _workspace("globex", _account("Globex", GLOBEX_KEY))
+    hub.account("globex").set_faults(error_rate=1.0, error_status=503)
+    with django_capture_on_commit_callbacks(execute=True):
+        for i in range(30):
+            agent_services.agent_create(actor=SYSTEM, workspace=globex, name=f"Globex {i}", auth_mode="signed")
+        agent_services.agent_create(actor=SYSTEM, workspace=acme, name="Acme", auth_mode="signed")
+    outbox_drain(batch=100)
+    calls = sum(n for route, n in hub.account("globex").call_counts.items() if route.startswith("POST"))
+    assert calls == 5  # five failures in a row, then the account is left alone for the pause
+    failing = SyncJob.objects.filter(workspace_id=globex.pk)
+    assert sorted(set(failing.values_list("attempts", flat=True))) == [0, 1]  # the untried spent nothing
+    assert all(job.next_attempt_at > timezone.now() for job in failing) and not failing.exclude(state="pending")
+    assert SyncJob.objects.get(workspace_id=acme.pk).state == "done"
+
+
 def test_moving_a_workspace_with_synced_objects_is_refused(hub, django_capture_on_commit_callbacks):
     acme_account, globex_account = _account("Acme", ACME_KEY), _account("Globex", GLOBEX_KEY)
     acme = _workspace("acme", acme_account)

@@ -7,6 +7,7 @@ import functools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +24,53 @@ from project.sync.services.outbox import _renew_leases, _requeue, job_finish, jo
 RATE_LIMIT_PAUSE_CAP = 5.0
 # A busy drain loop looks for jobs whose worker died at most this often (an idle one, before every claim).
 LEASE_SWEEP_EVERY = 5.0
+# After this many transient failures in a row from one platform account (503, timeouts, no connection), the
+# worker stops calling it for SYNC_ACCOUNT_PAUSE_SECONDS: its jobs wait (no attempt spent), the other
+# accounts' jobs go on. Then one job probes it again.
+ACCOUNT_FAILURES_TO_PAUSE = 5
+
+
+class _AccountPauses:
+    """Which platform accounts this worker process leaves alone for a while (shared by the drain threads)."""
+
+    def __init__(self) -> None:
+        self._failures: dict[int | None, int] = {}
+        self._until: dict[int | None, float] = {}
+        self._lock = threading.Lock()
+
+    def paused_until(self, account: int | None) -> float | None:
+        until = self._until.get(account)
+        return until if until is not None and until > time.time() else None
+
+    def paused(self) -> list[int | None]:
+        now = time.time()
+        return [account for account, until in list(self._until.items()) if until > now]
+
+    def outcome(self, account: int | None, *, unavailable: bool) -> None:
+        with self._lock:
+            if not unavailable:
+                self._failures.pop(account, None)
+                self._until.pop(account, None)
+                return
+            failures = self._failures.get(account, 0) + 1
+            self._failures[account] = failures
+            if failures >= ACCOUNT_FAILURES_TO_PAUSE:
+                self._until[account] = time.time() + settings.SYNC_ACCOUNT_PAUSE_SECONDS
+                self._failures[account] = ACCOUNT_FAILURES_TO_PAUSE - 1  # one more failure after the pause re-pauses
+
+
+_pauses = _AccountPauses()
+
+
+def _skip_workspaces(client: Any) -> list[int]:
+    """The workspaces of the accounts this process has paused (none when one client serves every account)."""
+    paused = _pauses.paused() if client is None else []
+    if not paused:
+        return []
+    from project.platform.client import accounts_with_workspaces
+
+    bound = accounts_with_workspaces()
+    return sorted({ws for account in paused for ws in (bound.get(account) or ())})
 
 
 def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading.Event | None = None,
@@ -43,11 +91,25 @@ def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading
                     break
             current = waiting.pop(0)
             account = None if client is not None else account_of_workspace(current.workspace_id)
+            until = _pauses.paused_until(account) if client is None else None
+            if until is not None:
+                # Its account is paused (failing): hand back its jobs of this batch untried, due when the pause
+                # ends, in one go; the other accounts' jobs go on.
+                mine = [current] + [job for job in waiting if account_of_workspace(job.workspace_id) == account]
+                waiting = [job for job in waiting if job not in mine]
+                when = timezone.now() + timedelta(seconds=until - time.time())
+                _requeue([job.pk for job in mine], now=timezone.now(), reason="", worker=worker,
+                         refund_attempt=True, not_before=when)
+                current = None
+                continue
             pause.wait(account)
             outcome = job_run(current, client=client)
             job_finish(current, outcome, worker=worker)
             current = None
             ran += 1
+            if client is None:
+                _pauses.outcome(account, unavailable=outcome.state == SyncJob.State.PENDING and (
+                    outcome.status is None or outcome.status >= 500))
             if outcome.status == 429:
                 # The platform's limit is per account, not per job: every thread of this drain lets that account
                 # breathe (the other accounts' jobs go on).
@@ -108,7 +170,8 @@ def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota:
             break
         # While busy, sweep expired leases every few seconds rather than before every claim.
         sweep = not busy or time.monotonic() - swept > LEASE_SWEEP_EVERY
-        jobs = jobs_claim(worker=worker, limit=limit, release_expired=sweep, probe=not busy)
+        jobs = jobs_claim(worker=worker, limit=limit, release_expired=sweep, probe=not busy,
+                          skip_workspaces=_skip_workspaces(client))
         swept = time.monotonic() if sweep else swept
         quota.give_back(limit - len(jobs))
         if not jobs:

@@ -121,7 +121,7 @@ def _pending_exists(kind: str, object_id: str) -> bool:
 
 
 def _requeue(job_ids: Iterable[int], *, now: datetime, reason: str, worker: str | None = None,
-             refund_attempt: bool = False) -> None:
+             refund_attempt: bool = False, not_before: datetime | None = None) -> None:
     """Put running jobs back in the queue: pending again, or superseded when a newer change already waits.
 
     With ``worker`` only jobs that worker still holds move (a worker giving back its unfinished batch);
@@ -132,6 +132,8 @@ def _requeue(job_ids: Iterable[int], *, now: datetime, reason: str, worker: str 
         held = SyncJob.objects.filter(pk=job.pk, state=SyncJob.State.RUNNING)
         held = held.filter(claimed_by=worker) if worker else held.filter(lease_until__lt=now)
         fields: dict[str, Any] = {"claimed_by": "", "lease_until": None, "updated_at": now}
+        if not_before is not None:
+            fields["next_attempt_at"] = not_before
         if reason:
             fields["last_error"] = reason
         if refund_attempt:
@@ -159,7 +161,8 @@ def _release_expired_leases(now: datetime) -> None:
         _requeue(expired, now=now, reason="worker lost; requeued")
 
 
-def jobs_claim(*, worker: str, limit: int = 20, release_expired: bool = True, probe: bool = True) -> list[SyncJob]:
+def jobs_claim(*, worker: str, limit: int = 20, release_expired: bool = True, probe: bool = True,
+               skip_workspaces: Iterable[int] = ()) -> list[SyncJob]:
     """Claim up to ``limit`` due jobs for this worker, oldest first, and lease them.
 
     One short transaction selects due pending jobs of objects with no job running (so an object's changes
@@ -169,12 +172,16 @@ def jobs_claim(*, worker: str, limit: int = 20, release_expired: bool = True, pr
     IMMEDIATE, so claims are serialised. No lock is held across the HTTP calls.
 
     A drain loop that just claimed a full batch skips the lease sweep (it ran moments ago) and the "anything
-    due?" probe that spares idle polls the write lock.
+    due?" probe that spares idle polls the write lock. Jobs of ``skip_workspaces`` (those of a platform account
+    the drain has paused) are left for later.
     """
     now = timezone.now()
     if release_expired:
         _release_expired_leases(now)
     due = SyncJob.objects.filter(state=SyncJob.State.PENDING, next_attempt_at__lte=now)
+    skipped = list(skip_workspaces)
+    if skipped:
+        due = due.exclude(workspace_id__in=skipped)
     if probe and not due.exists():
         return []
     running_same_object = SyncJob.objects.filter(
