@@ -11,6 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.apps import apps
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 from django.utils import timezone
@@ -69,7 +70,27 @@ def _in(queryset: QuerySet, ids: set[int] | None, lookup: str = "workspace_id") 
 
 
 def visible_workspaces(actor: Actor) -> QuerySet[Workspace]:
-    return Workspace.objects.restrict(actor, "workspace.view").order_by("name")
+    # With their platform accounts: the accounts' figures come from this one query.
+    return Workspace.objects.restrict(actor, "workspace.view").select_related("platform_account").order_by("name")
+
+
+def account_figures(workspaces: list[Workspace], selected: Workspace | None) -> list[Figure]:
+    """The platform accounts of the workspaces in view: failing, never verified, key due for rotation. Counted
+    from the workspaces already loaded (no query)."""
+    chosen = [selected] if selected is not None else workspaces
+    accounts = {w.platform_account_id: w.platform_account for w in chosen}.values()
+    due_before = timezone.now() - timedelta(days=settings.PLATFORM_KEY_ROTATION_DAYS)
+    states = [a.state for a in accounts]
+    due = sum(1 for a in accounts if a.key_set_at is not None and a.key_set_at < due_before)
+    listing = "admin:workspaces_platformaccount_changelist"
+    return [
+        Figure("accounts_failing", "Platform accounts failing", states.count("failing"),
+               _url(listing, {"state__exact": "failing"})),
+        Figure("accounts_rotation_due", "Platform account keys due for rotation", due,
+               _url(listing, {"rotation": "due"}), note=f"older than {settings.PLATFORM_KEY_ROTATION_DAYS} days"),
+        Figure("accounts_unverified", "Platform accounts never verified", states.count("unverified"),
+               _url(listing, {"state__exact": "unverified"})),
+    ]
 
 
 def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace], *,
@@ -155,7 +176,7 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     return Posture(
         workspaces=workspaces, selected=selected,
         sections=[("Detection and response", response), ("API keys", key_figures), ("Agents", agent_figures),
-                  ("Secrets and sync", other)],
+                  ("Secrets and sync", other), ("Platform accounts", account_figures(workspaces, selected))],
         environments=environment_burn(ids, days, multi=selected is None and len(workspaces) > 1),
         keys=key_burn(ids, days),
         top_alerts=list(alerts.select_related("workspace").order_by("-created_at")[:6]),

@@ -443,6 +443,19 @@ class WorkspaceAdmin(WorkspaceScopedAdmin):
 
 
 # --- platform accounts -------------------------------------------------------------------------------------
+class RotationDueFilter(admin.SimpleListFilter):
+    title = "key rotation"
+    parameter_name = "rotation"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("due", f"Due (key older than {settings.PLATFORM_KEY_ROTATION_DAYS} days)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() != "due":
+            return queryset
+        return queryset.filter(key_set_at__lt=timezone.now() - timedelta(days=settings.PLATFORM_KEY_ROTATION_DAYS))
+
+
 @admin.register(PlatformAccount)
 class PlatformAccountAdmin(WorkspaceScopedAdmin):
     """Platform accounts and Keyward's key for each: seen by people of the workspaces bound to one, managed by
@@ -453,6 +466,7 @@ class PlatformAccountAdmin(WorkspaceScopedAdmin):
     manage_permission = "workspace.manage"
     list_display = ("name", "base_url", "state_badge", "key", "key_age", "workspace_count", "last_success_at",
                     "last_failure_at")
+    list_filter = ("state", RotationDueFilter)
     search_fields = ("name",)
     change_form_template = "admin/workspaces/platformaccount/change_form.html"
     readonly_fields = ("state_badge", "verified_at", "last_success_at", "last_failure_at", "last_failure", "plan",

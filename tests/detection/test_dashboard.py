@@ -72,12 +72,15 @@ def test_dashboard_counts_what_needs_acting_on(acme, owner_client):
     assert values == {
         "alerts": 2, "alerts_severe": 1, "incidents": 1, "overdue": 1, "idle": 2, "all_scopes_prod": 1,
         "open_network": 1, "suspended": 1, "usable": 4, "public": 1, "allowlist": 1, "signed": 2,
-        "public_unlimited": 0, "unused_secrets": 1, "sync_attention": 2, "drift": 1}
+        "public_unlimited": 0, "unused_secrets": 1, "sync_attention": 2, "drift": 1,
+        # The workspace's platform account (the default one, made by the migration, never verified).
+        "accounts_failing": 0, "accounts_rotation_due": 0, "accounts_unverified": 1}
 
 
 @pytest.mark.parametrize("figure", ["alerts", "alerts_severe", "incidents", "overdue", "idle", "all_scopes_prod",
                                     "open_network", "suspended", "usable", "public", "allowlist", "signed",
-                                    "unused_secrets", "sync_attention", "drift"])
+                                    "unused_secrets", "sync_attention", "drift", "accounts_failing",
+                                    "accounts_rotation_due", "accounts_unverified"])
 def test_each_number_links_to_a_list_with_the_same_rows(acme, owner_client, figure):
     shown = _figures(owner_client.get(URL))[figure]
     listing = owner_client.get(shown.url)
