@@ -31,6 +31,10 @@ class Agent(TimeStampedModel):
         ALLOWLIST = "allowlist", "Hostname allowlist"
         PUBLIC = "public", "Public (with a maximum duration)"
 
+    class Origin(models.TextChoices):
+        KEYWARD = "keyward", "Created in Keyward"
+        ADOPTED = "adopted", "Built on the platform, adopted"
+
     uuid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="agents")
     name = models.CharField(max_length=120)
@@ -44,6 +48,16 @@ class Agent(TimeStampedModel):
         "max conversation duration (seconds)", null=True, blank=True,
         validators=[MinValueValidator(1), MaxValueValidator(MAX_DURATION_LIMIT)])
     remote_id = models.CharField("platform agent id", max_length=128, blank=True, editable=False)
+    # Keyward governs only an agent's security settings. An agent it created also gets its name and first message
+    # from Keyward; an adopted one (built in the platform's dashboard) never: its content is the team's.
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.KEYWARD, editable=False)
+    allow_shareable_link = models.BooleanField(
+        "allow the shareable link", default=False,
+        help_text="Keep the platform's shareable link (anyone holding it can talk to the agent) open. Off: "
+                  "Keyward closes it on every push.")
+    # Set when a push found the agent gone from the platform: Keyward does not recreate it on its own (the drift
+    # page offers Recreate from Keyward, or Forget for an adopted agent).
+    missing_since = models.DateTimeField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
     # The conversation-initiation webhook (broker app): at conversation start the platform asks Keyward for the

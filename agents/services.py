@@ -78,14 +78,47 @@ def agent_update(*, actor: Actor, agent: Agent, **fields: Any) -> Agent:
 
 @transaction.atomic
 def agent_delete(*, actor: Actor, agent: Agent) -> None:
-    """Delete an agent locally; audits it and enqueues the platform delete (by remote id, if it has one)."""
+    """Delete an agent Keyward created, here and on the platform (by remote id, if it has one); audited.
+
+    An adopted agent (built on the platform) is only forgotten: Keyward stops governing it and the platform keeps
+    it untouched, with whatever security settings it has (audited as agent.forget)."""
     access.require(actor, "agents.manage", agent.workspace_id)
     agent = Agent.objects.select_for_update().get(pk=agent.pk)
-    record(actor=actor, action="agent.delete", target=agent, workspace_id=agent.workspace_id,
-           changes=diff(_snapshot(agent, AGENT_FIELDS), {}))
-    _enqueue_agent(agent, op=SyncJob.Op.DELETE, payload={"remote_id": agent.remote_id, "sync_tag": agent.sync_tag,
-                                                        "webhook_secret_id": agent.webhook_secret_remote_id})
+    forget = agent.origin == Agent.Origin.ADOPTED
+    record(actor=actor, action="agent.forget" if forget else "agent.delete", target=agent,
+           workspace_id=agent.workspace_id, changes=diff(_snapshot(agent, AGENT_FIELDS), {}))
+    payload = {"remote_id": agent.remote_id, "sync_tag": agent.sync_tag, "name": agent.name,
+               "webhook_secret_id": "" if forget else agent.webhook_secret_remote_id}
+    if forget:
+        payload["forget"] = True
+    _enqueue_agent(agent, op=SyncJob.Op.DELETE, payload=payload)
     agent.delete()
+
+
+@transaction.atomic
+def agent_recreate(*, actor: Actor, agent: Agent) -> Agent:
+    """Make an agent Keyward created again on the platform after it was deleted there (the drift page's
+    "Recreate from Keyward"). Refused for an adopted agent: its content was the team's, and Keyward never had it.
+    Audited; enqueues the create."""
+    access.require(actor, "agents.manage", agent.workspace_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    if agent.origin != Agent.Origin.KEYWARD:
+        raise ValidationError("Only an agent Keyward created can be recreated from Keyward; forget this one, or "
+                              "adopt the platform's copy again if it comes back.")
+    old = agent.remote_id
+    agent.remote_id, agent.missing_since = "", None
+    agent.save(update_fields=["remote_id", "missing_since", "updated_at"])
+    record(actor=actor, action="agent.recreate", target=agent, workspace_id=agent.workspace_id,
+           changes={"remote_id": [old, None]})
+    _enqueue_agent(agent)
+    return agent
+
+
+def agent_mark_missing(*, agent_id: int, missing: bool = True) -> None:
+    """For the outbox: the platform no longer has the agent (or has it again). Bookkeeping, not audited: the
+    drift report and the agent's page show it, and a person decides (recreate or forget)."""
+    Agent.objects.filter(pk=agent_id).update(missing_since=timezone.now() if missing else None,
+                                             updated_at=timezone.now())
 
 
 def agent_mark_synced(*, agent_id: int, remote_id: str) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import hmac
 import logging
 from collections.abc import Iterator
 from typing import Any
 
 from agents.models import Agent
-from agents.services import AGENT_KIND, agent_mark_synced
+from agents.services import AGENT_KIND, agent_mark_missing, agent_mark_synced
 from project.platform import errors
 from project.sync.models import SyncJob
 from project.sync.registry import (
@@ -28,9 +29,13 @@ from project.sync.selectors import attempted_before
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_DURATION = 600  # the platform's default; sent explicitly so a removed limit is removed remotely
+# A retried create looks for what an earlier, unanswered attempt may have made: by name through the platform's
+# search, at most this many list pages (so a retry costs at most this plus the create).
+LOOKUP_PAGES = 2
 
 
 def agent_payload(agent: Agent) -> dict[str, Any]:
+    """The create body of an agent Keyward made: its name and first message, its security settings, its tag."""
     conversation_config: dict[str, Any] = {
         "conversation": {"max_duration_seconds": agent.max_duration_seconds or DEFAULT_MAX_DURATION},
     }
@@ -39,7 +44,6 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
     platform_settings: dict[str, Any] = {"auth": agent.platform_auth()}
     if agent.credential_webhook_changed_at is not None:
         # Only once Keyward has managed the initiation webhook: a webhook set by hand on the platform survives.
-        # Imported here: the broker app builds on agents, not the other way round.
         from agents.webhook import platform_settings as webhook_settings
 
         platform_settings.update(webhook_settings(agent))
@@ -49,6 +53,58 @@ def agent_payload(agent: Agent) -> dict[str, Any]:
         "platform_settings": platform_settings,
         "tags": [agent.sync_tag],
     }
+
+
+def _merged(remote: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of the remote object with only `changes` applied, key by key into nested dicts."""
+    merged = copy.deepcopy(remote) if isinstance(remote, dict) else {}
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merged(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def security_update(agent: Agent, remote: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH body that puts Keyward's security settings on the remote agent and nothing else.
+
+    Each top-level object it sends (``platform_settings``, ``conversation_config``) is the remote copy, complete,
+    with only Keyward's keys changed: right whether the platform deep-merges nested objects or replaces them.
+    Keyward's keys: the auth policy (enable_auth, allowlist, require_origin_header), the shareable link (closed
+    unless allowed), the maximum conversation duration, the initiation webhook once Keyward manages it, its own
+    tag among the agent's tags; the name and first message only for an agent Keyward created. An object that
+    would not change is not sent; an empty body means the agent is in step.
+    """
+    ps_remote = remote.get("platform_settings") or {}
+    cc_remote = remote.get("conversation_config") or {}
+    auth = dict(agent.platform_auth())
+    if not agent.allow_shareable_link:
+        auth["shareable_token"] = None
+    ps_changes: dict[str, Any] = {"auth": auth}
+    if agent.credential_webhook_changed_at is not None:
+        from agents.webhook import platform_settings as webhook_settings
+
+        ps_changes.update(webhook_settings(agent))
+    cc_changes: dict[str, Any] = {}
+    keyward_made = agent.origin == Agent.Origin.KEYWARD
+    if agent.max_duration_seconds or keyward_made:
+        cc_changes["conversation"] = {"max_duration_seconds": agent.max_duration_seconds or DEFAULT_MAX_DURATION}
+    if keyward_made and agent.first_message:
+        cc_changes["agent"] = {"first_message": agent.first_message}
+    body: dict[str, Any] = {}
+    platform_settings = _merged(ps_remote, ps_changes)
+    if platform_settings != ps_remote:
+        body["platform_settings"] = platform_settings
+    conversation_config = _merged(cc_remote, cc_changes)
+    if conversation_config != cc_remote:
+        body["conversation_config"] = conversation_config
+    tags = list(remote.get("tags") or [])
+    if agent.sync_tag not in tags:
+        body["tags"] = [*tags, agent.sync_tag]  # the team's own tags stay
+    if keyward_made and remote.get("name") != agent.name:
+        body["name"] = agent.name
+    return body
 
 
 # --- the credential webhook's secret, kept on the platform as a workspace secret ---------------------------------
@@ -94,21 +150,43 @@ def _drop_webhook_secret(client: Any, secret_id: str) -> None:
         logger.warning("webhook secret %s left on the platform: %s", secret_id, exc.message)
 
 
-def _find_by_tag(client: Any, tag: str) -> str | None:
-    """An earlier attempt may have created the agent and lost the response: find it by its tag."""
-    for summary in client.iter_agents():
-        if tag in (summary.get("tags") or []):
-            return summary["agent_id"]
+def _find_by_tag(client: Any, tag: str, name: str) -> str | None:
+    """An earlier attempt may have created the agent and lost the answer: find it by its tag among the agents the
+    platform's search finds by its name, reading at most LOOKUP_PAGES pages (archived ones included)."""
+    pages = 0
+    for archived in (False, True):
+        cursor = None
+        while pages < LOOKUP_PAGES:
+            page = client.list_agents(search=name, page_size=100, cursor=cursor, archived=archived)
+            pages += 1
+            for summary in page.get("agents", []):
+                if tag in (summary.get("tags") or []):
+                    return summary["agent_id"]
+            cursor = page.get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                break
     return None
+
+
+def _outcome_unknown(job: SyncJob) -> bool:
+    """An earlier attempt may have made the agent without its answer arriving (a timeout, a lost connection, a
+    worker that died mid-call). Not after the platform answered with a refusal, a 503 or a 429: it made nothing."""
+    return attempted_before(job) and job.last_status is None
+
+
+class MissingOnPlatform(errors.PlatformError):
+    """The agent is gone from the platform; Keyward does not recreate it on its own."""
 
 
 @register(AGENT_KIND)
 def push_agent(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
         remote_id = job.payload.get("remote_id")
-        if not remote_id and attempted_before(job):
+        if job.payload.get("forget"):
+            return remote_id  # an adopted agent forgotten in Keyward stays on the platform, untouched
+        if not remote_id and _outcome_unknown(job):
             # A create may have landed unrecorded; an agent no job ever tried was never created (no listing).
-            remote_id = _find_by_tag(client, job.payload.get("sync_tag", ""))
+            remote_id = _find_by_tag(client, job.payload.get("sync_tag", ""), job.payload.get("name", ""))
         if remote_id:
             try:
                 client.delete_agent(remote_id)
@@ -127,25 +205,33 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
             _ensure_webhook_secret(agent, client)
         except Agent.DoesNotExist:
             return None  # deleted meanwhile; its delete job carries the remote id
-    body = agent_payload(agent)
     remote_id = agent.remote_id
-    if remote_id:
-        try:
-            client.update_agent(remote_id, **body)
-        except errors.NotFound:
-            # Deleted on the platform behind Keyward's back: the database is the truth, so recreate it.
-            remote_id = ""
-        else:
+    if not remote_id and agent.origin == Agent.Origin.KEYWARD:
+        if _outcome_unknown(job):
+            remote_id = _find_by_tag(client, agent.sync_tag, agent.name) or ""
+        if not remote_id:
+            remote_id = client.create_agent(**agent_payload(agent))
+            agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)
             _after_push(agent, client)
             return remote_id
-    if agent.remote_id or attempted_before(job):
-        remote_id = _find_by_tag(client, agent.sync_tag) or ""
+        agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)
     if not remote_id:
-        remote_id = client.create_agent(idempotency_key=str(job.idempotency_key), **body)
-    else:
+        return None  # an adopted agent always has its remote id; nothing to do without one
+    try:
+        # Read first, then change only Keyward's settings on that copy: the team's prompt, voice, tools, knowledge
+        # base, name and tags stay as they are, whether PATCH merges nested objects or replaces them.
+        remote = client.get_agent(remote_id)
+    except errors.NotFound:
+        agent_mark_missing(agent_id=agent.pk)
+        raise MissingOnPlatform(
+            "The agent is gone from the platform (deleted there); Keyward does not recreate it on its own. "
+            "Recreate it from Keyward or forget it on the drift page.", status=404, code="agent_missing") from None
+    body = security_update(agent, remote)
+    if body:
         client.update_agent(remote_id, **body)
+    if agent.missing_since is not None:
+        agent_mark_missing(agent_id=agent.pk, missing=False)
     _after_push(agent, client)
-    agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)
     return remote_id
 
 
@@ -175,12 +261,22 @@ SECRET_PLAIN = "a plain-text value"
 SECRET_NONE = "none"
 
 
+SHAREABLE = "platform_settings.auth.shareable_link"
+ARCHIVED = "platform_settings.archived"
+
+
 def _comparable(agent: Agent) -> dict[str, Any]:
     auth = agent.platform_auth()
-    state: dict[str, Any] = {"name": agent.name,
-                             "max_duration_seconds": agent.max_duration_seconds or DEFAULT_MAX_DURATION}
+    state: dict[str, Any] = {}
+    if agent.origin == Agent.Origin.KEYWARD:
+        state["name"] = agent.name  # an adopted agent's name is the team's, not Keyward's
+    if agent.max_duration_seconds or agent.origin == Agent.Origin.KEYWARD:
+        state["max_duration_seconds"] = agent.max_duration_seconds or DEFAULT_MAX_DURATION
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth[name]
+    if not agent.allow_shareable_link:
+        state[SHAREABLE] = "closed"
+    state[ARCHIVED] = False
     if agent.credential_webhook_changed_at is not None:
         # Compared only once Keyward manages the initiation webhook (as agent_payload sends it only then).
         from agents.webhook import webhook_url
@@ -219,6 +315,9 @@ def _remote_comparable(remote: dict[str, Any], agent: Agent,
                              "max_duration_seconds": conversation.get("max_duration_seconds")}
     for name in AUTH_FIELDS:
         state[f"platform_settings.auth.{name}"] = auth.get(name)
+    # Whether the link is open, never the token itself.
+    state[SHAREABLE] = "open" if auth.get("shareable_token") else "closed"
+    state[ARCHIVED] = bool(platform_settings.get("archived"))
     if agent.credential_webhook_changed_at is not None:
         from agents.webhook import HEADER
 
@@ -258,7 +357,9 @@ def agent_differences(agent: Agent, remote: dict[str, Any],
 def reconcile_agents(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     """Every local agent against its remote copy (by remote id, else by its Keyward tag), then every remote
     agent no local agent accounts for: untagged, tagged for an agent Keyward no longer has, or a duplicate."""
-    remote = {summary["agent_id"]: summary for summary in client.iter_agents()}
+    # Archived agents too: the platform lists them only when asked, and one archived there is drift, not missing.
+    remote = {summary["agent_id"]: summary for archived in (False, True)
+              for summary in client.iter_agents(archived=archived)}
     by_tag: dict[str, list[str]] = {}
     for agent_id, summary in remote.items():
         for tag in summary.get("tags") or []:

@@ -172,15 +172,19 @@ class PlatformClient:
     def get_agent(self, agent_id: str) -> JSON:
         return self._json("GET", f"/v1/convai/agents/{_seg(agent_id)}")
 
-    def list_agents(self, *, search: str | None = None, page_size: int = 100, cursor: str | None = None) -> JSON:
-        params = {"search": search, "page_size": page_size, "cursor": cursor}
+    def list_agents(self, *, search: str | None = None, page_size: int = 100, cursor: str | None = None,
+                    archived: bool | None = None) -> JSON:
+        params = {"search": search, "page_size": page_size, "cursor": cursor,
+                  "archived": None if archived is None else str(archived).lower()}
         return self._json("GET", "/v1/convai/agents", params=params)
 
-    def iter_agents(self, *, search: str | None = None, page_size: int = 100) -> Iterator[JSON]:
-        """Every agent summary, following ``next_cursor`` until ``has_more`` is false."""
+    def iter_agents(self, *, search: str | None = None, page_size: int = 100,
+                    archived: bool | None = None) -> Iterator[JSON]:
+        """Every agent summary, following ``next_cursor`` until ``has_more`` is false. The platform lists archived
+        agents only when asked (``archived=True`` lists only those)."""
         cursor: str | None = None
         while True:
-            page = self.list_agents(search=search, page_size=page_size, cursor=cursor)
+            page = self.list_agents(search=search, page_size=page_size, cursor=cursor, archived=archived)
             yield from page.get("agents", [])
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor:
@@ -369,6 +373,10 @@ class PlatformClient:
             "group_by": ["hashed_xi_api_key"],
         }
         return self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
+
+    def get_convai_settings(self) -> JSON:
+        """The workspace's convai settings: its workspace-wide conversation-initiation webhook among them."""
+        return self._json("GET", "/v1/convai/settings")
 
     def get_subscription(self) -> JSON:
         """The account's plan (``tier``, credits used and allowed); needs ``user_read``."""

@@ -4,8 +4,10 @@ reconcile and bulk re-sync with their progress. Every action calls a service; ev
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin, messages
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.urls import path, reverse
@@ -196,7 +198,24 @@ class DriftAdmin(ReadOnlyScopedAdmin):
         allowed = access.workspaces_with(request.user, "sync.manage")
         if allowed is not None and not allowed:
             actions.pop("push_local_state", None)
+            return actions
+        # The apps' own answers to drift (Recreate from Keyward, Forget, Adopt): each checks the person's rights.
+        for action in registry.drift_actions():
+            actions[action.name] = (self._drift_action(action.name), action.name, action.label)
         return actions
+
+    def _drift_action(self, name: str) -> Any:
+        def run(model_admin: Any, request: HttpRequest, queryset: QuerySet) -> None:
+            done, refused = 0, []
+            for drift in queryset:
+                try:
+                    self.message_user(request, services.drift_act(actor=request.user, drift=drift, action=name))
+                    done += 1
+                except (ValueError, ValidationError, PermissionDenied) as exc:
+                    refused.append(f"{drift}: {' '.join(getattr(exc, 'messages', [str(exc)]))}")
+            _report_refusals(self, request, refused)
+
+        return run
 
 
 @admin.register(ReconcileRun)

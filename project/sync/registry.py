@@ -154,6 +154,39 @@ def objects_for(kind: str) -> ObjectLister:
         raise LookupError(f"kind {kind!r} does not support bulk re-sync") from None
 
 
+@dataclass(frozen=True)
+class DriftAction:
+    """Something a person can do about a drift row of one kind and problem, besides pushing local state: the
+    agents app offers "Recreate from Keyward" and "Forget" for an agent missing on the platform, the adoption code
+    "Adopt" for an object unknown to Keyward. ``run(actor, drift)`` returns a message or raises ValidationError /
+    PermissionDenied; the drift row is resolved by the next reconcile."""
+
+    name: str
+    label: str
+    kind: str
+    problem: str
+    run: Callable[[Any, Any], str]
+
+
+_drift_actions: dict[str, DriftAction] = {}
+
+
+def register_drift_action(action: DriftAction) -> DriftAction:
+    _drift_actions[action.name] = action
+    return action
+
+
+def drift_actions() -> list[DriftAction]:
+    return [_drift_actions[name] for name in sorted(_drift_actions)]
+
+
+def drift_action(name: str) -> DriftAction:
+    try:
+        return _drift_actions[name]
+    except KeyError:
+        raise LookupError(f"no drift action named {name!r}") from None
+
+
 def kinds() -> list[str]:
     return sorted(_handlers)
 

@@ -121,8 +121,10 @@ def test_lost_create_response_does_not_duplicate_agent(workspace, owner, platfor
     assert sum(1 for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])) == 1
 
 
-def test_remote_agent_deleted_behind_keyward_is_recreated(workspace, owner, platform,
-                                                         django_capture_on_commit_callbacks):
+def test_an_agent_deleted_on_the_platform_is_reported_not_recreated(workspace, owner, platform, emulator,
+                                                                    django_capture_on_commit_callbacks):
+    # Issue 17 reverses the earlier rule ("the database is the truth, recreate it"): on a team's real account an
+    # agent deleted there was deleted on purpose, so Keyward reports it and a person decides.
     with django_capture_on_commit_callbacks(execute=True):
         agent = services.agent_create(actor=owner, workspace=workspace, name="Phoenix", auth_mode="signed")
     agent.refresh_from_db()
@@ -131,5 +133,12 @@ def test_remote_agent_deleted_behind_keyward_is_recreated(workspace, owner, plat
     with django_capture_on_commit_callbacks(execute=True):
         services.agent_update(actor=owner, agent=agent, first_message="Back again")
     agent.refresh_from_db()
-    assert agent.remote_id and agent.remote_id != old
+    assert agent.remote_id == old and agent.missing_since is not None
+    assert not emulator.state_snapshot()["agents"]  # nothing recreated
+    job = SyncJob.objects.filter(kind="agent", object_id=str(agent.pk)).latest("id")
+    assert job.state == "failed" and "gone from the platform" in job.last_error
+    with django_capture_on_commit_callbacks(execute=True):
+        services.agent_recreate(actor=owner, agent=agent)  # the drift page's "Recreate from Keyward"
+    agent.refresh_from_db()
+    assert agent.remote_id and agent.remote_id != old and agent.missing_since is None
     assert platform.get_agent(agent.remote_id)["name"] == "Phoenix"

@@ -180,6 +180,13 @@ def test_pushing_local_state_restores_the_platform_and_is_audited(synced, platfo
     assert AuditEvent.objects.filter(action="sync.push").count() == 2
     services.outbox_drain()
     _reconcile("agent")
+    # Pushing brings back a hand edit; an agent deleted on the platform is not recreated by a push (issue 17):
+    # that takes the drift page's explicit "Recreate from Keyward".
+    (missing,) = Drift.objects.all()
+    assert (missing.object_id, missing.problem) == (str(beta.pk), "missing_remotely")
+    services.drift_act(actor=owner, drift=missing, action="agent_recreate")
+    services.outbox_drain()
+    _reconcile("agent")
     assert not Drift.objects.exists()
     assert platform.get_agent(alpha.remote_id)["name"] == "Alpha"
 

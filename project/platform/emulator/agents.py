@@ -85,10 +85,19 @@ def _check_agent_fields(body: dict[str, Any], *, creating: bool) -> None:
 class AgentRoutes(EmulatorCore):
     """Agent CRUD and everything that starts a conversation with an agent."""
 
+    #: How PATCH treats nested objects, which the platform leaves UNCONFIRMED: "merge" deep-merges dicts (lists
+    #: replace); "replace" swaps each top-level object sent (conversation_config, platform_settings) for the one in
+    #: the body, with the platform's defaults filled in. Keyward's push must be right under both.
+    patch_mode = "merge"
+
     def _reset_resources(self) -> None:
         super()._reset_resources()
         self._agents: dict[str, dict[str, Any]] = {}
         self._live_counts: dict[str, int] = {}
+        self._convai_settings: dict[str, Any] = {"conversation_initiation_client_data_webhook": None,
+                                                 "webhooks": None, "can_use_mcp_servers": True,
+                                                 "rag_retention_period_days": None,
+                                                 "conversation_embedding_retention_days": None}
 
     def _object_counts(self) -> dict[str, int]:
         return {**super()._object_counts(), "agents": len(self._agents)}
@@ -193,11 +202,15 @@ class AgentRoutes(EmulatorCore):
         body = require_object(call.body)
         _check_agent_fields(body, creating=False)
         self._check_agent_references(body)
-        # UNCONFIRMED merge semantics: dicts deep-merge, lists (the allowlist, tool_ids) replace.
+        # UNCONFIRMED merge semantics (see patch_mode): by default dicts deep-merge, lists (the allowlist, tool_ids)
+        # replace.
+        replace = self.patch_mode == "replace"
         if body.get("conversation_config") is not None:
-            agent["conversation_config"] = deep_merge(agent["conversation_config"], body["conversation_config"])
+            base = CONVERSATION_CONFIG_DEFAULTS if replace else agent["conversation_config"]
+            agent["conversation_config"] = deep_merge(base, body["conversation_config"])
         if body.get("platform_settings") is not None:
-            agent["platform_settings"] = deep_merge(agent["platform_settings"], body["platform_settings"])
+            base = PLATFORM_SETTINGS_DEFAULTS if replace else agent["platform_settings"]
+            agent["platform_settings"] = deep_merge(base, body["platform_settings"])
         if body.get("name") is not None:
             agent["name"] = body["name"]
         if body.get("tags") is not None:
@@ -245,6 +258,53 @@ class AgentRoutes(EmulatorCore):
         # A filter naming an unknown agent simply counts nothing (no 404), like other list filters.
         ids = wanted or list(self._live_counts)
         return 200, {"count": sum(self._live_counts.get(a, 0) for a in ids)}
+
+    # --- the workspace's convai settings (its workspace-wide conversation-initiation webhook) ----------------
+
+    @route("GET", "/v1/convai/settings", scopes=CONVAI_READ)
+    def _convai_settings_get(self, call: Call) -> Reply:
+        return 200, copy.deepcopy(self._convai_settings)
+
+    @route("PATCH", "/v1/convai/settings", scopes=CONVAI_WRITE)
+    def _convai_settings_update(self, call: Call) -> Reply:
+        body = require_object(call.body)
+        hook = body.get("conversation_initiation_client_data_webhook", "absent")
+        if hook != "absent":
+            if hook is not None and (not isinstance(hook, dict) or not isinstance(hook.get("url"), str)):
+                raise invalid(("body", "conversation_initiation_client_data_webhook", "url"), "Field required",
+                              "missing", hook)
+            self._convai_settings["conversation_initiation_client_data_webhook"] = (
+                {"url": hook["url"], "request_headers": dict(hook.get("request_headers") or {})} if hook else None)
+        return 200, copy.deepcopy(self._convai_settings)
+
+    # --- objects "built elsewhere" (tests, make run's demo, run_emulator --seed) ---------------------------------
+
+    def seed_agent(self, *, name: str, prompt: str = "", voice_id: str = "", tool_ids: list[str] | None = None,
+                   tags: list[str] | None = None, auth: dict[str, Any] | None = None,
+                   max_duration_seconds: int | None = None, archived: bool = False) -> str:
+        """An agent as a team builds it in the platform's dashboard: prompt, voice, tools, its own tags and auth."""
+        with self._lock:
+            agent_id = random_id("agent_")
+            config: dict[str, Any] = {"agent": {"first_message": f"Hi, this is {name}.",
+                                                "prompt": {"prompt": prompt, "tool_ids": list(tool_ids or [])}},
+                                      "tts": {"voice_id": voice_id or "cgSgspJ2msm6clMCkdW9"}}
+            if max_duration_seconds is not None:
+                config["conversation"] = {"max_duration_seconds": max_duration_seconds}
+            now = self._now()
+            self._agents[agent_id] = {
+                "agent_id": agent_id, "name": name,
+                "conversation_config": deep_merge(CONVERSATION_CONFIG_DEFAULTS, config),
+                "platform_settings": deep_merge(PLATFORM_SETTINGS_DEFAULTS, {"auth": auth or {},
+                                                                             "archived": archived}),
+                "tags": list(tags or []), "created": now, "updated": now, "seq": self._next_seq(),
+            }
+            self.changes += 1
+            return agent_id
+
+    def set_workspace_webhook(self, url: str | None, headers: dict[str, Any] | None = None) -> None:
+        with self._lock:
+            self._convai_settings["conversation_initiation_client_data_webhook"] = (
+                {"url": url, "request_headers": dict(headers or {})} if url else None)
 
     def set_live_count(self, agent_id: str, count: int) -> None:
         """Tests and the control route set how many conversations an agent has running."""

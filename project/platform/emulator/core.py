@@ -110,7 +110,7 @@ class EmulatorCore:
 
     #: The attributes that hold the account's objects (what a restart must keep); faults and call counts are not.
     STATE_ATTRIBUTES = ("_agents", "_live_counts", "_auth_connections", "_secrets", "_tools", "_service_accounts",
-                        "_keys", "_key_ids_by_hash", "_usage")
+                        "_keys", "_key_ids_by_hash", "_usage", "_convai_settings")
 
     def state_dump(self) -> dict[str, Any]:
         """Everything the account holds, as JSON-able data (``run_emulator --state-dir`` writes it to disk)."""

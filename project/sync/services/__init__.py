@@ -16,6 +16,7 @@ from project.sync.services.outbox import (
     worker_name,
 )
 from project.sync.services.reconcile import (
+    drift_act,
     drift_push,
     reconcile_execute,
     reconcile_run,
@@ -29,6 +30,7 @@ __all__ = [
     "Outcome",
     "_kick",
     "backoff_seconds",
+    "drift_act",
     "drift_push",
     "job_discard",
     "job_enqueue",

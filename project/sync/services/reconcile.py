@@ -305,6 +305,26 @@ def reconcile_execute(*, run_id: int | None = None, kind: str | None = None,
 
 
 # --- acting on drift ------------------------------------------------------------------------------------------
+def drift_act(*, actor: Actor, drift: Drift, action: str) -> str:
+    """Run a registered drift action (Recreate from Keyward, Forget, Adopt, …) on one drift row: it must match
+    the action's kind and problem; the action checks the actor's rights and audits what it changes, and this
+    marks the row acted upon (audited as sync.drift_action). Returns the action's message."""
+    chosen = registry.drift_action(action)
+    if (drift.kind, drift.problem) != (chosen.kind, chosen.problem):
+        raise ValueError(f"{drift}: “{chosen.label}” applies to {chosen.kind} drift of kind {chosen.problem}")
+    message = chosen.run(actor, drift)
+    with transaction.atomic():
+        locked = Drift.objects.select_for_update().filter(pk=drift.pk).first()
+        if locked is not None:
+            locked.pushed_at = timezone.now()
+            locked.save(update_fields=["pushed_at", "updated_at"])
+        record(actor=actor, action="sync.drift_action", target=drift, workspace_id=drift.workspace_id,
+               changes={"action": action, "kind": drift.kind, "object_id": drift.object_id,
+                        "remote_id": drift.remote_id})
+    return message
+
+
+
 @transaction.atomic
 def drift_push(*, actor: Actor, drift: Drift) -> SyncJob:
     """Push the local state of a drifted object: enqueue an upsert (coalesced with any pending job) and mark
