@@ -6,7 +6,9 @@ class AgentsConfig(AppConfig):
     verbose_name = "Agents"
 
     def ready(self) -> None:
-        from agents import sync  # noqa: F401  (registers the outbox handler)
+        from agents import discovery, sync  # noqa: F401  (registers the outbox handler)
+
+        discovery.register()
         from workspaces.services.platform_accounts import SYNCED_OBJECT_COUNTERS
 
         # A workspace whose agents are on its platform account cannot move to another account.

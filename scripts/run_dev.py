@@ -94,6 +94,9 @@ def main() -> int:
         spawn([PY, "manage.py", "run_emulator", "--host", "127.0.0.1", "--port", str(args.emulator_port),
                "--account", f"default={env['PLATFORM_API_KEY']}",
                "--account", f"globex={env['KEYWARD_DEMO_SECOND_ACCOUNT_KEY']}",
+               # Globex's account already holds agents, secrets, tools and keys its team built on the platform
+               # (seeded once): the tour's Discover and Adopt take them over.
+               "--seed", f"globex={ROOT / 'project' / 'platform' / 'emulator' / 'demo_seed.json'}",
                "--state-dir", str(ROOT / "var" / "emulator")], "the platform emulator")
         if not wait_for_port("127.0.0.1", args.emulator_port):
             print("The emulator did not start; see the output above.", file=sys.stderr)

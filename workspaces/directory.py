@@ -69,6 +69,11 @@ class WorkspaceAccountDirectory:
             result.setdefault(account_id, set()).add(workspace_id)
         return result
 
+    def workspace_prefixes(self, account_id: int) -> dict[int, str]:
+        from workspaces.models import Workspace
+
+        return dict(Workspace.objects.filter(platform_account_id=account_id).values_list("pk", "remote_prefix"))
+
     def describe_accounts(self) -> list[dict[str, object]]:
         from django.conf import settings
         from django.utils import timezone

@@ -87,6 +87,12 @@ def event(
     )
 
 
+def record_many(events: list[AuditEvent]) -> None:
+    """Append many events built with event() in one insert (adoption of a whole account audits each object)."""
+    if events:
+        AuditEvent.objects.bulk_create(events, batch_size=1000)
+
+
 def record(
     *,
     actor: Actor,

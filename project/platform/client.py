@@ -64,6 +64,8 @@ class PlatformClient:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.last_concurrency: tuple[int, int] | None = None
+        #: Calls made so far (a discovery run reports how many it took); counted under the GIL, so exact enough.
+        self.calls = 0
         #: Told of every call's outcome that says something about the account: None for a success, the error for
         #: a refused key or an unavailable platform (the account's state on its admin page). Not per-object errors.
         self.outcome_listener: Callable[[PlatformError | None], None] | None = None
@@ -102,6 +104,7 @@ class PlatformClient:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         clean_params = {k: v for k, v in (params or {}).items() if v is not None} or None
         started = time.monotonic()
+        self.calls += 1
         failure: PlatformError | None = None
         try:
             response = self._http.request(method, path, params=clean_params, json=json, headers=headers)
@@ -255,6 +258,17 @@ class PlatformClient:
             if not cursor:
                 return secrets
 
+    def iter_secrets(self, *, page_size: int = 100) -> Iterator[JSON]:
+        """Every workspace secret, a page at a time (with ``page_size`` the platform pages; without, it answers
+        with all of them at once)."""
+        cursor: str | None = None
+        while True:
+            page = self._json("GET", "/v1/convai/secrets", params={"page_size": page_size, "cursor": cursor})
+            yield from page.get("secrets", [])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
     def secret_id_named(self, name: str) -> str | None:
         """The id of the workspace secret called `name`, or None: how a create whose answer was lost is found."""
         if not name:
@@ -279,14 +293,17 @@ class PlatformClient:
         self._request("DELETE", f"/v1/convai/tools/{_seg(tool_id)}", params=params)
 
     def list_tools(self) -> list[JSON]:
-        tools: list[JSON] = []
+        return list(self.iter_tools())
+
+    def iter_tools(self, *, page_size: int = 100) -> Iterator[JSON]:
+        """Every tool, a page at a time."""
         cursor: str | None = None
         while True:
-            page = self._json("GET", "/v1/convai/tools", params={"page_size": 100, "cursor": cursor})
-            tools.extend(page.get("tools", []))
+            page = self._json("GET", "/v1/convai/tools", params={"page_size": page_size, "cursor": cursor})
+            yield from page.get("tools", [])
             cursor = page.get("next_cursor")
             if not page.get("has_more") or not cursor:
-                return tools
+                return
 
     # --- workspace auth connections --------------------------------------------------------------
 
@@ -425,6 +442,9 @@ class AccountDirectory(Protocol):
     def accounts_with_workspaces(self) -> dict[int, set[int]]:
         """Every account's id with the ids of the workspaces bound to it."""
 
+    def workspace_prefixes(self, account_id: int) -> dict[int, str]:
+        """The ids of the workspaces bound to the account, each with the prefix of its objects' remote names."""
+
     def record_outcome(self, account_id: int, error: PlatformError | None) -> None:
         """Note a call's outcome on the account (throttled by the directory)."""
 
@@ -512,6 +532,13 @@ def accounts_with_workspaces() -> dict[int | None, set[int] | None]:
     if _directory is None or _override is not None:
         return {None: None}
     return dict(_directory.accounts_with_workspaces())
+
+
+def workspace_prefixes(account_id: int | None) -> dict[int, str]:
+    """The workspaces bound to an account with their remote-name prefixes ({} without a directory)."""
+    if _directory is None or account_id is None:
+        return {}
+    return dict(_directory.workspace_prefixes(account_id))
 
 
 def default_account_id() -> int | None:

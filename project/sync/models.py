@@ -177,3 +177,90 @@ class Drift(TimeStampedModel):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.object_repr or self.object_id or self.remote_id}: {self.get_problem_display()}"
+
+
+class DiscoveryRun(TimeStampedModel):
+    """One read of everything a platform account holds (a Discover, or the guardrails' periodic refresh).
+
+    Each remote object read is an Observation; an object observed before and not read again is gone (deleted on
+    the platform since), counted here with a sample of its labels. While a run of an account is running, nothing
+    is adopted from that account.
+    """
+
+    class Purpose(models.TextChoices):
+        DISCOVER = "discover", "Discover"
+        REFRESH = "refresh", "Guardrail refresh"
+
+    class State(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    OPEN_STATES = (State.QUEUED, State.RUNNING)
+
+    account_id = models.BigIntegerField(help_text="workspaces.PlatformAccount")
+    purpose = models.CharField(max_length=10, choices=Purpose.choices, default=Purpose.DISCOVER)
+    state = models.CharField(max_length=8, choices=State.choices, default=State.QUEUED)
+    requested_by = models.CharField(max_length=200, default="system")
+    counts = models.JSONField(default=dict, blank=True, help_text="objects read per kind")
+    unmanaged = models.JSONField(default=dict, blank=True, help_text="objects Keyward does not manage, per kind")
+    gone = models.JSONField(default=list, blank=True, help_text="objects observed before and gone since (sample)")
+    gone_count = models.PositiveIntegerField(default=0)
+    calls = models.PositiveIntegerField(default=0, help_text="platform calls made")
+    error = models.TextField(blank=True)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        indexes = [
+            # "Is a run of this account in progress?" (adoption refuses meanwhile) and the account's newest run.
+            models.Index(fields=["account_id", "state"], name="discovery_account_state_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_purpose_display()} of account {self.account_id} ({self.state})"
+
+
+class Observation(TimeStampedModel):
+    """A remote object of a platform account as it was last read: its security-relevant facts (never a secret
+    value), and the local object that governs it, if any. What guardrails judge and what Discover lists."""
+
+    workspace_path = "workspace_id"
+
+    account_id = models.BigIntegerField(help_text="workspaces.PlatformAccount")
+    kind = models.CharField(max_length=40)
+    remote_id = models.CharField(max_length=128)
+    label = models.CharField(max_length=200, blank=True)
+    facts = models.JSONField(default=dict, blank=True)
+    # The local object adopted from (or made for) it; empty for an object Keyward does not manage.
+    object_id = models.CharField(max_length=64, blank=True)
+    # The workspace of that local object; for an unmanaged object, the workspace it would be adopted into when
+    # that is clear (the account's only workspace, or the one whose name prefix it carries), else empty.
+    workspace_id = models.BigIntegerField(null=True, blank=True)
+    # The guardrail rules the live object breaks (rule codes), written by the guardrail pass.
+    findings = models.JSONField(default=list, blank=True)
+    # Why the last adoption of this object was refused (cleared when adopted).
+    note = models.CharField(max_length=300, blank=True)
+    run = models.ForeignKey(DiscoveryRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    observed_at = models.DateTimeField(default=timezone.now)
+
+    objects = RestrictedManager()
+
+    class Meta:
+        ordering = ["kind", "label", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account_id", "kind", "remote_id"], name="observation_unique_remote"),
+        ]
+        indexes = [
+            # Discover's list: an account's objects Keyward does not manage, by kind.
+            models.Index(fields=["account_id", "kind", "object_id"], name="observation_account_kind_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.label or self.remote_id}"
+
+    @property
+    def managed(self) -> bool:
+        return bool(self.object_id)

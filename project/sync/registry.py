@@ -218,3 +218,79 @@ def listening(listener: Callable[[int, int | None], None] | None) -> contextvars
 
 def stop_listening(token: contextvars.Token) -> None:
     _progress.reset(token)
+
+
+# --- discovery and adoption: what an account holds that Keyward may not manage yet ------------------------------
+@dataclass(frozen=True)
+class Observed:
+    """A remote object as read from the platform: its id, a label, and its security-relevant facts (plain JSON,
+    never a secret value). What the facts hold per kind is the observer's contract with the guardrails."""
+
+    remote_id: str
+    label: str
+    facts: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Adopted:
+    """What an adopter did with a batch: ``adopted`` maps remote id → new local object id, ``refused`` maps
+    remote id → the reason (shown to the person on that object's row; nothing of it was created)."""
+
+    adopted: Mapping[str, str] = field(default_factory=dict)
+    refused: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Discoverable:
+    """A kind of remote object discovery reads, and how Keyward takes it over.
+
+    ``observe(client)`` yields every object of the kind on the account as ``Observed`` (paging through the
+    platform's lists; never the whole account in memory). ``governed(remote_ids)`` says which of them a local
+    row already governs: ``{remote_id: (object_id, workspace_id)}``. ``adopt(actor, workspace, observations)``
+    creates the local rows for a batch of unmanaged observations in one transaction, changes nothing on the
+    platform, and returns ``Adopted`` (the runner audits each object as ``platform.adopt``); None: observed only
+    (the workspace-wide webhook). ``needs(observation)`` names the ``(kind, remote_id)`` objects that must be
+    adopted first (a tool's secrets, a key's service account). ``order`` sorts kinds for discovery and adoption.
+    """
+
+    kind: str
+    title: str
+    order: int
+    #: The audit trail's object type of the local rows adoption makes ("agents.agent").
+    object_type: str
+    observe: Callable[[PlatformClient], Iterable[Observed]]
+    governed: Callable[[list[str]], Mapping[str, tuple[str, int | None]]]
+    adopt: Callable[[Any, Any, list[Any]], Adopted] | None = None
+    needs: Callable[[Any], Iterable[tuple[str, str]]] | None = None
+
+
+_discoverables: dict[str, Discoverable] = {}
+# Called with (account_id, workspace_ids touched or None) after a discovery run or an adoption: the guardrails.
+_observation_listeners: list[Callable[[int, set[int] | None], None]] = []
+
+
+def register_discoverable(discoverable: Discoverable) -> Discoverable:
+    _discoverables[discoverable.kind] = discoverable
+    return discoverable
+
+
+def discoverables() -> list[Discoverable]:
+    return sorted(_discoverables.values(), key=lambda d: (d.order, d.kind))
+
+
+def discoverable(kind: str) -> Discoverable:
+    try:
+        return _discoverables[kind]
+    except KeyError:
+        raise LookupError(f"no discoverable kind {kind!r}") from None
+
+
+def on_observations_changed(listener: Callable[[int, set[int] | None], None]) -> None:
+    """Register ``listener(account_id, workspace_ids)``, called after a discovery run of the account (the
+    workspace ids: None) and after an adoption (the workspaces adopted into). Registered once per process."""
+    if listener not in _observation_listeners:
+        _observation_listeners.append(listener)
+
+
+def observation_listeners() -> list[Callable[[int, set[int] | None], None]]:
+    return list(_observation_listeners)

@@ -36,3 +36,21 @@ def prune_done_jobs() -> int:
     """Periodic (SYNC_PRUNE_INTERVAL_SECONDS): delete done jobs finished over SYNC_DONE_RETENTION_DAYS ago that a
     newer job of their object replaced."""
     return services.sync_jobs_prune(actor=SYSTEM)
+
+
+@shared_task(name="sync.discover", ignore_result=True, soft_time_limit=LONG_SOFT_LIMIT, time_limit=LONG_HARD_LIMIT)
+def discover(run_id: int) -> None:
+    """Run a queued discovery of a platform account."""
+    from project.sync.services.discovery import discovery_execute
+
+    discovery_execute(run_id=run_id)
+
+
+@shared_task(name="sync.refresh_observations", ignore_result=True, soft_time_limit=LONG_SOFT_LIMIT,
+             time_limit=LONG_HARD_LIMIT)
+def refresh_observations() -> int:
+    """Periodic (GUARDRAIL_INTERVAL_SECONDS): run discovery runs the broker never delivered, then read every
+    platform account that has workspaces again, so the guardrails judge the live state."""
+    from project.sync.services.discovery import discovery_sweep
+
+    return discovery_sweep()

@@ -623,7 +623,7 @@ def test_run_emulator_command_refuses_non_loopback_and_prints_the_url(monkeypatc
     with pytest.raises(CommandError):
         Command().handle(host="0.0.0.0", port=0, api_key="k")
 
-    monkeypatch.setattr(Command, "_wait", lambda self: None)
+    monkeypatch.setattr(Command, "_wait", lambda self, stop: None)
     out = io.StringIO()
     Command(stdout=out).handle(host="127.0.0.1", port=0, api_key="dev-key")
     assert re.search(r"listening on http://127\.0\.0\.1:\d+", out.getvalue())

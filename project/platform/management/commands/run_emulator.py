@@ -36,6 +36,10 @@ class Command(BaseCommand):
         parser.add_argument("--account", action="append", default=[], metavar="NAME=KEY",
                             help="An isolated account answering to KEY (repeatable).")
         parser.add_argument("--state-dir", default=None, help="Keep each account's objects in DIR across restarts.")
+        parser.add_argument("--seed", action="append", default=[], metavar="[NAME=]FILE",
+                            help="Fill an account (the first one without NAME=) with objects \"built elsewhere\" "
+                                 "from a JSON fixture, once: an account whose state was loaded is not seeded "
+                                 "(repeatable).")
 
     def handle(self, *args: Any, **options: Any) -> None:
         host = options["host"]
@@ -43,12 +47,17 @@ class Command(BaseCommand):
         if not is_loopback_host(host):
             raise CommandError(f"refusing to bind {host!r}: the emulator only listens on loopback addresses")
         accounts = self._accounts(options)
+        seeds = self._seeds(options, [name for name, _ in accounts])
         hub = EmulatorHub()
         for name, key in accounts:
             hub.add_account(name, api_key=key)
-        state_dir = Path(options["state_dir"]) if options["state_dir"] else None
-        if state_dir is not None:
-            self._load(hub, state_dir)
+        state_dir = Path(options["state_dir"]) if options.get("state_dir") else None
+        loaded = self._load(hub, state_dir) if state_dir is not None else set()
+        for name, fixture in seeds:
+            if name not in loaded:
+                counts = hub.account(name).seed(fixture)
+                self.stdout.write(f"Account {name!r}: seeded with objects built elsewhere "
+                                  f"({', '.join(f'{v} {k}' for k, v in counts.items() if v)})")
         try:
             server = hub.serve(host=host, port=options["port"])
         except OSError as exc:
@@ -71,19 +80,36 @@ class Command(BaseCommand):
                 self._save(hub, state_dir, force=True)
             self.stdout.write("Platform emulator stopped")
 
+    def _seeds(self, options: dict[str, Any], names: list[str]) -> list[tuple[str, dict[str, Any]]]:
+        seeds = []
+        for spec in options.get("seed") or []:
+            name, sep, path = spec.partition("=")
+            name, path = (name.strip(), path.strip()) if sep else (names[0], spec)
+            if name not in names:
+                raise CommandError(f"--seed names account {name!r}, which is not one of {', '.join(names)}")
+            try:
+                fixture = json.loads(Path(path).read_text())
+            except (OSError, ValueError) as exc:
+                raise CommandError(f"cannot read the seed fixture {path}: {exc}") from None
+            if not isinstance(fixture, dict):
+                raise CommandError(f"the seed fixture {path} must hold a JSON object")
+            seeds.append((name, fixture))
+        return seeds
+
     def _accounts(self, options: dict[str, Any]) -> list[tuple[str, str]]:
         accounts = []
-        for spec in options["account"]:
+        for spec in options.get("account") or []:
             name, sep, key = spec.partition("=")
             if not sep or not name.strip() or not key.strip():
                 raise CommandError(f"--account takes NAME=KEY, not {spec!r}")
             accounts.append((name.strip(), key.strip()))
         if not accounts:
-            key = options["api_key"] or getattr(settings, "PLATFORM_API_KEY", None) or "emulator-dev-key"
+            key = options.get("api_key") or getattr(settings, "PLATFORM_API_KEY", None) or "emulator-dev-key"
             accounts.append(("default", key))
         return accounts
 
-    def _load(self, hub: EmulatorHub, state_dir: Path) -> None:
+    def _load(self, hub: EmulatorHub, state_dir: Path) -> set[str]:
+        loaded = set()
         for name, account in hub.accounts.items():
             path = state_dir / f"{name}.json"
             if path.exists():
@@ -92,6 +118,8 @@ class Command(BaseCommand):
                 except (OSError, ValueError) as exc:
                     raise CommandError(f"cannot read the saved state of account {name!r} ({path}): {exc}") from None
                 self.stdout.write(f"Account {name!r}: state loaded from {path}")
+                loaded.add(name)
+        return loaded
 
     _saved: dict[str, int] = {}
 
