@@ -32,6 +32,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django_otp import DEVICE_ID_SESSION_KEY
 
+from project.sync.models import Observation
 from tests.factories import (
     AccessAttemptFactory,
     AccessLogFactory,
@@ -68,6 +69,10 @@ FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
                                                remote_id=f"agent_{tag}", problem="differs",
                                                fields={"name": ["here", "there"]}),
     "sync.reconcilerun": lambda ws, tag: ReconcileRunFactory(finished=True, requested_by=f"{tag} admin"),
+    "sync.observation": lambda ws, tag: Observation.objects.create(
+        account_id=ws.platform_account_id, kind="agent", remote_id=f"agent_{tag}", label=f"{tag} agent",
+        workspace_id=ws.pk, facts={"enable_auth": False, "allowlist": ["a.example"], "max_duration_seconds": 600},
+        findings=["shareable_open"]),
 }
 
 
@@ -246,6 +251,7 @@ EXTRA: dict[str, tuple[int, str]] = {
     "secrets_app.usercredential": (1, "provider filter choices"),
     "sync.drift": (1, "workspace filter choices"),
     "sync.reconcilerun": (1, "is a run going? (the page's notice)"),
+    "sync.observation": (1, "platform account filter choices"),
     "sync.syncjob": (2, "state summary counts, workspace filter choices"),
 }
 

@@ -32,6 +32,7 @@ from django.views.decorators.debug import sensitive_post_parameters
 from project import access
 from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin, badge
 from project.platform.errors import PlatformError
+from project.sync.services import discovery
 from workspaces import access as policy
 from workspaces import selectors, services
 from workspaces.forms import (
@@ -590,6 +591,7 @@ class PlatformAccountAdmin(WorkspaceScopedAdmin):
     def render_change_form(self, request: HttpRequest, context: dict[str, Any], add: bool = False,
                            change: bool = False, form_url: str = "", obj: Model | None = None) -> Any:
         context["can_manage"] = obj is not None and self._may_manage(request, obj)
+        context["can_discover"] = obj is not None and discovery.may_discover(request.user, obj.pk)
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- pages ---
@@ -599,7 +601,14 @@ class PlatformAccountAdmin(WorkspaceScopedAdmin):
                 path("<path:object_id>/rotate/", view(self.rotate_view), name="workspaces_platformaccount_rotate"),
                 path("<path:object_id>/revoke-previous/", view(self.revoke_previous_view),
                      name="workspaces_platformaccount_revoke_previous"),
+                path("<path:object_id>/discover/", view(self.discover_view),
+                     name="workspaces_platformaccount_discover"),
                 *super().get_urls()]
+
+    def discover_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from workspaces.admin_discovery import discover_page
+
+        return discover_page(self, request, object_id)
 
     def _managed(self, request: HttpRequest, object_id: str) -> PlatformAccount:
         account = self.get_object(request, unquote(object_id))  # 404 outside the person's workspaces
@@ -684,3 +693,6 @@ class EnvironmentAdmin(WorkspaceScopedAdmin):
         workspace = obj.workspace if change else form.cleaned_data["workspace"]
         return services.environment_save(actor=request.user, workspace=workspace,
                                          environment=obj if change else None, **data)
+
+
+from workspaces import admin_discovery  # noqa: E402,F401  (registers the observations' list)

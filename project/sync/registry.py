@@ -270,8 +270,19 @@ _observation_listeners: list[Callable[[int, set[int] | None], None]] = []
 
 
 def register_discoverable(discoverable: Discoverable) -> Discoverable:
+    """Register a kind for discovery; an adoptable one also gets the drift page's "Adopt" for its objects unknown
+    to Keyward."""
     _discoverables[discoverable.kind] = discoverable
+    if discoverable.adopt is not None:
+        register_drift_action(DriftAction(f"adopt_{discoverable.kind}", "Adopt into Keyward (nothing changes on the "
+                                          "platform)", discoverable.kind, UNKNOWN_LOCALLY, _adopt_from_drift))
     return discoverable
+
+
+def _adopt_from_drift(actor: Any, drift: Any) -> str:
+    from project.sync.services.discovery import adopt_from_drift
+
+    return adopt_from_drift(actor, drift)
 
 
 def discoverables() -> list[Discoverable]:

@@ -29,8 +29,10 @@ class Tenant:
 
 
 @pytest.fixture
-def hub() -> Iterator[EmulatorHub]:
+def hub(settings) -> Iterator[EmulatorHub]:
     hub = EmulatorHub()
+    # The default account (made from the settings) is there too, empty: a reconcile reads every account.
+    hub.add_account("default", api_key=settings.PLATFORM_API_KEY)
     for name, key in KEYS.items():
         hub.add_account(name, api_key=f"root-{name}-unused-0000000000").install_key(key, service_account="keyward")
     platform_client.set_client(None)

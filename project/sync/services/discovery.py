@@ -68,6 +68,15 @@ def _require_discover(actor: Actor, account_id: int) -> None:
                                "workspace bound to it.")
 
 
+def may_discover(actor: Actor, account_id: int) -> bool:
+    """Whether the actor may discover the account and see its Discover page."""
+    try:
+        _require_discover(actor, account_id)
+    except PermissionDenied:
+        return False
+    return True
+
+
 def open_run(account_id: int) -> DiscoveryRun | None:
     """The account's queued or running run, if any; one whose worker was lost (no heartbeat) is closed here."""
     now = timezone.now()
@@ -374,3 +383,27 @@ def discovery_sweep(*, client: Any | None = None) -> int:
         except (errors.PlatformError, DecryptionError, LookupError) as exc:
             logger.warning("guardrail refresh of platform account %s failed: %s", account_id, exc)
     return made
+
+
+# --- the drift page's "Adopt" for an object unknown to Keyward ---------------------------------------------------
+def adopt_from_drift(actor: Actor, drift: Any) -> str:
+    """Adopt the remote object a drift row reports as unknown to Keyward, into the workspace it would go to (the
+    account's only workspace, or the one its name prefix names); otherwise the Discover page asks which."""
+    if drift.account_id is None:
+        raise ValidationError("This drift row does not say which platform account it was read from; reconcile "
+                              "again, then adopt.")
+    observation = Observation.objects.filter(account_id=drift.account_id, kind=drift.kind,
+                                             remote_id=drift.remote_id).first()
+    if observation is None:
+        raise ValidationError("Keyward has not discovered this object yet: run Discover on its platform account, "
+                              "then adopt it there or here.")
+    if observation.object_id:
+        raise ValidationError(f"{observation.label or observation.remote_id} is already adopted.")
+    if observation.workspace_id is None:
+        raise ValidationError("Which workspace it belongs to is not clear (the account has several): adopt it "
+                              "from the account's Discover page, choosing the workspace.")
+    report = adopt(actor=actor, account_id=drift.account_id, workspace_id=observation.workspace_id,
+                   observation_ids=[observation.pk])
+    if report.refused:
+        raise ValidationError("; ".join(reason for _, reason in report.refused))
+    return report.summary()

@@ -224,8 +224,11 @@ def reconcile_run(*, run: ReconcileRun, client: Any | None = None,
                 for account_id, workspace_ids in accounts.items():
                     try:
                         account_client = client or client_for_account(account_id)
-                        items += [replace(item, account_id=item.account_id or account_id) for item in
-                                  registry.reconciler_for(kind)(account_client, workspace_ids)]
+                        # A remote object nobody local owns concerns the account's workspace when it has one.
+                        alone = next(iter(workspace_ids)) if workspace_ids and len(workspace_ids) == 1 else None
+                        items += [replace(item, account_id=item.account_id or account_id,
+                                          workspace_id=item.workspace_id if item.workspace_id is not None else alone)
+                                  for item in registry.reconciler_for(kind)(account_client, workspace_ids)]
                     except (errors.PlatformError, LookupError, DecryptionError) as exc:
                         where = f" (platform account {account_id})" if account_id else ""
                         problems.append(f"{kind}{where}: {exc}")
