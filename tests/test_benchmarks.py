@@ -49,6 +49,8 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
      ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
     ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
+    ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],
+     ["discovery:", "platform calls:", "adoption:", "guardrail pass:", "discovery + adoption:", "peak memory:"]),
 ])
 def test_the_embedded_benchmarks_run(script, args, lines):
     out = _run(script, args, None)  # a temporary SQLite file of their own

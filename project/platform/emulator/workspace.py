@@ -104,7 +104,7 @@ class WorkspaceRoutes(AgentRoutes):
     def _used_by(self, secret_id: str, limit: int | None) -> dict[str, Any]:
         tools = self._tools_using_secret(secret_id)
         tool_ids = {t["id"] for t in tools}
-        agents = [a for a in self._agents.values() if tool_ids & set(self._agent_tool_ids(a))]
+        agents = [a for a in self._agents.values() if tool_ids & set(self._agent_tool_ids(a))] if tool_ids else []
         shown_tools = tools if limit is None else tools[:limit]
         shown_agents = agents if limit is None else agents[:limit]
         return {

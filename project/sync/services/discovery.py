@@ -309,7 +309,10 @@ def _adopt_batch(actor: Actor, workspace_id: int, discoverable: registry.Discove
                 observation.note = reason[:300]
                 report.refused.append((observation.label or observation.remote_id, reason))
             observation.updated_at = now
-        Observation.objects.bulk_update(batch, ["object_id", "workspace_id", "note", "updated_at"], batch_size=BATCH)
+        # One upsert statement per batch: bulk_update's CASE per row costs seconds per thousand rows.
+        Observation.objects.bulk_create(batch, batch_size=BATCH, update_conflicts=True,
+                                        unique_fields=["account_id", "kind", "remote_id"],
+                                        update_fields=["object_id", "workspace_id", "note", "updated_at"])
         record_many(events)
         report.adopted[discoverable.kind] = report.adopted.get(discoverable.kind, 0) + len(events)
 
