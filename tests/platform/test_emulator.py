@@ -647,3 +647,31 @@ def test_the_demo_oauth_token_endpoint_answers_the_refresh_grant_only():
         assert http.post(url, data={k: v for k, v in good.items() if k != "client_id"}).status_code == 401
         refused = http.post(url, data={**good, "refresh_token": "revoked-1"})
         assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+
+
+def test_run_emulator_seeds_an_account_once_and_keeps_its_state_across_restarts(monkeypatch, tmp_path) -> None:
+    import json
+
+    from django.core.management.base import CommandError
+
+    from project.platform.management.commands.run_emulator import Command
+
+    monkeypatch.setattr(Command, "_wait", lambda self, stop: None)
+    fixture = tmp_path / "seed.json"
+    fixture.write_text(json.dumps({"agents": [{"name": "Built elsewhere", "auth": {"enable_auth": True}}],
+                                   "secrets": [{"name": "crm_token"}]}))
+    state = tmp_path / "state"
+    options = {"host": "127.0.0.1", "port": 0, "account": ["main=k1", "other=k2"], "state_dir": str(state),
+               "seed": [f"other={fixture}"]}
+    first = io.StringIO()
+    Command(stdout=first).handle(**options)
+    assert "Account 'other': seeded with objects built elsewhere (1 secrets, 1 agents)" in first.getvalue()
+    saved = json.loads((state / "other.json").read_text())
+    assert [a["name"] for a in saved["_agents"].values()] == ["Built elsewhere"]
+    assert not json.loads((state / "main.json").read_text())["_agents"]
+    again = io.StringIO()
+    Command(stdout=again).handle(**options)  # restarted: the saved state is loaded, the seed is not applied twice
+    assert "seeded" not in again.getvalue() and "state loaded" in again.getvalue()
+    assert len(json.loads((state / "other.json").read_text())["_agents"]) == 1
+    with pytest.raises(CommandError, match="not one of main, other"):
+        Command(stdout=io.StringIO()).handle(**{**options, "seed": [f"nope={fixture}"]})
