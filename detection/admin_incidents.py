@@ -98,6 +98,10 @@ class IncidentAdmin(WorkspaceScopedAdmin):
             return format_html('<a href="{}">{}</a>',
                                reverse("admin:secrets_app_secret_change", args=[incident.secret_id]),
                                incident.subject_repr)
+        if incident.platform_account_id:
+            return format_html('<a href="{}">{}</a>', reverse("admin:workspaces_platformaccount_change",
+                                                              args=[incident.platform_account_id]),
+                               incident.subject_repr)
         return incident.subject_repr or "—"
 
     @admin.display(description="from alert")
@@ -173,13 +177,16 @@ class IncidentAdmin(WorkspaceScopedAdmin):
                     "available": manage and available}
 
         secret = incident.subject_kind == "secret"
+        account = incident.subject_kind == "platform_account"
         return [
             item(IncidentStep.Kind.REVOKE, "Revoke now", "revoke", has_subject and not revoked,
-                 "Confirm it was revoked at its issuer." if secret else "The key stops working at once."),
+                 "Confirm it was revoked at its issuer." if secret else
+                 "Keyward switches to a new key and deletes the exposed one at once." if account else
+                 "The key stops working at once."),
             item(IncidentStep.Kind.REPLACE, "Issue the replacement", "replace",
                  has_subject and revoked and IncidentStep.Kind.REPLACE not in done,
-                 "Store the new value." if secret else "Same scopes, quota and network limits; the secret is shown "
-                                                       "once."),
+                 "Store the new value." if secret else "Done in the revoke step." if account else
+                 "Same scopes, quota and network limits; the secret is shown once."),
             item(IncidentStep.Kind.BLAST_RADIUS, "Blast radius", "blast_radius", True,
                  "What it could reach, and what it spent while exposed."),
             item(IncidentStep.Kind.RELATED_SECRETS, "Related secrets to rotate", "related", True,
@@ -202,7 +209,8 @@ class IncidentAdmin(WorkspaceScopedAdmin):
     def _incident(self, request: HttpRequest, object_id: str, *permissions: str) -> Incident:
         incident: Incident = self.get_scoped_object_or_404(request, object_id, *permissions)
         steps = IncidentStep.objects.order_by("created_at", "id")
-        return (Incident.objects.select_related("workspace", "alert", "api_key", "replacement_key", "opened_by",
+        return (Incident.objects.select_related("workspace", "alert", "api_key", "replacement_key", "platform_account",
+                                                "opened_by",
                                                 "closed_by")
                 .prefetch_related(Prefetch("steps", queryset=steps)).get(pk=incident.pk))
 
@@ -226,11 +234,13 @@ class IncidentAdmin(WorkspaceScopedAdmin):
 
         if not self.has_add_permission(request):
             raise PermissionDenied
+        from workspaces.models import PlatformAccount
+
         keys = api_keys_for(request.user, self.manage_permission).select_related("service_account", "environment")
         secrets = secrets_for(request.user, self.manage_permission)
         workspaces = Workspace.objects.restrict(request.user, self.manage_permission)
         params = request.POST if request.method == "POST" else request.GET
-        alert = key = secret = None
+        alert = key = secret = account = None
         source = Incident.Source.MANUAL
         # Objects of another workspace answer 404 like anything else out of reach.
         if params.get("alert"):
@@ -241,26 +251,32 @@ class IncidentAdmin(WorkspaceScopedAdmin):
             source = Incident.Source.LEAK_CHECK if params.get("source") == "leak_check" else source
         elif params.get("secret"):
             secret = self._scoped(secrets_for(request.user), params["secret"])
-        fixed = any(o is not None for o in (alert, key, secret))
+        elif params.get("platform_account"):
+            account = self._scoped(PlatformAccount.objects.restrict(request.user, self.manage_permission),
+                                   params["platform_account"])
+        fixed = any(o is not None for o in (alert, key, secret, account))
 
         def open_(form: OpenIncidentForm) -> HttpResponse:
             data = form.cleaned_data
             incident, created = services.incident_open(
                 actor=request.user, source=source, alert=alert, api_key=key or data.get("api_key"),
                 secret=secret or data.get("secret"), workspace=data.get("workspace"), title=data["title"],
-                summary=data["summary"], severity=data["severity"] or None, exposure_start=data["exposure_start"])
+                summary=data["summary"], severity=data["severity"] or None, exposure_start=data["exposure_start"],
+                platform_account=account)
             self.message_user(request, f"Incident {incident} opened." if created else
                               f"{incident} is already open for this; continue there.", messages.SUCCESS)
             return HttpResponseRedirect(self.change_url(incident))
 
         return self.form_page(
             request, None, form_class=OpenIncidentForm,
-            form_kwargs={"keys": keys, "secrets": secrets, "workspaces": workspaces, "fixed": fixed},
+            form_kwargs={"keys": keys, "secrets": secrets, "workspaces": workspaces, "fixed": fixed,
+                         "account": account},
             template="admin/detection/incident/open.html", title="Open an incident", on_valid=open_,
-            context={"subject": alert or key or secret, "alert": alert, "key": key, "secret": secret,
-                     "source": source,
+            context={"subject": alert or key or secret or account, "alert": alert, "key": key, "secret": secret,
+                     "account": account, "source": source,
                      "hidden": {"alert": params.get("alert", ""), "key": params.get("key", ""),
-                                "secret": params.get("secret", ""), "source": params.get("source", "")}})
+                                "secret": params.get("secret", ""), "source": params.get("source", ""),
+                                "platform_account": params.get("platform_account", "")}})
 
     def _scoped(self, queryset: QuerySet, value: str) -> Any:
         obj = queryset.filter(pk=value).first() if str(value).isdigit() else None
@@ -272,14 +288,28 @@ class IncidentAdmin(WorkspaceScopedAdmin):
     def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         incident = self._incident(request, object_id, self.manage_permission)
 
+        paste = False
+        if incident.platform_account_id:
+            from workspaces.services.platform_accounts import platform_key_can_self_rotate
+
+            paste = not platform_key_can_self_rotate(incident.platform_account)
+
         def revoke(form: RevokeStepForm) -> str:
-            services.incident_revoke(actor=request.user, incident=incident, reason=form.cleaned_data["reason"])
+            services.incident_revoke(actor=request.user, incident=incident, reason=form.cleaned_data["reason"],
+                                     successor_key=form.cleaned_data.get("successor_key") or "")
+            if incident.platform_account_id:
+                return ("Keyward now uses a new key for the account and the exposed one is deleted: the exposure "
+                        "window is closed.")
             return "Revoked: the exposure window is closed."
 
         intro = ("Revoke the key now: it stops working on the platform at once (disabled, then deleted). Do not "
                  "wait to understand the full scope." if incident.api_key_id else
+                 "Keyward cannot stop using its key before it has another: it switches to a successor now (issued "
+                 "by Keyward where the platform lists the key, else the one you paste), with no overlap, and "
+                 "deletes the exposed key on the platform at once. Anything else still using the exposed key "
+                 "stops working." if incident.platform_account_id else
                  "Revoke the secret where it was issued (its provider's console), then record here how.")
-        return self._step_page(request, incident, form_class=RevokeStepForm,
+        return self._step_page(request, incident, form_class=RevokeStepForm, form_kwargs={"paste_successor": paste},
                                title=f"Revoke: {incident.subject_repr}", on_valid=revoke, intro=intro)
 
     @method_decorator(sensitive_post_parameters("new_value"))

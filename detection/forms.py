@@ -48,7 +48,8 @@ class OpenIncidentForm(forms.Form):
                                 help_text="UTC. Blank: the key's issue time for a leak, the alert's window for an "
                                           "alert; you can set it in the blast-radius step.")
 
-    def __init__(self, *args: Any, keys: Any, secrets: Any, workspaces: Any, fixed: bool, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, keys: Any, secrets: Any, workspaces: Any, fixed: bool,
+                 account: Any = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["api_key"].queryset = keys
         self.fields["secret"].queryset = secrets
@@ -56,6 +57,11 @@ class OpenIncidentForm(forms.Form):
         if fixed:  # the subject comes from the URL
             for name in ("api_key", "secret", "workspace"):
                 del self.fields[name]
+        if account is not None:  # Keyward's key for a platform account: handled in one of its workspaces
+            self.fields["workspace"] = forms.ModelChoiceField(
+                queryset=workspaces.filter(platform_account=account), empty_label=None,
+                help_text="Where the incident is handled: a workspace bound to the account, where you may manage "
+                          "incidents.")
 
     def clean(self) -> dict[str, Any]:
         data = super().clean()
@@ -71,6 +77,15 @@ class OpenIncidentForm(forms.Form):
 class RevokeStepForm(forms.Form):
     reason = forms.CharField(max_length=250, required=False, widget=forms.TextInput(attrs={"size": 80}),
                              help_text="Goes in the key's audit trail and the timeline.")
+
+    def __init__(self, *args: Any, paste_successor: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if paste_successor:
+            self.fields["successor_key"] = forms.CharField(
+                label="successor key", widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+                help_text="The platform does not list Keyward's key in a service account Keyward can see, so it "
+                          "cannot issue the successor itself: paste a key issued by hand on the platform. It is "
+                          "verified before it is used, stored encrypted and never shown again.")
 
 
 class ReplaceStepForm(forms.Form):

@@ -7,10 +7,10 @@ replacing keys go through keys' services (which enqueue the platform changes), s
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -22,7 +22,7 @@ from project.actors import Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_acknowledge, alert_resolve
 from project.audit.services import actor_fields, diff, record
-from workspaces.models import Workspace
+from workspaces.models import PlatformAccount, Workspace
 
 PERMISSION = "incidents.manage"
 UPDATE_FIELDS = ("title", "summary", "severity")
@@ -113,10 +113,16 @@ def _window_start_from_alert(alert: Alert) -> datetime | None:
 def incident_open(*, actor: Actor, source: str = Incident.Source.MANUAL, api_key: ApiKey | None = None,
                   secret: Any = None, alert: Alert | None = None, workspace: Workspace | None = None,
                   title: str = "", summary: str = "", severity: str | None = None,
-                  exposure_start: datetime | None = None) -> tuple[Incident, bool]:
-    """Open an incident about a key, a secret, an alert's subject or (by hand) nothing in particular, and record
-    the first step (incidents.manage in the subject's workspace). An incident still open for the same subject (or
-    alert) is returned instead of a second one: (incident, created). Acknowledges the source alert; audited."""
+                  exposure_start: datetime | None = None,
+                  platform_account: PlatformAccount | None = None) -> tuple[Incident, bool]:
+    """Open an incident about a key, a secret, an alert's subject, Keyward's own key for a platform account
+    (``platform_account``, recorded in ``workspace``, one bound to it) or (by hand) nothing in particular, and
+    record the first step (incidents.manage in the subject's workspace). An incident still open for the same
+    subject (or alert) is returned instead of a second one: (incident, created). Acknowledges the source alert;
+    audited."""
+    if platform_account is not None:
+        return _open_on_account(actor=actor, account=platform_account, workspace=workspace, title=title,
+                                summary=summary, severity=severity, exposure_start=exposure_start)
     if alert is not None and api_key is None and secret is None:
         api_key, secret = _subject_from_alert(alert)
     if alert is None and api_key is not None and source == Incident.Source.LEAK_CHECK:
@@ -176,6 +182,45 @@ def incident_open(*, actor: Actor, source: str = Incident.Source.MANUAL, api_key
     return incident, True
 
 
+def _open_on_account(*, actor: Actor, account: PlatformAccount, workspace: Workspace | None, title: str,
+                     summary: str, severity: str | None, exposure_start: datetime | None) -> tuple[Incident, bool]:
+    """"Keyward's platform key exposed": the incident lives in one of the account's workspaces (its people walk
+    it); the subject is the account's key, whose reach is everything on the account."""
+    if workspace is None:
+        raise ValidationError({"workspace": "Choose the workspace (bound to this platform account) where the "
+                                            "incident is handled."})
+    if workspace.platform_account_id != account.pk:
+        raise ValidationError({"workspace": f"Workspace “{workspace}” is not bound to platform account "
+                                            f"“{account}”."})
+    access.require(actor, PERMISSION, workspace.pk)
+    existing = Incident.objects.exclude(state=Incident.State.CLOSED).filter(platform_account=account).first()
+    if existing is not None:
+        return existing, False
+    subject_repr = f"Keyward's key …{account.key_hint} for platform account {account}"
+    incident = Incident(workspace=workspace, title=(title or f"Keyward's platform key exposed: {account}")[:200],
+                        summary=summary or "", source=Incident.Source.MANUAL,
+                        # It reaches every agent, secret and key of the account: the worst case there is.
+                        severity=severity or Alert.Severity.CRITICAL, platform_account=account,
+                        subject_repr=subject_repr[:200], exposure_start=exposure_start or account.key_set_at,
+                        opened_by=_person(actor))
+    incident.full_clean()
+    incident.save()
+    _step(incident, IncidentStep.Kind.OPENED, actor, notes=summary,
+          figures={"source": Incident.Source.MANUAL, "subject": subject_repr, "account": account_figures(account)})
+    _audit(actor, incident, "open", {"source": Incident.Source.MANUAL, "subject": subject_repr,
+                                     "platform_account": account.pk, "severity": incident.severity})
+    return incident, True
+
+
+def account_figures(account: PlatformAccount) -> dict[str, Any]:
+    """The account's key as the walk records it: never the key, only its hint and where it is listed."""
+    return {"id": account.pk, "name": account.name, "key_hint": account.key_hint,
+            "key_set_at": account.key_set_at.isoformat() if account.key_set_at else None,
+            "key_remote_id": account.key_remote_id or None,
+            "previous_key_hint": account.previous_key_hint or None,
+            "workspaces": sorted(account.workspaces.values_list("name", flat=True))}
+
+
 @transaction.atomic
 def incident_update(*, actor: Actor, incident: Incident, **fields: Any) -> Incident:
     """Change an incident's title, summary or severity (incidents.manage). Audited."""
@@ -195,11 +240,76 @@ def incident_update(*, actor: Actor, incident: Incident, **fields: Any) -> Incid
 
 
 # --- the walk ----------------------------------------------------------------------------------------------
-@transaction.atomic
-def incident_revoke(*, actor: Actor, incident: Incident, reason: str = "") -> IncidentStep:
+def incident_revoke(*, actor: Actor, incident: Incident, reason: str = "", successor_key: str = "") -> IncidentStep:
     """Step 1. A key is revoked now through keys' api_key_revoke (keys.revoke too; the platform is told through the
     outbox); a key already ended is recorded as such. A secret's step records that it was revoked where it was
-    issued (the notes say how). Sets the end of the exposure window. Audited."""
+    issued (the notes say how). Keyward's own platform key is replaced and deleted at once (see
+    ``_revoke_account_key``; ``successor_key`` is a successor pasted where Keyward cannot issue one). Sets the end
+    of the exposure window. Audited."""
+    if incident.platform_account_id:
+        return _revoke_account_key(actor=actor, incident=incident, reason=reason, successor_key=successor_key)
+    return _revoke(actor=actor, incident=incident, reason=reason)
+
+
+def _revoke_account_key(*, actor: Actor, incident: Incident, reason: str, successor_key: str) -> IncidentStep:
+    """Keyward cannot revoke the key it works with before it has another: the account's key is rotated with no
+    overlap (Keyward issues the successor itself where the platform lists the key, else takes the pasted one,
+    verified first), then the exposed key is deleted on the platform at once, and a key still in an earlier
+    rotation's overlap with it. Records both the revoke and the replace steps. Platform calls happen between
+    commits, as the account services do; call it outside any transaction."""
+    from project.platform.errors import PlatformError
+    from workspaces.services import platform_accounts as account_services
+
+    access.require(actor, PERMISSION, incident.workspace_id)
+    if incident.is_closed:
+        raise ValidationError("This incident is closed; add a note instead.")
+    if _done(incident, IncidentStep.Kind.REVOKE):
+        raise ValidationError("The revoke step is already recorded.")
+    account = PlatformAccount.objects.get(pk=incident.platform_account_id)
+    try:
+        account_services._require_account_admin(actor, account)
+    except PermissionDenied:
+        raise ValidationError("Only superusers and Admins of every workspace bound to this platform account may "
+                              "replace Keyward's key for it.") from None
+    exposed, older = account.key_hint, account.previous_key_hint
+    try:
+        if account.previous_api_key or account.overlap_until:
+            account = account_services.platform_account_revoke_previous(actor=actor, account=account)
+        account = account_services.platform_account_rotate_key(actor=actor, account=account,
+                                                               pasted_key=successor_key, overlap=timedelta(0))
+        deleted_remotely = bool(account.previous_key_remote_id)
+        account = account_services.platform_account_revoke_previous(actor=actor, account=account)
+    except PlatformError as exc:
+        raise ValidationError(f"The platform refused or did not answer ({exc.code}): {exc.message}. Nothing more "
+                              "was changed; try again (a successor an earlier attempt made is found first).") from None
+    except ValidationError as exc:
+        if getattr(exc, "error_dict", None) and "api_key" in exc.error_dict:
+            raise ValidationError({"successor_key": exc.error_dict["api_key"]}) from None
+        raise
+    now = timezone.now()
+    with transaction.atomic():
+        locked = _lock(actor, incident)
+        locked.exposure_end = locked.exposure_end or now
+        if locked.exposure_start and locked.exposure_start > locked.exposure_end:
+            locked.exposure_start = locked.exposure_end
+        locked.state = Incident.State.CONTAINED
+        locked.save(update_fields=["exposure_end", "exposure_start", "state", "updated_at"])
+        how = "pasted successor" if successor_key.strip() else "issued by Keyward"
+        step = _step(locked, IncidentStep.Kind.REVOKE, actor, notes=reason,
+                     figures={"account": account.name, "exposed_key_hint": exposed,
+                              "deleted_on_platform": deleted_remotely, "older_overlap_key_revoked": older or None})
+        _step(locked, IncidentStep.Kind.REPLACE, actor,
+              notes=f"Keyward uses a new key (…{account.key_hint}, {how}) since the revoke step; every worker "
+                    "picked it up within seconds.",
+              figures={"account": account_figures(account), "how": how})
+        _audit(actor, locked, "revoke", {"state": [Incident.State.OPEN, Incident.State.CONTAINED],
+                                         "exposure_end": locked.exposure_end.isoformat(),
+                                         "platform_account": account.pk, "exposed_key_hint": exposed})
+    return step
+
+
+@transaction.atomic
+def _revoke(*, actor: Actor, incident: Incident, reason: str = "") -> IncidentStep:
     incident = _lock(actor, incident)
     if _done(incident, IncidentStep.Kind.REVOKE):
         raise ValidationError("The revoke step is already recorded.")
@@ -263,6 +373,8 @@ def incident_replace(*, actor: Actor, incident: Incident, request_uuid: uuid.UUI
                               "is issued.")
     if _done(incident, IncidentStep.Kind.REPLACE):
         raise ValidationError("The replacement is already recorded.")
+    if incident.platform_account_id:
+        raise ValidationError("Keyward's key for the account was replaced in the revoke step.")
     if incident.api_key_id:
         key = incident.api_key
         issued = key_services.api_key_rotate_now(actor=actor, key=key, request_uuid=request_uuid, client=client)

@@ -168,6 +168,10 @@ class Incident(TimeStampedModel):
                                 related_name="incidents", verbose_name="API key")
     secret = models.ForeignKey("secrets_app.Secret", null=True, blank=True, on_delete=models.SET_NULL,
                                related_name="incidents")
+    # Keyward's own key for a platform account ("Keyward's platform key exposed"): the walk rotates it with no
+    # overlap and deletes the exposed one; the blast radius is everything on that account.
+    platform_account = models.ForeignKey("workspaces.PlatformAccount", null=True, blank=True,
+                                         on_delete=models.PROTECT, related_name="incidents")
     subject_repr = models.CharField("subject", max_length=200, blank=True)
     replacement_key = models.ForeignKey("keys.ApiKey", null=True, blank=True, on_delete=models.PROTECT,
                                         related_name="+", editable=False)
@@ -189,8 +193,11 @@ class Incident(TimeStampedModel):
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.CheckConstraint(condition=Q(api_key__isnull=True) | Q(secret__isnull=True),
-                                   name="incident_one_subject"),
+            models.CheckConstraint(
+                condition=(Q(api_key__isnull=True) & Q(secret__isnull=True))
+                | (Q(api_key__isnull=True) & Q(platform_account__isnull=True))
+                | (Q(secret__isnull=True) & Q(platform_account__isnull=True)),
+                name="incident_one_subject"),
             models.CheckConstraint(condition=Q(state__in=["open", "contained", "closed"]),
                                    name="incident_state_valid"),
             models.CheckConstraint(condition=~Q(state="closed") | Q(closed_at__isnull=False),
@@ -208,8 +215,11 @@ class Incident(TimeStampedModel):
         return f"#{self.pk} {self.title}" if self.pk else self.title
 
     def clean(self) -> None:
-        if self.api_key_id and self.secret_id:
-            raise ValidationError("An incident is about one API key or one secret, not both.")
+        if sum(bool(x) for x in (self.api_key_id, self.secret_id, self.platform_account_id)) > 1:
+            raise ValidationError("An incident is about one API key, one secret or one platform account's key.")
+        if self.platform_account_id and self.workspace_id and self.workspace.platform_account_id != \
+                self.platform_account_id:
+            raise ValidationError({"workspace": "This workspace is not bound to that platform account."})
         for field in ("api_key", "secret"):
             subject = getattr(self, field) if getattr(self, f"{field}_id") else None
             if subject is not None and self.workspace_id and subject.workspace_id != self.workspace_id:
@@ -221,6 +231,8 @@ class Incident(TimeStampedModel):
     def subject_kind(self) -> str:
         if self.api_key_id:
             return "api_key"
+        if self.platform_account_id:
+            return "platform_account"
         if self.secret_id or (self.subject_repr and not self.api_key_id):
             return "secret"
         return "none"

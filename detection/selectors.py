@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 from django.apps import apps
-from django.db.models import Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet, Sum
 from django.urls import reverse
 
 from detection.models import DetectionPolicy, Incident, IncidentStep
@@ -79,7 +79,54 @@ def blast_radius(incident: Incident, start: datetime, end: datetime) -> dict[str
                 "used_by_tools": [{"tool": r.tool.name, "header": r.header, "url": r.tool.url} for r in refs],
                 "reach": [f"sent by tool {r.tool.name} in header {r.header}" for r in refs]
                 or ["no tool uses it"]}
+    if incident.platform_account_id:
+        return {"subject": "platform_account", "window": window, **account_reach(incident.platform_account_id)}
     return {"subject": "none", "window": window, "reach": []}
+
+
+def account_reach(account_id: int) -> dict[str, Any]:
+    """Everything Keyward's key for an account reaches: every object on the account, whoever made it. Counted
+    from the account's latest discovery (objects Keyward does not manage included) and from Keyward's own rows in
+    the workspaces bound to it."""
+    from agents.models import Agent
+    from project.sync import registry
+    from project.sync.models import DiscoveryRun, Observation
+    from workspaces.models import PlatformAccount
+
+    account = PlatformAccount.objects.get(pk=account_id)
+    workspaces = list(account.workspaces.order_by("name").values_list("pk", "name"))
+    ids = [pk for pk, _ in workspaces]
+    local = {"agents": Agent.objects.filter(workspace_id__in=ids).count(),
+             "API keys": ApiKey.objects.filter(workspace_id__in=ids, state__in=ApiKey.USABLE_STATES).count()}
+    if apps.is_installed("secrets_app"):
+        from secrets_app.models import AuthConnection, Secret, Tool
+
+        local.update({"secrets": Secret.objects.filter(workspace_id__in=ids).count(),
+                      "tools": Tool.objects.filter(workspace_id__in=ids).count(),
+                      "auth connections": AuthConnection.objects.filter(workspace_id__in=ids).count()})
+    run = (DiscoveryRun.objects.filter(account_id=account_id, state=DiscoveryRun.State.DONE)
+           .order_by("-finished_at", "-id").first())
+    observed = dict(Observation.objects.filter(account_id=account_id).order_by().values("kind")
+                    .annotate(n=Count("id")).values_list("kind", "n"))
+    titles = {d.kind: d.title.lower() for d in registry.discoverables()}
+    perms = account.key_permissions
+    granted = "every permission" if perms in (None, "all") else ", ".join(perms)
+    reach = [f"every object of platform account {account} (the key holds {granted})",
+             "workspaces bound to it: " + (", ".join(name for _, name in workspaces) or "none"),
+             "Keyward's objects there: " + ", ".join(f"{n} {what}" for what, n in local.items())]
+    if run is not None:
+        reach.append(f"on the platform at the last discovery ({run.finished_at:%Y-%m-%d %H:%M} UTC): "
+                     + ", ".join(f"{n} {titles.get(kind, kind)}" for kind, n in sorted(observed.items())))
+    else:
+        reach.append("the account has never been discovered: objects made outside Keyward are not counted "
+                     "(run Discover on the account)")
+    reach.append("with write access an attacker could point a tool at their own server and receive the secrets "
+                 "it sends, open an agent to any host, or issue keys: rotate the secrets tools send, and review "
+                 "the account's keys")
+    return {"account": {"id": account.pk, "name": account.name}, "workspaces": [name for _, name in workspaces],
+            "keyward_objects": local, "on_platform": observed,
+            "discovered_at": run.finished_at.isoformat() if run is not None and run.finished_at else None,
+            "reach": reach}
 
 
 # --- related credentials ---------------------------------------------------------------------------------
@@ -101,6 +148,8 @@ def related_candidates(incident: Incident) -> list[dict[str, Any]]:
             out.append({"ref": ref, "kind": kind, "id": obj.pk, "name": str(obj), "reason": reason,
                         "url": reverse(f"admin:{url_name}", args=[obj.pk])})
 
+    if incident.platform_account_id:
+        return _account_candidates(incident, add, out)
     ws = incident.workspace_id
     key = (ApiKey.objects.select_related("service_account", "environment").get(pk=incident.api_key_id)
            if incident.api_key_id else None)
@@ -136,6 +185,24 @@ def related_candidates(incident: Incident) -> list[dict[str, Any]]:
             reason = f"workspace secret used by tool {used[secret.pk]}" if secret.pk in used \
                 else "workspace secret (no tool uses it)"
             add("secret", secret, reason, "secrets_app_secret_change")
+    return out
+
+
+def _account_candidates(incident: Incident, add: Any, out: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For Keyward's exposed platform key: the secrets tools send on that account (a repointed tool would hand
+    them over), then the account's live API keys (any could have been issued or widened with it)."""
+    ids = list(incident.platform_account.workspaces.values_list("pk", flat=True))
+    if apps.is_installed("secrets_app"):
+        from secrets_app.models import Secret, ToolSecretReference
+
+        used = dict(ToolSecretReference.objects.filter(secret__workspace_id__in=ids).order_by()
+                    .values_list("secret_id", "tool__name"))
+        for secret in Secret.objects.defer("value").filter(pk__in=used).order_by("workspace__name", "name"):
+            add("secret", secret, f"sent by tool {used[secret.pk]} on the exposed account",
+                "secrets_app_secret_change")
+    for key in (ApiKey.objects.filter(workspace_id__in=ids, state__in=ApiKey.USABLE_STATES)
+                .select_related("service_account", "environment").order_by("service_account__name", "name")):
+        add("api_key", key, f"live key on the exposed account ({key.environment.name})", "keys_apikey_change")
     return out
 
 

@@ -592,6 +592,9 @@ class PlatformAccountAdmin(WorkspaceScopedAdmin):
                            change: bool = False, form_url: str = "", obj: Model | None = None) -> Any:
         context["can_manage"] = obj is not None and self._may_manage(request, obj)
         context["can_discover"] = obj is not None and discovery.may_discover(request.user, obj.pk)
+        allowed = access.workspaces_with(request.user, "incidents.manage")
+        context["can_open_incident"] = obj is not None and (
+            allowed is None or obj.workspaces.filter(pk__in=allowed).exists())
         return super().render_change_form(request, context, add, change, form_url, obj)
 
     # --- pages ---
