@@ -25,16 +25,45 @@ class AgentAdmin(WorkspaceScopedAdmin):
     list_select_related = ("workspace",)
     list_filter = ("auth_mode",)
     search_fields = ("name", "=remote_id")
-    readonly_fields = ("remote_id", "sync_detail", "created_by")
+    readonly_fields = ("remote_id", "sync_detail", "created_by", "origin_display", "live_state")
     change_form_template = "admin/agents/agent/change_form.html"
-    fieldsets = (
-        (None, {"fields": ("workspace", "name", "first_message")}),
-        ("Connection policy", {
-            "description": "Exactly one method per agent. Signed URLs are minted by Keyward's server; an "
-                           "allowlist admits exact hostnames; a public agent needs a maximum duration.",
-            "fields": ("auth_mode", "allowlist", "require_origin_header", "max_duration_seconds")}),
-        ("Platform", {"fields": ("remote_id", "sync_detail", "created_by")}),
-    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Agent | None = None) -> Any:
+        adopted = obj is not None and obj.origin == Agent.Origin.ADOPTED
+        return (
+            (None, {"fields": ("workspace", "name") if adopted else ("workspace", "name", "first_message")}),
+            ("Connection policy", {
+                "description": "Exactly one method per agent. Signed URLs are minted by Keyward's server; an "
+                               "allowlist admits exact hostnames; a public agent needs a maximum duration.",
+                "fields": ("auth_mode", "allowlist", "require_origin_header", "max_duration_seconds",
+                           "allow_shareable_link")}),
+            ("Platform", {"fields": ("origin_display", "remote_id", "live_state", "sync_detail", "created_by")}),
+        )
+
+    @admin.display(description="origin")
+    def origin_display(self, agent: Agent) -> str:
+        if agent.origin == Agent.Origin.ADOPTED:
+            return ("Built on the platform, adopted: Keyward governs only its security settings (policy, "
+                    "shareable link, maximum duration, credential webhook)")
+        return "Created in Keyward"
+
+    @admin.display(description="on the platform now")
+    def live_state(self, agent: Agent) -> str:
+        """What the last discovery or guardrail refresh read of the agent (its own facts, never its content)."""
+        from project.sync.models import Observation
+        from workspaces.admin_discovery import facts_summary
+
+        if agent.missing_since is not None:
+            return format_html("<strong>missing on the platform</strong> since {} (see the drift page)",
+                               agent.missing_since.strftime("%Y-%m-%d %H:%M UTC"))
+        if not agent.remote_id:
+            return "not on the platform yet"
+        seen = (Observation.objects.filter(kind="agent", remote_id=agent.remote_id).order_by("-observed_at")
+                .first())
+        if seen is None:
+            return "not read yet (Discover the platform account, or wait for the guardrail refresh)"
+        flags = f"; breaks: {', '.join(f.replace('_', ' ') for f in seen.findings)}" if seen.findings else ""
+        return f"{facts_summary(seen)} (read {seen.observed_at:%Y-%m-%d %H:%M} UTC){flags}"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return with_sync_state(super().get_queryset(request), services.AGENT_KIND)
@@ -60,7 +89,7 @@ class AgentAdmin(WorkspaceScopedAdmin):
                            job.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"), reason)
 
     def service_save(self, request: HttpRequest, obj: Agent, form: Any, change: bool) -> Agent:
-        data = {f: form.cleaned_data[f] for f in services.AGENT_FIELDS}
+        data = {f: form.cleaned_data[f] for f in services.AGENT_FIELDS if f in form.cleaned_data}
         if change:
             return services.agent_update(actor=request.user, agent=obj, **data)
         return services.agent_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)

@@ -17,13 +17,19 @@ class AgentForm(forms.ModelForm):
     class Meta:
         model = Agent
         fields = ("workspace", "name", "first_message", "auth_mode", "allowlist", "require_origin_header",
-                  "max_duration_seconds")
+                  "max_duration_seconds", "allow_shareable_link")
         widgets = {"auth_mode": forms.RadioSelect}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.instance and self.instance.allowlist and not self.is_bound:
             self.initial["allowlist"] = "\n".join(self.instance.allowlist)
+        if self.instance and self.instance.pk and self.instance.origin == Agent.Origin.ADOPTED:
+            # Built on the platform: its name and content are the team's; Keyward never sends them.
+            if "name" in self.fields:
+                self.fields["name"].help_text = ("Keyward's name for it. The agent was built on the platform: its "
+                                                 "name there, prompt, voice and tools are never changed by Keyward.")
+            self.fields.pop("first_message", None)
 
     def clean_allowlist(self) -> list[str]:
         text = self.cleaned_data.get("allowlist") or ""

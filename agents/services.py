@@ -22,7 +22,8 @@ from project.sync.services import job_enqueue
 from workspaces.models import Environment, Workspace
 
 AGENT_KIND = SyncKind.AGENT
-AGENT_FIELDS = ("name", "first_message", "auth_mode", "allowlist", "require_origin_header", "max_duration_seconds")
+AGENT_FIELDS = ("name", "first_message", "auth_mode", "allowlist", "require_origin_header", "max_duration_seconds",
+                "allow_shareable_link")
 
 
 def _snapshot(obj: Any, fields: tuple[str, ...]) -> dict[str, Any]:
@@ -40,12 +41,13 @@ def _enqueue_agent(agent: Agent, op: str = SyncJob.Op.UPSERT, payload: dict | No
 @transaction.atomic
 def agent_create(*, actor: Actor, workspace: Workspace, name: str, auth_mode: str = Agent.AuthMode.SIGNED,
                  allowlist: list[str] | None = None, require_origin_header: bool = True,
-                 max_duration_seconds: int | None = None, first_message: str = "") -> Agent:
+                 max_duration_seconds: int | None = None, first_message: str = "",
+                 allow_shareable_link: bool = False) -> Agent:
     """Create an agent with its connection policy; audits the creation and enqueues the platform create."""
     access.require(actor, "agents.manage", workspace.pk)
     agent = Agent(workspace=workspace, name=name, auth_mode=auth_mode, allowlist=list(allowlist or []),
                   require_origin_header=require_origin_header, max_duration_seconds=max_duration_seconds,
-                  first_message=first_message,
+                  first_message=first_message, allow_shareable_link=allow_shareable_link,
                   created_by=actor if getattr(actor, "is_authenticated", False) else None)
     agent.full_clean()
     agent.save()

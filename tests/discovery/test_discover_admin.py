@@ -106,3 +106,29 @@ def test_the_drift_page_adopts_an_agent_unknown_to_keyward(acme):
     done = client.post(changelist, {"action": "adopt_agent", ACTION_CHECKBOX_NAME: [drift.pk]}, follow=True)
     assert "Adopted 1 agent(s)" in done.content.decode()
     assert Agent.objects.get(name="Kiosk").remote_id == drift.remote_id
+
+
+def test_an_adopted_agents_page_shows_its_live_state_and_closes_its_shareable_link(
+        acme, django_capture_on_commit_callbacks):
+    from project.sync.services import discovery, outbox_drain
+
+    remote_id = acme.emulator.seed_agent(name="Concierge", prompt="Front desk.", auth={
+        "enable_auth": True, "shareable_token": "share_tok_123"})
+    discovery.discovery_run(run=discovery.discovery_start(actor=SYSTEM, account_id=acme.account.pk, enqueue=False))
+    discovery.adopt(actor=SYSTEM, account_id=acme.account.pk, workspace_id=acme.workspace.pk)
+    agent = Agent.objects.get(remote_id=remote_id)
+    assert agent.allow_shareable_link is True  # adoption keeps what the platform holds
+    client = _admin_of(acme)
+    url = reverse("admin:agents_agent_change", args=[agent.pk])
+    page = client.get(url).content.decode()
+    assert "Built on the platform, adopted" in page and "shareable link open" in page
+    assert 'name="first_message"' not in page and "share_tok_123" not in page
+    form = {"workspace": acme.workspace.pk, "name": "Concierge", "auth_mode": "signed", "allowlist": "",
+            "require_origin_header": "on", "max_duration_seconds": "600"}  # allow_shareable_link unticked
+    with django_capture_on_commit_callbacks(execute=True):
+        saved = client.post(url, form)
+    assert saved.status_code == 302, saved.content.decode()[:3000]
+    outbox_drain()
+    remote = acme.emulator.state_snapshot()["agents"][0]
+    assert remote["platform_settings"]["auth"]["shareable_token"] is None
+    assert remote["conversation_config"]["agent"]["prompt"]["prompt"] == "Front desk."
