@@ -119,6 +119,10 @@ class ApiKey(TimeStampedModel):
         EXPIRED = "expired", "Expired"
         FAILED = "failed", "Failed to issue"
 
+    class Origin(models.TextChoices):
+        KEYWARD = "keyward", "Issued by Keyward"
+        ADOPTED = "adopted", "Made on the platform, adopted"
+
     LIVE_STATES = (State.PENDING, State.ACTIVE, State.SUPERSEDED)
     USABLE_STATES = (State.ACTIVE, State.SUPERSEDED)
     FINAL_STATES = (State.REVOKED, State.EXPIRED, State.FAILED)
@@ -140,6 +144,11 @@ class ApiKey(TimeStampedModel):
     hint = models.CharField(max_length=8, blank=True, editable=False)
     digest = models.CharField("SHA-256 digest", max_length=64, blank=True, editable=False)
     remote_key_id = models.CharField("platform key id", max_length=128, blank=True, editable=False)
+    # The platform's own name for the key in its usage answers (``hashed_xi_api_key`` in the key list). Nothing
+    # promises it is sha256(secret): usage is joined on this, the local digest serves the leak check.
+    platform_hash = models.CharField("platform key hash", max_length=128, blank=True, editable=False)
+    # A key made on the platform (dashboard, CLI) and adopted: its secret was never seen, so it has no digest.
+    origin = models.CharField(max_length=10, choices=Origin.choices, default=Origin.KEYWARD, editable=False)
     predecessor = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT,
                                     related_name="successors", editable=False)
     activated_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -171,9 +180,11 @@ class ApiKey(TimeStampedModel):
                 condition=(Q(state__in=["revoked", "expired", "failed"], revoked_at__isnull=False)
                            | (~Q(state__in=["revoked", "expired", "failed"]) & Q(revoked_at__isnull=True))),
                 name="apikey_final_state_has_end"),
-            # A usable key is known to the platform and has a digest for leak checks and usage.
+            # A usable key is known to the platform and, when Keyward issued it, has a digest for leak checks
+            # (an adopted key's secret was never seen).
             models.CheckConstraint(
-                condition=~Q(state__in=["active", "superseded"]) | (~Q(digest="") & ~Q(remote_key_id="")),
+                condition=~Q(state__in=["active", "superseded"])
+                | ((~Q(digest="") | Q(origin="adopted")) & ~Q(remote_key_id="")),
                 name="apikey_usable_has_digest_and_remote_id"),
             models.CheckConstraint(condition=~Q(state="superseded") | Q(overlap_until__isnull=False),
                                    name="apikey_superseded_has_overlap_end"),
@@ -181,6 +192,7 @@ class ApiKey(TimeStampedModel):
             models.UniqueConstraint(fields=["digest"], condition=~Q(digest=""), name="apikey_unique_digest"),
             models.UniqueConstraint(fields=["remote_key_id"], condition=~Q(remote_key_id=""),
                                     name="apikey_unique_remote_key_id"),
+            models.CheckConstraint(condition=Q(origin__in=["keyward", "adopted"]), name="apikey_origin_valid"),
             # Rotation is retry-safe: a key never has two live successors.
             models.UniqueConstraint(fields=["predecessor"],
                                     condition=Q(state__in=["pending", "active", "superseded"]),
@@ -201,6 +213,9 @@ class ApiKey(TimeStampedModel):
             # The "suspended" filter of the key list: few rows, so a partial index costs nothing on other keys.
             models.Index(fields=["-created_at", "-id"], condition=models.Q(suspended_at__isnull=False),
                          name="apikey_suspended_idx"),
+            # The usage ingest's join on the platform's key hash.
+            models.Index(fields=["platform_hash"], condition=~models.Q(platform_hash=""),
+                         name="apikey_platform_hash_idx"),
         ]
 
     def __str__(self) -> str:
