@@ -34,6 +34,10 @@ from project.sync.models import SyncJob
 
 logger = logging.getLogger("project.sync")
 
+# job_enqueue's lookup/insert rounds: each lost round means a worker claimed the job it collided with, which
+# takes far longer than a round, so a handful is plenty.
+ENQUEUE_ROUNDS = 20
+
 
 
 # --- enqueue -----------------------------------------------------------------------------------------------
@@ -73,21 +77,24 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
     kinds.require_known(kind)
     object_id = str(object_id)
     with transaction.atomic():
-        job = (SyncJob.objects.select_for_update()
-               .filter(kind=kind, object_id=object_id, state=SyncJob.State.PENDING).first())
-        if job is None:
+        for _ in range(ENQUEUE_ROUNDS):
+            job = (SyncJob.objects.select_for_update()
+                   .filter(kind=kind, object_id=object_id, state=SyncJob.State.PENDING).first())
+            if job is not None:
+                _coalesce(job, op, payload, object_repr)
+                break
             try:
                 with transaction.atomic():
                     job = SyncJob.objects.create(kind=kind, object_id=object_id, op=op, workspace_id=workspace_id,
                                                  object_repr=object_repr[:200], payload=payload or {},
                                                  request_id=_request_id())
+                break
             except IntegrityError:
-                # Another transaction inserted the pending job first: fold into it.
-                job = SyncJob.objects.select_for_update().get(kind=kind, object_id=object_id,
-                                                              state=SyncJob.State.PENDING)
-                _coalesce(job, op, payload, object_repr)
+                # Another transaction inserted the pending job first. A worker may claim it before we look it up
+                # (then nothing is pending any more and the next round inserts): look again until one wins.
+                continue
         else:
-            _coalesce(job, op, payload, object_repr)
+            raise RuntimeError(f"could not enqueue {kind} {object_id}: the pending job kept changing hands")
     if nudge:
         _nudge_after_commit()
     return job
