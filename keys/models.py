@@ -30,8 +30,8 @@ __all__ = [
     "normalise_scopes",
 ]
 
-# The platform's PermissionType enum (platform-api.md §5.1, 49 values), pinned to the OpenAPI document by
-# tests/platform/test_contract.py.
+# The platform's PermissionType enum (the official SDK's 52 values), pinned to the SDK by
+# tests/platform/test_permissions.py.
 PLATFORM_SCOPES: tuple[str, ...] = PERMISSION_TYPES
 ALL_SCOPES = "all"  # the platform's own sentinel for "every permission"
 

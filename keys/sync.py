@@ -18,6 +18,7 @@ from django.utils import timezone
 from keys.models import ALL_SCOPES, ApiKey
 from keys.services import API_KEY_KIND, api_key_abandon, api_key_mark_gone
 from project.platform import errors
+from project.platform.scopes import same_permissions
 from project.sync.models import SyncJob
 from project.sync.registry import (
     DIFFERS,
@@ -123,10 +124,13 @@ def _local_key_for(remote: dict[str, Any], by_remote_id: dict[str, ApiKey]) -> A
 def _differences(key: ApiKey, remote: dict[str, Any]) -> dict[str, list[Any]]:
     local = _remote_state(key)
     remote_permissions = ALL_SCOPES if remote.get("permissions") is None else list(remote["permissions"])
+    # "All" may be listed as null or as every permission, and a list's order means nothing: compared as sets.
+    local_permissions = remote_permissions if same_permissions(local["permissions"], remote_permissions) \
+        else local["permissions"]
     pairs = {
         "enabled": (key.suspended_at is None, not remote.get("is_disabled", False)),
         "name": (local["name"], remote.get("name")),
-        "permissions": (local["permissions"], remote_permissions),
+        "permissions": (local_permissions, remote_permissions),
         "character_limit": (key.credit_quota, remote.get("character_limit")),
         "allowed_ips": (sorted(key.allowed_ips), sorted(remote.get("allowed_ips") or [])),
     }

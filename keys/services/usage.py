@@ -18,6 +18,7 @@ from django.utils import timezone
 from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from keys.services.common import DIGEST_BATCH
 from keys.services.lifecycle import api_key_expire, api_key_raise_hygiene_alerts, api_key_retire
+from keys.services.platform_hash import api_keys_fill_platform_hashes, keys_by_platform_hash
 from project.actors import SYSTEM
 from project.platform import errors
 from project.platform.errors import PlatformError
@@ -86,7 +87,8 @@ def _totals() -> list[Any]:
 
 def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The one usage ingest. Asks the platform once for the usage per key (grouped by hashed_xi_api_key, matched
-    to the keys' digests) over ``usage_window`` in ``usage_read_interval`` buckets, and in one transaction:
+    to the keys' platform hashes by ``keys_by_platform_hash``, never to their digests) over ``usage_window`` in
+    ``usage_read_interval`` buckets, and in one transaction:
 
     - replaces each (key, UTC hour) row of KeyUsageHourly whose figures are new or revised, flagging it for
       detection's rules (``awaiting_rules``), whichever caller ingested it;
@@ -133,11 +135,10 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
             ended = min(_floor(row.began, bucket) + timedelta(seconds=bucket), now)
             last_used[row.hashed] = max(last_used.get(row.hashed, ended), ended)
     hashes = sorted({h for h, _ in days})
-    keys: dict[str, ApiKey] = {}
-    for i in range(0, len(hashes), DIGEST_BATCH):
-        # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
-        keys.update((k.digest, k) for k in ApiKey.objects.filter(digest__in=hashes[i:i + DIGEST_BATCH])
-                    .exclude(digest="").order_by().only("pk", "digest", "last_used_at"))
+    if hashes:
+        # A key whose platform hash is not known yet would match nothing: read it first (no call when none lacks it).
+        api_keys_fill_platform_hashes(client=client)
+    keys = keys_by_platform_hash(hashes)
     key_pks = sorted({keys[h].pk for h in hashes if h in keys})
     new_hours, changed_hours = _hours_to_write(
         {(keys[h].pk, hour): totals for (h, hour), totals in hours.items() if h in keys}, key_pks, start)

@@ -108,3 +108,43 @@ def test_revoked_keys_raise_no_hygiene_alerts(owner, account, clock):
     services.api_key_revoke(actor=owner, key=key, reason="done")
     clock.advance(days=120)
     assert services.api_keys_sweep()["alerts"] == 0
+
+
+# --- the platform's key hash (not sha256 of the secret) ---------------------------------------------------------
+def test_usage_is_joined_on_the_hash_the_platform_lists_not_on_sha256_of_the_secret(owner, account, emulator,
+                                                                                       clock):
+    from keys.models import key_digest
+
+    now = _midday(clock)
+    issued = make_api_key(owner, account)
+    key = ApiKey.objects.get(pk=issued.key.pk)
+    listed = {k["key_id"]: k for k in emulator.state_snapshot()["api_keys"]}[key.remote_key_id]
+    assert listed["hashed_xi_api_key"] != key_digest(issued.secret)  # the platform's own hash, not ours
+    assert key.platform_hash == listed["hashed_xi_api_key"]
+    emulator.add_usage([{"hashed_xi_api_key": listed["hashed_xi_api_key"],
+                         "time_ms": int((now - timedelta(hours=1)).timestamp() * 1000), "credits": 3,
+                         "requests": 1}])
+    assert services.api_key_usage_ingest()["keys"] == 1
+    assert ApiKey.objects.get(pk=key.pk).last_used_at is not None
+
+
+def test_a_key_whose_hash_read_back_failed_gets_it_before_usage_is_joined(owner, account, emulator, clock):
+    now = _midday(clock)
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    listed_hash = key.platform_hash
+    ApiKey.objects.filter(pk=key.pk).update(platform_hash="")  # as if the read-back after issuing had failed
+    emulator.add_usage([{"hashed_xi_api_key": listed_hash, "time_ms": int((now - timedelta(hours=1)).timestamp()
+                                                                          * 1000), "credits": 2, "requests": 1}])
+    assert services.api_key_usage_ingest()["keys"] == 1
+    assert ApiKey.objects.get(pk=key.pk).platform_hash == listed_hash
+
+
+def test_rotation_sweep_keeps_a_superseded_key_still_used_under_the_platforms_hash(owner, account, emulator, clock):
+    from datetime import timedelta as td
+
+    old = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    services.api_key_rotate(actor=owner, key=old, overlap=td(days=1))
+    clock.now = clock.now + td(days=2)
+    emulator.add_usage([make_platform_usage(ApiKey.objects.get(pk=old.pk), clock.now - td(minutes=30))])
+    services.api_keys_sweep()
+    assert ApiKey.objects.get(pk=old.pk).state == "superseded"  # still in use: not revoked

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from project.platform.client import PlatformClient
-from project.platform.emulator import Emulator
+from project.platform.emulator import Emulator, hash_key
 from project.platform.errors import (
     AuthenticationFailed,
     Conflict,
@@ -319,7 +319,8 @@ def test_service_account_and_key_round_trip(client: PlatformClient, responses: l
     [listed] = client.list_api_keys(sa_id)
     assert listed["key_id"] == created["key_id"]
     assert listed["hint"] == secret[-4:]
-    assert listed["hashed_xi_api_key"] == hashlib.sha256(secret.encode()).hexdigest()
+    # The platform's hash is its own: a keyed hash here, never sha256 of the secret (issue 18, item 1).
+    assert listed["hashed_xi_api_key"] == hash_key(secret) != hashlib.sha256(secret.encode()).hexdigest()
     assert listed["permissions"] == ["convai_read", "convai_write"]
     assert listed["allowed_ips"] == ["10.0.0.1/32", "192.168.0.0/24"]
     assert (listed["character_limit"], listed["character_count"], listed["is_disabled"]) == (1000, 0, False)
@@ -586,7 +587,7 @@ def test_loopback_server_serves_a_real_client_and_http_fault_controls(emulator: 
 
             sa_id = platform.create_service_account(name="sa")
             key = platform.create_api_key(sa_id, name="k", permissions=["workspace_read"])["xi-api-key"]
-            hashed = hashlib.sha256(key.encode()).hexdigest()
+            hashed = hash_key(key)
             rows = [{"hashed_xi_api_key": hashed, "time_ms": 1_767_225_600_000, "credits": 4, "requests": 1}]
             assert httpx.post(f"{server.url}/_emulator/usage", json={"rows": rows}).status_code == 200
             assert platform.list_api_keys(sa_id)[0]["character_count"] == 4

@@ -41,7 +41,11 @@ def _check_permissions(value: Any, loc: tuple[str | int, ...], *, sentinels: tup
 
 
 class AccountRoutes(EmulatorCore):
-    """Service accounts and keys. Only a key's SHA-256 is kept; the secret leaves once, at creation."""
+    """Service accounts and keys. Only a key's hash is kept; the secret leaves once, at creation."""
+
+    #: How the key list shows a key with every permission, which the platform leaves UNCONFIRMED: "null" (what the
+    #: schema suggests) or "list" (every PermissionType, in catalogue order). Keyward must read both as "all".
+    all_permissions_listed_as = "null"
 
     def _reset_resources(self) -> None:
         super()._reset_resources()
@@ -110,8 +114,9 @@ class AccountRoutes(EmulatorCore):
             "service_account_user_id": key["service_account_user_id"],
             "created_at_unix": key["created_at_unix"],
             "is_disabled": key["is_disabled"],
-            # UNCONFIRMED how "all" is listed; the schema allows only a list or null, so null it is.
-            "permissions": None if key["permissions"] == "all" else list(key["permissions"]),
+            # UNCONFIRMED how "all" is listed; the schema allows only a list or null (all_permissions_listed_as).
+            "permissions": (list(PERMISSION_TYPES) if self.all_permissions_listed_as == "list" else None)
+            if key["permissions"] == "all" else list(key["permissions"]),
             "disable_reason": None,
             "character_limit": key["character_limit"],
             "character_count": int(spent),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -58,8 +59,14 @@ def route(method: str, template: str, *, scopes: tuple[str, ...], create: bool =
     return mark
 
 
+# The platform's ``hashed_xi_api_key`` is not documented to be sha256(secret); the emulator makes it a keyed hash,
+# so code that joins usage on a locally computed SHA-256 finds nothing here, as it might on the platform.
+_KEY_HASH_PEPPER = b"keyward-emulator: hashed_xi_api_key is not sha256(secret)"
+
+
 def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    """The emulator's ``hashed_xi_api_key`` of a secret (how it also recognises a presented key)."""
+    return hmac.new(_KEY_HASH_PEPPER, api_key.encode(), hashlib.sha256).hexdigest()
 
 
 def _json_bytes(body: Any) -> bytes:
