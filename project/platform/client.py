@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response
+from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response, is_cost_billing_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class PlatformClient:
         #: Told of every call's outcome that says something about the account: None for a success, the error for
         #: a refused key or an unavailable platform (the account's state on its admin page). Not per-object errors.
         self.outcome_listener: Callable[[PlatformError | None], None] | None = None
+        #: Set once the platform said this workspace is billed by cost: usage then comes from the cost endpoint.
+        self.cost_billed = False
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"xi-api-key": api_key, "accept": "application/json"},
@@ -382,14 +384,39 @@ class PlatformClient:
     # --- usage -----------------------------------------------------------------------------------
 
     def usage_by_api_key(self, *, start_ms: int, end_ms: int, interval_seconds: int = 86400) -> JSON:
-        """Tabular usage ``{columns, column_types, rows, column_units}`` grouped by hashed key."""
-        body = {
-            "start_time": start_ms,
-            "end_time": end_ms,
-            "interval_seconds": interval_seconds,
-            "group_by": ["hashed_xi_api_key"],
-        }
-        return self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
+        """Tabular usage ``{columns, column_types, rows, column_units}`` grouped by hashed key.
+
+        Credit-billed workspaces answer on ``usage-by-product-over-time``; a cost-billed one refuses it and must use
+        ``POST /v1/workspace/analytics/usage`` (whole UTC days only, costs in its currency). The refusal is
+        recognised (``is_cost_billing_refusal``), remembered for this client, and the answer then comes from the
+        cost endpoint with ``"billing": "cost"`` added, so every caller keeps working."""
+        if not self.cost_billed:
+            body = {
+                "start_time": start_ms,
+                "end_time": end_ms,
+                "interval_seconds": interval_seconds,
+                "group_by": ["hashed_xi_api_key"],
+            }
+            try:
+                data = self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
+            except PlatformError as exc:
+                if not is_cost_billing_refusal(exc):
+                    raise
+                self.cost_billed = True
+            else:
+                return {**data, "billing": "credits"} if isinstance(data, dict) else data
+        return {**self.cost_usage_by_api_key(start_ms=start_ms, end_ms=end_ms, interval_seconds=interval_seconds),
+                "billing": "cost"}
+
+    def cost_usage_by_api_key(self, *, start_ms: int, end_ms: int, interval_seconds: int = 86400) -> JSON:
+        """Cost-billed workspaces' usage per hashed key (``POST /v1/workspace/analytics/usage``): buckets are whole
+        UTC days, so the interval is rounded up to one and the start down to its midnight."""
+        day = 86400
+        interval = max(day, -(-int(interval_seconds) // day) * day)
+        start = start_ms - start_ms % (day * 1000)
+        body = {"start_time": start, "end_time": end_ms, "interval_seconds": interval,
+                "group_by": ["hashed_xi_api_key"]}
+        return self._json("POST", "/v1/workspace/analytics/usage", json=body)
 
     def get_convai_settings(self) -> JSON:
         """The workspace's convai settings: its workspace-wide conversation-initiation webhook among them."""

@@ -184,3 +184,14 @@ def error_for_response(status: int, headers: Mapping[str, str], body: bytes) -> 
     else:
         cls = PlatformError
     return cls(message, **kwargs)
+
+
+def is_cost_billing_refusal(error: PlatformError) -> bool:
+    """The platform's refusal of ``usage-by-product-over-time`` for a workspace billed by cost (its SDK: "ranges that
+    reach the date the workspace moved to cost billing return an error; use /v1/workspace/analytics/usage"). The
+    exact code is undocumented: any 4xx other than an authentication or not-found error whose code or message
+    speaks of cost billing or names the other endpoint."""
+    if error.status is None or not 400 <= error.status < 500 or isinstance(error, AuthenticationFailed | NotFound):
+        return False
+    text = f"{error.code} {error.legacy_status or ''} {error.message}".lower()
+    return ("cost" in text and ("billing" in text or "billed" in text)) or "analytics/usage" in text

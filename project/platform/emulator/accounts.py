@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from .common import (
@@ -25,6 +26,10 @@ USAGE_GROUP_BY = (
     "reporting_workspace_id", "request_source", "resource_id", "subresource_id", "request_queue_type",
     "voice_multiplier", "hashed_xi_api_key", "billing_group_id", "surface", "actor",
 )  # fmt: skip
+COST_USAGE_GROUP_BY = (
+    "model", "request_source", "fiat_charge_type", "fiat_currency", "user_id", "hashed_xi_api_key", "region",
+    "reporting_workspace_id", "billing_group_id", "product_type", "surface", "actor",
+)  # fmt: skip
 MIN_USAGE_TIME_MS = 1577836800000  # the spec's floor: 2020-01-01
 
 
@@ -46,6 +51,11 @@ class AccountRoutes(EmulatorCore):
     #: How the key list shows a key with every permission, which the platform leaves UNCONFIRMED: "null" (what the
     #: schema suggests) or "list" (every PermissionType, in catalogue order). Keyward must read both as "all".
     all_permissions_listed_as = "null"
+    #: "credits" (usage-by-product answers) or "cost" (it refuses; /v1/workspace/analytics/usage answers instead).
+    billing = "credits"
+    #: The usage answer's columns: "plain" (time in ms, credits, requests) or "labelled" (other names, date-time
+    #: strings): the platform fixes neither, so Keyward must pick columns by type and unit.
+    usage_answer_style = "plain"
 
     def _reset_resources(self) -> None:
         super()._reset_resources()
@@ -315,9 +325,7 @@ class AccountRoutes(EmulatorCore):
             "has_used_creator_coupon_on_account": False,
         }
 
-    @route("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", scopes=WORKSPACE_READ)
-    def _usage_query(self, call: Call) -> Reply:
-        body = require_object(call.body)
+    def _check_usage_times(self, body: dict[str, Any]) -> None:
         for name in ("start_time", "end_time"):
             if name not in body:
                 raise invalid(("body", name), "Field required", "missing")
@@ -328,17 +336,8 @@ class AccountRoutes(EmulatorCore):
                     "greater_than_equal",
                     body[name],
                 )
-        interval = body.get("interval_seconds", 60)
-        if not is_int(interval) or interval < 1:
-            raise invalid(
-                ("body", "interval_seconds"),
-                "Input should be an integer >= 1",
-                "greater_than_equal",
-                interval,
-            )
-        group_by = body.get("group_by") or []
-        if not isinstance(group_by, list) or any(g not in USAGE_GROUP_BY for g in group_by):
-            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+
+    def _usage_totals(self, body: dict[str, Any], group_by: list[str], interval: int) -> list[list[Any]]:
         # Filters and time_zone are accepted and ignored: buckets are UTC-aligned multiples of the interval.
         bucket_ms = interval * 1000
         totals: dict[tuple[Any, ...], list[float]] = {}
@@ -350,11 +349,70 @@ class AccountRoutes(EmulatorCore):
             credits_requests[0] += row["credits"]
             credits_requests[1] += row["requests"]
         ordered = sorted(totals.items(), key=lambda item: (item[0][0], *(str(p or "") for p in item[0][1:])))
-        rows = [[*group, credits, int(requests)] for group, (credits, requests) in ordered]
+        return [[*group, credits, int(requests)] for group, (credits, requests) in ordered]
+
+    @staticmethod
+    def _iso(time_ms: int) -> str:
+        return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @route("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", scopes=WORKSPACE_READ)
+    def _usage_query(self, call: Call) -> Reply:
+        body = require_object(call.body)
+        self._check_usage_times(body)
+        interval = body.get("interval_seconds", 60)
+        if not is_int(interval) or interval < 1:
+            raise invalid(
+                ("body", "interval_seconds"),
+                "Input should be an integer >= 1",
+                "greater_than_equal",
+                interval,
+            )
+        group_by = body.get("group_by") or []
+        if not isinstance(group_by, list) or any(g not in USAGE_GROUP_BY for g in group_by):
+            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+        if self.billing == "cost":
+            # UNCONFIRMED code and wording; the SDK says only that cost-billed workspaces get an error here.
+            raise platform_error(400, "invalid_request_error", "cost_billed_workspace",
+                                 "This workspace is billed by cost; usage by product over time is not available. "
+                                 "Use /v1/workspace/analytics/usage instead.")
+        rows = self._usage_totals(body, group_by, interval)
+        if self.usage_answer_style == "labelled":
+            # Column names are not fixed by the platform, and time cells may be date-time strings: read by type/unit.
+            return 200, {
+                "columns": ["time_bucket", *group_by, "credits_used", "request_count"],
+                "column_types": ["DateTime", *(["String"] * len(group_by)), "Float", "Int"],
+                "rows": [[self._iso(r[0]), *r[1:]] for r in rows],
+                "column_units": [None, *([None] * len(group_by)), "credits", None],
+            }
         # UNCONFIRMED column names: time (ms) first, then each group_by column, then credits and requests.
         return 200, {
             "columns": ["time", *group_by, "credits", "requests"],
             "column_types": ["Int", *(["String"] * len(group_by)), "Float", "Int"],
             "rows": rows,
             "column_units": ["ms", *([None] * len(group_by)), "credits", None],
+        }
+
+    @route("POST", "/v1/workspace/analytics/usage", scopes=WORKSPACE_READ)
+    def _cost_usage_query(self, call: Call) -> Reply:
+        """Cost-billed workspaces' usage (BodyGetWorkspaceCostUsage): whole UTC-day buckets, cost and charge count."""
+        body = require_object(call.body)
+        self._check_usage_times(body)
+        interval = body.get("interval_seconds")
+        if not is_int(interval) or interval < 86400 or interval % 86400:
+            raise invalid(("body", "interval_seconds"), "Input should be a whole number of days in seconds",
+                          "value_error", interval)
+        group_by = body.get("group_by") or []
+        if not isinstance(group_by, list) or any(g not in COST_USAGE_GROUP_BY for g in group_by):
+            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+        if self.billing != "cost":
+            raise platform_error(400, "invalid_request_error", "credit_billed_workspace",
+                                 "This workspace is billed in credits; use "
+                                 "/v1/workspace/analytics/query/usage-by-product-over-time instead.")
+        rows = self._usage_totals(body, group_by, interval)
+        # One unit of cost per 1,000 credits: the emulator's made-up price.
+        return 200, {
+            "columns": ["date", *group_by, "total_cost", "total_charge_count"],
+            "column_types": ["DateTime", *(["String"] * len(group_by)), "Float", "Float"],
+            "rows": [[self._iso(r[0]), *r[1:-2], round(r[-2] / 1000, 6), float(r[-1])] for r in rows],
+            "column_units": [None, *([None] * len(group_by)), "usd", None],
         }
