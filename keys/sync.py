@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from keys.models import ALL_SCOPES, ApiKey
+from keys.models import ALL_SCOPES, ApiKey, platform_expiry
 from keys.services import API_KEY_KIND, api_key_abandon, api_key_mark_gone
 from project.platform import errors
 from project.platform.scopes import same_permissions
@@ -43,9 +43,28 @@ class IssueInProgress(errors.Unavailable):
 
 # --- API keys ------------------------------------------------------------------------------------------------------
 def _remote_state(key: ApiKey) -> dict[str, Any]:
-    return {"name": key.remote_name, "permissions": key.platform_permissions(),
-            "character_limit": key.credit_quota if key.credit_quota is not None else "clear",
-            "allowed_ips": list(key.allowed_ips) if key.allowed_ips else "clear"}
+    state = {"name": key.remote_name, "permissions": key.platform_permissions(),
+             "character_limit": key.credit_quota if key.credit_quota is not None else "clear",
+             "allowed_ips": list(key.allowed_ips) if key.allowed_ips else "clear"}
+    expiry = platform_expiry(key.expires_at)
+    if expiry is not None:
+        state["expires_at_unix"] = expiry
+    elif key.expires_at is None:
+        state["expires_at_unix"] = "clear"
+    # An expiry beyond the platform's 90 days is not sent yet (Keyward's sweep ends the key; a later push sends it).
+    return state
+
+
+def _disable(client: Any, account_id: str, key_id: str) -> None:
+    """Suspend on the platform with ``POST …/disable`` (it survives a plan downgrade); a platform without that
+    route (404 on the route itself, 405) gets PATCH is_enabled=false instead."""
+    try:
+        client.disable_api_key(account_id, key_id)
+    except errors.PlatformError as exc:
+        route_missing = exc.status == 405 or (isinstance(exc, errors.NotFound) and exc.code == "http_404")
+        if not route_missing:
+            raise
+        client.update_api_key(account_id, key_id, is_enabled=False)
 
 
 def _remove_remote(client: Any, key: ApiKey, account_id: str) -> None:
@@ -86,13 +105,15 @@ def push_api_key(job: SyncJob, client: Any) -> str | None:
     if key.state in ApiKey.USABLE_STATES:
         state = _remote_state(key)
         if key.suspended_at is not None:
-            state["is_enabled"] = False  # suspended (credit guard or a person): off until resumed
+            pass  # suspended (credit guard or a person): disabled below, off until resumed
         elif job.payload.get("enable") is True:
             state["is_enabled"] = True  # resumed: switched back on once (api_key_resume asked for it)
         try:
             # Otherwise no is_enabled: a key the platform disabled itself (e.g. found exposed publicly) stays
             # disabled; the reconcile reports it as drift for a person to decide.
             client.update_api_key(account_id, key.remote_key_id, **state)
+            if key.suspended_at is not None:
+                _disable(client, account_id, key.remote_key_id)
         except errors.NotFound:
             if key.activated_at and timezone.now() - key.activated_at < timedelta(
                     seconds=settings.API_KEY_ISSUE_GRACE_SECONDS):

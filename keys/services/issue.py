@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from keys.models import ApiKey, key_digest
+from keys.models import ApiKey, key_digest, platform_expiry
 from keys.selectors import key_policy_of, live_key_count
 from keys.services.common import (
     MAX_OVERLAP,
@@ -134,7 +134,8 @@ def _issue_call(*, actor: Actor, key: ApiKey, client: Any, overlap: timedelta | 
     try:
         created = client.create_api_key(
             account.remote_id, name=key.remote_name, permissions=key.platform_permissions(),
-            character_limit=key.credit_quota, allowed_ips=key.allowed_ips or None, idempotency_key=str(key.uuid))
+            character_limit=key.credit_quota, allowed_ips=key.allowed_ips or None,
+            expires_at_unix=platform_expiry(key.expires_at), idempotency_key=str(key.uuid))
         secret, key_id = str(created["xi-api-key"]), str(created["key_id"])
     except errors.PlatformError as exc:
         _issue_fail(actor=actor, key_pk=key.pk, reason=exc.message or exc.code)

@@ -45,6 +45,21 @@ def _check_permissions(value: Any, loc: tuple[str | int, ...], *, sentinels: tup
             raise invalid((*loc, index), "Input should be a valid PermissionType", "enum", item)
 
 
+MIN_KEY_LIFETIME, MAX_KEY_LIFETIME = 15 * 60, 90 * 86400  # expires_at_unix bounds, as the SDK documents them
+
+
+def _check_expiry(value: Any, now: int, *, sentinels: tuple[str, ...]) -> int | None | str:
+    """``expires_at_unix``: None (never), an int 15 minutes to 90 days ahead, or one of the update sentinels."""
+    if value is None or value in sentinels:
+        return value
+    if not is_int(value):
+        raise invalid(("body", "expires_at_unix"), "Input should be a valid integer", "int_type", value)
+    if not now + MIN_KEY_LIFETIME <= value <= now + MAX_KEY_LIFETIME:
+        raise platform_error(400, "invalid_request_error", "invalid_expiry",
+                             "expires_at_unix must be at least 15 minutes and at most 90 days in the future.")
+    return int(value)
+
+
 class AccountRoutes(EmulatorCore):
     """Service accounts and keys. Only a key's hash is kept; the secret leaves once, at creation."""
 
@@ -127,12 +142,13 @@ class AccountRoutes(EmulatorCore):
             # UNCONFIRMED how "all" is listed; the schema allows only a list or null (all_permissions_listed_as).
             "permissions": (list(PERMISSION_TYPES) if self.all_permissions_listed_as == "list" else None)
             if key["permissions"] == "all" else list(key["permissions"]),
-            "disable_reason": None,
+            "disable_reason": key.get("disable_reason"),
             "character_limit": key["character_limit"],
             "character_count": int(spent),
             "hashed_xi_api_key": key["hashed_xi_api_key"],
             "allowed_ips": list(key["allowed_ips"]) if key["allowed_ips"] else None,
             "third_party_disable_allowed": key["third_party_disable_allowed"],
+            "expires_at_unix": key.get("expires_at_unix"),
         }
 
     def _keys_of(self, sa_id: str) -> list[dict[str, Any]]:
@@ -210,6 +226,7 @@ class AccountRoutes(EmulatorCore):
         third_party = body.get("third_party_disable_allowed")
         if third_party is not None and not isinstance(third_party, bool):
             raise invalid(("body", "third_party_disable_allowed"), "Input should be a valid boolean", "bool_type")
+        expires = _check_expiry(body.get("expires_at_unix"), self._now(), sentinels=())
         secret = "sk_" + secrets.token_hex(24)  # sk_ + 48 hex, the observed format
         key_id = mixed_id()
         hashed = hash_key(secret)
@@ -225,6 +242,8 @@ class AccountRoutes(EmulatorCore):
             "is_disabled": False,
             "third_party_disable_allowed": third_party,
             "created_at_unix": self._now(),
+            "expires_at_unix": expires,
+            "disable_reason": None,
             "seq": self._next_seq(),
         }
         self._key_ids_by_hash[hashed] = key_id
@@ -275,8 +294,31 @@ class AccountRoutes(EmulatorCore):
                     third_party,
                 )
             changes["third_party_disable_allowed"] = None if third_party == "clear" else third_party
+        expires = body.get("expires_at_unix", "no_update")
+        if expires != "no_update":
+            checked = _check_expiry(expires, self._now(), sentinels=("clear",))
+            changes["expires_at_unix"] = None if checked in (None, "clear") else checked
+        if changes.get("is_disabled") is False:
+            changes["disable_reason"] = None
         key.update(changes)
         return 200, {}
+
+    @route(
+        "POST",
+        "/v1/service-accounts/{service_account_user_id}/api-keys/{api_key_id}/disable",
+        scopes=SERVICE_ACCOUNTS,
+    )
+    def _key_disable(self, call: Call) -> Reply:
+        key = self._key(call.args["service_account_user_id"], call.args["api_key_id"])
+        key["is_disabled"] = True
+        return 200, {}
+
+    def disable_key_for(self, key_id: str, reason: str = "exposed_publicly") -> None:
+        """The platform disables a key itself and says why in the key list's ``disable_reason`` (LockReason:
+        trial_ended, subscription_downgrade, exposed_publicly, self_disabled), e.g. a key found in a public repo."""
+        with self._lock:
+            self._keys[key_id].update(is_disabled=True, disable_reason=reason)
+            self.changes += 1
 
     @route(
         "DELETE",
