@@ -9,7 +9,7 @@ from django.db.models import Model
 from django.utils import timezone
 
 from project import access
-from project.actors import Actor
+from project.actors import Actor, is_system
 from project.alerts.models import Alert
 from project.audit.services import record
 
@@ -49,14 +49,16 @@ def _transition(actor: Actor, alert: Alert, state: str) -> Alert:
         raise ValueError("This alert is already resolved.")
     old = alert.state
     now = timezone.now()
+    # The system (an incident it opened itself) is nobody: the "by" columns hold people only.
+    actor_user = None if is_system(actor) else actor
     if state == Alert.State.ACKNOWLEDGED:
         if old == Alert.State.ACKNOWLEDGED:
             return alert
-        alert.acknowledged_by, alert.acknowledged_at = actor, now
+        alert.acknowledged_by, alert.acknowledged_at = actor_user, now
     else:
-        alert.resolved_by, alert.resolved_at = actor, now
+        alert.resolved_by, alert.resolved_at = actor_user, now
         if alert.acknowledged_at is None:
-            alert.acknowledged_by, alert.acknowledged_at = actor, now
+            alert.acknowledged_by, alert.acknowledged_at = actor_user, now
     alert.state = state
     alert.save()
     record(actor=actor, action=f"alert.{state}", target=alert, workspace_id=alert.workspace_id,
