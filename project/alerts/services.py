@@ -155,32 +155,48 @@ def _channel_state(channel: NotificationChannel) -> dict[str, Any]:
     return {f: getattr(channel, f) for f in (*CHANNEL_FIELDS, "signing_secret")}
 
 
-@transaction.atomic
-def notification_channel_save(*, actor: Actor, workspace: Model, channel: NotificationChannel | None = None,
-                              **values: Any) -> tuple[NotificationChannel, str]:
-    """Create or change a workspace's channel. Secret parts left blank ("" or None) keep their current value. A new
-    generic webhook gets a signing secret, returned once as the second item ("" otherwise). Audited without the
-    secret parts' values."""
-    access.require(actor, "incidents.manage", workspace.pk)
-    new_secret = ""
-    if channel is None:
-        channel = NotificationChannel(workspace=workspace)
-        before: dict[str, Any] = {}
-    else:
-        channel = NotificationChannel.objects.select_for_update().get(pk=channel.pk, workspace=workspace)
-        before = _channel_state(channel)
+def _prepared(workspace: Model, channel: NotificationChannel | None, values: dict[str, Any]) -> NotificationChannel:
+    """The channel with `values` applied and checked, not saved. Raises ValidationError keyed by field."""
+    channel = NotificationChannel(workspace=workspace) if channel is None else channel
     for field, value in values.items():
         if field not in CHANNEL_FIELDS:
             raise TypeError(f"unknown channel field {field!r}")
         if field in CHANNEL_SECRETS and not value:
-            continue
+            continue  # write-only: blank keeps the current value
         setattr(channel, field, value)
-    if channel.kind == NotificationChannel.Kind.WEBHOOK and not channel.signing_secret:
-        new_secret = channel.signing_secret = webhooks.new_secret()
     _clean_channel(channel)
     if NotificationChannel.objects.filter(workspace=workspace, name=channel.name).exclude(pk=channel.pk).exists():
         raise ValidationError({"name": "This workspace already has a channel of that name."})
-    channel.full_clean()
+    channel.full_clean(exclude=["workspace"])
+    return channel
+
+
+def notification_channel_check(*, workspace: Model, channel: NotificationChannel | None = None,
+                               **values: Any) -> None:
+    """Raise the ValidationError notification_channel_save would (for a form's clean), changing nothing."""
+    copy = None
+    if channel is not None and channel.pk:
+        copy = NotificationChannel.objects.get(pk=channel.pk, workspace=workspace)
+    _prepared(workspace, copy, values)
+
+
+@transaction.atomic
+def notification_channel_save(*, actor: Actor, workspace: Model, channel: NotificationChannel | None = None,
+                              **values: Any) -> tuple[NotificationChannel, str]:
+    """Create or change a workspace's channel. Secret parts left blank ("" or None) keep their current value; URLs
+    follow the outbound rules (project.outbound). A new generic webhook gets a signing secret, returned once as the
+    second item ("" otherwise). Audited without the secret parts' values."""
+    access.require(actor, "incidents.manage", workspace.pk)
+    before: dict[str, Any] = {}
+    if channel is not None and channel.pk:
+        channel = NotificationChannel.objects.select_for_update().get(pk=channel.pk, workspace=workspace)
+        before = _channel_state(channel)
+    else:
+        channel = None
+    channel = _prepared(workspace, channel, values)
+    new_secret = ""
+    if channel.kind == NotificationChannel.Kind.WEBHOOK and not channel.signing_secret:
+        new_secret = channel.signing_secret = webhooks.new_secret()
     channel.save()
     record(actor=actor, action="notification_channel.update" if before else "notification_channel.create",
            target=channel, workspace_id=workspace.pk,
