@@ -42,7 +42,7 @@ def message(delivery: Delivery) -> dict[str, Any]:
     alert = delivery.alert
     if alert is None:
         return {"event": "test", "title": "Test message from Keyward", "severity": "info",
-                "text": f"This is a test of the notification channel “{delivery.channel_label}”.", "workspace": "",
+                "text": f"Test message from Keyward to “{delivery.channel_label}”.", "workspace": "",
                 "url": settings.PUBLIC_URL + reverse("admin:index")}
     event = delivery.event
     who = ""
