@@ -58,11 +58,24 @@ def enqueue(events: Iterable[AuditEvent]) -> None:
     _wake_after_commit()
 
 
+class WakeAfterCommit:
+    """The on-commit wake-up of one transaction (registered once however many events it records)."""
+
+    __slots__ = ("ran",)
+
+    def __init__(self) -> None:
+        self.ran = False
+
+    def __call__(self) -> None:
+        self.ran = True
+        wake()
+
+
 def _wake_after_commit() -> None:
-    # One wake-up per transaction, however many events it records.
-    if connection.in_atomic_block and any(func is wake for _, func, _ in connection.run_on_commit):
+    if connection.in_atomic_block and any(isinstance(func, WakeAfterCommit) and not func.ran
+                                          for _, func, _ in connection.run_on_commit):
         return
-    transaction.on_commit(wake, robust=True)
+    transaction.on_commit(WakeAfterCommit(), robust=True)
 
 
 def wake() -> None:
