@@ -253,6 +253,37 @@ if not BROKER_PUBLIC_URL.startswith(("https://", "http://")):
 if any(len(k) < 32 for k in BROKER_WEBHOOK_KEY):
     raise ImproperlyConfigured("BROKER_WEBHOOK_KEY keys must be at least 32 characters")
 
+# --- Notifications and the audit stream (project/alerts, project/audit/stream.py) ---------------------
+# PUBLIC_URL: where people reach Keyward; alert messages link to PUBLIC_URL + the alert's admin page.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("PUBLIC_URL must be an absolute http(s) URL")
+# Email notifications use Django's email backend: in debug (make run) a file per message under var/mail/; in
+# production SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend" if DEBUG
+                        else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = _env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = _env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyward@localhost")
+# PagerDuty's Events API v2 endpoint (a setting so tests and air-gapped proxies can point elsewhere).
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+# The audit stream: every committed audit event as one JSON object to a signed webhook (https://..., signed with
+# AUDIT_STREAM_SECRET, a Standard Webhooks "whsec_..." secret) or to syslog (syslog+tcp://host:port or
+# syslog+udp://host:port, RFC 5424). Empty: off. The backlog shows on the audit trail's page.
+AUDIT_STREAM_URL = env.str("AUDIT_STREAM_URL", default="")
+AUDIT_STREAM_SECRET = env.str("AUDIT_STREAM_SECRET", default="")
+AUDIT_STREAM_SWEEP_SECONDS = _env_float("AUDIT_STREAM_SWEEP_SECONDS", 60.0)
+if AUDIT_STREAM_URL and not AUDIT_STREAM_URL.startswith(("https://", "http://", "syslog+tcp://", "syslog+udp://")):
+    raise ImproperlyConfigured("AUDIT_STREAM_URL must be https://..., syslog+tcp://host:port or syslog+udp://host:port")
+if AUDIT_STREAM_URL.startswith("http") and not AUDIT_STREAM_SECRET.startswith("whsec_"):
+    raise ImproperlyConfigured("AUDIT_STREAM_SECRET must be a Standard Webhooks secret (whsec_...) when "
+                               "AUDIT_STREAM_URL is a webhook")
+
 # --- Celery and the outbox --------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 _broker_dir = Path(env.str("CELERY_FILESYSTEM_BROKER_DIR", default=str(BASE_DIR / "var" / "broker")))
@@ -357,6 +388,8 @@ if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
 CELERY_BEAT_SCHEDULE = {
     "sync: drain the outbox": {"task": "sync.drain_outbox", "schedule": SYNC_DRAIN_INTERVAL_SECONDS},
     "sync: reconcile with the platform": {"task": "sync.reconcile", "schedule": RECONCILE_INTERVAL_SECONDS},
+    "audit: wake the audit stream if events wait": {
+        "task": "audit.stream_sweep", "schedule": AUDIT_STREAM_SWEEP_SECONDS},
     "sync: delete done jobs past their retention": {
         "task": "sync.prune_done_jobs", "schedule": SYNC_PRUNE_INTERVAL_SECONDS},
     "secrets_app: refresh end users' vault tokens before they expire": {

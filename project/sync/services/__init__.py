@@ -13,6 +13,7 @@ from project.sync.services.outbox import (
     job_retry,
     job_run,
     jobs_claim,
+    jobs_enqueue_new,
     worker_name,
 )
 from project.sync.services.reconcile import (
@@ -35,6 +36,7 @@ __all__ = [
     "job_discard",
     "job_enqueue",
     "job_finish",
+    "jobs_enqueue_new",
     "job_retry",
     "job_run",
     "jobs_claim",

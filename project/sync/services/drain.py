@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from project.platform.client import account_of_workspace
+from project.sync import registry
 from project.sync.models import SyncJob
 from project.sync.services.outbox import _renew_leases, _requeue, job_finish, job_run, jobs_claim, worker_name
 
@@ -90,12 +91,19 @@ def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading
                 if not waiting:
                     break
             current = waiting.pop(0)
+            if registry.is_local(current.kind):
+                # A notification or the audit stream: no platform account to pause or to wait for.
+                job_finish(current, job_run(current), worker=worker)
+                current = None
+                ran += 1
+                continue
             account = None if client is not None else account_of_workspace(current.workspace_id)
             until = _pauses.paused_until(account) if client is None else None
             if until is not None:
                 # Its account is paused (failing): hand back its jobs of this batch untried, due when the pause
                 # ends, in one go; the other accounts' jobs go on.
-                mine = [current] + [job for job in waiting if account_of_workspace(job.workspace_id) == account]
+                mine = [current] + [job for job in waiting if not registry.is_local(job.kind)
+                                     and account_of_workspace(job.workspace_id) == account]
                 waiting = [job for job in waiting if job not in mine]
                 when = timezone.now() + timedelta(seconds=until - time.time())
                 _requeue([job.pk for job in mine], now=timezone.now(), reason="", worker=worker,

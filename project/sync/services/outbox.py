@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from project import context
@@ -98,6 +98,19 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
     if nudge:
         _nudge_after_commit()
     return job
+
+
+def jobs_enqueue_new(*, kind: str, objects: list[tuple[Any, int | None, str]], nudge: bool = True) -> int:
+    """Enqueue jobs for objects that were just created in the caller's transaction (so none can have a pending
+    job to coalesce with): one insert for all. ``objects`` holds (object_id, workspace_id, object_repr)."""
+    kinds.require_known(kind)
+    request_id = _request_id()
+    SyncJob.objects.bulk_create([SyncJob(kind=kind, object_id=str(object_id), workspace_id=workspace_id,
+                                         object_repr=object_repr[:200], request_id=request_id)
+                                 for object_id, workspace_id, object_repr in objects], batch_size=500)
+    if nudge and objects:
+        _nudge_after_commit()
+    return len(objects)
 
 
 def _request_id() -> str:
@@ -188,7 +201,8 @@ def jobs_claim(*, worker: str, limit: int = 20, release_expired: bool = True, pr
     due = SyncJob.objects.filter(state=SyncJob.State.PENDING, next_attempt_at__lte=now)
     skipped = list(skip_workspaces)
     if skipped:
-        due = due.exclude(workspace_id__in=skipped)
+        # Deliveries that never reach the platform (notifications) go on while its account is paused.
+        due = due.exclude(Q(workspace_id__in=skipped) & ~Q(kind__in=registry.local_kinds()))
     if probe and not due.exists():
         return []
     running_same_object = SyncJob.objects.filter(
@@ -250,7 +264,7 @@ def job_run(job: SyncJob, *, client: Any | None = None) -> Outcome:
     the platform account the job's workspace is bound to (or `client`, when one is given)."""
     token = context.activate(context.RequestContext(request_id=job.request_id or context.new_request_id()))
     try:
-        if client is None:
+        if client is None and not registry.is_local(job.kind):
             try:
                 client = client_for_workspace(job.workspace_id)
             except DecryptionError:
