@@ -84,9 +84,28 @@ def _totals() -> list[Any]:
     return [Decimal(0), 0]
 
 
+def keys_for_usage_hashes(hashes: list[str]) -> dict[str, ApiKey]:
+    """The one join from the platform's usage rows (``hashed_xi_api_key``) to keys: a key's ``platform_hash``
+    (kept from the key list: every adopted key has one), else, for a key whose platform hash was never read, its
+    SHA-256 digest. Returns {hash: key} with pk, digest, platform_hash and last_used_at loaded."""
+    keys: dict[str, ApiKey] = {}
+    fields = ("pk", "digest", "platform_hash", "last_used_at")
+    for i in range(0, len(hashes), DIGEST_BATCH):
+        chunk = hashes[i:i + DIGEST_BATCH]
+        # exclude(...="") lets PostgreSQL use the partial indexes on platform_hash and digest, not a table scan.
+        keys.update((k.platform_hash, k) for k in ApiKey.objects.filter(platform_hash__in=chunk)
+                    .exclude(platform_hash="").order_by().only(*fields))
+        rest = [h for h in chunk if h not in keys]
+        if rest:
+            keys.update((k.digest, k) for k in ApiKey.objects.filter(digest__in=rest, platform_hash="")
+                        .exclude(digest="").order_by().only(*fields))
+    return keys
+
+
 def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The one usage ingest. Asks the platform once for the usage per key (grouped by hashed_xi_api_key, matched
-    to the keys' digests) over ``usage_window`` in ``usage_read_interval`` buckets, and in one transaction:
+    to the keys by keys_for_usage_hashes) over ``usage_window`` in ``usage_read_interval`` buckets, and in one
+    transaction:
 
     - replaces each (key, UTC hour) row of KeyUsageHourly whose figures are new or revised, flagging it for
       detection's rules (``awaiting_rules``), whichever caller ingested it;
@@ -133,11 +152,7 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
             ended = min(_floor(row.began, bucket) + timedelta(seconds=bucket), now)
             last_used[row.hashed] = max(last_used.get(row.hashed, ended), ended)
     hashes = sorted({h for h, _ in days})
-    keys: dict[str, ApiKey] = {}
-    for i in range(0, len(hashes), DIGEST_BATCH):
-        # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
-        keys.update((k.digest, k) for k in ApiKey.objects.filter(digest__in=hashes[i:i + DIGEST_BATCH])
-                    .exclude(digest="").order_by().only("pk", "digest", "last_used_at"))
+    keys = keys_for_usage_hashes(hashes)
     key_pks = sorted({keys[h].pk for h in hashes if h in keys})
     new_hours, changed_hours = _hours_to_write(
         {(keys[h].pk, hour): totals for (h, hour), totals in hours.items() if h in keys}, key_pks, start)
