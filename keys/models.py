@@ -274,7 +274,9 @@ class ApiKey(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        return f"{self.name} {self.remote_tag}"
+        """The key's name on the platform: with Keyward's tag for a key it issued; an adopted key keeps its name
+        (the tag serves only to find what a lost create made)."""
+        return self.name if self.origin == self.Origin.ADOPTED else f"{self.name} {self.remote_tag}"
 
     @property
     def has_all_scopes(self) -> bool:

@@ -26,6 +26,14 @@ from secrets_app.selectors import SELECTORS
 PERMISSION = "secrets.manage"
 
 
+HELD_BY_PLATFORM = "value held by the platform only"
+
+
+def held_badge() -> str:
+    return format_html('<span class="kw-tone-warn">{}</span> (adopted: Keyward manages it fully once a new value '
+                       "is set here)", HELD_BY_PLATFORM)
+
+
 def state_badge(state: str) -> str:
     if state == "unreadable":
         return badge(CANNOT_DECRYPT, "bad", tag="strong")
@@ -143,6 +151,8 @@ class SecretAdmin(SecretsAdminBase):
 
     @admin.display(description="value")
     def value_state(self, secret: Secret) -> str:
+        if secret.pk and not secret.value_known:
+            return held_badge()
         return state_badge(field_state(secret, "value")) if secret.pk else "—"
 
     @admin.display(description="used by tools")
@@ -258,6 +268,8 @@ class AuthConnectionAdmin(SecretsAdminBase):
     def secret_parts(self, conn: AuthConnection) -> str:
         if not conn.pk:
             return "—"
+        if not conn.secrets_known:
+            return held_badge()
         fields = AuthConnection.KIND_SECRETS.get(conn.kind, ())
         return format_html_join(", ", "{}: {}", ((f.replace("_", " "), state_badge(field_state(conn, f)))
                                                  for f in fields))
