@@ -378,11 +378,12 @@ def guardrails_evaluate(*, account_id: int, now: datetime | None = None) -> Guar
     return ctx.report
 
 
-def _existing(ctx: _Context) -> dict[tuple[int, str], tuple[int, str, Any]]:
+def _existing(ctx: _Context) -> dict[tuple[int, str], tuple[int, str, Any, tuple[str, str]]]:
     prefix = f"guardrail:{ctx.account_id}:"
     rows = Alert.objects.filter(workspace_id__in=ctx.workspaces, kind__in=list(ALERT_KINDS)).values_list(
-        "pk", "workspace_id", "dedup_key", "state", "details__enforced_at")
-    return {(ws, key): (pk, state, enforced) for pk, ws, key, state, enforced in rows.iterator(chunk_size=BATCH)
+        "pk", "workspace_id", "dedup_key", "state", "details__enforced_at", "object_type", "object_id")
+    return {(ws, key): (pk, state, enforced, (object_type, object_id))
+            for pk, ws, key, state, enforced, object_type, object_id in rows.iterator(chunk_size=BATCH)
             if key.startswith(prefix) and RESOLVED_MARK not in key}
 
 
@@ -391,7 +392,7 @@ def _sync_alerts(ctx: _Context) -> None:
         return
     existing = _existing(ctx)
     to_enforce: list[Wanted] = []
-    fresh = []
+    fresh, moved = [], []
     for key, wanted in ctx.wanted.items():
         mode = "enforce" if wanted.rule in ctx.enforce.get(wanted.workspace_id, set()) else "alert"
         wanted.details["mode"] = mode
@@ -401,8 +402,13 @@ def _sync_alerts(ctx: _Context) -> None:
             fresh.append(wanted)
             if enforce:
                 to_enforce.append(wanted)
-        elif enforce and current[1] != Alert.State.RESOLVED and not current[2]:
-            to_enforce.append(wanted)
+        else:
+            if enforce and current[1] != Alert.State.RESOLVED and not current[2]:
+                to_enforce.append(wanted)
+            if current[3] != (wanted.object_type, wanted.object_id):  # adopted since: the alert is about the row
+                moved.append(Alert(pk=current[0], object_type=wanted.object_type, object_id=wanted.object_id,
+                                   object_repr=wanted.object_repr))
+    Alert.objects.bulk_update(moved, ["object_type", "object_id", "object_repr"], batch_size=500)
     enforced = _enforce(ctx, to_enforce)
     for i in range(0, len(fresh), BATCH):
         ctx.report.raised += _raise(fresh[i:i + BATCH])
@@ -414,7 +420,7 @@ def _sync_alerts(ctx: _Context) -> None:
                 alert = Alert.objects.get(pk=current[0])
                 alert.details = {**alert.details, "enforced_at": stamp, "mode": "enforce"}
                 alert.save(update_fields=["details", "updated_at"])
-    gone = [(pk, state) for key, (pk, state, _) in existing.items() if key not in ctx.wanted]
+    gone = [(pk, state) for key, (pk, state, *_) in existing.items() if key not in ctx.wanted]
     for i in range(0, len(gone), BATCH):
         ctx.report.resolved += _resolve(gone[i:i + BATCH], ctx.now)
 
@@ -456,19 +462,24 @@ def _raise(batch: list[Wanted]) -> int:
     try:
         with transaction.atomic():
             made = Alert.objects.bulk_create(alerts)
-            record_many([event(actor=SYSTEM, action="alert.raise", target=a, workspace_id=a.workspace_id,
-                               changes={"kind": a.kind, "severity": a.severity}) for a in made])
+            _audit_raised(made)
         return len(made)
     except IntegrityError:  # another pass raised some of them meanwhile: one by one, skipping those
-        from project.alerts.services import alert_raise
-
         raised = 0
-        for w in batch:
-            _, created = alert_raise(actor=SYSTEM, workspace=Workspace(pk=w.workspace_id),
-                                     kind=f"{KIND_PREFIX}{w.rule}", severity=SEVERITY[w.rule], title=w.title,
-                                     dedup_key=w.dedup_key, details=w.details)
-            raised += created
+        for alert in alerts:
+            try:
+                with transaction.atomic():
+                    alert.save(force_insert=True)
+                    _audit_raised([alert])
+                raised += 1
+            except IntegrityError:
+                alert.pk = None
         return raised
+
+
+def _audit_raised(alerts: list[Alert]) -> None:
+    record_many([event(actor=SYSTEM, action="alert.raise", target=a, workspace_id=a.workspace_id,
+                       changes={"kind": a.kind, "severity": a.severity}) for a in alerts])
 
 
 @transaction.atomic

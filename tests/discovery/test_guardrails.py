@@ -203,9 +203,16 @@ def test_adoption_judges_the_account_again(acme):
     agent_id = acme.emulator.seed_agent(name="Lobby", auth={"enable_auth": True, "shareable_token": "tok_x"})
     run = discovery.discovery_start(actor=SYSTEM, account_id=acme.account.pk, enqueue=False)
     discovery.discovery_run(run=run)
+    alert = _open().get()
+    assert alert.object_type == "sync.observation"
     Observation.objects.update(findings=[])  # as if the last pass had not seen it yet
     discovery.adopt(actor=SYSTEM, account_id=acme.account.pk, workspace_id=acme.workspace.pk)
     assert Observation.objects.get(remote_id=agent_id).findings == [Guardrail.SHAREABLE_OPEN]
+    # The same alert, now about the adopted agent.
+    alert.refresh_from_db()
+    agent = Agent.objects.get(remote_id=agent_id)
+    assert (alert.object_type, alert.object_id, alert.state) == ("agents.agent", str(agent.pk), Alert.State.OPEN)
+    assert Alert.objects.count() == 1
 
 
 def _enforce(workspace, *rules: str) -> None:
