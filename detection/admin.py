@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from detection import services
 from detection.admin_common import severity_badge
 from detection.forms import DetectionPolicyForm
+from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
 from detection.models import DetectionPolicy
 from project import access
 from project.actors import Actor
@@ -37,6 +38,7 @@ ALERT_KINDS: dict[str, str] = {
     "api_key_deleted_remotely": "Key deleted on the platform",
     "credential_refresh_failed": "Credential refresh failed",
     "broker_key_foreign_address": "Broker key used from a foreign address",
+    **GUARDRAIL_KINDS,
 }
 class AlertStateFilter(admin.SimpleListFilter):
     title = "state"
@@ -234,7 +236,7 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
     form = DetectionPolicyForm
     manage_permission = "incidents.manage"
     list_display = ("workspace", "time_zone", "spike", "unusual_hours", "idle_days", "concurrency_samples",
-                    "credit_guard")
+                    "credit_guard", "guardrails")
     list_select_related = ("workspace",)
     fieldsets = (
         (None, {"fields": ("workspace", "time_zone")}),
@@ -245,6 +247,7 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
         ("Idle key waking up, concurrency", {"fields": ("idle_days", "concurrency_samples")}),
         ("Credit guard", {"fields": ("guard_notice_percent", "guard_warning_percent", "suspend_prod_at_limit",
                                      "suspend_nonprod_at_limit", "billing_period_day")}),
+        ("Guardrails on the live state (alert, or enforce)", {"fields": ("guardrail_enforce",)}),
     )
 
     @admin.display(description="spike")
@@ -263,6 +266,11 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
                                            (policy.suspend_nonprod_at_limit, "others")) if on]
         return (f"{policy.guard_notice_percent}/{policy.guard_warning_percent}/100%; disables "
                 f"{' and '.join(disable) if disable else 'nothing'} at 100%")
+
+    @admin.display(description="guardrails")
+    def guardrails(self, policy: DetectionPolicy) -> str:
+        enforced = policy.guardrail_enforce or []
+        return f"{len(enforced)} enforced, the others alert" if enforced else "all alert"
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # change the values instead: a workspace always lives by some policy

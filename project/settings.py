@@ -367,6 +367,12 @@ if DETECTION_USAGE_INTERVAL_SECONDS <= 0 or DETECTION_CONCURRENCY_SAMPLE_SECONDS
     raise ImproperlyConfigured("DETECTION_USAGE_INTERVAL_SECONDS and DETECTION_CONCURRENCY_SAMPLE_SECONDS must be "
                                "positive")
 
+# Guardrails on the live state: every platform account with workspaces is read again this often (a discovery run
+# of purpose "refresh") and judged, so a setting changed on the platform raises an alert within minutes.
+GUARDRAIL_INTERVAL_SECONDS = _env_float("GUARDRAIL_INTERVAL_SECONDS", 300.0)
+if GUARDRAIL_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("GUARDRAIL_INTERVAL_SECONDS must be positive")
+
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------
 # End users' OAuth tokens expiring within this window are refreshed (by the periodic sweep, which runs every
 # VAULT_REFRESH_INTERVAL_SECONDS, and at session start); a failed refresh is retried after
@@ -398,6 +404,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
     "detection: sample the platform's concurrency": {
         "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
+    "sync: read every platform account again for the guardrails": {
+        "task": "sync.refresh_observations", "schedule": GUARDRAIL_INTERVAL_SECONDS},
     "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
     "broker: delete expired conversation/end-user bindings": {
         "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},
