@@ -42,7 +42,7 @@ class RefusalAsMessage(WorkspaceScopedAdmin):
 class BrokerKeyAdmin(RefusalAsMessage):
     form = BrokerKeyChangeForm
     manage_permission = "keys.issue"
-    list_display = ("name", "hint", "service_account", "environment", "agent_count", "networks",
+    list_display = ("name", "hint", "service_account", "environment", "agent_count", "token_type_list", "networks",
                     "rate_limit_per_minute", "sessions_this_period", "requests_this_minute", "last_used",
                     "status_badge")
     list_select_related = ("workspace", "service_account", "environment__workspace", "usage")
@@ -50,8 +50,8 @@ class BrokerKeyAdmin(RefusalAsMessage):
     actions = ["revoke_keys"]
     fieldsets = (
         (None, {"fields": ("workspace", "service_account", "environment", "name", "hint", "status_badge")}),
-        ("What it may do", {"fields": ("agents", "allowed_networks", "rate_limit_per_minute", "session_quota",
-                                       "quota_period", "expires_at")}),
+        ("What it may do", {"fields": ("agents", "token_types", "allowed_networks", "rate_limit_per_minute",
+                                       "session_quota", "quota_period", "expires_at")}),
         ("Usage", {"fields": ("sessions_this_period", "requests_this_minute", "sessions_total", "last_used",
                               "last_address")}),
         ("History", {"fields": ("created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")}),
@@ -85,6 +85,10 @@ class BrokerKeyAdmin(RefusalAsMessage):
     def agent_count(self, key: BrokerKey) -> int:
         count = getattr(key, "agent_count", None)
         return key.agents.count() if count is None else count
+
+    @admin.display(description="token types")
+    def token_type_list(self, key: BrokerKey) -> str:
+        return ", ".join(key.token_types) if key.token_types else "none"
 
     @admin.display(description="addresses")
     def networks(self, key: BrokerKey) -> str:

@@ -22,6 +22,14 @@ MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_QUOTA = 100_000_000
 
 
+class TokenType(models.TextChoices):
+    """The platform's single-use token types (``POST /v1/single-use-token/{token_type}``): speech clients only."""
+
+    TTS_WEBSOCKET = "tts_websocket", "text-to-speech websocket (tts_websocket)"
+    REALTIME_SCRIBE = "realtime_scribe", "real-time transcription (realtime_scribe)"
+    BATCH_SCRIBE = "batch_scribe", "batch transcription (batch_scribe)"
+
+
 class BrokerKey(TimeStampedModel):
     """A Keyward broker key: lets one app backend (a service account) open conversation sessions for the
     agents listed here, in one environment, from the listed networks, within a rate limit and a session
@@ -55,6 +63,11 @@ class BrokerKey(TimeStampedModel):
         default=1000, validators=[MinValueValidator(1), MaxValueValidator(MAX_SESSION_QUOTA)],
         help_text="Sessions granted per quota period")
     quota_period = models.CharField(max_length=5, choices=QuotaPeriod.choices, default=QuotaPeriod.DAY)
+    # Which single-use tokens for speech clients (POST /api/v1/tokens/<token_type>) the key may mint; none by
+    # default. Mints count against the same rate limit and quota as sessions.
+    token_types = models.JSONField(
+        "single-use token types", default=list, blank=True,
+        help_text="Single-use tokens for speech clients this key may mint; none = no token endpoint")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank = until revoked")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
@@ -92,6 +105,16 @@ class BrokerKey(TimeStampedModel):
             errors["service_account"] = ["This service account belongs to another workspace."]
         if self.environment_id and self.workspace_id and self.environment.workspace_id != self.workspace_id:
             errors["environment"] = ["This environment belongs to another workspace."]
+        types = self.token_types or []
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            errors["token_types"] = ["The token types must be a list of token type names."]
+        else:
+            unknown = sorted(set(types) - set(TokenType.values))
+            if unknown:
+                errors["token_types"] = [f"Unknown token type(s): {', '.join(unknown)}; choose from "
+                                         f"{', '.join(TokenType.values)}."]
+            else:
+                self.token_types = [t for t in TokenType.values if t in types]  # one order, no duplicates
         networks = self.allowed_networks or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             errors["allowed_networks"] = ["The allowed addresses must be a list of addresses or ranges."]

@@ -15,14 +15,15 @@ from .common import PERMISSION_TYPES
 from .core import hash_key
 from .hub import EmulatorHub
 from .server import EmulatorServer, is_loopback_host
+from .speech import SpeechTokenRoutes
 from .workspace import WorkspaceRoutes
 
 __all__ = ["PERMISSION_TYPES", "Emulator", "EmulatorHub", "EmulatorServer", "hash_key", "is_loopback_host"]
 
 
-class Emulator(AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):
-    """Agents, conversation credentials, secrets, tools, auth connections, service accounts, keys and usage,
-    in memory."""
+class Emulator(SpeechTokenRoutes, AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):
+    """Agents, conversation credentials, single-use speech tokens, secrets, tools, auth connections, service
+    accounts, keys and usage, in memory."""
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
         """Run this emulator on loopback in a daemon thread; ``port=0`` picks a free port."""
