@@ -207,3 +207,43 @@ class WebhookAgent(Agent):
         proxy = True
         verbose_name = "credential webhook"
         verbose_name_plural = "credential webhooks"
+
+
+class RefreshTool(TimeStampedModel):
+    """The token-refresh webhook tool of one agent for one vault provider: a tool on the platform that the agent
+    calls during a long conversation; Keyward answers the end user's fresh access token, which the tool assigns to
+    ``secret__user_<provider>_token`` for the tool calls after it. Created and attached through the outbox; the
+    call bookkeeping (last call, last failure) is written by the endpoint."""
+
+    workspace_path = "agent__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
+    class State(models.TextChoices):
+        ATTACHING = "attaching", "being created and attached"
+        ATTACHED = "attached", "attached"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="refresh_tools")
+    provider = models.ForeignKey("secrets_app.OAuthProvider", on_delete=models.PROTECT, related_name="refresh_tools")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ATTACHING, editable=False)
+    remote_id = models.CharField("platform tool id", max_length=128, blank=True, editable=False)
+    last_call_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure = models.CharField(max_length=200, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", editable=False)
+
+    objects = RestrictedManager()
+
+    class Meta:
+        ordering = ["agent__name", "provider__slug"]
+        constraints = [
+            # One tool per agent and provider; the endpoint's bookkeeping finds it by this pair.
+            models.UniqueConstraint(fields=["agent", "provider"], name="refresh_tool_unique_agent_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token refresh for {self.provider_id} on {self.agent}"
+
+    @property
+    def tool_name(self) -> str:
+        """The tool's name on the platform (``^[a-zA-Z0-9_-]{1,64}$``): found again by it after a lost answer."""
+        return f"kw_refresh_{self.agent.uuid.hex[:12]}_{self.provider.slug}"[:64]

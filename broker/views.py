@@ -20,6 +20,7 @@ from agents import webhook
 from broker import services
 from broker.auth import bearer_token, broker_key_authenticate
 from broker.services.initiation import WEBHOOK_ACTOR
+from broker.services.refresh import REFRESH_ACTOR
 from broker.validators import validate_end_user_id
 from project.audit.middleware import client_ip
 
@@ -170,6 +171,31 @@ def single_use_token(request: HttpRequest, token_type: str) -> HttpResponse:
     body["Cache-Control"] = NO_STORE
     body["Pragma"] = "no-cache"
     return body
+
+
+@csrf_exempt
+@sensitive_variables("answer")
+def token_refresh(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/platform/token-refresh: the platform's token-refresh tool call during a conversation."""
+    if request.method != "POST":
+        return _method_not_allowed()
+    agent_uuid = webhook.verify(request.META.get(webhook.META_HEADER))
+    if agent_uuid is None:
+        return error(401, "invalid_webhook_secret", f"A valid {webhook.HEADER} header is required.")
+    try:
+        payload = _json_object(request, MAX_WEBHOOK_BODY)
+    except BadRequest as exc:
+        return error(400, "invalid_request", str(exc))
+    try:
+        answer = services.token_refresh_answer(actor=REFRESH_ACTOR, agent_uuid=agent_uuid, payload=payload)
+    except services.WebhookRefused as refusal:
+        return error(refusal.status, refusal.code, refusal.message)
+    except DatabaseError as exc:
+        logger.error("token refresh store unavailable: %s", type(exc).__name__)
+        return error(503, "unavailable", "Keyward cannot answer right now.", retry_after=5)
+    response = JsonResponse(answer, status=200)
+    response["Cache-Control"] = NO_STORE
+    return response
 
 
 @csrf_exempt
