@@ -178,7 +178,7 @@ def token_refresh_answer(*, actor: Actor, agent_uuid: uuid.UUID, payload: dict[s
     (end user, provider, conversation, expiry; never the token).
     """
     request = _parse(payload)
-    agent = Agent.objects.filter(uuid=agent_uuid).first()
+    agent = Agent.objects.select_related("workspace").filter(uuid=agent_uuid).first()
     if agent is None or not agent.credential_webhook:
         raise WebhookRefused(404, "webhook_not_enabled", "The credential webhook is not on for this agent.")
     if not agent.remote_id or request.agent_id != agent.remote_id:

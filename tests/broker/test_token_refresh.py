@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.handlers.wsgi import WSGIHandler
+from django.test import Client
 from django.utils import timezone
 
 from agents import webhook
@@ -27,18 +27,23 @@ CALENDAR = "https://calendar.example.test/events"
 
 
 class Outbound(httpx.BaseTransport):
-    """Where the emulator's calls go: Keyward's URLs to this Django (in-process WSGI, like a real request), the
-    team's own tool (a calendar API) to a recorder."""
+    """Where the emulator's calls go: Keyward's URLs to this Django (its whole request stack, through the test
+    client's handler, which keeps the test's database connection), the team's own tool (a calendar API) to a
+    recorder."""
 
     def __init__(self) -> None:
-        self.keyward = httpx.WSGITransport(app=WSGIHandler())
+        self.keyward = Client()
         self.calendar_calls: list[httpx.Request] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.host == "calendar.example.test":
             self.calendar_calls.append(request)
             return httpx.Response(200, json={"events": []})
-        return self.keyward.handle_request(request)
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length",
+                                                                                  "content-type")}
+        response = self.keyward.generic(request.method, request.url.raw_path.decode(), data=request.content,
+                                        content_type=request.headers.get("content-type", ""), headers=headers)
+        return httpx.Response(response.status_code, headers=dict(response.items()), content=response.content)
 
 
 @pytest.fixture
@@ -329,3 +334,12 @@ def test_the_agent_page_refuses_people_without_agents_manage_and_outsiders(viewe
     assert "Add the token-refresh tool" not in login(viewer).get(
         f"/admin/agents/agent/{webhook_agent.pk}/change/").content.decode()
     assert not RefreshTool.objects.exists()
+
+
+def test_a_refresh_answers_in_a_fixed_number_of_queries(api, webhook_agent, conversation,
+                                                        django_assert_max_num_queries):
+    UserCredential.objects.update(expires_at=timezone.now() + timedelta(hours=1))
+    # The agent with its workspace, the session binding, the credential, the audit event, the tool's last call.
+    with django_assert_max_num_queries(5):
+        response = api.refresh(_body(webhook_agent, conversation), webhook.agent_secret(webhook_agent))
+    assert response.status_code == 200

@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from .common import ApiError, random_id
+from .common import ApiError, invalid, random_id
 from .core import EmulatorCore
 
 _TEMPLATE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
@@ -63,6 +63,23 @@ class ConversationRoutes(EmulatorCore):
     def _reset_resources(self) -> None:
         super()._reset_resources()
         self._conversations: dict[str, dict[str, Any]] = {}
+
+    def _check_tool_body(self, body: Any) -> dict[str, Any]:
+        """Tools may carry response ``assignments`` (DynamicVariableAssignment): each needs a variable and a path."""
+        body = super()._check_tool_body(body)  # type: ignore[misc]
+        assignments = body["tool_config"].get("assignments")
+        if assignments is None:
+            return body
+        loc = ("body", "tool_config", "assignments")
+        if not isinstance(assignments, list):
+            raise invalid(loc, "Input should be a valid list", "list_type", assignments)
+        for index, item in enumerate(assignments):
+            for name in ("dynamic_variable", "value_path"):
+                if not isinstance(item, dict) or not isinstance(item.get(name), str) or not item[name]:
+                    raise invalid((*loc, index, name), "Field required", "missing")
+            if item.get("source", "response") != "response":
+                raise invalid((*loc, index, "source"), "Input should be 'response'", "literal_error", item["source"])
+        return body
 
     def _http(self) -> httpx.Client:
         return httpx.Client(transport=self.outbound, timeout=30.0) if self.outbound else httpx.Client(timeout=30.0)
