@@ -45,8 +45,9 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
 
 
 @pytest.mark.parametrize(("script", "args", "lines"), [
-    ("broker_bench.py", ["--verify", "200", "--sessions", "20"],
-     ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:"]),
+    ("broker_bench.py", ["--verify", "200", "--sessions", "20", "--tokens", "10"],
+     ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:",
+      "single-use token p50:", "token refresh p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
     ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
     ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],

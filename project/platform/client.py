@@ -233,6 +233,12 @@ class PlatformClient:
         params = {"agent_id": agent_id, "environment": environment, "participant_name": participant_name}
         return self._json("GET", "/v1/convai/conversation/token", params=params)
 
+    def create_single_use_token(self, token_type: str) -> str:
+        """A single-use token for a speech client (``tts_websocket``, ``realtime_scribe``, ``batch_scribe``):
+        valid 15 minutes, consumed on use. Never logged."""
+        data = self._json("POST", f"/v1/single-use-token/{_seg(token_type)}")
+        return str(data["token"])
+
     # --- secrets ---------------------------------------------------------------------------------
 
     def create_secret(self, *, name: str, value: str, idempotency_key: str | None = None) -> JSON:

@@ -19,6 +19,7 @@ class SyncKind(StrEnum):
     AGENT = "agent"
     API_KEY = "api_key"
     AUTH_CONNECTION = "auth_connection"
+    REFRESH_TOOL = "refresh_tool"
     SECRET = "secret"
     SERVICE_ACCOUNT = "service_account"
     TOOL = "tool"

@@ -41,6 +41,7 @@ CLIENT_OPERATIONS = {
     ("DELETE", "/v1/convai/agents/{agent_id}"),
     ("GET", "/v1/convai/conversation/get-signed-url"),
     ("GET", "/v1/convai/conversation/token"),
+    ("POST", "/v1/single-use-token/{token_type}"),
     ("POST", "/v1/convai/secrets"),
     ("GET", "/v1/convai/secrets"),
     ("GET", "/v1/convai/secrets/{secret_id}"),
@@ -138,6 +139,8 @@ def run_scenario(client: PlatformClient, emulator: Emulator) -> None:
     )
     client.get_signed_url(agent_id, environment="production", include_conversation_id=True)
     client.get_conversation_token(agent_id, environment="staging", participant_name="alice")
+    for token_type in ("tts_websocket", "realtime_scribe", "batch_scribe"):
+        client.create_single_use_token(token_type)
     emulator.set_live_count(agent_id, 2)
     client.live_count(agent_id)
 
