@@ -13,6 +13,8 @@ from project.sync.services.outbox import (
     job_retry,
     job_run,
     jobs_claim,
+    wakeup_release,
+    wakeup_reserve,
     worker_name,
 )
 from project.sync.services.reconcile import (
@@ -45,5 +47,7 @@ __all__ = [
     "resync_run",
     "resync_start",
     "sync_jobs_prune",
+    "wakeup_release",
+    "wakeup_reserve",
     "worker_name",
 ]
