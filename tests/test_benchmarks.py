@@ -61,7 +61,7 @@ def test_the_embedded_benchmarks_run(script, args, lines):
 
 @pytest.mark.parametrize(("script", "args", "database", "lines"), [
     ("keys_bench.py", ["--keys", "600", "--paste-bytes", "300000", "--runs", "2"], "kw_bench_smoke_keys",
-     ["leak check p50 / p95:", "leak check queries:"]),
+     ["leak check p50 / p95:", "leak check queries:", "leak check, 300 matches first / again:"]),
     ("dashboard_bench.py", ["--sizes", "10", "--runs", "2"], "kw_bench_smoke_dashboard",
      ["dashboard (superuser, all workspaces, 10 keys) queries:", "credit guard over 10 keys:"]),
     ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1", "--database", _bench_database("keyward_bench")],

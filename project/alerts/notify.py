@@ -21,8 +21,19 @@ from project.sync.kinds import SyncKind
 
 def routed_channels(alert: Alert) -> list[NotificationChannel]:
     """The enabled channels the workspace's rules send this alert to (the default rules' when no other matches)."""
-    rules = list(NotificationRule.objects.filter(workspace_id=alert.workspace_id, enabled=True)
-                 .prefetch_related("channels"))
+    return _route(_rules([alert.workspace_id]).get(alert.workspace_id, []), alert)
+
+
+def _rules(workspace_ids: list[int]) -> dict[int, list[NotificationRule]]:
+    """The enabled rules of these workspaces, with their channels (two queries, whatever the number)."""
+    rules: dict[int, list[NotificationRule]] = {}
+    for rule in (NotificationRule.objects.filter(workspace_id__in=set(workspace_ids), enabled=True)
+                 .prefetch_related("channels")):
+        rules.setdefault(rule.workspace_id, []).append(rule)
+    return rules
+
+
+def _route(rules: list[NotificationRule], alert: Alert) -> list[NotificationChannel]:
     if not rules:
         return []
     matched = [r for r in rules if not r.is_default and r.matches(alert)]
@@ -55,6 +66,14 @@ def _to_channel(alert: Alert | None, channel: NotificationChannel, event: str) -
 def on_raise(alert: Alert) -> list[Delivery]:
     """A new alert: one delivery per routed channel."""
     return _enqueue([_to_channel(alert, c, Delivery.Event.RAISE) for c in routed_channels(alert)])
+
+
+def on_raise_many(alerts: list[Alert]) -> list[Delivery]:
+    """New alerts raised together (alerts_raise_many): routed as on_raise routes each, in a bounded number of
+    queries (the rules of their workspaces once, one insert of deliveries and one of outbox jobs)."""
+    rules = _rules([a.workspace_id for a in alerts])
+    return _enqueue([_to_channel(alert, c, Delivery.Event.RAISE)
+                     for alert in alerts for c in _route(rules.get(alert.workspace_id, []), alert)])
 
 
 def on_repeat(alert: Alert) -> list[Delivery]:

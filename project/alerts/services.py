@@ -14,8 +14,10 @@ from project import access, webhooks
 from project.actors import Actor, is_system
 from project.alerts import notify
 from project.alerts.models import Alert, Delivery, NotificationChannel, NotificationRule
-from project.audit.services import diff, record
+from project.audit.services import diff, event, record, record_many
 from project.outbound import validate_outbound_url
+
+BATCH = 1000  # alerts per lookup and insert
 
 
 @transaction.atomic
@@ -56,6 +58,76 @@ def alert_raise(*, actor: Actor, workspace: Model, kind: str, title: str, dedup_
     if notify_channels:
         notify.on_raise(alert)
     return alert, True
+
+
+def alert_build(*, workspace: Model, kind: str, title: str, dedup_key: str, severity: str = Alert.Severity.MEDIUM,
+                details: dict[str, Any] | None = None, target: Model | None = None) -> Alert:
+    """An alert not yet raised, as alert_raise would save it (for alerts_raise_many)."""
+    alert = Alert(workspace=workspace, kind=kind, title=title[:200], dedup_key=dedup_key[:200], severity=severity,
+                  details=details or {})
+    if target is not None:
+        alert.object_type, alert.object_id = target._meta.label_lower, str(target.pk)
+        alert.object_repr = str(target)[:200]
+    return alert
+
+
+def alerts_raise_many(*, actor: Actor, alerts: list[Alert]) -> list[Alert]:
+    """Raise many alerts (built with alert_build) as alert_raise raises each: one whose dedup key its workspace
+    already holds (or an earlier one in the list) is counted as a repeat on it unless resolved (its deliveries
+    past a quiet period are alert_raise's business, not a bulk pass's); each new one is audited and delivered to
+    its routed channels (notify.on_raise_many). A bounded number of queries per thousand alerts, whatever their
+    number: one lookup, one update of repeats, one insert, one audit insert, the routing. Returns the alerts
+    raised, saved."""
+    raised: list[Alert] = []
+    seen: set[tuple[int, str]] = set()
+    for i in range(0, len(alerts), BATCH):
+        chunk = alerts[i:i + BATCH]
+        wanted = {(a.workspace_id, a.dedup_key) for a in chunk}
+        existing = {(ws, key): (pk, state) for pk, ws, key, state in
+                    Alert.objects.filter(dedup_key__in=[a.dedup_key for a in chunk])
+                    .values_list("pk", "workspace_id", "dedup_key", "state") if (ws, key) in wanted}
+        repeated = [pk for (ws, key), (pk, state) in existing.items()
+                    if state != Alert.State.RESOLVED and (ws, key) not in seen]
+        if repeated:
+            Alert.objects.filter(pk__in=repeated).update(repeats=F("repeats") + 1, last_seen_at=timezone.now())
+        seen.update(existing)
+        fresh = []
+        for alert in chunk:
+            if (alert.workspace_id, alert.dedup_key) in seen:
+                continue
+            seen.add((alert.workspace_id, alert.dedup_key))
+            # As alert_raise's full_clean, less the lookups (the workspace is a saved row; the dedup key was
+            # looked up above, and the insert below falls back to one at a time if another worker raced us).
+            alert.full_clean(exclude=["workspace"], validate_unique=False, validate_constraints=False)
+            fresh.append(alert)
+        if not fresh:
+            continue
+        try:
+            with transaction.atomic():  # each alert with its audit event, as alert_raise
+                Alert.objects.bulk_create(fresh)
+                _audit_raised(actor, fresh)
+        except IntegrityError:  # another worker raised some of them meanwhile: one at a time, as alert_raise
+            with transaction.atomic():
+                fresh = [alert for alert in fresh if _saved_unless_raised(alert)]
+                _audit_raised(actor, fresh)
+        notify.on_raise_many(fresh)
+        raised += fresh
+    return raised
+
+
+def _audit_raised(actor: Actor, alerts: list[Alert]) -> None:
+    record_many([event(actor=actor, action="alert.raise", target=alert, workspace_id=alert.workspace_id,
+                       changes={"kind": alert.kind, "severity": alert.severity}) for alert in alerts])
+
+
+def _saved_unless_raised(alert: Alert) -> bool:
+    alert.pk = None
+    try:
+        with transaction.atomic():
+            alert.save(force_insert=True)
+    except IntegrityError:
+        return False
+    return True
 
 
 def _transition(actor: Actor, alert: Alert, state: str) -> Alert:

@@ -14,6 +14,8 @@ from project.sync.services.outbox import (
     job_run,
     jobs_claim,
     jobs_enqueue_new,
+    wakeup_release,
+    wakeup_reserve,
     worker_name,
 )
 from project.sync.services.reconcile import (
@@ -47,5 +49,7 @@ __all__ = [
     "resync_run",
     "resync_start",
     "sync_jobs_prune",
+    "wakeup_release",
+    "wakeup_reserve",
     "worker_name",
 ]

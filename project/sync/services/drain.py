@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -169,7 +170,7 @@ class _Quota:
 
 
 def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota: _Quota, pause: _Pause,
-                stop: threading.Event | None = None) -> int:
+                stop: threading.Event | None = None, on_busy: Callable[[], None] | None = None) -> int:
     """Claim a batch, run it, repeat: until nothing is due, the quota or the time is used up, or ``stop``."""
     done, busy, swept = 0, False, time.monotonic()
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
@@ -185,12 +186,16 @@ def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota:
         if not jobs:
             break
         busy = len(jobs) == limit
+        if busy and on_busy is not None:
+            on_busy()
+            on_busy = None
         done += _run_batch(jobs, client=client, worker=worker, stop=stop, pause=pause)
     return done
 
 
 def outbox_drain(*, client: Any | None = None, max_jobs: int = 1000, batch: int | None = None,
-                 worker: str | None = None, time_budget: float | None = None, threads: int | None = None) -> int:
+                 worker: str | None = None, time_budget: float | None = None, threads: int | None = None,
+                 on_busy: Callable[[], None] | None = None) -> int:
     """Claim and run due jobs until none is left, ``max_jobs`` ran or ``time_budget`` seconds passed (the
     budget stays below the task's time limit). Returns the number of jobs run.
 
@@ -199,7 +204,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     each claims its own share of the batch like a separate worker would (claims are safe under concurrency,
     and a job is never claimed while another of its object runs, so each object's changes stay in commit
     order). Inside a transaction the drain runs on this thread alone: other connections could not see what
-    this one has not committed.
+    this one has not committed. ``on_busy`` is called once, when a claim comes back full (more is due than one
+    batch): the drain task publishes one more wake-up there, so an idle worker process joins a burst.
     """
     worker = worker or worker_name()
     batch = batch or settings.SYNC_CLAIM_BATCH
@@ -210,7 +216,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     deadline = time.monotonic() + budget
     quota, pause = _Quota(max_jobs), _Pause()
     if threads == 1:
-        return _drain_loop(client=client, worker=worker, batch=batch, deadline=deadline, quota=quota, pause=pause)
+        return _drain_loop(client=client, worker=worker, batch=batch, deadline=deadline, quota=quota, pause=pause,
+                           on_busy=on_busy)
     # A name per thread, so a thread that lost its lease cannot record over another thread's claim.
     names = [f"{worker}/{i}" for i in range(threads)]
     share = max(1, batch // threads)
@@ -222,6 +229,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     if len(first) < share:
         # A trickle (the usual nudge after one commit): no helper threads, no extra database connections.
         return (_run_batch(first, client=client, worker=names[0], pause=pause) + loop_here()) if first else 0
+    if on_busy is not None:
+        on_busy()
     stop = threading.Event()
 
     def helper(name: str) -> int:
