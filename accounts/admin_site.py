@@ -64,6 +64,10 @@ class KeywardAdminSite(admin.AdminSite):
 
         if request.method == "GET" and second_factor.needs_second_factor(request):
             return HttpResponseRedirect(self.second_factor_url(request, request.GET.get(REDIRECT_FIELD_NAME)))
+        from django.conf import settings
+
+        extra_context = {**(extra_context or {}), "identity_provider": settings.OIDC_PROVIDER_NAME
+                         if settings.OIDC_ISSUER else None}
         response = super().login(request, extra_context)
         if request.method == "POST" and response.status_code == 302 and request.user.is_authenticated:
             # The password was right. Anyone with a device is asked for it; OTP_REQUIRED also sends the rest
