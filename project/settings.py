@@ -148,6 +148,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% load keyward %}{% may "keys.revoke" obj as can_revoke %}: buttons only for those who may use them.
+            "libraries": {"keyward": "project.template_access"},
         },
     },
 ]

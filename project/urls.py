@@ -14,3 +14,6 @@ urlpatterns = [
     # The session broker API and the platform's conversation-initiation webhook (broker/urls.py).
     path("api/v1/", include("broker.urls")),
 ]
+
+# A refused request explains itself (which permission, which workspace) with a way back.
+handler403 = "project.views.permission_denied"
