@@ -129,6 +129,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # ModelBackend, loading the user's second-factor devices and role permissions with the user (one query).
     "accounts.backends.KeywardModelBackend",
+    # Sign-in with the identity provider (OIDC_ISSUER); answers only the provider's callback, never a password.
+    "accounts.oidc.KeywardOIDCBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -146,6 +148,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% load keyward %}{% may "keys.revoke" obj as can_revoke %}: buttons only for those who may use them.
+            "libraries": {"keyward": "project.template_access"},
         },
     },
 ]
@@ -216,6 +220,34 @@ if _otp_required not in {"true", "false", "1", "0", "yes", "no", "on", "off"}:
 OTP_REQUIRED = _otp_required in {"true", "1", "yes", "on"}
 OTP_TOTP_ISSUER = env.str("OTP_ISSUER", default="Keyward")
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
+
+# --- Sign-in with the company's identity provider (OpenID Connect, accounts/oidc.py) ---------------------
+# Off while OIDC_ISSUER is empty. Endpoints come from the issuer's /.well-known/openid-configuration.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").strip().rstrip("/")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="your identity provider")
+OIDC_ALLOWED_EMAIL_DOMAINS = [d.strip().lower().lstrip("@") for d in env.list("OIDC_ALLOWED_EMAIL_DOMAINS",
+                                                                           default=[]) if d.strip()]
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+# Whether the provider's multi-factor sign-in (an `amr` claim naming a second factor) stands for Keyward's own
+# two-factor step. Off: everyone still passes Keyward's authenticator code.
+OIDC_MFA_SATISFIES_TWO_FACTOR = _env_bool("OIDC_MFA_SATISFIES_TWO_FACTOR", False)
+OIDC_TIMEOUT = _env_float("OIDC_TIMEOUT", 10.0)
+if OIDC_ISSUER:
+    if not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are required when OIDC_ISSUER is set")
+    if PRODUCTION and not OIDC_ISSUER.startswith("https://"):
+        raise ImproperlyConfigured("OIDC_ISSUER must be an https URL in production")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGORITHM", default="RS256")
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_CREATE_USER = True
+OIDC_VERIFY_SSL = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_callback"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?idp=failed"
 
 # --- Platform ---------------------------------------------------------------------------------------
 PLATFORM_API_URL = env.str("PLATFORM_API_URL", default="http://127.0.0.1:8765")
