@@ -184,6 +184,31 @@ def test_routing_by_severity_and_kind_with_a_default(workspace, receiver):
     assert sorted(r.path for r in receiver.requests) == ["/chat", "/chat", "/pager"] and len(mail.outbox) == 1
 
 
+def test_alerts_raised_in_bulk_are_routed_as_one_at_a_time_and_repeats_counted(workspace, other_workspace, receiver):
+    """The leak check raises its alerts with alerts_raise_many: they reach the same channels as alert_raise's."""
+    pager, _ = channel(workspace, "webhook", "pager", url=f"{receiver.url}/pager")
+    chat, _ = channel(workspace, "slack", "chat", url=f"{receiver.url}/chat")
+    rule(workspace, "critical", [pager], severities=("critical",))
+    rule(workspace, "default", [chat], is_default=True)
+    other, _ = channel(other_workspace, "slack", "other", url=f"{receiver.url}/other")
+    rule(other_workspace, "default", [other], is_default=True)
+
+    def build(ws, key, severity):
+        return services.alert_build(workspace=ws, kind="api_key_leaked", title=f"Leak {key}", dedup_key=key,
+                                    severity=severity)
+
+    raised = services.alerts_raise_many(actor=SYSTEM, alerts=[
+        build(workspace, "a", "critical"), build(workspace, "b", "medium"), build(other_workspace, "a", "critical")])
+    assert len(raised) == 3
+    routed = sorted((a.workspace_id == workspace.pk, a.dedup_key, d.channel_label.split(" ")[0])
+                    for a in Alert.objects.prefetch_related("deliveries") for d in a.deliveries.all())
+    assert routed == [(False, "a", "other"), (True, "a", "pager"), (True, "b", "chat")]
+    assert deliver() == 3 and sorted(r.path for r in receiver.requests) == ["/chat", "/other", "/pager"]
+    again = services.alerts_raise_many(actor=SYSTEM, alerts=[build(workspace, "a", "critical")])
+    assert again == [] and Alert.objects.get(workspace=workspace, dedup_key="a").repeats == 1
+    assert Delivery.objects.count() == 3
+
+
 def test_no_rule_no_channel_no_delivery_and_other_workspaces_rules_do_not_apply(workspace, other_workspace, receiver):
     hook, _ = channel(other_workspace, "webhook", url=f"{receiver.url}/x")
     rule(other_workspace, "all", [hook], is_default=True)
