@@ -33,6 +33,7 @@ PLATFORM_SETTINGS_DEFAULTS: dict[str, Any] = {
     "archived": False,
 }
 CONVERSATION_CONFIG_DEFAULTS: dict[str, Any] = {"conversation": {"max_duration_seconds": 600}}
+DEFAULT_VOICE_ID = "cjVigY5qzO86Huf0OWal"  # the voice an agent gets when its config names none
 
 
 def _check_platform_settings(settings: Any, loc: tuple[str | int, ...]) -> None:
@@ -129,11 +130,16 @@ class AgentRoutes(EmulatorCore):
         }
 
     def _agent_summary(self, agent: dict[str, Any]) -> dict[str, Any]:
+        # AgentSummaryResponseModel: voice_id and updated_at_unix_secs are required by the SDK.
+        tts = agent["conversation_config"].get("tts")
         return {
             "agent_id": agent["agent_id"],
             "name": agent["name"],
+            "voice_id": str((tts or {}).get("voice_id") or DEFAULT_VOICE_ID) if isinstance(tts, dict | None)
+            else DEFAULT_VOICE_ID,
             "tags": list(agent["tags"]),
             "created_at_unix_secs": agent["created"],
+            "updated_at_unix_secs": agent["updated"],
             "access_info": dict(ACCESS_INFO),
             "last_call_time_unix_secs": None,
             "archived": bool(agent["platform_settings"].get("archived", False)),
