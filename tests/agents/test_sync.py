@@ -186,3 +186,33 @@ def test_an_agent_archived_on_the_platform_is_reported_as_archived(workspace, ow
     assert agent.remote_id not in {a["agent_id"] for a in platform.iter_agents()}  # the default list leaves it out
     (item,) = [i for i in reconcile_agents(platform) if i.object_id == agent.pk]
     assert item.problem == "differs" and item.fields["platform_settings.archived"] == [False, True]
+
+
+def test_a_lookup_that_fails_leaves_the_outcome_unknown_so_the_next_attempt_looks_again(workspace, owner, platform,
+                                                                                         emulator):
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Twice lost", auth_mode="signed")
+    remote_id = platform.create_agent(name=agent.name, conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])  # the attempt whose worker died mid-call
+    job = _job(agent)
+    SyncJob.objects.filter(pk=job.pk).update(attempts=1, last_error="worker lost; requeued", last_status=None)
+    emulator.set_faults(fail_next=[503])  # the lookup itself meets a 503
+    outbox_drain()
+    job.refresh_from_db()
+    assert job.state == "pending" and job.last_status is None  # still unknown, not "the platform said 503"
+    SyncJob.objects.filter(pk=job.pk).update(next_attempt_at=job.created_at)
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id == remote_id
+    assert sum(1 for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])) == 1
+
+
+def test_a_create_lost_before_a_rename_is_found_by_its_earlier_name(workspace, owner, platform, emulator):
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Before", auth_mode="signed")
+    remote_id = platform.create_agent(name="Before", conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])  # sent with the old name, answer lost
+    SyncJob.objects.filter(pk=_job(agent).pk).update(attempts=1, last_error="worker lost; requeued")
+    services.agent_update(actor=owner, agent=agent, name="After")
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id == remote_id and platform.get_agent(remote_id)["name"] == "After"
+    assert sum(1 for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])) == 1
