@@ -18,6 +18,7 @@ from broker import limits, selectors, services
 from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
 from broker.models import BrokerKey, WebhookAgent
 from broker.services.keys import KEY_FIELDS
+from broker.services.sessions import latest_signed_url_session
 from project import access
 from project.admin_base import WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
@@ -211,7 +212,7 @@ class WebhookAgentAdmin(RefusalAsMessage):
     def signed_url_sessions(self, agent: WebhookAgent) -> str:
         """Whether the webhook can serve signed-URL sessions: it binds a conversation to its end user by the id the
         platform gives with the signed URL, which the platform does not always give (its placement is undocumented)."""
-        latest = services.latest_signed_url_session(agent)
+        latest = latest_signed_url_session(agent)
         if latest is None:
             return ("The webhook identifies a signed-URL session's end user by the conversation id the platform "
                     "gives with the URL; no signed-URL session has been opened yet.")

@@ -8,16 +8,10 @@ from broker.services.keys import (
     broker_key_update,
     broker_keys_revoke_for_service_account,
 )
-from broker.services.sessions import (
-    SessionGrant,
-    SessionRefused,
-    broker_sessions_prune,
-    latest_signed_url_session,
-    session_open,
-)
+from broker.services.sessions import SessionGrant, SessionRefused, broker_sessions_prune, session_open
 
 __all__ = [
     "IssuedKey", "SessionGrant", "SessionRefused", "WebhookRefused", "broker_key_issue", "broker_key_revoke",
     "broker_key_update", "broker_keys_revoke_for_service_account", "broker_sessions_prune",
-    "conversation_initiation_answer", "latest_signed_url_session", "session_open",
+    "conversation_initiation_answer", "session_open",
 ]
