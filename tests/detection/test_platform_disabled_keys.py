@@ -68,3 +68,16 @@ def test_changing_the_expiry_sends_it_to_the_platform(owner, account, emulator, 
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_update(actor=owner, key=key, expires_at=expires)
     assert emulator._keys[key.remote_key_id]["expires_at_unix"] == int(expires.timestamp())
+
+
+def test_a_key_keyward_suspended_raises_nothing_unless_found_exposed(owner, account, emulator, platform,
+                                                                     django_capture_on_commit_callbacks):
+    from keys import services
+
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_suspend(actor=owner, key=key, reason="credit guard")
+    emulator.disable_key_for(key.remote_key_id, "self_disabled")  # whatever the platform lists for it
+    assert platform_disabled_keys_check()["alerts"] == 0
+    emulator.disable_key_for(key.remote_key_id, "exposed_publicly")
+    assert platform_disabled_keys_check()["alerts"] == 1
