@@ -19,6 +19,7 @@ from broker import limits, selectors, services
 from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
 from broker.models import BrokerKey, RefreshTool, WebhookAgent
 from broker.services.keys import KEY_FIELDS
+from broker.services.sessions import latest_signed_url_session
 from project import access
 from project.admin_base import WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
@@ -184,10 +185,10 @@ class WebhookAgentAdmin(RefusalAsMessage):
     list_filter = ("credential_webhook",)
     search_fields = ("name", "=remote_id")
     actions = ["turn_on", "turn_off"]
-    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret", "credential_webhook",
-              "credential_webhook_caller_id", "credential_webhook_changed_at")
+    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret", "signed_url_sessions",
+              "credential_webhook", "credential_webhook_caller_id", "credential_webhook_changed_at")
     readonly_fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret",
-                       "credential_webhook_changed_at")
+                       "signed_url_sessions", "credential_webhook_changed_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.webhook_agents_for(request.user, self.view_permission)
@@ -211,6 +212,19 @@ class WebhookAgentAdmin(RefusalAsMessage):
             return format_html("{} ({}; {})", webhook.secret_name(agent), agent.webhook_secret_remote_id,
                                "current signing key" if current else "an older signing key: run broker_push_webhooks")
         return "pending: made by the next sync" if agent.credential_webhook else "none"
+
+    @admin.display(description="signed-URL sessions")
+    def signed_url_sessions(self, agent: WebhookAgent) -> str:
+        """Whether the webhook can serve signed-URL sessions: it binds a conversation to its end user by the id the
+        platform gives with the signed URL, which the platform does not always give (its placement is undocumented)."""
+        latest = latest_signed_url_session(agent)
+        if latest is None:
+            return ("The webhook identifies a signed-URL session's end user by the conversation id the platform "
+                    "gives with the URL; no signed-URL session has been opened yet.")
+        if latest:
+            return "Served: the latest signed-URL session came with a conversation id."
+        return ("Not served: the latest signed URL came without a conversation id, so the webhook cannot tell whose "
+                "session it is and injects no tokens. Apps should open sessions with mode=token for this agent.")
 
     def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
         base = super().get_form(request, obj, change=change, **kwargs)

@@ -50,6 +50,8 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
       "single-use token p50:", "token refresh p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
     ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
+    ("faults_bench.py", ["--agents", "30", "--lease", "3"],
+     ["dead jobs:", "duplicates:", "remote equal to local:", "platform calls per retried create:"]),
     ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],
      ["discovery:", "platform calls:", "adoption:", "guardrail pass:", "discovery + adoption:", "peak memory:"]),
 ])
