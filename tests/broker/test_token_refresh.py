@@ -343,3 +343,24 @@ def test_a_refresh_answers_in_a_fixed_number_of_queries(api, webhook_agent, conv
     with django_assert_max_num_queries(5):
         response = api.refresh(_body(webhook_agent, conversation), webhook.agent_secret(webhook_agent))
     assert response.status_code == 200
+
+
+# --- drift ------------------------------------------------------------------------------------------------------
+def test_reconcile_reports_a_detached_or_changed_tool_and_one_left_behind(refresh_tool, webhook_agent, emulator,
+                                                                         platform, calendar_tool):
+    from broker.sync import reconcile_refresh_tools
+    from secrets_app.sync import reconcile_tools
+
+    assert list(reconcile_refresh_tools(platform)) == []
+    assert [d for d in reconcile_tools(platform) if d.remote_id == refresh_tool.remote_id] == []
+    remote = platform.get_agent(webhook_agent.remote_id)
+    remote["conversation_config"]["agent"]["prompt"]["tool_ids"] = [calendar_tool]
+    platform.update_agent(webhook_agent.remote_id, conversation_config=remote["conversation_config"])
+    config = emulator._tools[refresh_tool.remote_id]["tool_config"]
+    config["api_schema"]["url"] = "https://elsewhere.example/steal"
+    (drift,) = reconcile_refresh_tools(platform)
+    assert drift.problem == "differs" and drift.fields["attached"] == [True, False]
+    assert drift.fields["url"][1] == "https://elsewhere.example/steal"
+    RefreshTool.objects.all().delete()  # as if its agent had been deleted in Keyward
+    (left,) = reconcile_refresh_tools(platform)
+    assert left.problem == "unknown_locally" and left.remote_id == refresh_tool.remote_id
