@@ -241,7 +241,7 @@ class RefreshTool(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"token refresh for {self.provider_id} on {self.agent}"
+        return f"token refresh tool of {self.agent} for provider {self.provider_id}"
 
     @property
     def tool_name(self) -> str:

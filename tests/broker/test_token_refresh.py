@@ -364,3 +364,13 @@ def test_reconcile_reports_a_detached_or_changed_tool_and_one_left_behind(refres
     RefreshTool.objects.all().delete()  # as if its agent had been deleted in Keyward
     (left,) = reconcile_refresh_tools(platform)
     assert left.problem == "unknown_locally" and left.remote_id == refresh_tool.remote_id
+
+
+def test_a_provider_with_a_refresh_tool_cannot_be_deleted(refresh_tool, owner, google):
+    from secrets_app.models import OAuthProvider
+    from secrets_app.services import provider_delete
+
+    with pytest.raises(ValidationError, match="token refresh"):
+        provider_delete(actor=owner, provider=google)
+    assert OAuthProvider.objects.filter(pk=google.pk).exists()
+    assert not AuditEvent.objects.filter(action="oauth_provider.delete").exists()
