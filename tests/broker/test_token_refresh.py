@@ -24,6 +24,7 @@ from tests.factories import make_agent, make_oauth_provider, make_vault_credenti
 pytestmark = pytest.mark.django_db
 
 CALENDAR = "https://calendar.example.test/events"
+ADD_URL = "/admin/broker/refreshtool/add-to-agent/"
 
 
 class Outbound(httpx.BaseTransport):
@@ -314,7 +315,7 @@ def test_the_agent_page_adds_shows_and_removes_the_tool(owner, webhook_agent, go
     page = client.get(f"/admin/agents/agent/{webhook_agent.pk}/change/").content.decode()
     assert "Add the token-refresh tool" in page and "None attached." in page
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/admin/broker/refreshtool/agent/{webhook_agent.pk}/add/", {"provider": google.pk})
+        response = client.post(ADD_URL, {"agent": webhook_agent.pk, "provider": google.pk})
     assert response.status_code == 302
     tool = RefreshTool.objects.get()
     RefreshTool.objects.update(last_call_at=timezone.now(), last_failure_at=timezone.now(),
@@ -328,9 +329,9 @@ def test_the_agent_page_adds_shows_and_removes_the_tool(owner, webhook_agent, go
 
 
 def test_the_agent_page_refuses_people_without_agents_manage_and_outsiders(viewer, outsider, webhook_agent, google):
-    url = f"/admin/broker/refreshtool/agent/{webhook_agent.pk}/add/"
-    assert login(viewer).post(url, {"provider": google.pk}).status_code == 403
-    assert login(outsider).post(url, {"provider": google.pk}).status_code == 404
+    fields = {"agent": webhook_agent.pk, "provider": google.pk}
+    assert login(viewer).post(ADD_URL, fields).status_code == 403
+    assert login(outsider).post(ADD_URL, fields).status_code == 404
     assert "Add the token-refresh tool" not in login(viewer).get(
         f"/admin/agents/agent/{webhook_agent.pk}/change/").content.decode()
     assert not RefreshTool.objects.exists()
