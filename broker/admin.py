@@ -294,21 +294,23 @@ class RefreshToolAdmin(WorkspaceScopedAdmin):
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
-        return [path("agent/<int:agent_id>/add/", view(self.add_for_agent_view),
-                     name="broker_refreshtool_add_for_agent"),
-                path("<int:tool_id>/remove/", view(self.remove_view), name="broker_refreshtool_remove"),
+        # Add names its agent in the form (the tool does not exist yet); remove is a view of one tool (object_id).
+        return [path("add-to-agent/", view(self.add_to_agent_view), name="broker_refreshtool_add_to_agent"),
+                path("<int:object_id>/remove/", view(self.remove_view), name="broker_refreshtool_remove"),
                 *super().get_urls()]
 
     def _agent_page(self, agent: Any) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:agents_agent_change", args=[agent.pk]) + "#refresh-tools")
 
-    def add_for_agent_view(self, request: HttpRequest, agent_id: int) -> HttpResponse:
+    def add_to_agent_view(self, request: HttpRequest) -> HttpResponse:
         from agents.models import Agent
         from secrets_app.models import OAuthProvider
 
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        agent = Agent.objects.restrict(request.user, "workspace.view").filter(pk=agent_id).first()
+        agent_id = request.POST.get("agent") or ""
+        agent = (Agent.objects.restrict(request.user, "workspace.view").filter(pk=agent_id).first()
+                 if agent_id.isdigit() else None)
         if agent is None:
             raise Http404("No such agent.")
         access.require(request.user, "agents.manage", agent.workspace_id)
@@ -327,14 +329,14 @@ class RefreshToolAdmin(WorkspaceScopedAdmin):
                                        "platform and attached to the agent (sync queue).")
         return self._agent_page(agent)
 
-    def remove_view(self, request: HttpRequest, tool_id: int) -> HttpResponse:
+    def remove_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        tool = RefreshTool.objects.restrict(request.user, "workspace.view").select_related("agent").filter(
+            pk=object_id).first()
+        if tool is None:
+            raise Http404("No such tool.")  # another workspace's tool looks like none
+        access.require(request.user, "agents.manage", tool.agent.workspace_id)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        tool = RefreshTool.objects.restrict(request.user, "workspace.view").select_related("agent").filter(
-            pk=tool_id).first()
-        if tool is None:
-            raise Http404("No such tool.")
-        access.require(request.user, "agents.manage", tool.agent.workspace_id)
         agent = tool.agent
         services.refresh_tool_remove(actor=request.user, tool=tool)
         self.message_user(request, "The token-refresh tool is being detached and deleted on the platform (sync "
