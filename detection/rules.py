@@ -107,10 +107,10 @@ def unusual_hours_finding(*, key: ApiKey, hour: datetime, credits: Decimal, requ
                           tz: zoneinfo.ZoneInfo) -> Finding | None:
     """Fires when the key spends at least `unusual_min_credits` in one hour that starts inside the workspace's
     unusual hours (local time); once per key and night."""
-    if not policy.unusual_hours_enabled:
+    if not policy.unusual_hours_enabled or credits < policy.unusual_min_credits:
         return None
     local = hour.astimezone(tz)
-    if not in_unusual_hours(local.hour, policy) or credits < policy.unusual_min_credits:
+    if not in_unusual_hours(local.hour, policy):
         return None
     night = night_of(local, policy)
     window = f"{policy.unusual_start_hour:02d}:00–{policy.unusual_end_hour:02d}:00 {policy.time_zone}"
@@ -186,13 +186,16 @@ def findings_for(rows: list[KeyUsageHourly], policies: dict[int, DetectionPolicy
     daily = _baselines(key_ids, first_hour.date(), last_hour.date(), longest)
     before, during = _previous_use(key_ids, first_hour, last_hour)
     zones: dict[str, zoneinfo.ZoneInfo] = {}
+    totals: dict[tuple[int, date], Decimal] = {}
     found = []
     for row in sorted(rows, key=lambda r: (r.key_id, r.hour)):
         key, policy = row.key, policies[row.key.workspace_id]
         tz = zones.setdefault(policy.time_zone, zoneinfo.ZoneInfo(policy.time_zone))
         day = row.hour.date()
-        total = sum((daily.get((key.pk, day - timedelta(days=n)), Decimal(0))
-                     for n in range(1, policy.baseline_days + 1)), Decimal(0))
+        total = totals.get((key.pk, day))
+        if total is None:  # a key's hours of one day share their baseline: summed once
+            total = totals[key.pk, day] = sum((daily.get((key.pk, day - timedelta(days=n)), Decimal(0))
+                                               for n in range(1, policy.baseline_days + 1)), Decimal(0))
         earlier = [h for h in during.get(key.pk, []) if h < row.hour]
         previous = max([*earlier, *([before[key.pk]] if key.pk in before else [])], default=None)
         figures = {"key": key, "hour": row.hour, "credits": row.credits, "requests": row.requests}
