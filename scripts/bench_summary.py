@@ -44,6 +44,12 @@ GOALS = [
          lambda n: f"{n:,.0f} jobs/s"),
     Goal("1", "two workers / one, end to end", rf"^e2e two / one: {NUMBER}×", "≥ 1.7×", lambda r: r >= 1.7,
          lambda r: f"{r:.2f}×"),
+    Goal("2", "session API / platform call, per request", rf"^session / platform call: {NUMBER}×", "≤ 2.5×",
+         lambda r: r <= 2.5, lambda r: f"{r:.2f}×"),
+    Goal("2", "session API p99 under load", rf"^session API: {NUMBER} sessions/s \(p50 {NUMBER} ms, p99 {NUMBER} ms",
+         "≤ 20 ms", lambda rate, p50, p99: p99 <= 20, lambda rate, p50, p99: f"{p99:.1f} ms ({rate:.0f}/s)"),
+    Goal("2", "limits exact under load", r"^limits exact: .*: (yes|NO)", "granted = min(N, limit)",
+         lambda ok: ok == "yes", lambda ok: ok),
     Goal("2", "session overhead p50", rf"^session overhead p50: {NUMBER} ms", "< 2 ms", lambda ms: ms < 2,
          lambda ms: f"{ms:.2f} ms"),
     Goal("3", "leak check, many matches, first time", rf"^leak check, {NUMBER} matches first / again: {NUMBER} / ",
@@ -70,7 +76,7 @@ def _last(pattern: str, text: str) -> tuple[float, ...] | None:
     found = list(re.finditer(pattern, text, re.MULTILINE))
     if not found:
         return None
-    return tuple(float(g.replace(",", "")) for g in found[-1].groups())
+    return tuple(g if g in ("yes", "NO") else float(g.replace(",", "")) for g in found[-1].groups())
 
 
 def admin_rows(text: str) -> list[tuple[str, str, str, str]]:
@@ -145,6 +151,7 @@ def main() -> int:
     plans: dict[str, tuple[list[str], dict[str, str]]] = {
         "sync_bench": (["--e2e", *(["--full"] if args.full else [])], {**env, "DATABASE_URL": _sync_database(server)}),
         "broker_bench": ([], database),
+        "load_bench": ([], {**env, "DATABASE_URL": f"{server}/postgres"}),
         "keys_bench": (["--runs", "10"], database),
         "dashboard_bench": (["--sizes", "10,100000", "--runs", "10"], database),
         "accounts_bench": (["--full"] if args.full else [], env),

@@ -66,6 +66,8 @@ def test_the_embedded_benchmarks_run(script, args, lines):
     ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1", "--database", _bench_database("keyward_bench")],
      "postgres",  # makes and drops its --database
      ["seeded 1,000 API keys", "API keys       workspace admin", "EXPLAIN:"]),
+    ("load_bench.py", ["--clients", "2", "--seconds", "1", "--limit", "3"], "postgres",  # makes and drops its own
+     ["server: gunicorn", "session API:", "platform call alone:", "session / platform call:", "limits exact:"]),
 ])
 def test_the_postgresql_benchmarks_run(script, args, database, lines):
     server = _postgres_server()
