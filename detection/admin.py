@@ -149,16 +149,21 @@ class AlertAdmin(ReadOnlyScopedAdmin):
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
         return [path("<path:object_id>/resume-key/", view(self.resume_key_view), name="alerts_alert_resume_key"),
-                path("<path:object_id>/act/<str:verb>/", view(self.act_view), name="alerts_alert_act"),
+                path("<path:object_id>/acknowledge/", view(self.acknowledge_view), name="alerts_alert_acknowledge"),
+                path("<path:object_id>/resolve/", view(self.resolve_view), name="alerts_alert_resolve"),
                 path("<path:object_id>/assign/", view(self.assign_view), name="alerts_alert_assign"),
                 *super().get_urls()]
 
-    def act_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+    def acknowledge_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._act_view(request, object_id, "acknowledge")
+
+    def resolve_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        return self._act_view(request, object_id, "resolve")
+
+    def _act_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
         """The alert page's Acknowledge and Resolve buttons (POST); a refusal is a message on the page."""
-        fn = {"acknowledge": alert_services.alert_acknowledge, "resolve": alert_services.alert_resolve}.get(verb)
+        fn = alert_services.alert_acknowledge if verb == "acknowledge" else alert_services.alert_resolve
         alert: Alert = self.get_scoped_object_or_404(request, object_id, "incidents.manage")
-        if fn is None:
-            raise Http404("No such action.")
         if request.method == "POST":
             try:
                 fn(actor=request.user, alert=alert)

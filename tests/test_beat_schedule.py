@@ -26,6 +26,7 @@ EXPECTED = {
     "broker.prune_sessions": "BROKER_PRUNE_INTERVAL_SECONDS",
     "workspaces.sweep_platform_accounts": "PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS",
     "sync.refresh_observations": "GUARDRAIL_INTERVAL_SECONDS",
+    "audit.stream_sweep": "AUDIT_STREAM_SWEEP_SECONDS",
 }
 
 

@@ -54,6 +54,7 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
      ["dead jobs:", "duplicates:", "remote equal to local:", "platform calls per retried create:"]),
     ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],
      ["discovery:", "platform calls:", "adoption:", "guardrail pass:", "discovery + adoption:", "peak memory:"]),
+    ("notify_bench.py", ["--alerts", "10"], ["raise pass:", "deliveries:", "deliveries/s:", "outbox empty after:"]),
 ])
 def test_the_embedded_benchmarks_run(script, args, lines):
     out = _run(script, args, None)  # a temporary SQLite file of their own

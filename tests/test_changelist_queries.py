@@ -251,6 +251,8 @@ EXTRA: dict[str, tuple[int, str]] = {
     "audit.auditevent": (1, "workspace filter choices"),
     "auth.user": (1, "prefetch of the listed people's role assignments (roles column)"),
     "alerts.alert": (1, "workspace filter choices"),
+    "alerts.notificationchannel": (1, "workspace filter choices"),
+    "alerts.notificationrule": (2, "workspace filter choices, prefetch of the listed rules' channels"),
     "detection.incident": (1, "workspace filter choices"),
     "agents.agent": (1, "workspace filter choices"),
     "keys.apikey": (2, "workspace and environment filter choices"),

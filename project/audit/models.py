@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from project.querysets import RestrictedQuerySet
+from project.querysets import RestrictedManager, RestrictedQuerySet
 
 
 class AuditEventQuerySet(RestrictedQuerySet):
@@ -71,6 +71,8 @@ class AuditStreamEntry(models.Model):
     event = models.OneToOneField(AuditEvent, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     workspace_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = RestrictedManager()
 
     class Meta:
         ordering = ["id"]

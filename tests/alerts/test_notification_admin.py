@@ -143,12 +143,12 @@ def test_alert_page_buttons_acknowledge_resolve_and_show_the_delivery_log(worksp
     page = client.get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
     assert 'id="acknowledge-alert"' in page and 'id="resolve-alert"' in page and 'id="assign-alert"' in page
     assert "chat (Slack-compatible incoming webhook)" in page and "delivered" in page
-    assert client.post(f"/admin/alerts/alert/{alert.pk}/act/acknowledge/").status_code == 302
+    assert client.post(f"/admin/alerts/alert/{alert.pk}/acknowledge/").status_code == 302
     alert.refresh_from_db()
     assert alert.state == "acknowledged" and alert.acknowledged_by == owner
     page = client.get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
     assert 'id="acknowledge-alert"' not in page and 'id="resolve-alert"' in page
-    client.post(f"/admin/alerts/alert/{alert.pk}/act/resolve/")
+    client.post(f"/admin/alerts/alert/{alert.pk}/resolve/")
     alert.refresh_from_db()
     assert alert.state == "resolved"
     assert list(Delivery.objects.filter(alert=alert).order_by("id").values_list("event", flat=True)) == [
@@ -171,8 +171,8 @@ def test_member_sees_no_buttons_and_cannot_act_outsider_gets_404(workspace, memb
     alert = _alert(workspace)
     page = login(member).get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
     assert 'id="acknowledge-alert"' not in page and 'id="assign-alert"' not in page
-    assert login(member).post(f"/admin/alerts/alert/{alert.pk}/act/acknowledge/").status_code == 403
-    assert login(outsider).post(f"/admin/alerts/alert/{alert.pk}/act/acknowledge/").status_code == 404
+    assert login(member).post(f"/admin/alerts/alert/{alert.pk}/acknowledge/").status_code == 403
+    assert login(outsider).post(f"/admin/alerts/alert/{alert.pk}/acknowledge/").status_code == 404
     assert Alert.objects.get().state == "open"
 
 

@@ -201,6 +201,20 @@ def _platform_account(ws: Workspace, tag: str) -> Model:
     return account
 
 
+def _notification_channel(ws: Workspace, tag: str) -> Model:
+    from project.alerts.services import notification_channel_save
+
+    return notification_channel_save(actor=SYSTEM, workspace=ws, name=f"{tag} channel", kind="email",
+                                      addresses=f"{''.join(c for c in tag if c.isalnum())}@example.com")[0]
+
+
+def _notification_rule(ws: Workspace, tag: str) -> Model:
+    from project.alerts.services import notification_rule_save
+
+    return notification_rule_save(actor=SYSTEM, workspace=ws, name=f"{tag} rule", severities=["high"], kinds=[],
+                                  channels=[_notification_channel(ws, f"{tag} rule's")])
+
+
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "workspaces.workspace": lambda ws, tag: ws,
     "workspaces.platformaccount": _platform_account,
@@ -234,6 +248,8 @@ MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
                                                object_repr=f"{tag} drifted agent"),
     "detection.incident": lambda ws, tag: make_incident(ws, f"{tag} incident"),
     "detection.detectionpolicy": lambda ws, tag: make_detection_policy(ws),
+    "alerts.notificationchannel": lambda ws, tag: _notification_channel(ws, tag),
+    "alerts.notificationrule": lambda ws, tag: _notification_rule(ws, tag),
 }
 
 
@@ -312,4 +328,5 @@ KNOWN_OBJECT_VIEWS: dict[str, str] = {
     "auth_user_password_change": SUPERUSER,
     "keys_apikey_rotate": "keys.issue",
     "keys_apikey_revoke": "keys.revoke",
+    "alerts_alert_assign": "incidents.manage",
 }

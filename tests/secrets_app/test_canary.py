@@ -32,7 +32,7 @@ def _pages(client, secret, tool) -> dict[str, str]:
         urls[f"audit event {event.pk}"] = reverse("admin:audit_auditevent_change", args=[event.pk])
     try:
         urls["sync jobs"] = reverse("admin:sync_syncjob_changelist")
-        for job in SyncJob.objects.all():
+        for job in SyncJob.objects.filter(workspace_id__isnull=False):  # the audit stream's job: superusers only
             urls[f"sync job {job.pk}"] = reverse("admin:sync_syncjob_change", args=[job.pk])
     except NoReverseMatch:
         pass
@@ -56,9 +56,27 @@ def _assert_absent(where: str, text: str) -> None:
         assert canary[8:24] not in text, f"part of the canary found in {where}"
 
 
+@pytest.fixture
+def siem():
+    """A receiver on loopback for the audit stream and a notification webhook."""
+    from tests.receivers import http_receiver
+
+    yield from http_receiver()
+
+
 def test_a_canary_written_through_the_admin_appears_nowhere(owner_client, workspace, platform, emulator, caplog,
-                                                          django_capture_on_commit_callbacks, settings):
+                                                          django_capture_on_commit_callbacks, settings, siem):
+    from project import webhooks
+    from project.actors import SYSTEM
+    from project.alerts import services as alert_services
+
     caplog.set_level(logging.DEBUG)
+    settings.AUDIT_STREAM_URL, settings.AUDIT_STREAM_SECRET = f"{siem.url}/audit", webhooks.new_secret()
+    with django_capture_on_commit_callbacks(execute=True):
+        hook, _ = alert_services.notification_channel_save(actor=SYSTEM, workspace=workspace, name="hook",
+                                                           kind="webhook", url=f"{siem.url}/alerts")
+        alert_services.notification_rule_save(actor=SYSTEM, workspace=workspace, name="all", severities=[],
+                                              kinds=[], channels=[hook], is_default=True)
     add = reverse("admin:secrets_app_secret_add")
     with django_capture_on_commit_callbacks(execute=True):
         response = owner_client.post(add, {"workspace": workspace.pk, "name": "crm_token", "description": "CRM",
@@ -94,6 +112,18 @@ def test_a_canary_written_through_the_admin_appears_nowhere(owner_client, worksp
     confirmation = owner_client.get(reverse("admin:secrets_app_secret_delete", args=[secret.pk]))
     assert confirmation.status_code == 200 and "Are you sure" in confirmation.content.decode()
     _assert_absent("delete confirmation", confirmation.content.decode())
+
+    # The audit stream and the alert deliveries carried everything that happened, and no canary.
+    with django_capture_on_commit_callbacks(execute=True):
+        alert_services.alert_raise(actor=SYSTEM, workspace=workspace, kind="api_key_exposed", title="Exposed",
+                                   dedup_key="canary", target=secret)
+    from project.sync.services import outbox_drain
+
+    outbox_drain(time_budget=30)
+    paths = [r.path for r in siem.requests]
+    assert paths.count("/alerts") == 1 and paths.count("/audit") >= AuditEvent.objects.count()
+    for received in siem.requests:
+        _assert_absent(f"what {received.path} received", received.body.decode())
 
     _assert_absent("audit table", str(list(AuditEvent.objects.values())))
     _assert_absent("admin log table", str(list(LogEntry.objects.values())))
