@@ -2,15 +2,17 @@
 """Raise many alerts in one pass, fanned out to three notification channels, and drain the deliveries to a receiver
 on loopback: prints deliveries per second and the time until the outbox is empty.
 
-    python bench/notify_bench.py                 # 10,000 alerts x 3 channels (30,000 deliveries)
+    python bench/notify_bench.py                 # 1,000 alerts x 3 channels (3,000 deliveries)
+    python bench/notify_bench.py --full          # 10,000 alerts x 3 channels (30,000 deliveries)
     python bench/notify_bench.py --alerts 20     # tiny (tests/test_benchmarks.py)
 
 The channels are a Slack-compatible webhook, PagerDuty Events v2 (PAGERDUTY_EVENTS_URL pointed at the receiver) and
-a generic webhook signed per Standard Webhooks, routed by one default rule; the receiver (its own process, a threaded
-HTTP server on 127.0.0.1) answers 202 to everything. The pass raises every alert through ``alert_raise`` in one
-transaction, as a detection pass does (deliveries and their outbox jobs are written there, nothing is sent); then
-``outbox_drain`` runs in this process (SYNC_DRAIN_THREADS threads) until nothing is due. The database is a temporary
-SQLite file unless DATABASE_URL is set (then its tables are used, and the bench's rows removed).
+a generic webhook signed per Standard Webhooks, routed by one default rule; the receiver (its own process, a
+threaded HTTP server on 127.0.0.1) answers 202 to everything. The pass raises every alert through
+``alerts_raise_many`` in one transaction, as a detection pass (rules, credit guard, leak check) does (deliveries and
+their outbox jobs are written there, nothing is sent); then ``outbox_drain`` runs in this process
+(SYNC_DRAIN_THREADS threads) until nothing is due. The database is a temporary SQLite file unless DATABASE_URL is
+set (then its tables are used, and the bench's rows removed).
 Prints: ``raise pass:``, ``deliveries:``, ``deliveries/s:``, ``outbox empty after:``.
 """
 
@@ -83,8 +85,11 @@ def _clear() -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--alerts", type=int, default=10_000, help="alerts raised in the pass (default 10,000)")
+    parser.add_argument("--alerts", type=int, default=1_000, help="alerts raised in the pass (default 1,000)")
+    parser.add_argument("--full", action="store_true", help="the issue's size: 10,000 alerts")
     args = parser.parse_args()
+    if args.full:
+        args.alerts = 10_000
 
     with tempfile.TemporaryDirectory(prefix="notify-bench-") as tmp_dir:
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{Path(tmp_dir) / 'bench.sqlite3'}"
@@ -118,10 +123,11 @@ def main() -> int:
             sync_services._kick = lambda: None  # no broker here: the drain below is the worker
             began = time.perf_counter()
             with transaction.atomic():
-                for i in range(args.alerts):
-                    services.alert_raise(actor=SYSTEM, workspace=workspace, kind="usage_spike", severity="high",
+                services.alerts_raise_many(actor=SYSTEM, alerts=[
+                    services.alert_build(workspace=workspace, kind="usage_spike", severity="high",
                                          title=f"Spike on bench key {i}", dedup_key=f"bench:{i}",
                                          details={"credits_last_hour": 1000 + i, "baseline": 40})
+                    for i in range(args.alerts)])
             raised = time.perf_counter() - began
             print(f"raise pass: {args.alerts:,} alerts in {raised:.2f} s ({args.alerts / raised:,.0f} alerts/s, "
                   "deliveries and outbox jobs written in the same transaction)", flush=True)
