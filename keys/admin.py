@@ -151,7 +151,11 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="sync")
     def sync_status(self, key: ApiKey) -> str:
-        return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
+        state = getattr(key, "sync_state", None)
+        if state is None and key.remote_key_id:
+            # Issued straight on the platform (no outbox job until its first change): live there, not unsynced.
+            return badge("on the platform" if key.state in ApiKey.LIVE_STATES else "done", "ok")
+        return sync_badge(state, getattr(key, "sync_error", None))
 
     # --- detail fields -----------------------------------------------------------------------------------------
     @admin.display(description="flags")

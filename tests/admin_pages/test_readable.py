@@ -71,3 +71,9 @@ def test_environment_filter_keeps_workspaces_apart(workspace, other_workspace):
     assert env_id, "the Globex prod environment is its own choice"
     only = client.get(f"/admin/keys/apikey/?env={env_id.group(1)}").content.decode()
     assert "globex-prod" in only and "acme-prod" not in only
+
+
+def test_a_new_api_key_does_not_look_unsynced(workspace, owner):
+    make_api_key_row(workspace, name="fresh-key")  # issued on the platform: a remote id, no outbox job yet
+    page = login(owner).get("/admin/keys/apikey/").content.decode()
+    assert "never queued" not in page and "on the platform" in page
