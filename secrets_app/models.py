@@ -266,6 +266,7 @@ class OAuthProvider(TimeStampedModel):
     objects = RestrictedManager()
 
     class Meta:
+        verbose_name = "OAuth provider"
         ordering = ["workspace__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["workspace", "slug"], name="oauth_provider_unique_slug_per_workspace"),
