@@ -78,6 +78,7 @@ DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "
                  "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
                  "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
                  "created_by", "created_at", "sync_detail")
+SUMMARY_FIELDS = ("state_badge", "environment", "service_account", "workspace")
 EDIT_FIELDS = ("name", "all_scopes", "scopes", "credit_quota", "allowed_ips", "expires_at")
 VIEW_FIELDS = ("name", "scopes_display", "credit_quota", "allowed_ips_display", "expires_at")
 
@@ -206,7 +207,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
         editable = obj is not None and self.has_change_permission(request, obj)
-        return [(None, {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}), ("Key", {"fields": DETAIL_FIELDS})]
+        # What the key is first (state, environment, account), then what can change, then the details.
+        return [("Key", {"fields": SUMMARY_FIELDS}),
+                ("Scopes and limits", {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}),
+                ("Details", {"fields": tuple(f for f in DETAIL_FIELDS if f not in SUMMARY_FIELDS)})]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         return DETAIL_FIELDS + ("scopes_display", "allowed_ips_display")

@@ -231,12 +231,17 @@ class AuthConnectionAdmin(SecretsAdminBase):
     readonly_fields = ("secret_parts", "remote_id", "sync_detail")
     fieldsets = (
         (None, {"fields": ("workspace", "name", "kind", "provider")}),
-        ("OAuth2 client credentials", {"fields": ("client_id", "client_secret")}),
-        ("OAuth2 client credentials and JWT bearer", {"fields": ("token_url", "scopes")}),
-        ("OAuth2 JWT bearer", {"fields": ("signing_secret", "algorithm", "claims")}),
-        ("Basic auth", {"fields": ("username", "password")}),
-        ("Bearer token", {"fields": ("token",)}),
-        ("Custom headers", {"fields": ("custom_headers",)}),
+        # The kw-kind classes let the page show only the chosen kind's fields (static/keyward/admin.css).
+        ("OAuth2 client credentials", {"fields": ("client_id", "client_secret"),
+                                       "classes": ("kw-kind", "kw-kind--oauth2_client_credentials")}),
+        ("OAuth2 client credentials and JWT bearer", {
+            "fields": ("token_url", "scopes"),
+            "classes": ("kw-kind", "kw-kind--oauth2_client_credentials", "kw-kind--oauth2_jwt")}),
+        ("OAuth2 JWT bearer", {"fields": ("signing_secret", "algorithm", "claims"),
+                               "classes": ("kw-kind", "kw-kind--oauth2_jwt")}),
+        ("Basic auth", {"fields": ("username", "password"), "classes": ("kw-kind", "kw-kind--basic_auth")}),
+        ("Bearer token", {"fields": ("token",), "classes": ("kw-kind", "kw-kind--bearer_auth")}),
+        ("Custom headers", {"fields": ("custom_headers",), "classes": ("kw-kind", "kw-kind--custom_header_auth")}),
         ("Stored secret parts", {"fields": ("secret_parts",)}),
         ("Platform", {"fields": ("remote_id", "sync_detail"),
                       "description": "The platform holds one header per custom-header connection: a connection "

@@ -77,3 +77,24 @@ def test_a_new_api_key_does_not_look_unsynced(workspace, owner):
     make_api_key_row(workspace, name="fresh-key")  # issued on the platform: a remote id, no outbox job yet
     page = login(owner).get("/admin/keys/apikey/").content.decode()
     assert "never queued" not in page and "on the platform" in page
+
+
+def test_api_key_page_shows_state_environment_and_account_before_the_grouped_scope_picker(workspace, owner):
+    key = make_api_key_row(workspace, name="billing-prod")
+    page = login(owner).get(f"/admin/keys/apikey/{key.pk}/change/").content.decode()
+    state, scopes = page.index("field-state_badge"), page.index('id="id_scopes"')
+    assert state < scopes and page.index("field-environment") < scopes and page.index("field-service_account") < scopes
+    assert "Agents and conversations" in page and "Voices" in page and "keys/scope_picker.js" in page
+
+
+def test_auth_connection_form_marks_each_kinds_fields(owner):
+    page = login(owner).get("/admin/secrets_app/authconnection/add/").content.decode()
+    assert "kw-kind--basic_auth" in page and "kw-kind--oauth2_jwt" in page
+
+
+def test_every_scope_of_the_catalogue_is_in_exactly_one_area():
+    from keys.forms import SCOPE_CHOICES
+    from keys.models import PLATFORM_SCOPES
+
+    listed = [value for _, group in SCOPE_CHOICES for value, _ in group]
+    assert sorted(listed) == sorted(PLATFORM_SCOPES) and "Other" not in [area for area, _ in SCOPE_CHOICES]

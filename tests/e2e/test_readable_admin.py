@@ -127,3 +127,20 @@ def test_every_main_list_fits_1280_px(page: Any, live_server: Any, world: Any) -
         if widths and widths[0] > widths[1]:
             overflowing.append(f"{path}: {widths[0]} px of content in {widths[1]} px")
     assert not overflowing, "lists scrolling sideways at 1280 px:\n" + "\n".join(overflowing)
+
+
+def test_scope_search_and_auth_connection_kinds(page: Any, live_server: Any, world: Any) -> None:
+    base = live_server.url
+    sign_in(page, base, person("acme-admin", "Admin", world.acme))
+    page.goto(f"{base}/admin/keys/apikey/add/")
+    page.fill(".kw-scope-search", "voices")
+    expect(page.locator("label[for] >> text=voices_read")).to_be_visible()
+    expect(page.locator("label[for] >> text=convai_read")).to_be_hidden()
+
+    page.goto(f"{base}/admin/secrets_app/authconnection/add/")
+    page.check("input[name=kind][value=basic_auth]")
+    expect(page.locator("#id_username")).to_be_visible()
+    expect(page.locator("#id_token")).to_be_hidden()
+    page.check("input[name=kind][value=bearer_auth]")
+    expect(page.locator("#id_token")).to_be_visible()
+    expect(page.locator("#id_username")).to_be_hidden()
