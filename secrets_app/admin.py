@@ -113,14 +113,15 @@ class SecretAdmin(SecretsAdminBase):
     list_display = ("name", "workspace", "last_changed_at", "last_changed_by", "used_by", "sync_status")
     list_select_related = ("workspace", "last_changed_by")
     search_fields = ("name",)
-    readonly_fields = ("reference", "value_state", "used_by_detail", "last_changed_at", "last_changed_by",
+    readonly_fields = ("reference", "value_state", "used_by_detail", "agents_reached", "last_changed_at",
+                       "last_changed_by",
                        "remote_id", "sync_detail")
 
     add_fieldsets = ((None, {"fields": ("workspace", "name", "description", "value")}),)
     fieldsets = (
         (None, {"fields": ("workspace", "name", "reference", "description")}),
         ("Value", {"fields": ("value_state", "value")}),
-        ("Use and history", {"fields": ("used_by_detail", "last_changed_at", "last_changed_by")}),
+        ("Use and history", {"fields": ("used_by_detail", "agents_reached", "last_changed_at", "last_changed_by")}),
         ("Platform", {"fields": ("remote_id", "sync_detail")}),
     )
 
@@ -156,6 +157,17 @@ class SecretAdmin(SecretsAdminBase):
     @admin.display(description="sync state")
     def sync_detail(self, secret: Secret) -> str:
         return self.sync_detail_for(services.SECRET_KIND, secret)
+
+    @admin.display(description="agents reached through its tools")
+    def agents_reached(self, secret: Secret) -> str:
+        from secrets_app.selectors import agents_using_tools
+
+        tools = [ref.tool for ref in secret.tool_references.all()] if secret.pk else []
+        agents = agents_using_tools(tools)
+        if not agents:
+            return "None that Keyward has seen (agents are read at discovery and at each guardrail refresh)."
+        return format_html_join(", ", "{}", ((format_html('<a href="{}">{}</a>', reverse(
+            "admin:agents_agent_change", args=[a.pk]), a.name) if a.pk else str(a),) for a in agents))
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
         secret = self.get_scoped_object_or_404(request, object_id)

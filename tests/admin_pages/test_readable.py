@@ -98,3 +98,46 @@ def test_every_scope_of_the_catalogue_is_in_exactly_one_area():
 
     listed = [value for _, group in SCOPE_CHOICES for value, _ in group]
     assert sorted(listed) == sorted(PLATFORM_SCOPES) and "Other" not in [area for area, _ in SCOPE_CHOICES]
+
+
+def test_tools_and_agents_are_linked_both_ways_and_in_a_secrets_blast_radius(workspace, owner):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents.models import Agent
+    from detection.incidents import incident_open
+    from detection.selectors import blast_radius
+    from project.actors import SYSTEM
+    from project.sync.models import Observation
+    from secrets_app.models import Tool
+    from tests.factories import make_secret, make_tool
+
+    secret = make_secret(workspace, "crm_token")
+    tool = make_tool(workspace, "lookup", headers={"Authorization": "{{ secret__crm_token }}"})
+    Tool.objects.filter(pk=tool.pk).update(remote_id="tool_1")
+    agent = make_agent(workspace, "Support line")
+    Agent.objects.filter(pk=agent.pk).update(remote_id="agent_1")
+    account_id = workspace.platform_account_id or 1
+    Observation.objects.create(account_id=account_id, kind="agent", remote_id="agent_1", label="Support line",
+                               workspace_id=workspace.pk, object_id=str(agent.pk), facts={"tool_ids": ["tool_1"]})
+    Observation.objects.create(account_id=account_id, kind="agent", remote_id="agent_9", label="Kiosk",
+                               workspace_id=workspace.pk, facts={"tool_ids": ["tool_1", "tool_x"]})
+    Observation.objects.create(account_id=account_id, kind="agent", remote_id="agent_0", label="Unrelated",
+                               workspace_id=workspace.pk, facts={"tool_ids": ["tool_x"]})
+    Observation.objects.create(account_id=account_id, kind="tool", remote_id="tool_1", label="lookup",
+                               workspace_id=workspace.pk, object_id=str(tool.pk))
+    client = login(owner)
+
+    agent_page = client.get(f"/admin/agents/agent/{agent.pk}/change/").content.decode()
+    assert f'/admin/secrets_app/tool/{tool.pk}/change/">lookup</a>' in agent_page
+
+    secret_page = client.get(f"/admin/secrets_app/secret/{secret.pk}/change/").content.decode()
+    assert f'/admin/agents/agent/{agent.pk}/change/">Support line</a>' in secret_page
+    assert "Kiosk (not managed by Keyward)" in secret_page and "Unrelated" not in secret_page
+
+    incident, _ = incident_open(actor=SYSTEM, secret=secret)
+    now = timezone.now()
+    figures = blast_radius(incident, now - timedelta(days=1), now)
+    assert figures["agents"] == ["Support line", "Kiosk"]
+    assert "reached by agent Support line" in figures["reach"]
