@@ -88,7 +88,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     form = ApiKeyChangeForm
     manage_permission = "keys.issue"
     list_display = ("name", "service_account", "environment", "state_badge", "hint_display", "scopes_summary",
-                    "credit_quota", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
+                    "quota_display", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
                     "sync_status")
     list_select_related = ("workspace__key_policy", "service_account", "environment__workspace")
     list_filter = ("state", FlagFilter, WorkspaceFilter, EnvironmentFilter)
@@ -139,6 +139,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             return "all"
         scopes = list(key.scopes or [])
         return ", ".join(scopes) if len(scopes) <= 2 else f"{len(scopes)} scopes"
+
+    @admin.display(description="credit quota", ordering="credit_quota")
+    def quota_display(self, key: ApiKey) -> str:
+        return f"{key.credit_quota:,}" if key.credit_quota is not None else "none"
 
     @admin.display(description="network")
     def network(self, key: ApiKey) -> str:

@@ -141,3 +141,24 @@ def test_tools_and_agents_are_linked_both_ways_and_in_a_secrets_blast_radius(wor
     figures = blast_radius(incident, now - timedelta(days=1), now)
     assert figures["agents"] == ["Support line", "Kiosk"]
     assert "reached by agent Support line" in figures["reach"]
+
+
+def test_secret_help_text_shows_the_reference_form(owner):
+    page = login(owner).get("/admin/secrets_app/secret/add/").content.decode()
+    assert "{{ secret__NAME }}" in page and "secret__<name>" not in page
+
+
+def test_key_list_quota_has_thousands_separators(workspace, owner):
+    make_api_key_row(workspace, name="big-quota", credit_quota=200000)
+    assert "200,000" in login(owner).get("/admin/keys/apikey/").content.decode()
+
+
+def test_credit_guard_figures_read_plainly(workspace, owner):
+    from tests.factories import make_alert
+
+    alert = make_alert(workspace, "credit_guard_quota", target=make_api_key_row(workspace), details={
+        "disables_at_100": True, "limit": 100000, "thresholds": [50, 80, 100], "period_start": "2026-12-01",
+        "hour": "2026-12-06T14:00:00+00:00"})
+    page = login(owner).get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
+    assert "Disables the key(s) at 100%" in page and "disables at 100" not in page
+    assert "100,000" in page and "50, 80, 100" in page and "2026-12-06 14:00 UTC" in page
