@@ -162,3 +162,13 @@ def test_credit_guard_figures_read_plainly(workspace, owner):
     page = login(owner).get(f"/admin/alerts/alert/{alert.pk}/change/").content.decode()
     assert "Disables the key(s) at 100%" in page and "disables at 100" not in page
     assert "100,000" in page and "50, 80, 100" in page and "2026-12-06 14:00 UTC" in page
+
+
+def test_dates_read_without_abbreviation_periods(workspace, owner):
+    from django.utils import timezone
+    from django.utils.formats import date_format
+
+    assert date_format(timezone.datetime(2026, 12, 6, 15, 0), "DATETIME_FORMAT") == "2026-12-06 15:00"
+    key = make_api_key_row(workspace, name="dated")
+    page = login(owner).get(f"/admin/keys/apikey/{key.pk}/change/").content.decode()
+    assert "p.m." not in page and "a.m." not in page
