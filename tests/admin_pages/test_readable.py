@@ -172,3 +172,9 @@ def test_dates_read_without_abbreviation_periods(workspace, owner):
     key = make_api_key_row(workspace, name="dated")
     page = login(owner).get(f"/admin/keys/apikey/{key.pk}/change/").content.decode()
     assert "p.m." not in page and "a.m." not in page
+
+
+def test_budgets_page_numbers_have_thousands_separators(workspace, owner):
+    make_api_key_row(workspace, "prod", credit_quota=200000)
+    page = login(owner).get("/admin/keys/apikey/budgets/").content.decode()
+    assert "200,000" in page
