@@ -243,6 +243,7 @@ EXTRA: dict[str, tuple[int, str]] = {
     "auth.user": (1, "prefetch of the listed people's role assignments (roles column)"),
     "alerts.alert": (1, "workspace filter choices"),
     "detection.incident": (1, "workspace filter choices"),
+    "accounts.identityprovidergroup": (1, "workspace filter choices"),
     "agents.agent": (1, "workspace filter choices"),
     "keys.apikey": (2, "workspace and environment filter choices"),
     "workspaces.roleassignment": (2, "workspace and role filter choices"),

@@ -148,6 +148,8 @@ DESIGNED: dict[str, Design] = {
     "detection.detectionpolicy": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
     # Seen through its bound workspaces; managed by Admins of every bound workspace; never deleted while bound.
     "workspaces.platformaccount": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
+    # Mappings are added and removed, never edited (like role assignments); only people who may grant roles.
+    "accounts.identityprovidergroup": Design("roles.assign", "roles.assign", NEVER, "roles.assign"),
 }
 
 
@@ -191,6 +193,13 @@ def _platform_account(ws: Workspace, tag: str) -> Model:
     return account
 
 
+def _idp_group(workspace: Workspace, tag: str) -> Model:
+    from accounts.models import IdentityProviderGroup
+
+    return IdentityProviderGroup.objects.create(group=f"{tag}-group", workspace=workspace,
+                                                role=Role.objects.get(workspace=None, name="Viewer"))
+
+
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "workspaces.workspace": lambda ws, tag: ws,
     "workspaces.platformaccount": _platform_account,
@@ -223,6 +232,7 @@ MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
                                                object_repr=f"{tag} drifted agent"),
     "detection.incident": lambda ws, tag: make_incident(ws, f"{tag} incident"),
     "detection.detectionpolicy": lambda ws, tag: make_detection_policy(ws),
+    "accounts.identityprovidergroup": lambda ws, tag: _idp_group(ws, tag),
 }
 
 
