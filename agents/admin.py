@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.urls import path
-from django.utils.html import format_html
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
 
 from agents import services
 from agents.forms import AgentForm, MintForm
@@ -25,7 +25,7 @@ class AgentAdmin(WorkspaceScopedAdmin):
     list_select_related = ("workspace",)
     list_filter = ("auth_mode", WorkspaceFilter)
     search_fields = ("name", "=remote_id")
-    readonly_fields = ("remote_id", "sync_detail", "created_by", "origin_display", "live_state")
+    readonly_fields = ("remote_id", "sync_detail", "created_by", "origin_display", "live_state", "tools_used")
     change_form_template = "admin/agents/agent/change_form.html"
 
     def get_fieldsets(self, request: HttpRequest, obj: Agent | None = None) -> Any:
@@ -37,7 +37,8 @@ class AgentAdmin(WorkspaceScopedAdmin):
                                "allowlist admits exact hostnames; a public agent needs a maximum duration.",
                 "fields": ("auth_mode", "allowlist", "require_origin_header", "max_duration_seconds",
                            "allow_shareable_link")}),
-            ("Platform", {"fields": ("origin_display", "remote_id", "live_state", "sync_detail", "created_by")}),
+            ("Platform", {"fields": ("origin_display", "remote_id", "live_state", "tools_used", "sync_detail",
+                                     "created_by")}),
         )
 
     @admin.display(description="origin")
@@ -64,6 +65,28 @@ class AgentAdmin(WorkspaceScopedAdmin):
             return "not read yet (Discover the platform account, or wait for the guardrail refresh)"
         flags = f"; breaks: {', '.join(f.replace('_', ' ') for f in seen.findings)}" if seen.findings else ""
         return f"{facts_summary(seen)} (read {seen.observed_at:%Y-%m-%d %H:%M} UTC){flags}"
+
+    @admin.display(description="tools it uses")
+    def tools_used(self, agent: Agent) -> str:
+        """The platform's tool ids on the agent (as last read), named and linked where Keyward knows the tool."""
+        from project.sync.models import Observation
+
+        seen = (Observation.objects.filter(kind="agent", remote_id=agent.remote_id).order_by("-observed_at")
+                .values_list("facts", flat=True).first()) if agent.remote_id else None
+        tool_ids = list((seen or {}).get("tool_ids") or [])
+        if not tool_ids:
+            return "none (as last read from the platform)" if seen is not None else "not read yet"
+        tools = {rid: (label, object_id) for rid, label, object_id in Observation.objects.filter(
+            kind="tool", remote_id__in=tool_ids).values_list("remote_id", "label", "object_id")}
+        parts = []
+        for rid in tool_ids:
+            label, object_id = tools.get(rid, ("", ""))
+            if object_id:
+                parts.append(format_html('<a href="{}">{}</a>', reverse("admin:secrets_app_tool_change",
+                                                                         args=[object_id]), label or rid))
+            else:
+                parts.append(format_html("{} (not managed by Keyward)", label or rid))
+        return format_html_join(", ", "{}", ((p,) for p in parts))
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return with_sync_state(super().get_queryset(request), services.AGENT_KIND)

@@ -85,11 +85,14 @@ class AlertAdmin(ReadOnlyScopedAdmin):
 
     @admin.display(description="why (the figures)")
     def details_display(self, alert: Alert) -> str:
-        rows = sorted((alert.details or {}).items())
-        if not rows:
+        details = alert.details or {}
+        if not details:
             return "—"
-        return format_html("<table>{}</table>", format_html_join(
-            "", "<tr><th>{}</th><td>{}</td></tr>", ((k.replace("_", " "), _plain(v)) for k, v in rows)))
+        # Known figures first, in the order a person reads them, with their plain labels; the rest after.
+        keys = [k for k in DETAIL_LABELS if k in details] + sorted(k for k in details if k not in DETAIL_LABELS)
+        return format_html('<table class="kw-figures">{}</table>', format_html_join(
+            "", "<tr><th>{}</th><td>{}</td></tr>",
+            ((DETAIL_LABELS.get(k, k.replace("_", " ").capitalize()), _figure(k, details[k])) for k in keys)))
 
     @admin.display(description="about")
     def subject_link(self, alert: Alert) -> str:
@@ -226,6 +229,40 @@ class AlertAdmin(ReadOnlyScopedAdmin):
             return HttpResponseRedirect(self.change_url(alert))
         return self.render_page(request, "admin/alerts/alert/resume_key.html", title=f"Resume “{key}”", obj=alert,
                                 alert=alert, key=key)
+
+
+#: Plain labels for the figures rules and the credit guard record on an alert (`details`), in reading order.
+DETAIL_LABELS: dict[str, str] = {
+    "service_account": "Service account", "environment": "Environment",
+    "hour": "Hour (UTC)", "local_time": "Local time", "night_of": "Night of",
+    "credits": "Credits spent in that hour", "requests": "Requests in that hour",
+    "baseline_credits_per_hour": "Usual credits per hour", "baseline_days": "Usual level measured over (days)",
+    "baseline_hours": "Hours in that measure", "ratio": "Times the usual level",
+    "threshold_factor": "Alerts at (times the usual level)", "threshold_min_credits": "Alerts from (credits)",
+    "unusual_hours": "Unusual hours", "previous_use": "Used before that", "quiet_since": "Quiet since",
+    "quiet_days": "Days without use", "threshold_idle_days": "Counts as idle after (days)",
+    "credits_used": "Credits used this period", "limit": "Credit limit", "percent_used": "Share of the limit used (%)",
+    "threshold_percent": "Threshold reached (%)", "thresholds": "Warns at (% of the limit)",
+    "disables_at_100": "Disables the key(s) at 100%", "period_start": "Period starts", "period_end": "Period ends",
+    "activated_at": "In use since", "last_used_at": "Last used", "age_days": "Age (days)",
+    "rotation_days": "Rotation due after (days)", "key_hint": "Key ending", "remote_key_id": "Platform key id",
+}
+
+
+def _figure(key: str, value: Any) -> str:
+    """One figure as a person reads it: yes/no, thousands separators, dates without their ISO 'T'."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.3f}".rstrip("0").rstrip(".")
+    if isinstance(value, str) and len(value) >= 16 and value[4:5] == "-" and value[10:11] == "T":
+        text = value[:16].replace("T", " ")
+        return f"{text} UTC" if value.endswith(("+00:00", "Z")) else text
+    if isinstance(value, list) and all(isinstance(v, int | float) for v in value):
+        return ", ".join(_figure(key, v) for v in value)
+    return _plain(value)
 
 
 def _plain(value: Any) -> str:

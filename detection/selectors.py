@@ -72,13 +72,17 @@ def blast_radius(incident: Incident, start: datetime, end: datetime) -> dict[str
         return {"subject": "api_key", "window": window, "key": figures, "reach": reach, "usage": usage}
     if incident.secret_id:
         from secrets_app.models import ToolSecretReference
+        from secrets_app.selectors import agents_using_tools
 
         refs = list(ToolSecretReference.objects.filter(secret_id=incident.secret_id).select_related("tool")
                     .order_by("tool__name", "header"))
+        # The agents that call those tools, as the platform lists each agent's tool ids (last discovery/refresh).
+        agents = agents_using_tools([r.tool for r in refs])
+        reach = [f"sent by tool {r.tool.name} in header {r.header}" for r in refs] or ["no tool uses it"]
+        reach += [f"reached by agent {a.name}" + ("" if a.pk else " (not managed by Keyward)") for a in agents]
         return {"subject": "secret", "window": window, "secret": incident.subject_repr,
                 "used_by_tools": [{"tool": r.tool.name, "header": r.header, "url": r.tool.url} for r in refs],
-                "reach": [f"sent by tool {r.tool.name} in header {r.header}" for r in refs]
-                or ["no tool uses it"]}
+                "agents": [a.name for a in agents], "reach": reach}
     if incident.platform_account_id:
         return {"subject": "platform_account", "window": window, **account_reach(incident.platform_account_id)}
     return {"subject": "none", "window": window, "reach": []}

@@ -78,6 +78,7 @@ DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "
                  "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
                  "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
                  "created_by", "created_at", "sync_detail")
+SUMMARY_FIELDS = ("state_badge", "environment", "service_account", "workspace")
 EDIT_FIELDS = ("name", "all_scopes", "scopes", "credit_quota", "allowed_ips", "expires_at")
 VIEW_FIELDS = ("name", "scopes_display", "credit_quota", "allowed_ips_display", "expires_at")
 
@@ -87,7 +88,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
     form = ApiKeyChangeForm
     manage_permission = "keys.issue"
     list_display = ("name", "service_account", "environment", "state_badge", "hint_display", "scopes_summary",
-                    "credit_quota", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
+                    "quota_display", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
                     "sync_status")
     list_select_related = ("workspace__key_policy", "service_account", "environment__workspace")
     list_filter = ("state", FlagFilter, WorkspaceFilter, EnvironmentFilter)
@@ -139,6 +140,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
         scopes = list(key.scopes or [])
         return ", ".join(scopes) if len(scopes) <= 2 else f"{len(scopes)} scopes"
 
+    @admin.display(description="credit quota", ordering="credit_quota")
+    def quota_display(self, key: ApiKey) -> str:
+        return f"{key.credit_quota:,}" if key.credit_quota is not None else "none"
+
     @admin.display(description="network")
     def network(self, key: ApiKey) -> str:
         ips = key.allowed_ips or []
@@ -151,7 +156,11 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
 
     @admin.display(description="sync")
     def sync_status(self, key: ApiKey) -> str:
-        return sync_badge(getattr(key, "sync_state", None), getattr(key, "sync_error", None))
+        state = getattr(key, "sync_state", None)
+        if state is None and key.remote_key_id:
+            # Issued straight on the platform (no outbox job until its first change): live there, not unsynced.
+            return badge("on the platform" if key.state in ApiKey.LIVE_STATES else "done", "ok")
+        return sync_badge(state, getattr(key, "sync_error", None))
 
     # --- detail fields -----------------------------------------------------------------------------------------
     @admin.display(description="flags")
@@ -202,7 +211,10 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
         editable = obj is not None and self.has_change_permission(request, obj)
-        return [(None, {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}), ("Key", {"fields": DETAIL_FIELDS})]
+        # What the key is first (state, environment, account), then what can change, then the details.
+        return [("Key", {"fields": SUMMARY_FIELDS}),
+                ("Scopes and limits", {"fields": EDIT_FIELDS if editable else VIEW_FIELDS}),
+                ("Details", {"fields": tuple(f for f in DETAIL_FIELDS if f not in SUMMARY_FIELDS)})]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         return DETAIL_FIELDS + ("scopes_display", "allowed_ips_display")

@@ -88,4 +88,48 @@ def seed_api_keys(*, workspaces: list[Workspace], stdout: Any = None, client: An
                      "admin to see one.")
 
 
-demo_seeders = [seed_api_keys]
+DEMO_USAGE_DAYS = 30
+
+
+def seed_usage(*, workspaces: list[Workspace], stdout: Any = None, now: Any = None, **context: Any) -> None:
+    """30 days of hourly usage for each live demo key that has none yet, so the dashboard's charts and the keys'
+    "last used" show something on a fresh `make run`: a working-hours curve with day-to-day noise, production
+    busiest, deterministic per key. Written as already seen by the detection rules (demo figures raise no
+    alerts), with the matching day totals. The usage ingest later replaces the hours it re-reads from the
+    platform, as it would real figures."""
+    import random
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from django.utils import timezone
+
+    from keys.models import KeyUsageDaily, KeyUsageHourly
+
+    now = (now or timezone.now()).replace(minute=0, second=0, microsecond=0)
+    keys = (ApiKey.objects.filter(workspace__in=workspaces[:2], state__in=ApiKey.LIVE_STATES)
+            .exclude(usage_hours__isnull=False).select_related("environment"))
+    seeded = 0
+    for key in keys:
+        rng = random.Random(key.pk)
+        scale = {"prod": 40.0, "staging": 6.0}.get(key.environment.name, 1.5)
+        hours, days = [], {}
+        for h in range(DEMO_USAGE_DAYS * 24, 0, -1):
+            hour = now - timedelta(hours=h)
+            busy = 1.0 if 8 <= hour.hour < 19 and hour.weekday() < 5 else 0.15
+            credits = Decimal(str(round(scale * busy * rng.uniform(0.5, 1.5), 3)))
+            requests = max(1, int(float(credits) * rng.uniform(2, 4)))
+            hours.append(KeyUsageHourly(key=key, hour=hour, credits=credits, requests=requests,
+                                        awaiting_rules=False))
+            total = days.setdefault(hour.date(), [Decimal(0), 0])
+            total[0] += credits
+            total[1] += requests
+        KeyUsageHourly.objects.bulk_create(hours, batch_size=1000)
+        KeyUsageDaily.objects.bulk_create([KeyUsageDaily(key=key, day=day, credits=c, requests=r)
+                                           for day, (c, r) in days.items()], ignore_conflicts=True)
+        ApiKey.objects.filter(pk=key.pk, last_used_at__isnull=True).update(last_used_at=hours[-1].hour)
+        seeded += 1
+    if stdout is not None and seeded:
+        stdout.write(f"Demo usage: {DEMO_USAGE_DAYS} days of hourly figures for {seeded} keys.")
+
+
+demo_seeders = [seed_api_keys, seed_usage]

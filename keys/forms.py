@@ -13,7 +13,47 @@ from keys.models import ALL_SCOPES, PLATFORM_SCOPES, ApiKey, KeyPolicy
 from project.admin_base import apply_errors
 from workspaces.models import Environment, ServiceAccount
 
-SCOPE_CHOICES = [(s, s) for s in PLATFORM_SCOPES]
+#: The platform's 49 permissions grouped by area for the picker (a permission the platform adds later lands in
+#: "Other" until it is placed here).
+SCOPE_AREAS: dict[str, tuple[str, ...]] = {
+    "Agents and conversations": ("convai_read", "convai_write", "webhooks_write", "flows", "templates",
+                                 "conversation_privacy_manage"),
+    "Speech and audio": ("text_to_speech", "speech_to_speech", "speech_to_text", "sound_generation",
+                         "audio_isolation", "forced_alignment", "music_generation", "image_video_generation",
+                         "speech_history_read", "speech_history_write", "synthid_detector"),
+    "Voices": ("voices_read", "voices_write", "voice_generation", "add_voice_from_voice_library",
+               "create_instant_voice_clone", "create_professional_voice_clone", "publish_voice_to_voice_library",
+               "share_voice_externally"),
+    "Models": ("models_read", "models_write"),
+    "Projects, dubbing and dictionaries": ("projects_read", "projects_write", "dubbing_read", "dubbing_write",
+                                           "audio_native_read", "audio_native_write",
+                                           "pronunciation_dictionaries_read", "pronunciation_dictionaries_write"),
+    "Account and workspace": ("user_read", "user_write", "workspace_read", "workspace_write",
+                              "workspace_analytics_full_read", "workspace_members_read", "workspace_members_invite",
+                              "workspace_members_remove", "group_members_manage", "service_account_write",
+                              "create_user_api_key", "audit_log_read", "terms_of_service_accept",
+                              "copy_resources_cross_workspace"),
+}
+
+
+def _scope_choices() -> list[tuple[str, list[tuple[str, str]]]]:
+    placed = {s for scopes in SCOPE_AREAS.values() for s in scopes}
+    groups = [(area, [(s, s) for s in scopes if s in PLATFORM_SCOPES]) for area, scopes in SCOPE_AREAS.items()]
+    other = [(s, s) for s in PLATFORM_SCOPES if s not in placed]
+    return [g for g in groups if g[1]] + ([("Other", other)] if other else [])
+
+
+SCOPE_CHOICES = _scope_choices()
+
+
+class ScopePicker(forms.CheckboxSelectMultiple):
+    """The scopes by area, with a search box (keys/static/keys/scope_picker.js; without script, every box shows)."""
+
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
+        super().__init__({"class": "kw-scope-picker", **(attrs or {})})
+
+    class Media:
+        js = ("keys/scope_picker.js",)
 
 
 def _lines(text: str) -> list[str]:
@@ -26,7 +66,7 @@ class ScopesMixin(forms.Form):
         help_text="Every permission, including ones the platform adds later. Rarely what a key needs; flagged in "
                   "production.")
     scopes = forms.MultipleChoiceField(
-        choices=SCOPE_CHOICES, required=False, widget=forms.CheckboxSelectMultiple,
+        choices=SCOPE_CHOICES, required=False, widget=ScopePicker,
         help_text="Least privilege: only what this key's job calls.")
     allowed_ips = forms.CharField(
         label="Allowed IPs", required=False, widget=forms.Textarea(attrs={"rows": 4, "cols": 50}),

@@ -184,6 +184,8 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = "en-us"
+# project/formats/en/formats.py: 2026-12-06 15:00 rather than "Dec. 6, 2026, 3 p.m." (no doubled periods).
+FORMAT_MODULE_PATH = ["project.formats"]
 TIME_ZONE = env.str("TIME_ZONE", default="UTC")
 USE_I18N = True
 USE_TZ = True

@@ -121,14 +121,15 @@ class SecretAdmin(SecretsAdminBase):
     list_display = ("name", "workspace", "last_changed_at", "last_changed_by", "used_by", "sync_status")
     list_select_related = ("workspace", "last_changed_by")
     search_fields = ("name",)
-    readonly_fields = ("reference", "value_state", "used_by_detail", "last_changed_at", "last_changed_by",
+    readonly_fields = ("reference", "value_state", "used_by_detail", "agents_reached", "last_changed_at",
+                       "last_changed_by",
                        "remote_id", "sync_detail")
 
     add_fieldsets = ((None, {"fields": ("workspace", "name", "description", "value")}),)
     fieldsets = (
         (None, {"fields": ("workspace", "name", "reference", "description")}),
         ("Value", {"fields": ("value_state", "value")}),
-        ("Use and history", {"fields": ("used_by_detail", "last_changed_at", "last_changed_by")}),
+        ("Use and history", {"fields": ("used_by_detail", "agents_reached", "last_changed_at", "last_changed_by")}),
         ("Platform", {"fields": ("remote_id", "sync_detail")}),
     )
 
@@ -166,6 +167,17 @@ class SecretAdmin(SecretsAdminBase):
     @admin.display(description="sync state")
     def sync_detail(self, secret: Secret) -> str:
         return self.sync_detail_for(services.SECRET_KIND, secret)
+
+    @admin.display(description="agents reached through its tools")
+    def agents_reached(self, secret: Secret) -> str:
+        from secrets_app.selectors import agents_using_tools
+
+        tools = [ref.tool for ref in secret.tool_references.all()] if secret.pk else []
+        agents = agents_using_tools(tools)
+        if not agents:
+            return "None that Keyward has seen (agents are read at discovery and at each guardrail refresh)."
+        return format_html_join(", ", "{}", ((format_html('<a href="{}">{}</a>', reverse(
+            "admin:agents_agent_change", args=[a.pk]), a.name) if a.pk else str(a),) for a in agents))
 
     def delete_view(self, request: HttpRequest, object_id: str, extra_context: dict | None = None) -> HttpResponse:
         secret = self.get_scoped_object_or_404(request, object_id)
@@ -241,12 +253,17 @@ class AuthConnectionAdmin(SecretsAdminBase):
     readonly_fields = ("secret_parts", "remote_id", "sync_detail")
     fieldsets = (
         (None, {"fields": ("workspace", "name", "kind", "provider")}),
-        ("OAuth2 client credentials", {"fields": ("client_id", "client_secret")}),
-        ("OAuth2 client credentials and JWT bearer", {"fields": ("token_url", "scopes")}),
-        ("OAuth2 JWT bearer", {"fields": ("signing_secret", "algorithm", "claims")}),
-        ("Basic auth", {"fields": ("username", "password")}),
-        ("Bearer token", {"fields": ("token",)}),
-        ("Custom headers", {"fields": ("custom_headers",)}),
+        # The kw-kind classes let the page show only the chosen kind's fields (static/keyward/admin.css).
+        ("OAuth2 client credentials", {"fields": ("client_id", "client_secret"),
+                                       "classes": ("kw-kind", "kw-kind--oauth2_client_credentials")}),
+        ("OAuth2 client credentials and JWT bearer", {
+            "fields": ("token_url", "scopes"),
+            "classes": ("kw-kind", "kw-kind--oauth2_client_credentials", "kw-kind--oauth2_jwt")}),
+        ("OAuth2 JWT bearer", {"fields": ("signing_secret", "algorithm", "claims"),
+                               "classes": ("kw-kind", "kw-kind--oauth2_jwt")}),
+        ("Basic auth", {"fields": ("username", "password"), "classes": ("kw-kind", "kw-kind--basic_auth")}),
+        ("Bearer token", {"fields": ("token",), "classes": ("kw-kind", "kw-kind--bearer_auth")}),
+        ("Custom headers", {"fields": ("custom_headers",), "classes": ("kw-kind", "kw-kind--custom_header_auth")}),
         ("Stored secret parts", {"fields": ("secret_parts",)}),
         ("Platform", {"fields": ("remote_id", "sync_detail"),
                       "description": "The platform holds one header per custom-header connection: a connection "

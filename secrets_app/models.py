@@ -50,7 +50,7 @@ class Secret(TimeStampedModel):
 
     workspace = models.ForeignKey(Workspace, on_delete=models.PROTECT, related_name="secrets")
     name = models.CharField(max_length=63, validators=[validate_secret_name],
-                            help_text="Referenced in tool headers as {{ secret__<name> }}.")
+                            help_text="Referenced in tool headers as {{ secret__NAME }} (this name in place of NAME).")
     description = models.CharField(max_length=300, blank=True)
     value = EncryptedTextField(help_text="Write-only: never shown again after saving.")
     last_changed_at = models.DateTimeField(null=True, blank=True, editable=False)
@@ -281,6 +281,7 @@ class OAuthProvider(TimeStampedModel):
     objects = RestrictedManager()
 
     class Meta:
+        verbose_name = "OAuth provider"
         ordering = ["workspace__name", "name"]
         constraints = [
             models.UniqueConstraint(fields=["workspace", "slug"], name="oauth_provider_unique_slug_per_workspace"),

@@ -254,6 +254,7 @@ EXTRA: dict[str, tuple[int, str]] = {
     "alerts.notificationchannel": (1, "workspace filter choices"),
     "alerts.notificationrule": (2, "workspace filter choices, prefetch of the listed rules' channels"),
     "detection.incident": (1, "workspace filter choices"),
+    "accounts.identityprovidergroup": (1, "workspace filter choices"),
     "agents.agent": (1, "workspace filter choices"),
     "keys.apikey": (2, "workspace and environment filter choices"),
     "workspaces.roleassignment": (2, "workspace and role filter choices"),

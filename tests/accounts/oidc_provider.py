@@ -180,3 +180,17 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def start(client_id: str, client_secret: str) -> tuple[Any, str]:
+    """Start the provider in its own process; returns (the process, its issuer URL). The caller terminates it."""
+    import subprocess
+    from pathlib import Path
+
+    process = subprocess.Popen([sys.executable, str(Path(__file__)), "--client-id", client_id,
+                                "--client-secret", client_secret], stdout=subprocess.PIPE, text=True)
+    line = process.stdout.readline()  # blocks until the provider listens (or exits)
+    if not line.startswith("READY "):
+        process.kill()
+        raise RuntimeError(f"the loopback provider did not start: {line!r}")
+    return process, f"http://127.0.0.1:{line.split()[1]}"

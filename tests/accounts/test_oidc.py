@@ -8,10 +8,7 @@ HTTP to the provider process.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -21,6 +18,7 @@ from django.test import Client
 from accounts import oidc
 from accounts.models import ExternalIdentity, IdentityProviderGroup
 from project.audit.models import AuditEvent
+from tests.accounts import oidc_provider
 from tests.factories import UserFactory, builtin_role, make_confirmed_device
 from workspaces.models import RoleAssignment
 
@@ -29,13 +27,9 @@ CLIENT_ID, CLIENT_SECRET = "keyward-tests", "loopback-client-secret"
 
 @pytest.fixture(scope="module")
 def provider_url() -> Iterator[str]:
-    script = Path(__file__).with_name("oidc_provider.py")
-    process = subprocess.Popen([sys.executable, str(script), "--client-id", CLIENT_ID,
-                                "--client-secret", CLIENT_SECRET], stdout=subprocess.PIPE, text=True)
+    process, url = oidc_provider.start(CLIENT_ID, CLIENT_SECRET)
     try:
-        line = process.stdout.readline()  # blocks until the provider listens (or exits)
-        assert line.startswith("READY "), f"the provider did not start: {line!r}"
-        yield f"http://127.0.0.1:{line.split()[1]}"
+        yield url
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -27,7 +27,9 @@ def test_alert_page_shows_the_figures_and_offers_an_incident_to_who_may(workspac
     alert = make_alert(workspace, target=make_api_key_row(workspace), details=FIGURES)
     url = reverse("admin:alerts_alert_change", args=[alert.pk])
     body = owner_client.get(url).content.decode()
-    assert "baseline credits per hour" in body and "12.5" in body and 'id="open-incident-link"' in body
+    # Plain labels, not the details' keys ("baseline credits per hour" before issue 22); 5,000 with its separator.
+    assert "Usual credits per hour" in body and "12.5" in body and 'id="open-incident-link"' in body
+    assert "5,000" in body and "baseline_credits_per_hour" not in body
     body = member_client.get(url).content.decode()
     assert "12.5" in body and 'id="open-incident-link"' not in body
 

@@ -150,6 +150,8 @@ DESIGNED: dict[str, Design] = {
     "detection.detectionpolicy": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
     # Seen through its bound workspaces; managed by Admins of every bound workspace; never deleted while bound.
     "workspaces.platformaccount": Design("workspace.view", "workspace.manage", "workspace.manage", NEVER),
+    # Mappings are added and removed, never edited (like role assignments); only people who may grant roles.
+    "accounts.identityprovidergroup": Design("roles.assign", "roles.assign", NEVER, "roles.assign"),
 }
 
 
@@ -215,6 +217,13 @@ def _notification_rule(ws: Workspace, tag: str) -> Model:
                                   channels=[_notification_channel(ws, f"{tag} rule's")])
 
 
+def _idp_group(workspace: Workspace, tag: str) -> Model:
+    from accounts.models import IdentityProviderGroup
+
+    return IdentityProviderGroup.objects.create(group=f"{tag}-group", workspace=workspace,
+                                                role=Role.objects.get(workspace=None, name="Viewer"))
+
+
 MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "workspaces.workspace": lambda ws, tag: ws,
     "workspaces.platformaccount": _platform_account,
@@ -250,6 +259,7 @@ MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
     "detection.detectionpolicy": lambda ws, tag: make_detection_policy(ws),
     "alerts.notificationchannel": lambda ws, tag: _notification_channel(ws, tag),
     "alerts.notificationrule": lambda ws, tag: _notification_rule(ws, tag),
+    "accounts.identityprovidergroup": lambda ws, tag: _idp_group(ws, tag),
 }
 
 

@@ -33,3 +33,20 @@ def test_demo_says_so_when_the_platform_is_down(platform, emulator):
     out = io.StringIO()
     seed_api_keys(workspaces=[WorkspaceFactory()], stdout=out)
     assert "skipped" in out.getvalue() and not ApiKey.objects.exists()
+
+
+def test_demo_seeds_30_days_of_hourly_usage_once(workspace):
+    from keys.demo import seed_usage
+    from keys.models import KeyUsageDaily, KeyUsageHourly
+    from tests.factories import make_api_key_row
+
+    prod, dev = make_api_key_row(workspace, "prod"), make_api_key_row(workspace, "dev")
+    seed_usage(workspaces=[workspace], stdout=io.StringIO())
+    assert KeyUsageHourly.objects.filter(key=prod).count() == 30 * 24
+    assert KeyUsageDaily.objects.filter(key=prod).count() in (30, 31)  # the first hour may fall on a 31st day
+    assert not KeyUsageHourly.objects.filter(awaiting_rules=True).exists()  # demo figures raise no alerts
+    prod_total = sum(r.credits for r in KeyUsageHourly.objects.filter(key=prod))
+    dev_total = sum(r.credits for r in KeyUsageHourly.objects.filter(key=dev))
+    assert prod_total > dev_total > 0
+    seed_usage(workspaces=[workspace], stdout=io.StringIO())  # a second run adds nothing
+    assert KeyUsageHourly.objects.filter(key=prod).count() == 30 * 24
