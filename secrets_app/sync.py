@@ -58,10 +58,11 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
                 client.delete_secret(remote_id)
             except errors.NotFound:
                 pass  # already gone: the delete is done
-            except errors.Conflict as exc:
-                if exc.has_code("secret_in_use"):
-                    # Locally nothing references it any more, so a tool update is still on its way: retry.
-                    raise WaitingForSecrets(exc.message, status=exc.status, code=exc.code,
+            except errors.PlatformError as exc:
+                if errors.is_in_use_refusal(exc):
+                    # Locally nothing references it any more, so a tool update is still on its way: retry (whatever
+                    # shape the platform's refusal takes: 409, 400 secret_in_use, or a message saying so).
+                    raise WaitingForSecrets(exc.message, status=exc.status, code="secret_in_use",
                                             legacy_status=exc.legacy_status) from None
                 raise
         return remote_id
@@ -93,7 +94,9 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
         try:
             remote_id = str(client.create_secret(name=name, value=value,
                                                  idempotency_key=str(job.idempotency_key))["secret_id"])
-        except errors.Conflict:
+        except errors.PlatformError as exc:
+            if not errors.is_duplicate_name_refusal(exc):
+                raise
             # The qualified name exists already (an earlier create whose answer was lost): adopt and update it.
             remote_id = client.secret_id_named(name) or ""
             if not remote_id:
