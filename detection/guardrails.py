@@ -307,11 +307,13 @@ def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] |
         return {}
     live = KeyState(
         permissions=facts.get("permissions"), allowed_ips=list(facts.get("allowed_ips") or []),
-        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires")),
+        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires_at_unix", facts.get("expires"))),
         disabled=bool(facts.get("is_disabled")),
         production=bool(key["environment__is_production"]) if key else True,
         last_used_at=key["last_used_at"] if key else _when(facts.get("last_used")),
-        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created")), idle_days=idle_days)
+        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created_at_unix",
+                                                                                    facts.get("created"))),
+        idle_days=idle_days)
     # Whether Keyward's own policy of a governed key breaks the rule too is read after the pass (_key_local_breaks).
     return key_findings(live, ctx.now)
 

@@ -281,3 +281,14 @@ def test_a_tool_keyward_cannot_express_is_refused_with_the_reason(globex):
     observation = Observation.objects.get(kind="tool")
     assert "sk_live" not in str(observation.facts) and "credential in plain text" in observation.note
     assert not Tool.objects.exists()
+
+
+def test_the_guardrails_judge_a_platform_key_from_the_facts_discovery_records(seeded):
+    nightly = _remote(seeded.emulator, "api_keys", "nightly reports")
+    with seeded.emulator._lock:  # made long ago on the platform and never used since
+        seeded.emulator._keys[nightly["key_id"]]["created_at_unix"] = int(time.time()) - 90 * 86400
+    _discover(seeded)  # the guardrails run after every discovery
+    findings = dict(Observation.objects.filter(kind="api_key").values_list("label", "findings"))
+    assert findings["nightly reports"] == ["key_idle", "key_unbounded"]  # no expiry; IP-limited, few permissions
+    assert findings["deploy pipeline"] == ["key_all_permissions", "key_unbounded"]
+    assert findings["admin key"] == []  # Keyward's own platform key: not judged as a team's key
