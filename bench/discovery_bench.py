@@ -107,13 +107,15 @@ def main() -> int:
         from project.actors import SYSTEM
         from project.sync import registry
         from project.sync.services import discovery
-        from workspaces.models import PlatformAccount, Workspace
+        from workspaces.models import PlatformAccount
+        from workspaces.services import workspace_create
         from workspaces.services.platform_accounts import default_account
 
         account = default_account()
         PlatformAccount.objects.filter(pk=account.pk).update(base_url=url, api_key=KEY,
                                                              key_version=F("key_version") + 1)
-        workspace = Workspace.objects.create(name="Bench", slug="bench", platform_account=account)
+        # Through the service: the workspace gets its environments (adopted keys go to the production one).
+        workspace = workspace_create(actor=SYSTEM, name="Bench", slug="bench", platform_account=account)
         # The guardrails are timed on their own: not inside discovery and adoption.
         listeners = registry.observation_listeners()
         registry._observation_listeners.clear()

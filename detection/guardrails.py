@@ -38,6 +38,7 @@ from agents.models import MAX_DURATION_LIMIT, Agent
 from agents.validators import normalize_hostname
 from detection.models import ENFORCEABLE_GUARDRAILS, Guardrail
 from detection.services import detection_policies_ensure
+from keys.discovery import OWN_KEY
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
 from project.actors import SYSTEM
 from project.alerts.models import Alert
@@ -279,7 +280,9 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
         elif kind == KEY_KIND:
             seen_keys.add(row["remote_id"])
             key = keys.get(int(row["object_id"])) if row["object_id"].isdigit() else None
-            found = _observed_key(ctx, facts, key, workspace_id)
+            # Keyward's own platform key (keys.discovery.OWN_KEY) is the account's: its rotation governs it, and
+            # the permissions it needs are not a finding.
+            found = {} if row["object_id"].startswith(OWN_KEY) else _observed_key(ctx, facts, key, workspace_id)
             if key is not None:
                 target, governed, workspace_id = ("keys.apikey", str(key["pk"])), ("key", key["pk"]), \
                     key["workspace_id"]
@@ -304,11 +307,13 @@ def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] |
         return {}
     live = KeyState(
         permissions=facts.get("permissions"), allowed_ips=list(facts.get("allowed_ips") or []),
-        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires")),
+        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires_at_unix", facts.get("expires"))),
         disabled=bool(facts.get("is_disabled")),
         production=bool(key["environment__is_production"]) if key else True,
         last_used_at=key["last_used_at"] if key else _when(facts.get("last_used")),
-        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created")), idle_days=idle_days)
+        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created_at_unix",
+                                                                                    facts.get("created"))),
+        idle_days=idle_days)
     # Whether Keyward's own policy of a governed key breaks the rule too is read after the pass (_key_local_breaks).
     return key_findings(live, ctx.now)
 

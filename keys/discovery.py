@@ -5,7 +5,9 @@ account and the list is dropped as it goes. A key's secret is never returned, so
 (the leak check cannot match it); it keeps the platform's ``hashed_xi_api_key`` as ``platform_hash``, which the
 usage ingest joins on, so its usage reaches detection. It can be revoked, suspended and rotated (the successor is
 a Keyward key) and counts against its environment's budget like any key. Keyward's own platform-account key (and
-its predecessor during a rotation) is recognised as governed and never offered for adoption.
+its predecessor during a rotation) is recognised as governed and never offered for adoption (its observation's
+object id is ``platform_account:<pk>``, not a key's). Keys Keyward issued whose platform hash is not stored yet get
+it from the list discovery reads.
 
 Facts of a key observation (the guardrails read them): ``name``, ``hint``, ``service_account_id``,
 ``permissions`` ("all" or a list), ``allowed_ips`` (a list, empty: any address), ``expires_at_unix`` (None: no
@@ -25,6 +27,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from keys.models import ALL_SCOPES, ApiKey
+from keys.services.platform_hash import api_keys_record_platform_hashes
 from project.actors import is_system
 from project.networks import normalise_networks
 from project.sync.kinds import SyncKind
@@ -58,7 +61,10 @@ def observe_api_keys(client: Any) -> Iterator[Observed]:
     while accounts:
         account = accounts.pop()  # dropped once read: memory holds the rest of the list, not a copy of it
         sa_id = str(account["service_account_user_id"])
-        for key in account.get("api-keys") or []:
+        listed = account.get("api-keys") or []
+        # Keyward's own keys still without the platform's hash get it from here (usage joins on it).
+        api_keys_record_platform_hashes(listed)
+        for key in listed:
             yield Observed(str(key["key_id"]), str(key.get("name") or ""), key_facts(key, sa_id))
 
 

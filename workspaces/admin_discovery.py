@@ -205,6 +205,13 @@ def facts_summary(observation: Observation) -> str:
         return f"used by {used} tool(s)/agent(s)" if used else "not used"
     if kind == "tool":
         return f"{facts.get('type', 'webhook')} {facts.get('method', '')} {facts.get('url', '')}".strip()
+    if kind == "auth_connection":
+        parts = [str(facts.get("auth_type") or "").replace("_", " "), f"provider {facts.get('provider') or '—'}"]
+        if facts.get("token_url"):
+            parts.append(f"token URL {facts['token_url']}")
+        return "; ".join(parts)
+    if kind == "service_account":
+        return f"{facts.get('key_count', 0)} key(s)"
     if kind == "convai_settings":
         return f"webhook {facts['webhook_url']}" if facts.get("webhook_url") else "no workspace-wide webhook"
     return ", ".join(f"{k}: {v}" for k, v in list(facts.items())[:4])

@@ -53,7 +53,7 @@ def _remote(emulator: Emulator, kind: str, name: str) -> dict:
     return next(o for o in snapshot[kind] if o["name"] == name)
 
 
-def test_discovery_reads_every_kind_with_its_facts_and_never_a_value(seeded):
+def test_discovery_reads_every_kind_with_its_facts_and_never_a_value(seeded, admin_client):
     run = _discover(seeded)
     assert run.state == "done", run.error
     assert {k: run.counts[k] for k in ("secret", "tool", "auth_connection", "service_account", "api_key")} == {
@@ -78,6 +78,8 @@ def test_discovery_reads_every_kind_with_its_facts_and_never_a_value(seeded):
     everything = str(list(Observation.objects.values_list("facts", flat=True)))
     values = [seeded.emulator.secret_value(o.remote_id) for o in Observation.objects.filter(kind="secret")]
     assert "demo-erp-bearer-token-0000" not in everything and not any(v in everything for v in values)
+    page = admin_client.get(reverse("admin:sync_observation_changelist") + "?kind=api_key").content.decode()
+    assert "Keyward&#x27;s own" in page and "nightly reports" in page
 
 
 def test_adopting_everything_links_each_kind_audits_each_object_and_changes_nothing_remotely(seeded):
@@ -279,3 +281,14 @@ def test_a_tool_keyward_cannot_express_is_refused_with_the_reason(globex):
     observation = Observation.objects.get(kind="tool")
     assert "sk_live" not in str(observation.facts) and "credential in plain text" in observation.note
     assert not Tool.objects.exists()
+
+
+def test_the_guardrails_judge_a_platform_key_from_the_facts_discovery_records(seeded):
+    nightly = _remote(seeded.emulator, "api_keys", "nightly reports")
+    with seeded.emulator._lock:  # made long ago on the platform and never used since
+        seeded.emulator._keys[nightly["key_id"]]["created_at_unix"] = int(time.time()) - 90 * 86400
+    _discover(seeded)  # the guardrails run after every discovery
+    findings = dict(Observation.objects.filter(kind="api_key").values_list("label", "findings"))
+    assert findings["nightly reports"] == ["key_idle", "key_unbounded"]  # no expiry; IP-limited, few permissions
+    assert findings["deploy pipeline"] == ["key_all_permissions", "key_unbounded"]
+    assert findings["admin key"] == []  # Keyward's own platform key: not judged as a team's key
