@@ -1,13 +1,13 @@
 """What discovery reads of an account's API keys, and how a key made on the platform (dashboard, CLI) is adopted.
 
-The platform returns each service account's keys inline in its service-account list: they are read account by
-account and the list is dropped as it goes. A key's secret is never returned, so an adopted key has no digest
-(the leak check cannot match it); it keeps the platform's ``hashed_xi_api_key`` as ``platform_hash``, which the
-usage ingest joins on, so its usage reaches detection. It can be revoked, suspended and rotated (the successor is
-a Keyward key) and counts against its environment's budget like any key. Keyward's own platform-account key (and
-its predecessor during a rotation) is recognised as governed and never offered for adoption (its observation's
-object id is ``platform_account:<pk>``, not a key's). Keys Keyward issued whose platform hash is not stored yet get
-it from the list discovery reads.
+The platform returns each service account's keys inline in its service-account list: the list is parsed as it
+arrives and read account by account, so memory never holds the whole list. A key's secret is never returned, so an
+adopted key has no digest (the leak check cannot match it); it keeps the platform's ``hashed_xi_api_key`` as
+``platform_hash``, which the usage ingest joins on, so its usage reaches detection. It can be revoked, suspended and
+rotated (the successor is a Keyward key) and counts against its environment's budget like any key. Keyward's own
+platform-account key (and its predecessor during a rotation) is recognised as governed and never offered for
+adoption (its observation's object id is ``platform_account:<pk>``, not a key's). Keys Keyward issued whose platform
+hash is not stored yet get it from the list discovery reads.
 
 Facts of a key observation (the guardrails read them): ``name``, ``hint``, ``service_account_id``,
 ``permissions`` ("all" or a list), ``allowed_ips`` (a list, empty: any address), ``expires_at_unix`` (None: no
@@ -56,10 +56,7 @@ def key_facts(key: Mapping[str, Any], service_account_id: str) -> dict[str, Any]
 
 
 def observe_api_keys(client: Any) -> Iterator[Observed]:
-    accounts = client.list_service_accounts()
-    accounts.reverse()
-    while accounts:
-        account = accounts.pop()  # dropped once read: memory holds the rest of the list, not a copy of it
+    for account in client.iter_service_accounts():  # parsed as it arrives: memory holds one account's keys
         sa_id = str(account["service_account_user_id"])
         listed = account.get("api-keys") or []
         # Keyward's own keys still without the platform's hash get it from here (usage joins on it).

@@ -2,7 +2,7 @@
 service account linked to its remote id (its keys are the keys app's kind, adopted after it).
 
 Facts: ``name``, ``created_at_unix``, ``key_count``. The platform's list returns every account's keys inline: only
-the count is kept here, and the list is dropped account by account.
+the count is kept here, and the list is parsed as it arrives, account by account.
 """
 
 from __future__ import annotations
@@ -17,9 +17,7 @@ from workspaces.models import ServiceAccount
 
 
 def observe_service_accounts(client: Any) -> Iterator[Observed]:
-    accounts = client.list_service_accounts()
-    while accounts:
-        account = accounts.pop(0)
+    for account in client.iter_service_accounts():  # parsed as it arrives, one account at a time
         yield Observed(str(account["service_account_user_id"]), str(account.get("name") or ""),
                        {"name": str(account.get("name") or ""), "created_at_unix": account.get("created_at_unix"),
                         "key_count": len(account.get("api-keys") or [])})

@@ -19,6 +19,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import httpx
 
 from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response, is_cost_billing_refusal
+from .jsonstream import iter_member_items
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +103,21 @@ class PlatformClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         idempotency_key: str | None = None,
+        stream: bool = False,
     ) -> httpx.Response:
+        """One call. With ``stream`` a successful response's body is left unread (the caller reads and closes it);
+        an error's body is read here."""
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
         clean_params = {k: v for k, v in (params or {}).items() if v is not None} or None
         started = time.monotonic()
         self.calls += 1
         failure: PlatformError | None = None
         try:
-            response = self._http.request(method, path, params=clean_params, json=json, headers=headers)
+            if stream:
+                request = self._http.build_request(method, path, params=clean_params, json=json, headers=headers)
+                response = self._http.send(request, stream=True)
+            else:
+                response = self._http.request(method, path, params=clean_params, json=json, headers=headers)
         except httpx.TimeoutException as exc:
             failure = Unavailable(f"{type(exc).__name__} on {method} {path}", code="timeout")
         except httpx.RequestError as exc:
@@ -124,6 +132,11 @@ class PlatformClient:
         logger.debug("platform %s %s -> %s in %.0f ms", method, path, response.status_code, elapsed_ms)
         self.last_concurrency = _concurrency(response.headers)
         if not response.is_success:
+            if stream:
+                try:
+                    response.read()
+                finally:
+                    response.close()
             error = error_for_response(response.status_code, response.headers, response.content)
             if isinstance(error, AuthenticationFailed | Unavailable):
                 self._tell(error)
@@ -360,6 +373,29 @@ class PlatformClient:
 
     def list_service_accounts(self) -> list[JSON]:
         return list(self._json("GET", "/v1/service-accounts")["service-accounts"])
+
+    def iter_service_accounts(self) -> Iterator[JSON]:
+        """Every service account with its keys, one account at a time as the body arrives. The platform does not
+        page this list and holds every key inline (tens of megabytes on a large account): parsed incrementally,
+        memory holds one account, not the list. One call, like ``list_service_accounts``."""
+        path = "/v1/service-accounts"
+        response = self._request("GET", path, stream=True)
+        try:
+            yield from iter_member_items(response.iter_bytes(), "service-accounts")
+        except httpx.TimeoutException as exc:
+            failure = Unavailable(f"{type(exc).__name__} on GET {path}", code="timeout")
+        except httpx.RequestError as exc:
+            failure = Unavailable(f"{type(exc).__name__} on GET {path}", code="connection_error")
+        except ValueError:
+            failure = Unavailable("non-JSON 2xx response to GET " + path, status=response.status_code,
+                                  code="invalid_response")
+        else:
+            return
+        finally:
+            response.close()
+        # Raised outside the except block, as in _request: the httpx exception must not ride along.
+        self._tell(failure)
+        raise failure
 
     def create_service_account(self, *, name: str, idempotency_key: str | None = None) -> str:
         data = self._json("POST", "/v1/service-accounts", json={"name": name}, idempotency_key=idempotency_key)

@@ -84,6 +84,7 @@ class Emulator(ConversationRoutes, SpeechTokenRoutes, AuthConnectionRoutes, Work
     def state_snapshot(self) -> dict[str, Any]:
         """Deep copies of every object; secrets without their values, keys as the list endpoint shows them."""
         with self._lock:
+            spent = self._spent()
             return {
                 "agents": [self._agent_view(a) for a in sorted(self._agents.values(), key=lambda a: a["seq"])],
                 "secrets": [
@@ -96,6 +97,6 @@ class Emulator(ConversationRoutes, SpeechTokenRoutes, AuthConnectionRoutes, Work
                     {k: v for k, v in a.items() if k != "seq"}
                     for a in sorted(self._service_accounts.values(), key=lambda a: a["seq"])
                 ],
-                "api_keys": [self._key_view(k) for k in sorted(self._keys.values(), key=lambda k: k["seq"])],
+                "api_keys": [self._key_view(k, spent) for k in sorted(self._keys.values(), key=lambda k: k["seq"])],
                 "usage": copy.deepcopy(self._usage),
             }

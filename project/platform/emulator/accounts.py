@@ -130,8 +130,15 @@ class AccountRoutes(EmulatorCore):
             raise not_found("api_key", "API key not found")
         return key
 
-    def _key_view(self, key: dict[str, Any]) -> dict[str, Any]:
-        spent = sum(row["credits"] for row in self._usage if row["hashed_xi_api_key"] == key["hashed_xi_api_key"])
+    def _spent(self) -> dict[str, float]:
+        """Credits used per hashed key, summed in one pass over the usage rows."""
+        spent: dict[str, float] = {}
+        for row in self._usage:
+            spent[row["hashed_xi_api_key"]] = spent.get(row["hashed_xi_api_key"], 0) + row["credits"]
+        return spent
+
+    def _key_view(self, key: dict[str, Any], spent_by_hash: dict[str, float] | None = None) -> dict[str, Any]:
+        spent = (spent_by_hash if spent_by_hash is not None else self._spent()).get(key["hashed_xi_api_key"], 0)
         return {
             "name": key["name"],
             "hint": key["hint"],
@@ -152,21 +159,31 @@ class AccountRoutes(EmulatorCore):
         }
 
     def _keys_of(self, sa_id: str) -> list[dict[str, Any]]:
-        keys = [k for k in self._keys.values() if k["service_account_user_id"] == sa_id]
-        return [self._key_view(k) for k in sorted(keys, key=lambda k: k["seq"])]
+        keys = sorted((k for k in self._keys.values() if k["service_account_user_id"] == sa_id), key=lambda k: k["seq"])
+        spent = self._spent()
+        return [self._key_view(k, spent) for k in keys]
+
+    def _keys_by_account(self) -> dict[str, list[dict[str, Any]]]:
+        """Every key's view, grouped by service account in one pass (the list returns them all inline)."""
+        spent = self._spent()
+        grouped: dict[str, list[dict[str, Any]]] = {}
+        for key in sorted(self._keys.values(), key=lambda k: k["seq"]):
+            grouped.setdefault(key["service_account_user_id"], []).append(self._key_view(key, spent))
+        return grouped
 
     # --- service accounts ------------------------------------------------------------------------
 
     @route("GET", "/v1/service-accounts", scopes=SERVICE_ACCOUNTS)
     def _sa_list(self, call: Call) -> Reply:
         accounts = sorted(self._service_accounts.values(), key=lambda a: a["seq"])
+        keys = self._keys_by_account()
         return 200, {
             "service-accounts": [
                 {
                     "service_account_user_id": a["service_account_user_id"],
                     "name": a["name"],
                     "created_at_unix": a["created_at_unix"],
-                    "api-keys": self._keys_of(a["service_account_user_id"]),
+                    "api-keys": keys.get(a["service_account_user_id"], []),
                     "default_sharing_groups": [],
                 }
                 for a in accounts

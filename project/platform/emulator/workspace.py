@@ -102,10 +102,24 @@ class WorkspaceRoutes(AgentRoutes):
         agents = [a for a in self._agents.values() if tool_id in self._agent_tool_ids(a)]
         return sorted(agents, key=lambda a: a["seq"])
 
-    def _used_by(self, secret_id: str, limit: int | None) -> dict[str, Any]:
-        tools = self._tools_using_secret(secret_id)
+    def _secret_users(self) -> dict[str, Any]:
+        """Who uses which secret, read in one pass over the tools and agents: a page of secrets looks each one up
+        here instead of scanning every tool and agent per secret (quadratic on a large account)."""
+        tools: dict[str, list[dict[str, Any]]] = {}
+        for tool in sorted(self._tools.values(), key=lambda t: t["seq"]):
+            for secret_id in self._header_secret_ids(tool["tool_config"]):
+                tools.setdefault(secret_id, []).append(tool)
+        hooked: set[str] = set()
+        for agent in self._agents.values():
+            hooked |= self._webhook_secret_ids(agent)
+        agent_tools = [(a, set(self._agent_tool_ids(a))) for a in self._agents.values()] if tools else []
+        return {"tools": tools, "hooked": hooked, "agent_tools": agent_tools}
+
+    def _used_by(self, secret_id: str, limit: int | None, users: dict[str, Any] | None = None) -> dict[str, Any]:
+        users = users if users is not None else self._secret_users()
+        tools = users["tools"].get(secret_id, [])
         tool_ids = {t["id"] for t in tools}
-        agents = [a for a in self._agents.values() if tool_ids & set(self._agent_tool_ids(a))] if tool_ids else []
+        agents = [a for a, used in users["agent_tools"] if tool_ids & used] if tool_ids else []
         shown_tools = tools if limit is None else tools[:limit]
         shown_agents = agents if limit is None else agents[:limit]
         return {
@@ -136,7 +150,7 @@ class WorkspaceRoutes(AgentRoutes):
             "phone_numbers": [],
             "phone_numbers_has_more": False,
             "mcp_servers": [],
-            "others": ["conversation_initiation_webhook"] if self._agents_with_webhook_secret(secret_id) else [],
+            "others": ["conversation_initiation_webhook"] if secret_id in users["hooked"] else [],
         }
 
     # --- secrets ---------------------------------------------------------------------------------
@@ -147,12 +161,13 @@ class WorkspaceRoutes(AgentRoutes):
             raise not_found("secret", "Secret not found")
         return secret
 
-    def _secret_view(self, secret: dict[str, Any], limit: int | None = None) -> dict[str, Any]:
+    def _secret_view(self, secret: dict[str, Any], limit: int | None = None,
+                     users: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "type": "stored",
             "secret_id": secret["secret_id"],
             "name": secret["name"],
-            "used_by": self._used_by(secret["secret_id"], limit),
+            "used_by": self._used_by(secret["secret_id"], limit, users),
         }
 
     def _check_secret_body(self, body: Any, literal: str) -> dict[str, Any]:
@@ -205,7 +220,8 @@ class WorkspaceRoutes(AgentRoutes):
             page_size=page_size,
             cursor=call.query.get("cursor"),
         )
-        return 200, {"secrets": [self._secret_view(s, limit) for s in page], "next_cursor": next_cursor}
+        users = self._secret_users() if page else None
+        return 200, {"secrets": [self._secret_view(s, limit, users) for s in page], "next_cursor": next_cursor}
 
     @route("GET", "/v1/convai/secrets/{secret_id}", scopes=CONVAI_READ)
     def _secret_get(self, call: Call) -> Reply:

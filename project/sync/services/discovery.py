@@ -23,7 +23,7 @@ from itertools import islice
 from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.db import transaction
+from django.db import connections, router, transaction
 from django.utils import timezone
 
 from project import access
@@ -280,6 +280,26 @@ def _with_needs(selected: list[Observation], account_id: int) -> list[Observatio
     return selected + extra
 
 
+def _write_outcomes(batch: list[Observation], now: Any) -> None:
+    """Store what adoption decided for each observation (its object, workspace and note) in one executemany of a
+    four-column UPDATE by primary key: the ORM's bulk paths (bulk_update's CASE per row, or an upsert that
+    prepares every column of every row, facts included) cost most of an adoption's time on a large account."""
+    if not batch:
+        return
+    connection = connections[router.db_for_write(Observation)]
+    table = connection.ops.quote_name(Observation._meta.db_table)
+
+    def column(name: str) -> str:
+        return connection.ops.quote_name(Observation._meta.get_field(name).column)
+
+    stamp = connection.ops.adapt_datetimefield_value(now)
+    # Only the model's own table and column names, quoted by the backend, are formatted in; values are parameters.
+    assignments = ", ".join(f"{column(name)} = %s" for name in ("object_id", "workspace_id", "note", "updated_at"))
+    sql = f"UPDATE {table} SET {assignments} WHERE {column('id')} = %s"  # noqa: S608
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [(o.object_id, o.workspace_id, o.note, stamp, o.pk) for o in batch])
+
+
 def _adopt_batch(actor: Actor, workspace_id: int, discoverable: registry.Discoverable,
                  batch_ids: list[int], report: AdoptionReport) -> None:
     now = timezone.now()
@@ -310,10 +330,7 @@ def _adopt_batch(actor: Actor, workspace_id: int, discoverable: registry.Discove
                 observation.note = reason[:300]
                 report.refused.append((observation.label or observation.remote_id, reason))
             observation.updated_at = now
-        # One upsert statement per batch: bulk_update's CASE per row costs seconds per thousand rows.
-        Observation.objects.bulk_create(batch, batch_size=BATCH, update_conflicts=True,
-                                        unique_fields=["account_id", "kind", "remote_id"],
-                                        update_fields=["object_id", "workspace_id", "note", "updated_at"])
+        _write_outcomes(batch, now)
         record_many(events)
         report.adopted[discoverable.kind] = report.adopted.get(discoverable.kind, 0) + len(events)
 
