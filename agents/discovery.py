@@ -18,6 +18,7 @@ from typing import Any
 from agents.models import MAX_DURATION_LIMIT, Agent
 from agents.sync import DEFAULT_MAX_DURATION, TAG_PREFIX
 from project.actors import is_system
+from project.bulk import bulk_insert
 from project.platform import errors
 from project.sync.kinds import SyncKind
 from project.sync.registry import Adopted, Discoverable, Observed, register_discoverable
@@ -136,7 +137,7 @@ def adopt_agents(actor: Any, workspace_id: int, observations: list[Any]) -> Adop
         rows.append(Agent(workspace_id=workspace_id, name=unique_name(observation.label, taken, 120),
                           remote_id=observation.remote_id, origin=Agent.Origin.ADOPTED, created_by=created_by,
                           **local_policy(observation.facts)))
-    Agent.objects.bulk_create(rows, batch_size=500)
+    bulk_insert(Agent, rows, batch_size=500)
     return Adopted(adopted={agent.remote_id: str(agent.pk) for agent in rows}, refused=refused)
 
 

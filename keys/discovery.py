@@ -29,6 +29,7 @@ from django.utils import timezone
 from keys.models import ALL_SCOPES, ApiKey
 from keys.services.platform_hash import api_keys_record_platform_hashes
 from project.actors import is_system
+from project.bulk import bulk_insert
 from project.networks import normalise_networks
 from project.sync.kinds import SyncKind
 from project.sync.registry import Adopted, Discoverable, Observed, register_discoverable
@@ -153,7 +154,7 @@ def adopt_api_keys(actor: Any, workspace_id: int, observations: list[Any]) -> Ad
             key.suspended_at = now
             key.suspend_reason = f"disabled on the platform{f' ({reason})' if reason else ''} when adopted"
         rows.append(key)
-    ApiKey.objects.bulk_create(rows, batch_size=500)
+    bulk_insert(ApiKey, rows, batch_size=500)
     return Adopted(adopted={key.remote_key_id: str(key.pk) for key in rows}, refused=refused)
 
 

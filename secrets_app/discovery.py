@@ -33,6 +33,7 @@ from django.core.exceptions import ValidationError
 from agents.discovery import unique_name
 from agents.models import Agent
 from project.actors import is_system
+from project.bulk import bulk_insert
 from project.logging import redact
 from project.sync.kinds import SyncKind
 from project.sync.registry import Adopted, Discoverable, Observed, register_discoverable
@@ -98,7 +99,7 @@ def adopt_secrets(actor: Any, workspace_id: int, observations: list[Any]) -> Ado
                    description="Adopted from the platform", value="", value_known=False,
                    platform_name=o.facts.get("name") or o.label, remote_id=o.remote_id, last_changed_by=_user(actor))
             for o in observations]
-    Secret.objects.bulk_create(rows, batch_size=500)
+    bulk_insert(Secret, rows, batch_size=500)
     return Adopted(adopted={secret.remote_id: str(secret.pk) for secret in rows})
 
 

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from project.actors import is_system
+from project.bulk import bulk_insert
 from project.sync.kinds import SyncKind
 from project.sync.registry import Adopted, Discoverable, Observed, register_discoverable
 from workspaces.models import ServiceAccount
@@ -47,7 +48,7 @@ def adopt_service_accounts(actor: Any, workspace_id: int, observations: list[Any
     created_by = None if is_system(actor) or not getattr(actor, "is_authenticated", False) else actor
     rows = [ServiceAccount(workspace_id=workspace_id, name=unique_name(o.label, taken, 120), remote_id=o.remote_id,
                            description="Adopted from the platform", created_by=created_by) for o in observations]
-    ServiceAccount.objects.bulk_create(rows, batch_size=500)
+    bulk_insert(ServiceAccount, rows, batch_size=500)
     return Adopted(adopted={account.remote_id: str(account.pk) for account in rows})
 
 

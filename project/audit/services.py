@@ -12,6 +12,7 @@ from project import context
 from project.actors import Actor, checked, is_system
 from project.audit import stream
 from project.audit.models import AuditEvent
+from project.bulk import bulk_insert
 
 SECRET_CHANGED = "[changed]"
 SECRET_SET = "[set]"
@@ -91,7 +92,7 @@ def event(
 def record_many(events: list[AuditEvent]) -> None:
     """Append many events built with event() in one insert (adoption of a whole account audits each object)."""
     if events:
-        AuditEvent.objects.bulk_create(events, batch_size=1000)
+        bulk_insert(AuditEvent, events, batch_size=1000)
         if stream.enabled():
             stream.enqueue(events)
 

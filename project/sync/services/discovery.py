@@ -29,6 +29,7 @@ from django.utils import timezone
 from project import access
 from project.actors import Actor, is_system
 from project.audit.services import actor_fields, event, record, record_many
+from project.bulk import bulk_insert
 from project.fields import DecryptionError
 from project.platform import errors
 from project.sync import registry
@@ -147,9 +148,9 @@ def _upsert(run: DiscoveryRun, kind: str, batch: list[registry.Observed],
         rows.append(Observation(account_id=run.account_id, kind=kind, remote_id=item.remote_id,
                                 label=(item.label or "")[:200], facts=dict(item.facts), object_id=str(object_id),
                                 workspace_id=workspace_id, run=run, observed_at=now, created_at=now, updated_at=now))
-    Observation.objects.bulk_create(
-        rows, batch_size=BATCH, update_conflicts=True, unique_fields=["account_id", "kind", "remote_id"],
-        update_fields=["label", "facts", "object_id", "workspace_id", "run", "observed_at", "updated_at"])
+    bulk_insert(Observation, rows, batch_size=BATCH, update_conflicts=True,
+                unique_fields=["account_id", "kind", "remote_id"],
+                update_fields=["label", "facts", "object_id", "workspace_id", "run", "observed_at", "updated_at"])
     return unmanaged
 
 
