@@ -5,43 +5,51 @@ It writes the same rows with the same SQL as ``bulk_create`` (multi-row INSERT, 
 upsert, ``RETURNING`` the primary keys, which are set on the objects), but prepares the values with far less
 work per value: Django's insert compiler wraps every value of every row in several calls (expression checks,
 ``pre_save``, ``get_db_prep_save``, a placeholder per value), which costs most of a large adoption's time. Here a
-plain string, integer or boolean in a field that stores it as is goes straight to the driver, and every other value
-(dates, JSON, encrypted fields, anything unusual) takes the field's own ``pre_save`` and ``get_db_prep_save``, as
-Django would. No signals, as with ``bulk_create``.
+None, a string, an integer or a boolean in a plain field of that type goes straight to the driver, an aware datetime
+takes only the backend's adaptation, and every other value (JSON, encrypted fields, subclassed fields, anything
+unusual) takes the field's own ``pre_save`` and ``get_db_prep_save``, as Django would. No signals, as with
+``bulk_create``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from django.db import connections, models, router
 from django.db.models.constants import OnConflict
 
-# Field classes whose database value is the Python value itself for these exact value types.
-_AS_IS: dict[type[models.Field], tuple[type, ...]] = {
-    models.CharField: (str,),
-    models.TextField: (str,),
-    models.SlugField: (str,),
-    models.BooleanField: (bool,),
-    models.IntegerField: (int,),
-    models.BigIntegerField: (int,),
-    models.PositiveIntegerField: (int,),
-    models.PositiveSmallIntegerField: (int,),
-    models.PositiveBigIntegerField: (int,),
-    models.SmallIntegerField: (int,),
-}
+_TEXT = (models.CharField, models.TextField, models.SlugField)
+_INTEGER = (models.IntegerField, models.BigIntegerField, models.PositiveIntegerField, models.PositiveSmallIntegerField,
+            models.PositiveBigIntegerField, models.SmallIntegerField)
 _AUTO = (models.AutoField, models.BigAutoField, models.SmallAutoField)
 
 
-def _plain_types(field: models.Field) -> tuple[type, ...]:
-    """The value types written as they are for this field (empty: always through the field)."""
+def _converter(field: models.Field, connection: Any) -> Any:
+    """How a value of this field reaches the driver: a function of the value for the values that need no more than
+    the field itself would do, or None (the field's own pre_save and get_db_prep_save, for every value)."""
+    kind = type(field)
     if isinstance(field, models.ForeignKey):
-        target = field.target_field
-        return (int,) if type(target) in _AUTO else ()
-    if type(field) in (models.DateTimeField, models.DateField) and (field.auto_now or field.auto_now_add):
-        return ()
-    return _AS_IS.get(type(field), ())
+        kind = type(field.target_field)
+        if kind not in _AUTO:
+            return None
+        return lambda value: value if value is None or type(value) is int else _FIELD
+    if kind in _TEXT:  # CharField.to_python keeps a str (a TextChoices member included) as it is
+        return lambda value: value if value is None or isinstance(value, str) else _FIELD
+    if kind in _INTEGER:  # not a bool: the field would store int(True)
+        return lambda value: value if value is None or type(value) is int else _FIELD
+    if kind is models.BooleanField:
+        return lambda value: value if value is None or type(value) is bool else _FIELD
+    if kind is models.DateTimeField and not (field.auto_now or field.auto_now_add):
+        adapt = connection.ops.adapt_datetimefield_value
+        # An aware datetime: what get_prep_value keeps as it is, adapted as get_db_prep_value does.
+        return lambda value: (value if value is None
+                              else adapt(value) if type(value) is datetime and value.tzinfo is not None else _FIELD)
+    return None
+
+
+_FIELD = object()  # a converter's answer: this value goes through the field
 
 
 def bulk_insert(model: type[models.Model], objs: Sequence[models.Model], *, batch_size: int = 500,
@@ -67,7 +75,7 @@ def bulk_insert(model: type[models.Model], objs: Sequence[models.Model], *, batc
     if auto_pk and any(obj.pk is not None for obj in objs):
         raise ValueError("bulk_insert writes new rows only: an object already has a primary key")
     fields = [f for f in meta.concrete_fields if not (auto_pk and f is pk)]
-    plain = [_plain_types(f) for f in fields]
+    converters = [_converter(f, connection) for f in fields]
     conflict = ""
     if update_conflicts:
         unique_columns = [meta.get_field(name).column for name in unique_fields]
@@ -87,9 +95,9 @@ def bulk_insert(model: type[models.Model], objs: Sequence[models.Model], *, batc
             batch = objs[start:start + size]
             params: list[Any] = []
             for obj in batch:
-                for field, types in zip(fields, plain, strict=True):
-                    value = getattr(obj, field.attname)
-                    if value is None or type(value) not in types:
+                for field, convert in zip(fields, converters, strict=True):
+                    value = _FIELD if convert is None else convert(getattr(obj, field.attname))
+                    if value is _FIELD:
                         value = field.get_db_prep_save(field.pre_save(obj, True), connection)
                     params.append(value)
             sql = (f"INSERT INTO {table} ({columns}) VALUES {', '.join([row_sql] * len(batch))}"  # noqa: S608
