@@ -124,10 +124,12 @@ def main() -> int:
         run = discovery.discovery_run(run=discovery.discovery_start(actor=SYSTEM, account_id=account.pk,
                                                                     enqueue=False))
         t1 = time.perf_counter()
+        peaks = [_peak_mb()]
         if run.state != "done":
             raise SystemExit(f"discovery failed: {run.error}")
         report = discovery.adopt(actor=SYSTEM, account_id=account.pk, workspace_id=workspace.pk)
         t2 = time.perf_counter()
+        peaks.append(_peak_mb())
         # The pass the listener runs (detection.guardrails), called directly for its report.
         from detection.guardrails import guardrails_evaluate
 
@@ -145,7 +147,12 @@ def main() -> int:
         print("guardrail findings: " + (", ".join(f"{n} {rule}" for rule, n in sorted(judged.findings.items()))
                                         or "none"))
         print(f"discovery + adoption: {t2 - t0:.1f} s (goal < 60 s)")
-        print(f"peak memory: {_peak_mb():.0f} MB (after Django setup: {baseline:.0f} MB; goal < 300 MB)")
+        print(f"peak memory: {_peak_mb():.0f} MB (after Django setup: {baseline:.0f} MB, after discovery: "
+              f"{peaks[0]:.0f} MB, after adoption: {peaks[1]:.0f} MB; goal < 300 MB)")
+        from django.db import connection
+
+        logged = sum(len(q["sql"]) for q in connection.queries)
+        print(f"DEBUG query log: {len(connection.queries)} queries, {logged / 1e6:.0f} MB of SQL text")
         return 0
     finally:
         emulator.kill()
