@@ -10,8 +10,8 @@ it as a platform account bound to one workspace. Prints, each on its own line: `
 calls: N``, ``adoption: S s`` (every adoptable object, audited one by one), ``guardrail pass: S s`` (every
 observation and Keyward key judged after adoption, findings written, one alert per object and rule raised, with
 the counts), ``guardrail findings:`` per rule, ``discovery + adoption: S s`` and ``peak memory: N MB`` (the
-Keyward process's peak resident set, Django included). Goals: discovery + adoption < 60 s, guardrail pass < 10 s, peak < 300 MB.
-The database is a temporary SQLite file unless DATABASE_URL is set.
+Keyward process's peak resident set, Django included). Goals: discovery + adoption < 60 s, guardrail pass
+< 10 s, peak < 300 MB. The database is a temporary SQLite file unless DATABASE_URL is set.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents.models import MAX_DURATION_LIMIT, Agent
-from agents.validators import normalize_hostname
+from agents.validators import normalize_allowlist, normalize_hostname
 from detection.models import ENFORCEABLE_GUARDRAILS, Guardrail
 from detection.services import detection_policies_ensure
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
@@ -111,16 +111,15 @@ def agent_findings(facts: Mapping[str, Any]) -> Findings:
 
 
 def _policy_problems(signed: bool, hosts: list[str], duration: int | None) -> list[str]:
-    """Why Keyward would refuse the platform's settings read as one policy (an empty list: it would accept)."""
-    mode = Agent.AuthMode.SIGNED if signed else Agent.AuthMode.ALLOWLIST if hosts else Agent.AuthMode.PUBLIC
-    agent = Agent(auth_mode=mode, allowlist=list(hosts),
-                  max_duration_seconds=duration if duration is not None and 1 <= duration <= MAX_DURATION_LIMIT
-                  else None)
+    """Why Keyward would refuse the platform's settings read as one policy (an empty list: it would accept): the
+    checks of ``Agent.clean`` for the policy the settings amount to (signed with an allowlist is a rule of its own;
+    a public agent without a limit too), without building a model per agent."""
     problems = []
-    try:
-        agent.clean()
-    except ValidationError as exc:
-        problems = [message for messages in exc.message_dict.values() for message in messages]
+    if hosts and not signed:
+        try:
+            normalize_allowlist(hosts)
+        except ValidationError as exc:
+            problems += exc.messages
     if duration is not None and duration > MAX_DURATION_LIMIT:
         problems.append(f"The maximum duration ({duration} s) is above Keyward's limit ({MAX_DURATION_LIMIT} s).")
     return problems
