@@ -7,7 +7,9 @@ alerts match: one alert per object and rule (dedup key ``guardrail:<account>:<ki
 workspace of the object (every workspace bound to the account when that is not clear), with the object and the
 evidence; an alert whose finding has gone away is resolved by the system and its dedup key freed, so the same
 finding coming back later raises a new alert. An alert a person resolved while its finding stays is left
-resolved (the risk was accepted) until the finding goes away.
+resolved (the risk was accepted) until the finding goes away. New alerts are written in bulk (a first pass over a
+large account may call for tens of thousands) and their raising audited once per workspace and rule with the
+count; each resolution is audited on its own.
 
 Each rule is *alert* or *enforce* per workspace (``DetectionPolicy.guardrail_enforce``, alert by default).
 Enforce pushes Keyward's policy back through the outbox (audited as the system with the rule's name) for an
@@ -28,7 +30,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import connections, transaction
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
@@ -41,13 +43,14 @@ from detection.services import detection_policies_ensure
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
 from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.audit.services import event, record_many
+from project.audit.services import event, record, record_many
 from project.sync.models import Observation
 from workspaces.models import Workspace
 
 logger = logging.getLogger("detection.guardrails")
 
 BATCH = 1000
+INSERT_CHUNK = 500  # alerts per INSERT statement (12 columns: well under SQLite's 32,766 parameters)
 # Room for the suffix a resolved alert's dedup key gets (RESOLVED_MARK and its id) within the column's 200.
 DEDUP_MAX = 170
 RESOLVED_MARK = "#resolved-"
@@ -65,6 +68,8 @@ SEVERITY = {
     Guardrail.FOREIGN_WEBHOOK: Alert.Severity.HIGH,
 }
 AGENT_KIND, KEY_KIND, SETTINGS_KIND = "agent", "api_key", "convai_settings"
+# The object id of the observation of Keyward's own platform-account key (keys.discovery).
+OWN_KEY = "platform_account:"
 # Allowlist entries the platform matches literally, so they never match a browser's Origin as meant.
 MALFORMED_CODES = {"scheme", "wildcard", "path"}
 
@@ -278,7 +283,7 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
         elif kind == KEY_KIND:
             seen_keys.add(row["remote_id"])
             key = keys.get(int(row["object_id"])) if row["object_id"].isdigit() else None
-            found = _observed_key(ctx, facts, key, workspace_id)
+            found = _observed_key(ctx, facts, key, row["object_id"], workspace_id)
             if key is not None:
                 target, governed, workspace_id = ("keys.apikey", str(key["pk"])), ("key", key["pk"]), \
                     key["workspace_id"]
@@ -293,21 +298,24 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
     return changed
 
 
-def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] | None,
+def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] | None, object_id: str,
                   workspace_id: int | None) -> Findings:
     """A key read on the platform: its permissions, network limit and disabled state as the platform holds them;
-    its environment, expiry and last use from Keyward's row when Keyward governs it. A key Keyward does not manage
-    has no known environment: it is judged as production (the cautious reading) until adopted."""
-    idle_days = ctx.idle_days.get(key["workspace_id"] if key else workspace_id or 0, 30)
-    if key is not None and key["state"] not in ApiKey.USABLE_STATES:
+    its environment, expiry and last use from Keyward's row when Keyward governs it (facts of keys.discovery:
+    ``permissions``, ``allowed_ips``, ``expires_at_unix``, ``is_disabled``). A key Keyward does not manage has no
+    known environment: it is judged as production (the cautious reading) until adopted; its last use is not known,
+    so it is never judged idle. Keyward's own platform-account key is the account page's business (its rotation),
+    not these rules'."""
+    if object_id.startswith(OWN_KEY) or (key is not None and key["state"] not in ApiKey.USABLE_STATES):
         return {}
+    idle_days = ctx.idle_days.get(key["workspace_id"] if key else workspace_id or 0, 30)
     live = KeyState(
         permissions=facts.get("permissions"), allowed_ips=list(facts.get("allowed_ips") or []),
-        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires")),
+        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires_at_unix")),
         disabled=bool(facts.get("is_disabled")),
         production=bool(key["environment__is_production"]) if key else True,
-        last_used_at=key["last_used_at"] if key else _when(facts.get("last_used")),
-        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created")), idle_days=idle_days)
+        last_used_at=key["last_used_at"] if key else None,
+        born=(key["activated_at"] or key["created_at"]) if key else None, idle_days=idle_days)
     # Whether Keyward's own policy of a governed key breaks the rule too is read after the pass (_key_local_breaks).
     return key_findings(live, ctx.now)
 
@@ -409,8 +417,7 @@ def _sync_alerts(ctx: _Context) -> None:
                                    object_repr=wanted.object_repr))
     Alert.objects.bulk_update(moved, ["object_type", "object_id", "object_repr"], batch_size=500)
     enforced = _enforce(ctx, to_enforce)
-    for i in range(0, len(fresh), BATCH):
-        ctx.report.raised += _raise(fresh[i:i + BATCH])
+    ctx.report.raised += _raise(fresh, ctx.now)
     if enforced:
         stamp = ctx.now.isoformat()
         for wanted in enforced:
@@ -454,31 +461,49 @@ def _enforce(ctx: _Context, wanted: list[Wanted]) -> list[Wanted]:
     return enforced
 
 
-def _raise(batch: list[Wanted]) -> int:
-    alerts = [Alert(workspace_id=w.workspace_id, kind=f"{KIND_PREFIX}{w.rule}", severity=SEVERITY[w.rule],
-                    title=w.title[:200], details=w.details, dedup_key=w.dedup_key, object_type=w.object_type,
-                    object_id=w.object_id, object_repr=w.object_repr) for w in batch]
-    try:
-        with transaction.atomic():
-            made = Alert.objects.bulk_create(alerts)
-            _audit_raised(made)
-        return len(made)
-    except IntegrityError:  # another pass raised some of them meanwhile: one by one, skipping those
-        raised = 0
-        for alert in alerts:
-            try:
-                with transaction.atomic():
-                    alert.save(force_insert=True)
-                    _audit_raised([alert])
-                raised += 1
-            except IntegrityError:
-                alert.pk = None
-        return raised
-
-
-def _audit_raised(alerts: list[Alert]) -> None:
-    record_many([event(actor=SYSTEM, action="alert.raise", target=a, workspace_id=a.workspace_id,
-                       changes={"kind": a.kind, "severity": a.severity}) for a in alerts])
+def _raise(wanted: list[Wanted], now: datetime) -> int:
+    """Insert the new alerts, a statement per workspace, rule and chunk, skipping any another pass raised meanwhile
+    (``ON CONFLICT DO NOTHING`` on the dedup key). An account read for the first time may call for tens of
+    thousands: the rows are written without a model per row (the columns' constant defaults prepared once). The
+    system's raising is audited once per workspace and rule with the count; each alert carries its object."""
+    groups: dict[tuple[int, str], list[Wanted]] = {}
+    for item in wanted:
+        groups.setdefault((item.workspace_id, item.rule), []).append(item)
+    connection = connections[Alert.objects.db]
+    fields = [f for f in Alert._meta.concrete_fields if not f.primary_key]
+    constant = {f.column: f.get_db_prep_save(f.get_default(), connection) for f in fields}
+    constant["created_at"] = constant["updated_at"] = Alert._meta.get_field("created_at").get_db_prep_save(
+        now, connection)
+    constant["state"] = Alert.State.OPEN
+    details = Alert._meta.get_field("details")
+    columns = [f.column for f in fields]
+    quote = connection.ops.quote_name
+    # Table and column names from the model, quoted; every value is a parameter.
+    head = f"INSERT INTO {quote(Alert._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608
+    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    raised = 0
+    for (workspace_id, rule), items in groups.items():
+        count = 0
+        with transaction.atomic(using=connection.alias):
+            for i in range(0, len(items), INSERT_CHUNK):
+                chunk = items[i:i + INSERT_CHUNK]
+                params: list[Any] = []
+                for w in chunk:
+                    row = {**constant, "workspace_id": w.workspace_id, "kind": f"{KIND_PREFIX}{w.rule}",
+                           "severity": SEVERITY[w.rule], "title": w.title[:200],
+                           "details": details.get_db_prep_save(w.details, connection), "object_type": w.object_type,
+                           "object_id": w.object_id, "object_repr": w.object_repr, "dedup_key": w.dedup_key}
+                    params += [row[c] for c in columns]
+                with connection.cursor() as cursor:
+                    cursor.execute(f"{head}{', '.join([placeholders] * len(chunk))} ON CONFLICT DO NOTHING", params)
+                    count += max(cursor.rowcount, 0)
+            if count:
+                record(actor=SYSTEM, action="alert.raise", object_type="alerts.alert", object_id="",
+                       object_repr=f"{count} × {ALERT_KINDS[f'{KIND_PREFIX}{rule}']}", workspace_id=workspace_id,
+                       changes={"kind": f"{KIND_PREFIX}{rule}", "severity": SEVERITY[rule], "count": count,
+                                "objects": sorted(w.object_repr for w in items)[:20]})
+        raised += count
+    return raised
 
 
 @transaction.atomic
