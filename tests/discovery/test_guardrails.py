@@ -363,3 +363,13 @@ def test_alerts_another_pass_raised_meanwhile_are_skipped(acme):
     again = guardrails.Wanted(acme.workspace.pk, alert.dedup_key, Guardrail.PUBLIC_NO_DURATION, "t", {}, "x", "1", "x")
     assert guardrails._raise([again], timezone.now()) == 0
     assert Alert.objects.count() == 1 and AuditEvent.objects.filter(action="alert.raise").count() == 1
+
+
+def test_a_reconcile_judges_each_account_again(acme):
+    from project.sync.services import reconcile
+
+    key = make_api_key_row(acme.workspace, "prod", scopes="all")
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now(), expires_at=timezone.now() + timedelta(1))
+    reconcile.reconcile_run(run=reconcile.reconcile_start(actor=SYSTEM, enqueue=False))
+    assert list(_open().values_list("kind", "object_id")) == [
+        (f"guardrail_{Guardrail.KEY_ALL_PERMISSIONS}", str(key.pk))]
