@@ -145,3 +145,24 @@ class CloseForm(forms.Form):
 
 class NoteForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="note")
+
+
+class AssignAlertForm(forms.Form):
+    """An alert's owner: someone who can work alerts in its workspace (the service checks again)."""
+
+    assignee = forms.ModelChoiceField(queryset=None, required=False, empty_label="— nobody —",
+                                      help_text="People holding incidents.manage in the alert's workspace.")
+
+    def __init__(self, *args: Any, alert: Alert, **kwargs: Any) -> None:
+        from django.contrib.auth import get_user_model
+
+        from project import access
+        from workspaces.models import RoleAssignment
+
+        super().__init__(*args, **kwargs)
+        users = get_user_model().objects.filter(
+            pk__in=RoleAssignment.objects.filter(workspace_id=alert.workspace_id, user__isnull=False)
+            .values("user_id"), is_active=True).order_by("username")
+        allowed = [u.pk for u in users if access.has_perm(u, "incidents.manage", alert.workspace_id)]
+        self.fields["assignee"].queryset = get_user_model().objects.filter(pk__in=allowed).order_by("username")
+        self.fields["assignee"].initial = alert.assignee_id

@@ -98,6 +98,8 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
     for key, value in fields.items():
         if key not in PLAIN:
             raise TypeError(f"auth_connection_save() got an unexpected field {key!r}")
+        if key == "name" and conn.pk is not None and value != conn.name:
+            conn.platform_name = ""  # renamed in Keyward: the platform gets Keyward's name for it
         setattr(conn, key, value)
     kept = set(AuthConnection.KIND_FIELDS.get(conn.kind, ()))
     for key, empty in EMPTY.items():
@@ -131,6 +133,9 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
     changes.update({f: SECRET_CHANGED for f in changed_secrets})
     if connection is not None and not changes:
         return conn
+    # Every secret part of the kind is set now (the checks above require it): an adopted connection whose
+    # credentials were held by the platform only is fully managed from here on.
+    conn.secrets_known = True
     conn.save()
     record(actor=actor, action=action, target=conn, workspace_id=workspace.pk, changes=changes)
     job_enqueue(kind=AUTH_CONNECTION_KIND, object_id=conn.pk, workspace_id=workspace.pk, object_repr=conn.name)
