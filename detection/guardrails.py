@@ -7,9 +7,9 @@ alerts match: one alert per object and rule (dedup key ``guardrail:<account>:<ki
 workspace of the object (every workspace bound to the account when that is not clear), with the object and the
 evidence; an alert whose finding has gone away is resolved by the system and its dedup key freed, so the same
 finding coming back later raises a new alert. An alert a person resolved while its finding stays is left
-resolved (the risk was accepted) until the finding goes away. New alerts are written in bulk (a first pass over a
-large account may call for tens of thousands) and their raising audited once per workspace and rule with the
-count; each resolution is audited on its own.
+resolved (the risk was accepted) until the finding goes away. New alerts are raised in bulk
+(``alerts_raise_many``: audited and delivered as alert_raise's); a resolution is audited and told to the channels
+that were told of the alert, as a person's would be.
 
 Each rule is *alert* or *enforce* per workspace (``DetectionPolicy.guardrail_enforce``, alert by default).
 Enforce pushes Keyward's policy back through the outbox (audited as the system with the rule's name) for an
@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
@@ -42,15 +42,16 @@ from detection.models import ENFORCEABLE_GUARDRAILS, Guardrail
 from detection.services import detection_policies_ensure
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
 from project.actors import SYSTEM
-from project.alerts.models import Alert
-from project.audit.services import event, record, record_many
+from project.alerts import notify
+from project.alerts.models import Alert, Delivery
+from project.alerts.services import alert_build, alerts_raise_many
+from project.audit.services import event, record_many
 from project.sync.models import Observation
 from workspaces.models import Workspace
 
 logger = logging.getLogger("detection.guardrails")
 
 BATCH = 1000
-INSERT_CHUNK = 500  # alerts per INSERT statement (12 columns: well under SQLite's 32,766 parameters)
 # Room for the suffix a resolved alert's dedup key gets (RESOLVED_MARK and its id) within the column's 200.
 DEDUP_MAX = 170
 RESOLVED_MARK = "#resolved-"
@@ -417,7 +418,7 @@ def _sync_alerts(ctx: _Context) -> None:
                                    object_repr=wanted.object_repr))
     Alert.objects.bulk_update(moved, ["object_type", "object_id", "object_repr"], batch_size=500)
     enforced = _enforce(ctx, to_enforce)
-    ctx.report.raised += _raise(fresh, ctx.now)
+    ctx.report.raised += _raise(fresh)
     if enforced:
         stamp = ctx.now.isoformat()
         for wanted in enforced:
@@ -461,49 +462,18 @@ def _enforce(ctx: _Context, wanted: list[Wanted]) -> list[Wanted]:
     return enforced
 
 
-def _raise(wanted: list[Wanted], now: datetime) -> int:
-    """Insert the new alerts, a statement per workspace, rule and chunk, skipping any another pass raised meanwhile
-    (``ON CONFLICT DO NOTHING`` on the dedup key). An account read for the first time may call for tens of
-    thousands: the rows are written without a model per row (the columns' constant defaults prepared once). The
-    system's raising is audited once per workspace and rule with the count; each alert carries its object."""
-    groups: dict[tuple[int, str], list[Wanted]] = {}
-    for item in wanted:
-        groups.setdefault((item.workspace_id, item.rule), []).append(item)
-    connection = connections[Alert.objects.db]
-    fields = [f for f in Alert._meta.concrete_fields if not f.primary_key]
-    constant = {f.column: f.get_db_prep_save(f.get_default(), connection) for f in fields}
-    constant["created_at"] = constant["updated_at"] = Alert._meta.get_field("created_at").get_db_prep_save(
-        now, connection)
-    constant["state"] = Alert.State.OPEN
-    details = Alert._meta.get_field("details")
-    columns = [f.column for f in fields]
-    quote = connection.ops.quote_name
-    # Table and column names from the model, quoted; every value is a parameter.
-    head = f"INSERT INTO {quote(Alert._meta.db_table)} ({', '.join(quote(c) for c in columns)}) VALUES "  # noqa: S608
-    placeholders = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    raised = 0
-    for (workspace_id, rule), items in groups.items():
-        count = 0
-        with transaction.atomic(using=connection.alias):
-            for i in range(0, len(items), INSERT_CHUNK):
-                chunk = items[i:i + INSERT_CHUNK]
-                params: list[Any] = []
-                for w in chunk:
-                    row = {**constant, "workspace_id": w.workspace_id, "kind": f"{KIND_PREFIX}{w.rule}",
-                           "severity": SEVERITY[w.rule], "title": w.title[:200],
-                           "details": details.get_db_prep_save(w.details, connection), "object_type": w.object_type,
-                           "object_id": w.object_id, "object_repr": w.object_repr, "dedup_key": w.dedup_key}
-                    params += [row[c] for c in columns]
-                with connection.cursor() as cursor:
-                    cursor.execute(f"{head}{', '.join([placeholders] * len(chunk))} ON CONFLICT DO NOTHING", params)
-                    count += max(cursor.rowcount, 0)
-            if count:
-                record(actor=SYSTEM, action="alert.raise", object_type="alerts.alert", object_id="",
-                       object_repr=f"{count} × {ALERT_KINDS[f'{KIND_PREFIX}{rule}']}", workspace_id=workspace_id,
-                       changes={"kind": f"{KIND_PREFIX}{rule}", "severity": SEVERITY[rule], "count": count,
-                                "objects": sorted(w.object_repr for w in items)[:20]})
-        raised += count
-    return raised
+def _raise(wanted: list[Wanted]) -> int:
+    """Raise the new alerts as alert_raise raises each (audited, delivered to their routed channels), in bulk:
+    a first pass over a large account may call for tens of thousands. One raised meanwhile by another pass is
+    skipped."""
+    workspaces = {pk: Workspace(pk=pk) for pk in {w.workspace_id for w in wanted}}
+    alerts = []
+    for w in wanted:
+        alert = alert_build(workspace=workspaces[w.workspace_id], kind=f"{KIND_PREFIX}{w.rule}", title=w.title,
+                            dedup_key=w.dedup_key, severity=SEVERITY[w.rule], details=w.details)
+        alert.object_type, alert.object_id, alert.object_repr = w.object_type, w.object_id, w.object_repr
+        alerts.append(alert)
+    return len(alerts_raise_many(actor=SYSTEM, alerts=alerts))
 
 
 @transaction.atomic
@@ -521,6 +491,9 @@ def _resolve(batch: list[tuple[int, str]], now: datetime) -> int:
                            changes={"state": [states[pk], Alert.State.RESOLVED], "kind": kind,
                                     "reason": "the finding went away on the platform"})
                      for pk, ws, title, kind in rows])
+    told = set(Delivery.objects.filter(alert_id__in=unresolved).values_list("alert_id", flat=True).distinct())
+    for alert in Alert.objects.filter(pk__in=told):
+        notify.on_transition(alert, Delivery.Event.RESOLVE)
     Alert.objects.filter(pk__in=pks).update(
         dedup_key=Concat(F("dedup_key"), Value(RESOLVED_MARK), Cast(F("pk"), CharField()), output_field=CharField()))
     return len(unresolved)
