@@ -418,7 +418,8 @@ def _sync_alerts(ctx: _Context) -> None:
                                    object_repr=wanted.object_repr))
     Alert.objects.bulk_update(moved, ["object_type", "object_id", "object_repr"], batch_size=500)
     enforced = _enforce(ctx, to_enforce)
-    ctx.report.raised += _raise(fresh)
+    for i in range(0, len(fresh), BATCH):  # a thousand alert rows in memory at a time
+        ctx.report.raised += _raise(fresh[i:i + BATCH])
     if enforced:
         stamp = ctx.now.isoformat()
         for wanted in enforced:
