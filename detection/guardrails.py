@@ -70,8 +70,6 @@ SEVERITY = {
     Guardrail.FOREIGN_WEBHOOK: Alert.Severity.HIGH,
 }
 AGENT_KIND, KEY_KIND, SETTINGS_KIND = "agent", "api_key", "convai_settings"
-# The object id of the observation of Keyward's own platform-account key (keys.discovery).
-OWN_KEY = "platform_account:"
 # Allowlist entries the platform matches literally, so they never match a browser's Origin as meant.
 MALFORMED_CODES = {"scheme", "wildcard", "path"}
 
