@@ -8,17 +8,25 @@ a superuser), and nothing short of a superuser can vouch for all of those.
 
 from __future__ import annotations
 
+from typing import Any
+
 from axes.models import AccessAttempt, AccessLog
 from django.conf import settings
 from django.contrib import admin, messages
 from django.contrib.admin.exceptions import NotRegistered
-from django.db.models import Model, QuerySet
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import Count, Model, OuterRef, Q, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest
 from django_otp.plugins.otp_static.models import StaticDevice
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
-from accounts import selectors, services
-from project.admin_base import ReadOnlyScopedAdmin
+from accounts import idp, selectors, services
+from accounts.models import IdentityProviderGrant, IdentityProviderGroup
+from project import access
+from project.admin_base import ReadOnlyScopedAdmin, WorkspaceFilter, WorkspaceScopedAdmin, apply_errors
+from workspaces.models import Role
+from workspaces.services.roles import role_grant_check
 
 for _model in (TOTPDevice, StaticDevice, AccessAttempt, AccessLog):
     try:
@@ -119,3 +127,68 @@ class TwoFactorDeviceAdmin(SuperuserOnlyAdmin):
         for user in users.values():
             services.otp_device_remove(actor=request.user, user=user)
         self.message_user(request, f"Two-factor sign-in removed for {len(users)} user(s).", level=messages.SUCCESS)
+
+
+@admin.register(IdentityProviderGroup)
+class IdentityProviderGroupAdmin(WorkspaceScopedAdmin):
+    """Access › Identity provider groups: a provider group → a role in a workspace, applied at each sign-in."""
+
+    view_permission = "roles.assign"
+    manage_permission = "roles.assign"
+    list_display = ("group", "role", "workspace", "members_signed_in")
+    list_select_related = ("workspace", "role")
+    list_filter = (WorkspaceFilter,)
+    search_fields = ("group",)
+    fields = ("group", "workspace", "role")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return self.fields if obj is not None else ()
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # a mapping is added or removed, never edited
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "role":
+            allowed = access.workspaces_with(request.user, self.manage_permission)
+            roles = Role.objects.all()
+            kwargs["queryset"] = roles if allowed is None else roles.filter(
+                Q(workspace__isnull=True) | Q(workspace__in=allowed))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The people holding a role through this mapping, counted in the list's own query.
+        grants = (IdentityProviderGrant.objects.filter(group=OuterRef("group"),
+                                                       assignment__workspace_id=OuterRef("workspace_id"),
+                                                       assignment__role_id=OuterRef("role_id"))
+                  .order_by().values("group").annotate(n=Count("pk")).values("n"))
+        return super().get_queryset(request).annotate(holders=Coalesce(Subquery(grants), 0))
+
+    @admin.display(description="people holding the role through it", ordering="holders")
+    def members_signed_in(self, mapping: IdentityProviderGroup) -> int:
+        return mapping.holders
+
+    def save_model(self, request: HttpRequest, obj: IdentityProviderGroup, form: Any, change: bool) -> None:
+        saved = idp.idp_group_create(actor=request.user, group=obj.group, workspace=obj.workspace, role=obj.role)
+        obj.pk = saved.pk
+        obj._state.adding = False
+
+    def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        admin_user = request.user
+
+        class Checked(form):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                data = super().clean()
+                if self.instance.pk is None and data.get("workspace") and data.get("role"):
+                    try:
+                        role_grant_check(actor=admin_user, workspace=data["workspace"], role=data["role"])
+                    except ValidationError as exc:
+                        apply_errors(self, exc)
+                    except PermissionDenied as exc:
+                        self.add_error("workspace", str(exc))
+                return data
+
+        return Checked
+
+    def service_delete(self, request: HttpRequest, obj: IdentityProviderGroup) -> None:
+        idp.idp_group_delete(actor=request.user, mapping=obj)

@@ -23,6 +23,30 @@ from django.views.decorators.csrf import csrf_protect
 
 from accounts import second_factor
 
+#: The admin's navigation, grouped by task with plain names (index page and sidebar). A model registered later
+#: and not listed here still shows, under its app's name at the end, so nothing becomes unreachable.
+NAVIGATION: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
+    ("Agents", (("agents", "agent", "Agents"), ("broker", "webhookagent", "Credential webhooks"))),
+    ("Secrets and vault", (("secrets_app", "secret", "Secrets"), ("secrets_app", "tool", "Tools"),
+                           ("secrets_app", "authconnection", "Auth connections"),
+                           ("secrets_app", "oauthprovider", "OAuth providers (vault)"),
+                           ("secrets_app", "usercredential", "End users' tokens (vault)"))),
+    ("Keys", (("keys", "apikey", "API keys"), ("broker", "brokerkey", "Broker keys (session API)"),
+              ("keys", "keypolicy", "Key policies"))),
+    ("Access", (("auth", "user", "People"), ("workspaces", "roleassignment", "Role assignments"),
+                ("workspaces", "role", "Roles"), ("accounts", "identityprovidergroup", "Identity provider groups"),
+                ("workspaces", "serviceaccount", "Service accounts"), ("workspaces", "workspace", "Workspaces"),
+                ("workspaces", "environment", "Environments"), ("workspaces", "platformaccount", "Platform accounts"))),
+    ("Detection and response", (("alerts", "alert", "Alerts"), ("detection", "incident", "Incidents"),
+                                ("detection", "detectionpolicy", "Detection policies"))),
+    ("Platform sync", (("sync", "syncjob", "Sync jobs"), ("sync", "drift", "Drift"),
+                       ("sync", "reconcilerun", "Reconcile runs"), ("sync", "observation", "Discovered objects"))),
+    ("Audit", (("audit", "auditevent", "Audit trail"),)),
+    ("Sign-in protection", (("axes", "accessattempt", "Failed sign-ins and lockouts"),
+                            ("axes", "accesslog", "Successful sign-ins"),
+                            ("otp_totp", "totpdevice", "Two-factor devices"))),
+)
+
 
 class KeywardAutocompleteView(AutocompleteJsonView):
     """Django's autocomplete, refusing (403) any field that is not a concrete relation: probed with a reverse
@@ -43,6 +67,28 @@ class KeywardAdminSite(admin.AdminSite):
     site_header = "Keyward"
     site_title = "Keyward"
     index_title = "Security control plane"
+    site_url = None  # no public site: "View site" would lead nowhere useful
+
+    def get_app_list(self, request: HttpRequest, app_label: str | None = None) -> list[dict[str, Any]]:
+        """Django's apps regrouped by task (NAVIGATION); an app's own page (app_label) keeps Django's list."""
+        apps = super().get_app_list(request, app_label)
+        if app_label:
+            return apps
+        found = {(app["app_label"], m["object_name"].lower()): (app, m) for app in apps for m in app["models"]}
+        sections = []
+        for n, (title, entries) in enumerate(NAVIGATION):
+            models = []
+            for label, model_name, name in entries:
+                hit = found.pop((label, model_name), None)
+                if hit is not None:
+                    models.append({**hit[1], "name": name})
+            if models:
+                sections.append({"name": title, "app_label": f"kw-section-{n}", "app_url": models[0]["admin_url"],
+                                 "has_module_perms": True, "models": models})
+        leftovers: dict[str, dict[str, Any]] = {}
+        for (label, _), (app, model) in found.items():
+            leftovers.setdefault(label, {**app, "models": []})["models"].append(model)
+        return sections + list(leftovers.values())
 
     def __init__(self, name: str = "admin") -> None:
         super().__init__(name)
@@ -85,6 +131,10 @@ class KeywardAdminSite(admin.AdminSite):
 
         if request.method == "GET" and second_factor.needs_second_factor(request):
             return HttpResponseRedirect(self.second_factor_url(request, request.GET.get(REDIRECT_FIELD_NAME)))
+        from django.conf import settings
+
+        extra_context = {**(extra_context or {}), "identity_provider": settings.OIDC_PROVIDER_NAME
+                         if settings.OIDC_ISSUER else None}
         response = super().login(request, extra_context)
         if request.method == "POST" and response.status_code == 302 and request.user.is_authenticated:
             # The password was right. Anyone with a device is asked for it; OTP_REQUIRED also sends the rest

@@ -15,6 +15,8 @@ from django.conf import settings
 from django.http import HttpRequest
 
 PENDING_SESSION_KEY = "keyward_otp_pending"
+# Set when the identity provider's `amr` named a second factor and OIDC_MFA_SATISFIES_TWO_FACTOR is on.
+PROVIDER_MFA_SESSION_KEY = "keyward_idp_mfa"
 
 
 def is_staff_session(request: HttpRequest) -> bool:
@@ -30,6 +32,8 @@ def is_verified(request: HttpRequest) -> bool:
 def passes(request: HttpRequest) -> bool:
     """May this signed-in session see admin pages, as far as the second factor goes?"""
     if is_verified(request):
+        return True
+    if getattr(settings, "OIDC_MFA_SATISFIES_TWO_FACTOR", False) and request.session.get(PROVIDER_MFA_SESSION_KEY):
         return True
     if getattr(settings, "OTP_REQUIRED", False):
         return False
@@ -51,3 +55,9 @@ def mark_verified(request: HttpRequest, device: Any) -> None:
     request.session.pop(PENDING_SESSION_KEY, None)
     # A new key on every step up in privilege, as Django does at login.
     request.session.cycle_key()
+
+
+def mark_verified_by_provider(request: HttpRequest) -> None:
+    """The identity provider's multi-factor sign-in stands for Keyward's second step (the setting allows it)."""
+    request.session[PROVIDER_MFA_SESSION_KEY] = True
+    request.session.pop(PENDING_SESSION_KEY, None)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -27,6 +28,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.cache import never_cache
@@ -126,6 +128,21 @@ def setup(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
     return render(request, "admin/accounts/setup.html", context)
 
 
+def _throttled_for(device: Any) -> int | None:
+    """Seconds django-otp's throttle still holds the device (a code typed now is refused unread), or None."""
+    allowed, info = device.verify_is_allowed()
+    until = (info or {}).get("locked_until") if not allowed else None
+    return max(1, math.ceil((until - timezone.now()).total_seconds())) if until is not None else None
+
+
+def _wrong_code_message(wait: int | None) -> str:
+    """Why a code was refused: "wait N seconds" when the throttle refused it unread, else the clock hint."""
+    if wait is not None:
+        return (f"Too many attempts: wait {wait} second{'s' if wait != 1 else ''}, then enter the code your app shows "
+                "at that moment.")
+    return "That code is not valid. Check your device's clock and enter the current code."
+
+
 def setup_confirm(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
     if request.method != "POST":
         return HttpResponseNotAllowed(["POST"])
@@ -136,12 +153,13 @@ def setup_confirm(request: HttpRequest, site: admin.AdminSite) -> HttpResponse:
         return HttpResponseRedirect(_url(site, "accounts_two_factor_setup"))
     form = CodeForm(request.POST)
     codes = None
+    wait = _throttled_for(device)
     if form.is_valid():
         codes = services.otp_device_confirm(actor=user, device=device, code=form.cleaned_data["code"])
     next_url = _next_url(request, site)
     if codes is None:
         # The key is not shown again: whoever needs it starts over with a new one.
-        form.add_error("code", "That code is not valid. Check your device's clock and enter the current code.")
+        form.add_error("code", _wrong_code_message(wait))
         return render(request, "admin/accounts/setup.html",
                       _context(request, site, title="Set up two-factor sign-in", next=next_url,
                                required=settings.OTP_REQUIRED, show_key=False, form=form))

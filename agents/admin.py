@@ -12,7 +12,7 @@ from django.utils.html import format_html
 from agents import services
 from agents.forms import AgentForm, MintForm
 from agents.models import Agent
-from project.admin_base import WorkspaceScopedAdmin, sync_badge
+from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
 
 
@@ -23,7 +23,7 @@ class AgentAdmin(WorkspaceScopedAdmin):
     list_display = ("name", "workspace", "auth_mode", "host_count", "max_duration_seconds", "sync_status",
                     "remote_id")
     list_select_related = ("workspace",)
-    list_filter = ("auth_mode",)
+    list_filter = ("auth_mode", WorkspaceFilter)
     search_fields = ("name", "=remote_id")
     readonly_fields = ("remote_id", "sync_detail", "created_by", "origin_display", "live_state")
     change_form_template = "admin/agents/agent/change_form.html"

@@ -116,6 +116,21 @@ def agent_recreate(*, actor: Actor, agent: Agent) -> Agent:
     return agent
 
 
+@transaction.atomic
+def agent_policy_restore(*, actor: Actor, agent: Agent, reason: str) -> bool:
+    """Push the agent's policy as Keyward holds it to the platform again (a guardrail in enforce mode found the
+    platform's copy changed). Nothing changes locally. Audited as ``agent.policy_restore`` with the reason (the
+    rule's name); enqueues the push. False (nothing done) for an agent not on the platform."""
+    access.require(actor, "agents.manage", agent.workspace_id)
+    agent = Agent.objects.select_for_update().get(pk=agent.pk)
+    if not agent.remote_id or agent.missing_since is not None:
+        return False
+    record(actor=actor, action="agent.policy_restore", target=agent, workspace_id=agent.workspace_id,
+           changes={"reason": reason})
+    _enqueue_agent(agent)
+    return True
+
+
 def agent_mark_missing(*, agent_id: int, missing: bool = True) -> None:
     """For the outbox: the platform no longer has the agent (or has it again). Bookkeeping, not audited: the
     drift report and the agent's page show it, and a person decides (recreate or forget)."""

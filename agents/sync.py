@@ -108,11 +108,13 @@ def security_update(agent: Agent, remote: dict[str, Any]) -> dict[str, Any]:
 
 
 # --- the credential webhook's secret, kept on the platform as a workspace secret ---------------------------------
-def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
+def _ensure_webhook_secret(agent: Agent, client: Any, *, outcome_unknown: bool = False) -> None:
     """Make sure the platform holds this agent's current webhook secret: rewritten on every push (so a push
     repairs a secret deleted or changed on the platform, and carries a new BROKER_WEBHOOK_KEY), created (or
     adopted by name after a lost answer) when missing. The id and key fingerprint are stored before the agent
-    is pushed, so a failure after this loses nothing."""
+    is pushed, so a failure after this loses nothing. When an earlier attempt's outcome is unknown (its answer
+    never came), the secret is looked up by name first (targeted, bounded): the platform honours no idempotency
+    key and may not refuse a duplicate name."""
     from agents import webhook
 
     current = webhook.key_id()
@@ -123,10 +125,16 @@ def _ensure_webhook_secret(agent: Agent, client: Any) -> None:
             client.update_secret(secret_id, name=name, value=value)
         except errors.NotFound:
             secret_id = ""  # deleted on the platform behind Keyward's back: make it again
+    if not secret_id and outcome_unknown:
+        secret_id = client.secret_id_named(name) or ""
+        if secret_id:
+            client.update_secret(secret_id, name=name, value=value)
     if not secret_id:
         try:
             secret_id = str(client.create_secret(name=name, value=value)["secret_id"])
-        except errors.Conflict:
+        except errors.PlatformError as exc:
+            if not errors.is_duplicate_name_refusal(exc):
+                raise
             # The name exists already (an earlier create whose answer was lost): adopt it and write the value.
             secret_id = client.secret_id_named(name) or ""
             if not secret_id:
@@ -144,7 +152,9 @@ def _drop_webhook_secret(client: Any, secret_id: str) -> None:
         client.delete_secret(secret_id)
     except errors.NotFound:
         pass  # already gone
-    except errors.Conflict as exc:
+    except errors.PlatformError as exc:
+        if not errors.is_in_use_refusal(exc):
+            raise
         # Something set up by hand on the platform still references it: leave it; the secrets drift report
         # lists it as unknown to Keyward for a person to look at. The agent itself is in step.
         logger.warning("webhook secret %s left on the platform: %s", secret_id, exc.message)
@@ -202,7 +212,7 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
         return None  # deleted since; its delete job carries the remote id
     if agent.credential_webhook and agent.credential_webhook_changed_at is not None:
         try:
-            _ensure_webhook_secret(agent, client)
+            _ensure_webhook_secret(agent, client, outcome_unknown=_outcome_unknown(job))
         except Agent.DoesNotExist:
             return None  # deleted meanwhile; its delete job carries the remote id
     remote_id = agent.remote_id

@@ -8,6 +8,9 @@
                                    platform emulator on loopback (the platform call included)
     platform call p50: N ms        the platform call alone, over the same loopback HTTP
     session overhead p50: N ms     per request, session time minus its own platform call
+    single-use token p50: N ms     POST /api/v1/tokens/tts_websocket the same way (the platform mint included)
+    token refresh p50: N ms        POST /api/v1/platform/token-refresh as the platform's tool call makes it (the
+                                   end user's token is far from expiry: Keyward's own path, no provider call)
 
 Targets (issue 10): verify p50 <= 1000 us on the database path, >= 1,000 verifications/s, session overhead beyond the
 platform call < 2 ms p50. The default run takes well under 50 seconds.
@@ -200,6 +203,91 @@ def bench_sessions(agent: object, secret: str, timed: _TimedClient, count: int) 
     return statistics.median(totals), statistics.median(platform), statistics.median(overhead)
 
 
+def _wsgi_post(path: str, body: bytes, headers: dict[str, str]) -> object:
+    """A POST through Django's WSGI handler, as bench_sessions makes them; returns a callable doing one."""
+    import io
+
+    from django.core.handlers.wsgi import WSGIHandler
+
+    handler = WSGIHandler()
+    base = {"REQUEST_METHOD": "POST", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1", "SERVER_PROTOCOL": "HTTP/1.1", "wsgi.url_scheme": "http",
+            "REMOTE_ADDR": "127.0.0.1", "CONTENT_TYPE": "application/json", "CONTENT_LENGTH": str(len(body)),
+            **headers}
+    statuses: list[str] = []
+
+    def start_response(status: str, response_headers: object, exc_info: object = None) -> None:
+        statuses.append(status)
+
+    def one() -> None:
+        response = handler({**base, "wsgi.input": io.BytesIO(body)}, start_response)
+        try:
+            b"".join(response)
+        finally:
+            response.close()
+        status = statuses.pop()
+        assert status.startswith("200"), f"{path} refused: {status}"
+
+    return one
+
+
+def _timed(one: object, count: int) -> float:
+    for _ in range(20):
+        one()
+    timings = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        one()
+        timings.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(timings)
+
+
+def bench_single_use_tokens(key: object, count: int) -> float:
+    """A key of the same backend that may mint tts_websocket tokens (and open no session)."""
+    from broker import services
+
+    issued = services.broker_key_issue(actor=SYSTEM, workspace=key.workspace, service_account=key.service_account,
+                                       environment=key.environment, name="bench speech", agents=[],
+                                       token_types=["tts_websocket"], rate_limit_per_minute=1_000_000,
+                                       session_quota=100_000_000)
+    one = _wsgi_post("/api/v1/tokens/tts_websocket", b'{"end_user_id": "bench-user"}',
+                     {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"})
+    return _timed(one, count)
+
+
+def bench_token_refresh(agent: object, secret: str, platform_client: object, count: int) -> float:
+    """The credential webhook on (its secret pushed to the emulator), an end user with a Google token valid for an
+    hour, a conversation brokered for them; then the refresh tool's calls."""
+    import json
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from agents import services as agent_services
+    from agents import webhook
+    from broker import services
+    from project.sync.services import outbox_drain
+    from secrets_app.services import credential_store, provider_save
+
+    agent_services.agent_credential_webhook_set(actor=SYSTEM, agent=agent, enabled=True)
+    outbox_drain(client=platform_client)
+    agent.refresh_from_db()
+    provider = provider_save(actor=SYSTEM, workspace=agent.workspace, slug="google", name="Google",
+                             token_url="https://oauth.example.invalid/token", client_id="bench",
+                             client_secret="bench-client-secret")
+    credential_store(actor=SYSTEM, workspace=agent.workspace, provider=provider, end_user_id="bench-user",
+                     access_token="bench-access-token", refresh_token="bench-refresh-token",
+                     expires_at=timezone.now() + timedelta(hours=1))
+    grant = services.session_open(actor=agent.workspace.service_accounts.get(name="web-backend"),
+                                  key=agent.broker_keys.get(name="bench"), agent_ref=agent.remote_id,
+                                  end_user_id="bench-user")
+    body = json.dumps({"conversation_id": grant.conversation_id, "agent_id": agent.remote_id,
+                       "provider": "google"}).encode()
+    one = _wsgi_post("/api/v1/platform/token-refresh", body,
+                     {"HTTP_X_KEYWARD_WEBHOOK_SECRET": webhook.agent_secret(agent)})
+    return _timed(one, count)
+
+
 def _serve_emulator(ports: multiprocessing.Queue) -> None:
     from project.platform.emulator import Emulator
     from project.platform.emulator.server import _Handler
@@ -225,6 +313,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--verify", type=int, default=5000, help="verifications to time (default 5000)")
     parser.add_argument("--sessions", type=int, default=300, help="session requests to time (default 300)")
+    parser.add_argument("--tokens", type=int, default=300,
+                        help="single-use token mints and token refreshes to time (default 300 each)")
     args = parser.parse_args()
 
     from project.platform.client import PlatformClient, set_client
@@ -249,6 +339,9 @@ def main() -> None:
         print(f"platform call p50: {platform_p50:.2f} ms", flush=True)
         print(f"session overhead p50: {overhead_p50:.2f} ms", flush=True)
         print(f"database commit p50: {bench_commit(key):.2f} ms (a granted session commits twice)", flush=True)
+        print(f"single-use token p50: {bench_single_use_tokens(key, args.tokens):.2f} ms", flush=True)
+        print(f"token refresh p50: {bench_token_refresh(agent, secret, platform_client, args.tokens):.2f} ms",
+              flush=True)
     finally:
         set_client(None)
         platform_client.close()

@@ -7,9 +7,11 @@
 The account lives in an emulator in its own process on loopback (a real HTTP round trip per call), filled in
 memory before timing starts; keys are spread over 100 service accounts (the platform's ceiling). Keyward reads
 it as a platform account bound to one workspace. Prints, each on its own line: ``discovery: S s``, ``platform
-calls: N``, ``adoption: S s`` (every adoptable object, audited one by one), ``guardrail pass: S s`` (over the
-observations, after adoption), ``discovery + adoption: S s`` and ``peak memory: N MB`` (the Keyward process's
-peak resident set, Django included). Goals: discovery + adoption < 60 s, guardrail pass < 10 s, peak < 300 MB.
+calls: N``, ``adoption: S s`` (every adoptable object, audited one by one), ``guardrail pass: S s`` (every
+observation and Keyward key judged after adoption, findings written, one alert per object and rule raised, with
+the counts), ``guardrail findings:`` per rule, ``discovery + adoption: S s`` and ``peak memory: N MB`` (the
+Keyward process's peak resident set, Django included). Goals: discovery + adoption < 60 s, guardrail pass < 10 s,
+peak < 300 MB.
 The database is a temporary SQLite file unless DATABASE_URL is set.
 """
 
@@ -124,8 +126,10 @@ def main() -> int:
             raise SystemExit(f"discovery failed: {run.error}")
         report = discovery.adopt(actor=SYSTEM, account_id=account.pk, workspace_id=workspace.pk)
         t2 = time.perf_counter()
-        for listener in listeners:
-            listener(account.pk, None)
+        # The pass the listener runs (detection.guardrails), called directly for its report.
+        from detection.guardrails import guardrails_evaluate
+
+        judged = guardrails_evaluate(account_id=account.pk)
         t3 = time.perf_counter()
         registry._observation_listeners.extend(listeners)
         print(f"read: {', '.join(f'{v} {k}' for k, v in run.counts.items())}")
@@ -134,7 +138,10 @@ def main() -> int:
         print(f"discovery: {t1 - t0:.1f} s")
         print(f"platform calls: {run.calls}")
         print(f"adoption: {t2 - t1:.1f} s")
-        print(f"guardrail pass: {t3 - t2:.1f} s ({len(listeners)} listener(s))")
+        print(f"guardrail pass: {t3 - t2:.1f} s (goal < 10 s; {judged.judged} objects judged, "
+              f"{sum(judged.findings.values())} findings, {judged.raised} alerts raised)")
+        print("guardrail findings: " + (", ".join(f"{n} {rule}" for rule, n in sorted(judged.findings.items()))
+                                        or "none"))
         print(f"discovery + adoption: {t2 - t0:.1f} s (goal < 60 s)")
         print(f"peak memory: {_peak_mb():.0f} MB (after Django setup: {baseline:.0f} MB; goal < 300 MB)")
         return 0

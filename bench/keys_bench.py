@@ -8,6 +8,9 @@
     leak check p50 / p95: N ms          the same with 200 of the strings real keys: plus an audit event per match
                                         and the alerts (first run raises them, later ones find them raised today)
     leak check queries: N               database queries per check
+    leak check, N matches first / again a paste holding N other real keys (2,000 by default): the first check
+                                        audits each and raises their alerts, the second finds them raised
+    leak check queries, N matches       queries of that first check (the same as with 200: bulk writes)
     key list (<who>) p50 / p95: N ms    GET /admin/keys/apikey/ through the whole Django stack (test client), with
                                         the list's flags, select_related and sync-state annotation
     key list (<who>) queries: N         queries per page view (the same whatever the number of keys)
@@ -69,7 +72,7 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _seed(n_keys: int) -> tuple[list[str], object, object]:
+def _seed(n_keys: int, many: int) -> tuple[list[str], object, object]:
     """Workspaces, accounts and n_keys keys; returns some real secrets, a superuser and a workspace admin."""
     from keys.models import PLATFORM_SCOPES, ApiKey, KeyPolicy
     from workspaces.models import Role, RoleAssignment, ServiceAccount
@@ -89,13 +92,14 @@ def _seed(n_keys: int) -> tuple[list[str], object, object]:
     kept: list[str] = []
     columns = ("uuid", "created_at", "updated_at", "workspace_id", "service_account_id", "environment_id", "name",
                "scopes", "credit_quota", "allowed_ips", "state", "hint", "digest", "remote_key_id", "activated_at",
-               "overlap_until", "revoked_at", "revoke_reason", "last_used_at", "suspend_reason")
+               "overlap_until", "revoked_at", "revoke_reason", "last_used_at", "suspend_reason", "platform_hash",
+               "origin")
     # COPY, not bulk_create: the seed is scaffolding, and COPY loads 100k rows several times faster.
     with connection.cursor() as cursor, cursor.connection.cursor().copy(
             f"COPY keys_apikey ({', '.join(columns)}) FROM STDIN") as copy:
         for i in range(n_keys):
             secret = "sk_" + secrets.token_hex(24)
-            if len(kept) < 2000:
+            if len(kept) < 2000 + many:
                 kept.append(secret)
             account = accounts[i % len(accounts)]
             state = RNG.choices(["active", "superseded", "revoked"], weights=[85, 5, 10])[0]
@@ -108,7 +112,7 @@ def _seed(n_keys: int) -> tuple[list[str], object, object]:
                 secret[-4:], hashlib.sha256(secret.encode()).hexdigest(), f"k{i:019d}", born,
                 born + timedelta(days=7) if state == "superseded" else None,
                 born + timedelta(days=1) if state == "revoked" else None, "",
-                born + timedelta(days=RNG.uniform(0, 30)) if RNG.random() < 0.7 else None, ""))
+                born + timedelta(days=RNG.uniform(0, 30)) if RNG.random() < 0.7 else None, "", "", "keyward"))
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE keys_apikey")  # the steady state autovacuum keeps: index-only counts
     assert ApiKey.objects.count() == n_keys
@@ -136,6 +140,7 @@ def main() -> int:
     parser.add_argument("--keys", type=int, default=100_000)
     parser.add_argument("--paste-bytes", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--matches", type=int, default=2000, help="real keys in the many-matches paste")
     args = parser.parse_args()
     if connection.vendor != "postgresql":
         print("keys_bench needs PostgreSQL: set DATABASE_URL=postgres://...", file=sys.stderr)
@@ -152,7 +157,9 @@ def main() -> int:
         from keys import leaks
 
         started = time.perf_counter()
-        real, root, admin = _seed(args.keys)
+        real, root, admin = _seed(args.keys, args.matches)
+        split = min(2000, len(real) // 2)  # the 200-match paste draws from the first, the many-match one is the rest
+        real, others = real[:split], real[split:][:args.matches]
         print(f"seed: {args.keys:,} keys in {time.perf_counter() - started:.1f} s")
 
         text = _paste(args.paste_bytes, real, n_real=200, n_unknown=2000)
@@ -184,6 +191,18 @@ def main() -> int:
         print(f"leak check p50 / p95: {statistics.median(timings):.0f} / {_percentile(timings, 0.95):.0f} ms "
               f"(first run, raising 200 alerts: {timings[0]:.0f} ms)")
         print(f"leak check queries: {queries} (200 matches: one audit event each; raised alerts found in one query)")
+        if others:
+            many = _paste(args.paste_bytes, others, n_real=len(others), n_unknown=200)
+            timings, counts = [], []
+            for _ in range(2):
+                with CaptureQueriesContext(connection) as ctx:
+                    t0 = time.perf_counter()
+                    report = leaks.leak_check(actor=root, text=many)
+                    timings.append((time.perf_counter() - t0) * 1000)
+                counts.append(len(ctx))
+            assert len(report.matches) == len(others), len(report.matches)
+            print(f"leak check, {len(others):,} matches first / again: {timings[0]:.0f} / {timings[1]:.0f} ms")
+            print(f"leak check queries, {len(others):,} matches: {counts[0]} first, {counts[1]} again")
 
         url = reverse("admin:keys_apikey_changelist")
         for who, user, query in (("superuser, all 100k", root, ""), ("workspace admin", admin, ""),

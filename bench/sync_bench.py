@@ -3,6 +3,8 @@
 
     python bench/sync_bench.py            # one and two workers on 3,000 jobs, naive on 150 (under 50 s)
     python bench/sync_bench.py --full     # all three on 10,000 jobs
+    python bench/sync_bench.py --e2e      # also real Celery workers on Redis after a burst of commits
+
 
 Each job is a first sync of an agent (a create on the platform, the remote id stored back), the real handler
 and the real drain. "one worker" and "two workers" are separate processes running ``outbox_drain`` with the
@@ -10,6 +12,14 @@ process's one pooled client; "naive" is the simplest approach: one task per chan
 and building a new HTTP client for its call. The emulator runs in its own process. The database is a
 temporary SQLite file unless DATABASE_URL is set (then its tables are used, and the bench's rows removed).
 Prints one figure a line: ``one worker: N jobs/s``, ``two workers: N jobs/s``, ``naive: N jobs/s``.
+
+``--e2e`` (needs Redis, and PostgreSQL in DATABASE_URL) measures the product end to end instead of the drain
+loop alone: real ``celery worker`` processes (one, then two) consume a queue of this run's own on Redis
+(``--redis``, database 9 by default) while producer threads commit one change per transaction, each nudging a
+worker the way the product does. It prints ``e2e one worker: N jobs/s`` and ``e2e two workers: N jobs/s``
+(first commit to last job done), ``e2e two / one: R×``, and ``queue empty after: R× the drain`` (first commit
+to an empty broker queue with no drain task running, over first commit to last job done: the wake-ups a burst
+leaves behind).
 """
 
 from __future__ import annotations
@@ -172,11 +182,153 @@ def _measure(mode: str, processes: int, jobs: int, *, platform_url: str, tmp: Pa
     return jobs / elapsed
 
 
+# --- end to end: real Celery workers on Redis ------------------------------------------------------------
+def _redis_idle(client, queue: str) -> bool:
+    """Nothing waits in the queue and no message of it is being worked on (kombu keeps an unacked message in its
+    ``unacked`` hash until the task acks it: late acks)."""
+    if client.llen(queue):
+        return False
+    for raw in client.hvals("unacked"):
+        if f'"{queue}"'.encode() in raw:
+            return False
+    return True
+
+
+def _start_workers(processes: int, *, queue: str, env: dict[str, str], tmp: Path) -> subprocess.Popen:
+    log = open(tmp / f"worker-{processes}.log", "w+")  # noqa: SIM115 (closed with the process)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "project", "worker", "--pool", "prefork", "--concurrency",
+         str(processes), "-Q", queue, "-n", f"{queue}-{processes}@%h", "--without-gossip", "--without-mingle",
+         "--without-heartbeat", "--loglevel", "INFO"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc.log = log  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        log.seek(0)
+        if " ready." in log.read():
+            return proc
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    log.seek(0)
+    proc.kill()
+    raise SystemExit(f"the celery worker did not start:\n{log.read()[-3000:]}")
+
+
+def _stop_workers(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    proc.log.close()  # type: ignore[attr-defined]
+
+
+def _burst(producers: int) -> tuple[float, list, list[float]]:
+    """Start committing one change per transaction for each seeded agent, from ``producers`` threads; every
+    commit nudges a worker through the product's own path. Returns when the first commit began, and the threads."""
+    import threading
+
+    from django.db import connection, transaction
+
+    from agents.models import Agent
+    from project.sync.services import job_enqueue
+    from workspaces.models import Workspace
+
+    workspace = Workspace.objects.get(slug=WORKSPACE_SLUG)
+    agents = list(Agent.objects.filter(workspace=workspace).order_by("pk").values_list("pk", "name"))
+    ends: list[float] = []
+
+    def produce(share: list[tuple[int, str]]) -> None:
+        try:
+            for pk, name in share:
+                with transaction.atomic():
+                    job_enqueue(kind="agent", object_id=pk, workspace_id=workspace.pk, object_repr=name)
+        finally:
+            ends.append(time.perf_counter())
+            connection.close()
+
+    threads = [threading.Thread(target=produce, args=(agents[i::producers],)) for i in range(producers)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    return began, threads, ends
+
+
+def _measure_e2e(processes: int, jobs: int, *, producers: int, platform_url: str, queue: str, redis_url: str,
+                 env: dict[str, str], tmp: Path) -> tuple[float, float, float, float]:
+    """(jobs per second from first commit to last job done, that time, first commit to an idle broker queue,
+    first to last commit)."""
+    import redis
+    from django.db.models import Count
+
+    from project.sync.models import SyncJob
+    from workspaces.models import Workspace
+
+    client = redis.Redis.from_url(redis_url)
+    _reset_emulator(platform_url)
+    _seed(jobs)
+    workspace_id = Workspace.objects.get(slug=WORKSPACE_SLUG).pk
+    SyncJob.objects.filter(workspace_id=workspace_id).delete()  # the burst makes them
+    workers = _start_workers(processes, queue=queue, env=env, tmp=tmp)
+    try:
+        began, threads, ends = _burst(producers)
+        deadline = time.monotonic() + 300
+        done_at = None
+        while time.monotonic() < deadline:
+            if done_at is None and SyncJob.objects.filter(workspace_id=workspace_id, state="done").count() >= jobs:
+                done_at = time.perf_counter()
+            if done_at is not None and all(not t.is_alive() for t in threads) and _redis_idle(client, queue):
+                empty_at = time.perf_counter()
+                break
+            time.sleep(0.005)
+        else:
+            states = list(SyncJob.objects.filter(workspace_id=workspace_id).values_list("state")
+                          .annotate(n=Count("id")))
+            raise SystemExit(f"e2e x{processes}: not drained in time ({states}, queue {client.llen(queue)})")
+    finally:
+        _stop_workers(workers)
+    for thread in threads:
+        thread.join()
+    return jobs / (done_at - began), done_at - began, empty_at - began, max(ends) - began
+
+
+def _e2e(args: argparse.Namespace, jobs: int, *, platform_url: str, tmp: Path) -> None:
+    import redis
+
+    queue = os.environ["CELERY_TASK_DEFAULT_QUEUE"]
+    try:
+        redis.Redis.from_url(args.redis, socket_connect_timeout=2).ping()
+    except Exception as exc:  # noqa: BLE001
+        raise SystemExit(f"--e2e needs Redis at {args.redis}: {type(exc).__name__}") from exc
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the broker and queue were set before Django was
+    try:
+        common = {"producers": args.producers, "platform_url": platform_url, "queue": queue, "redis_url": args.redis,
+                  "env": env, "tmp": tmp}
+        one, drain_one, empty_one, burst_one = _measure_e2e(1, jobs, **common)
+        print(f"e2e one worker: {one:.0f} jobs/s (the burst committed {jobs / burst_one:.0f} changes/s)", flush=True)
+        print(f"queue empty after: {empty_one / drain_one:.2f}× the drain ({drain_one:.2f} s drain, "
+              f"{empty_one:.2f} s to an idle queue)", flush=True)
+        two, drain_two, empty_two, burst_two = _measure_e2e(2, jobs, **common)
+        print(f"e2e two workers: {two:.0f} jobs/s (the burst committed {jobs / burst_two:.0f} changes/s)", flush=True)
+        print(f"queue empty after (two workers): {empty_two / drain_two:.2f}× the drain", flush=True)
+        print(f"e2e two / one: {two / one:.2f}×", flush=True)
+    finally:
+        client = redis.Redis.from_url(args.redis)
+        client.delete(queue)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="all three measurements on 10,000 jobs")
     parser.add_argument("--jobs", type=int, help="jobs for the worker measurements (default 3,000; --full 10,000)")
     parser.add_argument("--naive-jobs", type=int, help="jobs for the naive measurement (default 150)")
+    parser.add_argument("--e2e", action="store_true",
+                        help="also real Celery workers on Redis after a burst of commits (needs PostgreSQL)")
+    parser.add_argument("--e2e-jobs", type=int, help="changes in the e2e burst (default 3,000; --full 10,000)")
+    parser.add_argument("--producers", type=int, default=4, help="threads committing the e2e burst (default 4)")
+    parser.add_argument("--redis", default=os.environ.get("SYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+                        help="the Redis broker for --e2e (a database of its own; the queue is this run's)")
     args = parser.parse_args()
     jobs = args.jobs or (10_000 if args.full else 3_000)
     naive_jobs = args.naive_jobs or (10_000 if args.full else 150)
@@ -184,6 +336,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sync-bench-") as tmp_dir:
         tmp = Path(tmp_dir)
         database_url = os.environ.get("DATABASE_URL") or f"sqlite:///{tmp / 'bench.sqlite3'}"
+        if args.e2e:
+            if not database_url.startswith(("postgres://", "postgresql://")):
+                raise SystemExit("--e2e needs DATABASE_URL on PostgreSQL (worker processes share it)")
+            # This run's own queue on the broker, for the producers here and the workers it starts.
+            os.environ.update({"CELERY_BROKER_URL": args.redis,
+                               "CELERY_TASK_DEFAULT_QUEUE": f"sync-bench-{os.getpid()}"})
         emulator, platform_url = _start_emulator()
         try:
             _setup_django(database_url, platform_url)
@@ -196,6 +354,8 @@ def main() -> int:
             print(f"two workers: {two:.0f} jobs/s", flush=True)
             naive = _measure("naive", 1, naive_jobs, platform_url=platform_url, tmp=tmp)
             print(f"naive: {naive:.0f} jobs/s", flush=True)
+            if args.e2e:
+                _e2e(args, args.e2e_jobs or (10_000 if args.full else 3_000), platform_url=platform_url, tmp=tmp)
             _clear()
         finally:
             emulator.terminate()

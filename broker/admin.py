@@ -8,7 +8,8 @@ from typing import Any
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Model, QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
+from django.urls import path, reverse
 from django.utils.html import format_html
 
 from agents import services as agent_services
@@ -16,7 +17,7 @@ from agents import webhook
 from agents.services import webhook_problem
 from broker import limits, selectors, services
 from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
-from broker.models import BrokerKey, WebhookAgent
+from broker.models import BrokerKey, RefreshTool, WebhookAgent
 from broker.services.keys import KEY_FIELDS
 from project import access
 from project.admin_base import WorkspaceScopedAdmin, badge
@@ -42,7 +43,7 @@ class RefusalAsMessage(WorkspaceScopedAdmin):
 class BrokerKeyAdmin(RefusalAsMessage):
     form = BrokerKeyChangeForm
     manage_permission = "keys.issue"
-    list_display = ("name", "hint", "service_account", "environment", "agent_count", "networks",
+    list_display = ("name", "hint", "service_account", "environment", "agent_count", "token_type_list", "networks",
                     "rate_limit_per_minute", "carries_vault_tokens", "sessions_this_period", "requests_this_minute",
                     "last_used", "status_badge")
     list_select_related = ("workspace", "service_account", "environment__workspace", "usage")
@@ -50,8 +51,8 @@ class BrokerKeyAdmin(RefusalAsMessage):
     actions = ["revoke_keys"]
     fieldsets = (
         (None, {"fields": ("workspace", "service_account", "environment", "name", "hint", "status_badge")}),
-        ("What it may do", {"fields": ("agents", "allowed_networks", "rate_limit_per_minute", "session_quota",
-                                       "quota_period", "expires_at", "carries_vault_tokens")}),
+        ("What it may do", {"fields": ("agents", "token_types", "allowed_networks", "rate_limit_per_minute",
+                                       "session_quota", "quota_period", "expires_at", "carries_vault_tokens")}),
         ("Usage", {"fields": ("sessions_this_period", "requests_this_minute", "sessions_total", "last_used",
                               "last_address")}),
         ("History", {"fields": ("created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")}),
@@ -85,6 +86,10 @@ class BrokerKeyAdmin(RefusalAsMessage):
     def agent_count(self, key: BrokerKey) -> int:
         count = getattr(key, "agent_count", None)
         return key.agents.count() if count is None else count
+
+    @admin.display(description="token types")
+    def token_type_list(self, key: BrokerKey) -> str:
+        return ", ".join(key.token_types) if key.token_types else "none"
 
     @admin.display(description="addresses")
     def networks(self, key: BrokerKey) -> str:
@@ -252,3 +257,72 @@ class WebhookAgentAdmin(RefusalAsMessage):
     @admin.action(description="Turn the credential webhook off")
     def turn_off(self, request: HttpRequest, queryset: QuerySet) -> None:
         self._switch(request, queryset, False)
+
+
+@admin.register(RefreshTool)
+class RefreshToolAdmin(WorkspaceScopedAdmin):
+    """Every agent's token-refresh tools, read-only; they are added and removed on the agent's page."""
+
+    manage_permission = "agents.manage"
+    list_display = ("agent", "provider", "state", "remote_id", "last_call_at", "last_failure_at", "last_failure")
+    list_select_related = ("agent", "provider")
+    readonly_fields = ("agent", "provider", "state", "remote_id", "last_call_at", "last_failure_at", "last_failure",
+                       "created_by")
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return False  # on the agent's page
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # the agent page's Remove goes through the service (detach and delete on the platform)
+
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [path("agent/<int:agent_id>/add/", view(self.add_for_agent_view),
+                     name="broker_refreshtool_add_for_agent"),
+                path("<int:tool_id>/remove/", view(self.remove_view), name="broker_refreshtool_remove"),
+                *super().get_urls()]
+
+    def _agent_page(self, agent: Any) -> HttpResponseRedirect:
+        return HttpResponseRedirect(reverse("admin:agents_agent_change", args=[agent.pk]) + "#refresh-tools")
+
+    def add_for_agent_view(self, request: HttpRequest, agent_id: int) -> HttpResponse:
+        from agents.models import Agent
+        from secrets_app.models import OAuthProvider
+
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        agent = Agent.objects.restrict(request.user, "workspace.view").filter(pk=agent_id).first()
+        if agent is None:
+            raise Http404("No such agent.")
+        access.require(request.user, "agents.manage", agent.workspace_id)
+        provider = OAuthProvider.objects.filter(workspace_id=agent.workspace_id,
+                                                pk=request.POST.get("provider") or 0).first()
+        if provider is None:
+            self.message_user(request, "Choose one of this workspace's OAuth providers.", level=messages.ERROR)
+            return self._agent_page(agent)
+        try:
+            services.refresh_tool_add(actor=request.user, agent=agent, provider=provider)
+        except ValidationError as exc:
+            for message in exc.messages:
+                self.message_user(request, message, level=messages.ERROR)
+        else:
+            self.message_user(request, f"The token-refresh tool for {provider.name} is being created on the "
+                                       "platform and attached to the agent (sync queue).")
+        return self._agent_page(agent)
+
+    def remove_view(self, request: HttpRequest, tool_id: int) -> HttpResponse:
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        tool = RefreshTool.objects.restrict(request.user, "workspace.view").select_related("agent").filter(
+            pk=tool_id).first()
+        if tool is None:
+            raise Http404("No such tool.")
+        access.require(request.user, "agents.manage", tool.agent.workspace_id)
+        agent = tool.agent
+        services.refresh_tool_remove(actor=request.user, tool=tool)
+        self.message_user(request, "The token-refresh tool is being detached and deleted on the platform (sync "
+                                   "queue).")
+        return self._agent_page(agent)

@@ -6,6 +6,7 @@ class BrokerConfig(AppConfig):
     verbose_name = "Session broker"
 
     def ready(self) -> None:
+        from broker import sync  # noqa: F401  (registers the token-refresh tool's outbox handler)
         from broker.services.keys import broker_keys_revoke_for_service_account
         from workspaces.services import SERVICE_ACCOUNT_DISABLE_HOOKS
 

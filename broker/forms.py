@@ -5,7 +5,7 @@ from typing import Any
 
 from django import forms
 
-from broker.models import BrokerKey, WebhookAgent
+from broker.models import BrokerKey, TokenType, WebhookAgent
 from workspaces.models import Workspace
 
 
@@ -28,6 +28,17 @@ class NetworksField(forms.CharField):
         return [line.strip() for line in text.replace(",", "\n").splitlines() if line.strip()]
 
 
+class TokenTypesField(forms.MultipleChoiceField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("label", "Single-use token types")
+        kwargs.setdefault("choices", TokenType.choices)
+        kwargs.setdefault("widget", forms.CheckboxSelectMultiple)
+        kwargs.setdefault("help_text", "Single-use tokens for speech clients (POST /api/v1/tokens/<type>) this key "
+                                       "may mint; none = none. They count against the rate limit and quota.")
+        super().__init__(**kwargs)
+
+
 class _WorkspaceLabelled(forms.ModelChoiceField):
     def label_from_instance(self, obj: Any) -> str:
         return f"{obj} — {obj.workspace}"
@@ -45,7 +56,9 @@ class BrokerKeyIssueForm(forms.Form):
     environment = forms.ModelChoiceField(queryset=None)
     name = forms.CharField(max_length=120, help_text="What the key is for, e.g. “web app backend”")
     agents = _WorkspaceLabelledMultiple(queryset=None, widget=forms.SelectMultiple(attrs={"size": 8}),
+                                        required=False,
                                         help_text="Signed-URL agents the key may open sessions for")
+    token_types = TokenTypesField()
     allowed_networks = NetworksField()
     rate_limit_per_minute = forms.IntegerField(min_value=1, initial=60, label="Rate limit (requests per minute)")
     session_quota = forms.IntegerField(min_value=1, initial=1000)
@@ -76,16 +89,32 @@ class BrokerKeyIssueForm(forms.Form):
             foreign = [a.name for a in data.get("agents") or [] if a.workspace_id != workspace.pk]
             if foreign:
                 self.add_error("agents", f"Not agents of this workspace: {', '.join(foreign)}.")
+        if "agents" in data and not data.get("agents") and not data.get("token_types"):
+            self.add_error("agents", "Choose at least one agent the key may open sessions for (or a single-use "
+                                     "token type it may mint).")
         return data
 
 
 class BrokerKeyChangeForm(forms.ModelForm):
     allowed_networks = NetworksField()
+    token_types = TokenTypesField()
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "agents" in self.fields:
+            self.fields["agents"].required = False  # a key for speech tokens only has none; the service checks
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if "agents" in data and not data.get("agents") and not data.get("token_types"):
+            self.add_error("agents", "Choose at least one agent the key may open sessions for (or a single-use "
+                                     "token type it may mint).")
+        return data
 
     class Meta:
         model = BrokerKey
-        fields = ("name", "agents", "allowed_networks", "rate_limit_per_minute", "session_quota", "quota_period",
-                  "expires_at", "carries_vault_tokens")
+        fields = ("name", "agents", "token_types", "allowed_networks", "rate_limit_per_minute", "session_quota",
+                  "quota_period", "expires_at", "carries_vault_tokens")
 
 
 class WebhookAgentForm(forms.ModelForm):

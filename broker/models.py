@@ -22,6 +22,14 @@ MAX_RATE_PER_MINUTE = 1_000_000
 MAX_SESSION_QUOTA = 100_000_000
 
 
+class TokenType(models.TextChoices):
+    """The platform's single-use token types (``POST /v1/single-use-token/{token_type}``): speech clients only."""
+
+    TTS_WEBSOCKET = "tts_websocket", "text-to-speech websocket (tts_websocket)"
+    REALTIME_SCRIBE = "realtime_scribe", "real-time transcription (realtime_scribe)"
+    BATCH_SCRIBE = "batch_scribe", "batch transcription (batch_scribe)"
+
+
 class BrokerKey(TimeStampedModel):
     """A Keyward broker key: lets one app backend (a service account) open conversation sessions for the
     agents listed here, in one environment, from the listed networks, within a rate limit and a session
@@ -55,6 +63,11 @@ class BrokerKey(TimeStampedModel):
         default=1000, validators=[MinValueValidator(1), MaxValueValidator(MAX_SESSION_QUOTA)],
         help_text="Sessions granted per quota period")
     quota_period = models.CharField(max_length=5, choices=QuotaPeriod.choices, default=QuotaPeriod.DAY)
+    # Which single-use tokens for speech clients (POST /api/v1/tokens/<token_type>) the key may mint; none by
+    # default. Mints count against the same rate limit and quota as sessions.
+    token_types = models.JSONField(
+        "single-use token types", default=list, blank=True,
+        help_text="Single-use tokens for speech clients this key may mint; none = no token endpoint")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank = until revoked")
     # Whether sessions opened with this key may receive their end user's vault tokens through the credential
     # webhook. Only someone holding secrets.manage can set it: keys.issue alone must not reach the vault.
@@ -98,6 +111,16 @@ class BrokerKey(TimeStampedModel):
             errors["service_account"] = ["This service account belongs to another workspace."]
         if self.environment_id and self.workspace_id and self.environment.workspace_id != self.workspace_id:
             errors["environment"] = ["This environment belongs to another workspace."]
+        types = self.token_types or []
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            errors["token_types"] = ["The token types must be a list of token type names."]
+        else:
+            unknown = sorted(set(types) - set(TokenType.values))
+            if unknown:
+                errors["token_types"] = [f"Unknown token type(s): {', '.join(unknown)}; choose from "
+                                         f"{', '.join(TokenType.values)}."]
+            else:
+                self.token_types = [t for t in TokenType.values if t in types]  # one order, no duplicates
         networks = self.allowed_networks or []
         if not isinstance(networks, list) or not all(isinstance(n, str) for n in networks):
             errors["allowed_networks"] = ["The allowed addresses must be a list of addresses or ranges."]
@@ -193,3 +216,43 @@ class WebhookAgent(Agent):
         proxy = True
         verbose_name = "credential webhook"
         verbose_name_plural = "credential webhooks"
+
+
+class RefreshTool(TimeStampedModel):
+    """The token-refresh webhook tool of one agent for one vault provider: a tool on the platform that the agent
+    calls during a long conversation; Keyward answers the end user's fresh access token, which the tool assigns to
+    ``secret__user_<provider>_token`` for the tool calls after it. Created and attached through the outbox; the
+    call bookkeeping (last call, last failure) is written by the endpoint."""
+
+    workspace_path = "agent__workspace_id"  # RestrictedQuerySet.restrict() reaches the workspace this way
+
+    class State(models.TextChoices):
+        ATTACHING = "attaching", "being created and attached"
+        ATTACHED = "attached", "attached"
+
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="refresh_tools")
+    provider = models.ForeignKey("secrets_app.OAuthProvider", on_delete=models.PROTECT, related_name="refresh_tools")
+    state = models.CharField(max_length=10, choices=State.choices, default=State.ATTACHING, editable=False)
+    remote_id = models.CharField("platform tool id", max_length=128, blank=True, editable=False)
+    last_call_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_failure = models.CharField(max_length=200, blank=True, editable=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", editable=False)
+
+    objects = RestrictedManager()
+
+    class Meta:
+        ordering = ["agent__name", "provider__slug"]
+        constraints = [
+            # One tool per agent and provider; the endpoint's bookkeeping finds it by this pair.
+            models.UniqueConstraint(fields=["agent", "provider"], name="refresh_tool_unique_agent_provider"),
+        ]
+
+    def __str__(self) -> str:
+        return f"token refresh for {self.provider_id} on {self.agent}"
+
+    @property
+    def tool_name(self) -> str:
+        """The tool's name on the platform (``^[a-zA-Z0-9_-]{1,64}$``): found again by it after a lost answer."""
+        return f"kw_refresh_{self.agent.uuid.hex[:12]}_{self.provider.slug}"[:64]

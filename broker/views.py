@@ -20,6 +20,7 @@ from agents import webhook
 from broker import services
 from broker.auth import bearer_token, broker_key_authenticate
 from broker.services.initiation import WEBHOOK_ACTOR
+from broker.services.refresh import REFRESH_ACTOR
 from broker.validators import validate_end_user_id
 from project.audit.middleware import client_ip
 
@@ -90,6 +91,22 @@ def _session_request(data: dict[str, Any]) -> tuple[str, str]:
     return mode, end_user_id
 
 
+def _token_request(data: dict[str, Any]) -> str:
+    unknown = sorted(set(data) - {"end_user_id"})
+    if unknown:
+        raise BadRequest(f"Unknown field(s): {', '.join(unknown)}.")
+    end_user_id = data.get("end_user_id")
+    if end_user_id is None:
+        return ""
+    if not isinstance(end_user_id, str):
+        raise BadRequest("end_user_id must be a string.")
+    try:
+        validate_end_user_id(end_user_id)
+    except ValidationError as exc:  # its message states the rule and echoes no input
+        raise BadRequest(" ".join(exc.messages)) from None
+    return end_user_id
+
+
 def _method_not_allowed() -> JsonResponse:
     return error(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
 
@@ -123,6 +140,62 @@ def session(request: HttpRequest, agent: str) -> HttpResponse:
     body["Cache-Control"] = NO_STORE
     body["Pragma"] = "no-cache"
     return body
+
+
+@csrf_exempt
+@sensitive_variables("key", "grant", "body")
+def single_use_token(request: HttpRequest, token_type: str) -> HttpResponse:
+    """POST /api/v1/tokens/<token_type>: a single-use token for a speech client, minted through the workspace's
+    platform account. The session API's shape, refusals and headers."""
+    if request.method != "POST":
+        return _method_not_allowed()
+    try:
+        key = broker_key_authenticate(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
+        if key is None:
+            return unauthorized()
+        try:
+            end_user_id = _token_request(_json_object(request))
+        except BadRequest as exc:
+            return error(400, "invalid_request", str(exc))
+        grant = services.single_use_token_mint(actor=key.service_account, key=key, token_type=token_type,
+                                               end_user_id=end_user_id, ip=client_ip(request))
+    except services.SessionRefused as refusal:
+        if refusal.status == 401:
+            return unauthorized()
+        return error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
+    except DatabaseError as exc:
+        logger.error("session broker store unavailable: %s", type(exc).__name__)
+        return error(503, "unavailable", "Keyward cannot check this request right now; try again shortly.",
+                     retry_after=5)
+    body = JsonResponse(grant.as_json(), status=200)
+    body["Cache-Control"] = NO_STORE
+    body["Pragma"] = "no-cache"
+    return body
+
+
+@csrf_exempt
+@sensitive_variables("answer")
+def token_refresh(request: HttpRequest) -> HttpResponse:
+    """POST /api/v1/platform/token-refresh: the platform's token-refresh tool call during a conversation."""
+    if request.method != "POST":
+        return _method_not_allowed()
+    agent_uuid = webhook.verify(request.META.get(webhook.META_HEADER))
+    if agent_uuid is None:
+        return error(401, "invalid_webhook_secret", f"A valid {webhook.HEADER} header is required.")
+    try:
+        payload = _json_object(request, MAX_WEBHOOK_BODY)
+    except BadRequest as exc:
+        return error(400, "invalid_request", str(exc))
+    try:
+        answer = services.token_refresh_answer(actor=REFRESH_ACTOR, agent_uuid=agent_uuid, payload=payload)
+    except services.WebhookRefused as refusal:
+        return error(refusal.status, refusal.code, refusal.message)
+    except DatabaseError as exc:
+        logger.error("token refresh store unavailable: %s", type(exc).__name__)
+        return error(503, "unavailable", "Keyward cannot answer right now.", retry_after=5)
+    response = JsonResponse(answer, status=200)
+    response["Cache-Control"] = NO_STORE
+    return response
 
 
 @csrf_exempt

@@ -15,6 +15,7 @@ from django.utils.html import format_html, format_html_join
 from detection import services
 from detection.admin_common import severity_badge
 from detection.forms import DetectionPolicyForm
+from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
 from detection.models import DetectionPolicy
 from project import access
 from project.actors import Actor
@@ -37,6 +38,7 @@ ALERT_KINDS: dict[str, str] = {
     "api_key_deleted_remotely": "Key deleted on the platform",
     "credential_refresh_failed": "Credential refresh failed",
     "broker_key_foreign_address": "Broker key used from a foreign address",
+    **GUARDRAIL_KINDS,
 }
 class AlertStateFilter(admin.SimpleListFilter):
     title = "state"
@@ -65,13 +67,14 @@ class AlertKindFilter(admin.SimpleListFilter):
 
 @admin.register(Alert)
 class AlertAdmin(ReadOnlyScopedAdmin):
-    list_display = ("created_at", "severity_display", "title", "workspace", "kind", "state", "acknowledged_by",
-                    "resolved_by")
-    list_select_related = ("workspace", "acknowledged_by", "resolved_by")
+    list_display = ("created_at", "severity_display", "title", "workspace", "kind", "state", "assignee",
+                    "acknowledged_by", "resolved_by")
+    list_select_related = ("workspace", "assignee", "acknowledged_by", "resolved_by")
     list_filter = (AlertStateFilter, "severity", AlertKindFilter, WorkspaceFilter)
     search_fields = ("title", "=object_id")
     readonly_fields = ("workspace", "kind", "severity", "state", "title", "details_display", "subject_link",
-                       "created_at", "acknowledged_by", "acknowledged_at", "resolved_by", "resolved_at")
+                       "created_at", "assignee", "repeats", "last_seen_at", "acknowledged_by", "acknowledged_at",
+                       "resolved_by", "resolved_at", "delivery_log")
     fields = readonly_fields
     actions = ["acknowledge", "resolve", "open_incident"]
     change_form_template = "admin/alerts/alert/change_form.html"
@@ -98,6 +101,12 @@ class AlertAdmin(ReadOnlyScopedAdmin):
         except Exception:  # a model without an admin page
             return alert.object_repr or alert.object_id
         return format_html('<a href="{}">{}</a>', url, alert.object_repr or alert.object_id)
+
+    @admin.display(description="where it went (deliveries and their attempts)")
+    def delivery_log(self, alert: Alert) -> str:
+        from detection.admin_notify import alert_delivery_log
+
+        return alert_delivery_log(alert)
 
     def _act(self, request: HttpRequest, queryset: QuerySet, fn, verb: str) -> None:  # type: ignore[no-untyped-def]
         done = 0
@@ -140,7 +149,39 @@ class AlertAdmin(ReadOnlyScopedAdmin):
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
         return [path("<path:object_id>/resume-key/", view(self.resume_key_view), name="alerts_alert_resume_key"),
+                path("<path:object_id>/act/<str:verb>/", view(self.act_view), name="alerts_alert_act"),
+                path("<path:object_id>/assign/", view(self.assign_view), name="alerts_alert_assign"),
                 *super().get_urls()]
+
+    def act_view(self, request: HttpRequest, object_id: str, verb: str) -> HttpResponse:
+        """The alert page's Acknowledge and Resolve buttons (POST); a refusal is a message on the page."""
+        fn = {"acknowledge": alert_services.alert_acknowledge, "resolve": alert_services.alert_resolve}.get(verb)
+        alert: Alert = self.get_scoped_object_or_404(request, object_id, "incidents.manage")
+        if fn is None:
+            raise Http404("No such action.")
+        if request.method == "POST":
+            try:
+                fn(actor=request.user, alert=alert)
+            except ValueError as exc:
+                self.message_user(request, str(exc), messages.WARNING)
+            else:
+                self.message_user(request, f"Alert {'acknowledged' if verb == 'acknowledge' else 'resolved'}.",
+                                  messages.SUCCESS)
+        return HttpResponseRedirect(self.change_url(alert))
+
+    def assign_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        from detection.forms import AssignAlertForm
+
+        alert: Alert = self.get_scoped_object_or_404(request, object_id, "incidents.manage")
+
+        def assign(form: AssignAlertForm) -> str:
+            person = form.cleaned_data["assignee"]
+            alert_services.alert_assign(actor=request.user, alert=alert, assignee=person)
+            return f"Assigned to {person}." if person else "Nobody owns the alert now."
+
+        return self.form_page(request, alert, form_class=AssignAlertForm, template="admin/alerts/alert/assign.html",
+                              title=f"Assign “{alert.title}”", on_valid=assign, form_kwargs={"alert": alert},
+                              context={"alert": alert})
 
     def _suspended_key(self, alert: Alert) -> Any:
         from keys.models import ApiKey
@@ -154,7 +195,7 @@ class AlertAdmin(ReadOnlyScopedAdmin):
                     extra_context: dict | None = None) -> HttpResponse:
         alert: Alert = self.get_scoped_object_or_404(request, object_id)
         manage = access.has_perm(request.user, "incidents.manage", alert.workspace_id)
-        extra = {"can_open_incident": manage,
+        extra = {"can_open_incident": manage, "can_manage": manage,
                  "open_incident_url": f"{reverse('admin:detection_incident_open')}?alert={alert.pk}",
                  "suspended_key": self._suspended_key(alert)
                  if access.has_perm(request.user, "keys.issue", alert.workspace_id) else None}
@@ -195,7 +236,7 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
     form = DetectionPolicyForm
     manage_permission = "incidents.manage"
     list_display = ("workspace", "time_zone", "spike", "unusual_hours", "idle_days", "concurrency_samples",
-                    "credit_guard")
+                    "credit_guard", "guardrails")
     list_select_related = ("workspace",)
     fieldsets = (
         (None, {"fields": ("workspace", "time_zone")}),
@@ -206,6 +247,7 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
         ("Idle key waking up, concurrency", {"fields": ("idle_days", "concurrency_samples")}),
         ("Credit guard", {"fields": ("guard_notice_percent", "guard_warning_percent", "suspend_prod_at_limit",
                                      "suspend_nonprod_at_limit", "billing_period_day")}),
+        ("Guardrails on the live state (alert, or enforce)", {"fields": ("guardrail_enforce",)}),
     )
 
     @admin.display(description="spike")
@@ -225,6 +267,11 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
         return (f"{policy.guard_notice_percent}/{policy.guard_warning_percent}/100%; disables "
                 f"{' and '.join(disable) if disable else 'nothing'} at 100%")
 
+    @admin.display(description="guardrails")
+    def guardrails(self, policy: DetectionPolicy) -> str:
+        enforced = policy.guardrail_enforce or []
+        return f"{len(enforced)} enforced, the others alert" if enforced else "all alert"
+
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False  # change the values instead: a workspace always lives by some policy
 
@@ -236,4 +283,4 @@ class DetectionPolicyAdmin(WorkspaceScopedAdmin):
         return services.detection_policy_save(actor=request.user, workspace=workspace, **data)
 
 
-from detection import admin_incidents  # noqa: E402,F401  (registers the incident admin)
+from detection import admin_incidents, admin_notify  # noqa: E402,F401  (register the incident, notification admins)

@@ -18,7 +18,9 @@ from django.utils import timezone
 
 from agents.models import Agent
 from detection.charts import BarChart, LineChart, bar_chart, line_chart
-from detection.models import Incident
+from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
+from detection.guardrails import KIND_PREFIX as GUARDRAIL_PREFIX
+from detection.models import Guardrail, Incident
 from keys.models import ApiKey, KeyUsageDaily
 from keys.selectors import flagged
 from project import access
@@ -158,7 +160,9 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     ]
 
     alerts = _in(Alert.objects.exclude(state=Alert.State.RESOLVED), ids)
-    alert_counts = alerts.aggregate(total=Count("pk"), severe=Count("pk", filter=Q(severity__in=SEVERE)))
+    # The guardrail findings by rule come with the alert counts: one aggregate, no query of their own.
+    alert_counts = alerts.aggregate(total=Count("pk"), severe=Count("pk", filter=Q(severity__in=SEVERE)),
+                                    **{kind: Count("pk", filter=Q(kind=kind)) for kind in GUARDRAIL_KINDS})
     incidents = _in(Incident.objects.exclude(state=Incident.State.CLOSED), ids)
     response = [
         Figure("alerts", "Open alerts", alert_counts["total"],
@@ -170,12 +174,19 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
                _url("admin:detection_incident_changelist", {"state": "ongoing", **plain_ws})),
     ]
 
+    guardrails = [
+        Figure(kind, Guardrail(kind.removeprefix(GUARDRAIL_PREFIX)).label, alert_counts[kind],
+               _url("admin:alerts_alert_changelist", {"kind": kind, "state": "unresolved", **plain_ws}))
+        for kind in GUARDRAIL_KINDS]
+
     today = today or timezone.now().date()
     since = today - timedelta(days=DAYS - 1)
     days = [since + timedelta(days=n) for n in range(DAYS)]
     return Posture(
         workspaces=workspaces, selected=selected,
-        sections=[("Detection and response", response), ("API keys", key_figures), ("Agents", agent_figures),
+        sections=[("Detection and response", response), ("Guardrails on the live state (open findings by rule)",
+                                                          guardrails),
+                  ("API keys", key_figures), ("Agents", agent_figures),
                   ("Secrets and sync", other), ("Platform accounts", account_figures(workspaces, selected))],
         environments=environment_burn(ids, days, multi=selected is None and len(workspaces) > 1),
         keys=key_burn(ids, days),

@@ -10,7 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from detection.incidents import CONTROLS
-from detection.models import DetectionPolicy
+from detection.models import ENFORCEABLE_GUARDRAILS, DetectionPolicy, Guardrail
 from project.alerts.models import Alert
 
 DATETIME_WIDGET = forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M")
@@ -24,13 +24,20 @@ def when_field(label: str, required: bool = True, help_text: str = "") -> forms.
 
 class DetectionPolicyForm(forms.ModelForm):
     time_zone = forms.CharField(initial="UTC", help_text="An IANA name, e.g. Europe/Berlin or America/New_York.")
+    guardrail_enforce = forms.MultipleChoiceField(
+        label="guardrails to enforce", required=False, widget=forms.CheckboxSelectMultiple,
+        choices=[(rule.value, rule.label) for rule in Guardrail if rule in ENFORCEABLE_GUARDRAILS],
+        help_text="Unticked rules only raise an alert. A ticked rule also pushes Keyward's policy back to the "
+                  "platform when the platform's copy of an agent or key Keyward governs breaks it (audited as the "
+                  "system, with the rule's name). The other rules (idle keys, the workspace-wide webhook) have "
+                  "nothing of Keyward's to restore: they alert.")
 
     class Meta:
         model = DetectionPolicy
         fields = ("workspace", "time_zone", "spike_factor", "spike_min_credits", "baseline_days",
                   "unusual_hours_enabled", "unusual_start_hour", "unusual_end_hour", "unusual_min_credits",
                   "idle_days", "concurrency_samples", "guard_notice_percent", "guard_warning_percent",
-                  "suspend_prod_at_limit", "suspend_nonprod_at_limit", "billing_period_day")
+                  "suspend_prod_at_limit", "suspend_nonprod_at_limit", "billing_period_day", "guardrail_enforce")
 
 
 class OpenIncidentForm(forms.Form):
@@ -138,3 +145,24 @@ class CloseForm(forms.Form):
 
 class NoteForm(forms.Form):
     text = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), label="note")
+
+
+class AssignAlertForm(forms.Form):
+    """An alert's owner: someone who can work alerts in its workspace (the service checks again)."""
+
+    assignee = forms.ModelChoiceField(queryset=None, required=False, empty_label="— nobody —",
+                                      help_text="People holding incidents.manage in the alert's workspace.")
+
+    def __init__(self, *args: Any, alert: Alert, **kwargs: Any) -> None:
+        from django.contrib.auth import get_user_model
+
+        from project import access
+        from workspaces.models import RoleAssignment
+
+        super().__init__(*args, **kwargs)
+        users = get_user_model().objects.filter(
+            pk__in=RoleAssignment.objects.filter(workspace_id=alert.workspace_id, user__isnull=False)
+            .values("user_id"), is_active=True).order_by("username")
+        allowed = [u.pk for u in users if access.has_perm(u, "incidents.manage", alert.workspace_id)]
+        self.fields["assignee"].queryset = get_user_model().objects.filter(pk__in=allowed).order_by("username")
+        self.fields["assignee"].initial = alert.assignee_id

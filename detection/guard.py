@@ -129,10 +129,18 @@ def credit_guard_run(*, now: datetime | None = None) -> dict[str, int]:
 
     result = {"keys_watched": len(keys), "environments_watched": len(environments), "alerts": 0, "suspended": 0}
     to_suspend: dict[int, tuple[ApiKey, str]] = {}
-    for target, finding in _new(findings):
+    fresh = _new(findings)
+    # Thresholds crossed together (75, 90 and 100% in one pass) raise an alert each, but only the highest is
+    # delivered to the notification channels: one message, not three.
+    highest: dict[tuple[str, int], int] = {}
+    for target, finding in fresh:
+        ident = (finding.kind, target.pk)
+        highest[ident] = max(highest.get(ident, 0), finding.details["threshold_percent"])
+    for target, finding in fresh:
         _, created = alert_raise(actor=SYSTEM, workspace=target.workspace, kind=finding.kind, severity=finding.severity,
                                  title=finding.title, dedup_key=finding.dedup_key, details=finding.details,
-                                 target=target)
+                                 target=target, notify_channels=finding.details["threshold_percent"]
+                                 == highest[(finding.kind, target.pk)])
         result["alerts"] += created
         if not (created and finding.details["threshold_percent"] == 100 and finding.details["disables_at_100"]):
             continue

@@ -25,6 +25,28 @@ def validate_time_zone(value: str) -> None:
             from exc
 
 
+class Guardrail(models.TextChoices):
+    """The guardrail rules over the live state of a platform account (detection.guardrails judges them). The code is
+    what Observation.findings holds; the alert kind is ``guardrail_<code>``."""
+
+    PUBLIC_NO_DURATION = "public_no_duration", "Public agent without a duration limit"
+    SIGNED_AND_ALLOWLIST = "signed_and_allowlist", "Signed URLs and an allowlist together"
+    SHAREABLE_OPEN = "shareable_open", "Shareable link open on a signed or allowlist agent"
+    ALLOWLIST_ENTRY = "allowlist_entry", "Allowlist entry with a wildcard, scheme or path"
+    NO_ACCEPTABLE_POLICY = "no_acceptable_policy", "Agent with no connection policy Keyward would accept"
+    KEY_ALL_PERMISSIONS = "key_all_permissions", "Production key with every permission"
+    KEY_UNBOUNDED = "key_unbounded", "Production key without IP limits or without expiry"
+    KEY_IDLE = "key_idle", "Key not used for the idle period"
+    FOREIGN_WEBHOOK = "foreign_webhook", "Workspace-wide initiation webhook to a host other than Keyward's"
+
+
+#: The rules whose *enforce* mode can push Keyward's policy back (for objects Keyward governs). The others have
+#: nothing of Keyward's to restore: an idle key, or the workspace-wide webhook Keyward does not manage.
+ENFORCEABLE_GUARDRAILS = (Guardrail.PUBLIC_NO_DURATION, Guardrail.SIGNED_AND_ALLOWLIST, Guardrail.SHAREABLE_OPEN,
+                          Guardrail.ALLOWLIST_ENTRY, Guardrail.NO_ACCEPTABLE_POLICY, Guardrail.KEY_ALL_PERMISSIONS,
+                          Guardrail.KEY_UNBOUNDED)
+
+
 class DetectionPolicy(TimeStampedModel):
     """One workspace's detection thresholds and credit-guard settings. Created with the defaults the first time
     a rule needs it (detection.services.detection_policy_of), changed by people with incidents.manage."""
@@ -73,6 +95,11 @@ class DetectionPolicy(TimeStampedModel):
     billing_period_day = models.PositiveSmallIntegerField(
         default=1, validators=[MinValueValidator(1), MaxValueValidator(28)],
         help_text="Day of the month (UTC) a credit period starts.")
+    # --- guardrails on the live state ---
+    guardrail_enforce = models.JSONField(
+        "guardrails to enforce", default=list, blank=True,
+        help_text="Rules in enforce mode (the others only raise an alert): when the platform's copy of an object "
+                  "Keyward governs breaks one, Keyward pushes its own policy back.")
 
     objects = RestrictedManager()
 
@@ -98,6 +125,10 @@ class DetectionPolicy(TimeStampedModel):
         if self.guard_notice_percent is not None and self.guard_warning_percent is not None \
                 and self.guard_notice_percent >= self.guard_warning_percent:
             raise ValidationError({"guard_warning_percent": "The second threshold must be above the first."})
+        enforce = self.guardrail_enforce
+        if not isinstance(enforce, list) or not set(enforce) <= set(ENFORCEABLE_GUARDRAILS):
+            raise ValidationError({"guardrail_enforce": "Only these rules can be enforced: "
+                                                        f"{', '.join(ENFORCEABLE_GUARDRAILS)}."})
         if self.unusual_hours_enabled and self.unusual_start_hour == self.unusual_end_hour:
             raise ValidationError({"unusual_end_hour": "Unusual hours need a start and an end that differ "
                                                        "(or switch them off)."})
@@ -105,6 +136,9 @@ class DetectionPolicy(TimeStampedModel):
     @property
     def guard_percents(self) -> tuple[int, int, int]:
         return self.guard_notice_percent, self.guard_warning_percent, 100
+
+    def enforces(self, rule: str) -> bool:
+        return rule in (self.guardrail_enforce or [])
 
     def suspends(self, *, is_production: bool) -> bool:
         return self.suspend_prod_at_limit if is_production else self.suspend_nonprod_at_limit

@@ -21,7 +21,7 @@ from workspaces.models import Workspace
 POLICY_FIELDS = ("time_zone", "spike_factor", "spike_min_credits", "baseline_days", "unusual_hours_enabled",
                  "unusual_start_hour", "unusual_end_hour", "unusual_min_credits", "idle_days", "concurrency_samples",
                  "guard_notice_percent", "guard_warning_percent", "suspend_prod_at_limit", "suspend_nonprod_at_limit",
-                 "billing_period_day")
+                 "billing_period_day", "guardrail_enforce")
 
 
 # --- detection policies ------------------------------------------------------------------------------------

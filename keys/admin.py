@@ -31,7 +31,7 @@ from keys.forms import (
 from keys.models import ApiKey, KeyPolicy
 from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
-from project.admin_base import WorkspaceScopedAdmin, badge, sync_badge
+from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin, badge, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
 from workspaces.models import Environment
 
@@ -58,11 +58,19 @@ class EnvironmentFilter(admin.SimpleListFilter):
     parameter_name = "env"
 
     def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
-        qs = Environment.objects.restrict(request.user, "workspace.view")
-        return [(n, n) for n in qs.order_by("name").values_list("name", flat=True).distinct()]
+        rows = list(Environment.objects.restrict(request.user, "workspace.view")
+                    .order_by("workspace__name", "name").values_list("pk", "name", "workspace__name"))
+        if len({w for _, _, w in rows}) <= 1:
+            return [(n, n) for _, n, _ in rows]
+        # Several workspaces: each one's "prod" is its own choice (by id), named with its workspace.
+        return [(str(pk), f"{n} · {w}") for pk, n, w in rows]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
-        return queryset.filter(environment__name=self.value()) if self.value() else queryset
+        value = self.value()
+        if not value:
+            return queryset
+        return queryset.filter(environment_id=int(value)) if value.isdigit() else queryset.filter(
+            environment__name=value)
 
 
 DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "suspension_display", "hint_display",
@@ -82,7 +90,7 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
                     "credit_quota", "network", "last_used_at", "created_at", "expires_at", "flag_badges",
                     "sync_status")
     list_select_related = ("workspace__key_policy", "service_account", "environment__workspace")
-    list_filter = ("state", FlagFilter, EnvironmentFilter)
+    list_filter = ("state", FlagFilter, WorkspaceFilter, EnvironmentFilter)
     search_fields = ("name", "service_account__name", "=hint", "=remote_key_id", "=digest")
     ordering = ("-created_at",)
     list_per_page = 50

@@ -6,7 +6,9 @@ class KeysConfig(AppConfig):
     verbose_name = "API keys"
 
     def ready(self) -> None:
-        from keys import sync  # noqa: F401  (registers the api_key handlers)
+        from keys import discovery, sync  # noqa: F401  (registers the api_key handlers)
+
+        discovery.register()
         from keys.services import api_keys_revoke_for_service_account
         from workspaces.services import SERVICE_ACCOUNT_DISABLE_HOOKS
 

@@ -20,8 +20,8 @@ from keys.models import ApiKey, key_digest
 from project import access
 from project.actors import Actor
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
-from project.audit.services import record
+from project.alerts.services import alert_build, alerts_raise_many
+from project.audit.services import event, record_many
 
 BATCH = 1000  # digests per IN (...) lookup: well under SQLite's and PostgreSQL's parameter limits
 
@@ -73,10 +73,8 @@ def extract(text: str) -> tuple[Counter[str], dict[str, int]]:
     return digests, {label: n for label, n in others.items() if n}
 
 
-def _can_rotate_now(actor: Actor, key: ApiKey) -> bool:
-    return (key.state in (*ApiKey.USABLE_STATES, ApiKey.State.REVOKED, ApiKey.State.EXPIRED)
-            and access.has_perm(actor, "keys.issue", key.workspace_id)
-            and access.has_perm(actor, "keys.revoke", key.workspace_id))
+def _may_rotate(actor: Actor, workspace_id: int) -> bool:
+    return access.has_perm(actor, "keys.issue", workspace_id) and access.has_perm(actor, "keys.revoke", workspace_id)
 
 
 @sensitive_variables("text")
@@ -84,7 +82,8 @@ def _can_rotate_now(actor: Actor, key: ApiKey) -> bool:
 def leak_check(*, actor: Actor, text: str) -> LeakReport:
     """Match every platform-key-shaped string in `text` against the keys of the workspaces where `actor` holds
     workspace.view. Audits ``api_key.exposure_reported`` per matched key and raises a high alert (once a day per
-    key) for a key that still works. The text is not kept."""
+    key) for a key that still works. The text is not kept. The queries do not grow with the matches (a few per
+    thousand: the lookups, one audit insert, the alerts raised in bulk)."""
     digests, others = extract(text)
     del text
     report = LeakReport(candidates=len(digests), occurrences=sum(digests.values()), other_kinds=others)
@@ -96,21 +95,25 @@ def leak_check(*, actor: Actor, text: str) -> LeakReport:
                     .exclude(digest="").order_by().select_related("workspace", "service_account", "environment"))
     keys.sort(key=lambda k: (k.state not in ApiKey.USABLE_STATES, k.workspace.name, k.name, k.pk))
     today = timezone.now().date().isoformat()
-    dedup = {key.pk: f"api_key.exposed:{key.uuid}:{today}" for key in keys}
-    raised = set()
-    for i in range(0, len(keys), BATCH):  # one query per batch instead of one per key: most were raised today
-        raised.update(Alert.objects.filter(dedup_key__in=[dedup[k.pk] for k in keys[i:i + BATCH]])
-                      .values_list("workspace_id", "dedup_key"))
+    can_rotate: dict[int, bool] = {}  # per workspace: the permissions are the actor's there, not the key's
+    events, alerts = [], []
     for key in keys:
         occurrences = digests[key.digest]
-        report.matches.append(LeakMatch(key, occurrences, _can_rotate_now(actor, key)))
-        record(actor=actor, action="api_key.exposure_reported", target=key, workspace_id=key.workspace_id,
-               changes={"occurrences": occurrences, "state": key.state})
-        if key.state in ApiKey.USABLE_STATES and (key.workspace_id, dedup[key.pk]) not in raised:
-            alert_raise(actor=actor, workspace=key.workspace, kind="api_key_exposed", severity=Alert.Severity.HIGH,
-                        title=f"Key “{key}” of {key.service_account} was found in pasted text",
-                        dedup_key=dedup[key.pk], target=key,
-                        details={"environment": key.environment.name, "occurrences": occurrences,
-                                 "advice": "Rotate it now: the old key is revoked at once and a successor issued."})
+        if key.workspace_id not in can_rotate:
+            can_rotate[key.workspace_id] = _may_rotate(actor, key.workspace_id)
+        rotatable = can_rotate[key.workspace_id] and key.state in (
+            *ApiKey.USABLE_STATES, ApiKey.State.REVOKED, ApiKey.State.EXPIRED)
+        report.matches.append(LeakMatch(key, occurrences, rotatable))
+        events.append(event(actor=actor, action="api_key.exposure_reported", target=key,
+                            workspace_id=key.workspace_id, changes={"occurrences": occurrences, "state": key.state}))
+        if key.state in ApiKey.USABLE_STATES:
+            alerts.append(alert_build(
+                workspace=key.workspace, kind="api_key_exposed", severity=Alert.Severity.HIGH,
+                title=f"Key “{key}” of {key.service_account} was found in pasted text",
+                dedup_key=f"api_key.exposed:{key.uuid}:{today}", target=key,
+                details={"environment": key.environment.name, "occurrences": occurrences,
+                         "advice": "Rotate it now: the old key is revoked at once and a successor issued."}))
+    record_many(events)
+    alerts_raise_many(actor=actor, alerts=alerts)  # once a day per key: those raised today change nothing
     report.unmatched = report.candidates - len(keys)
     return report

@@ -26,19 +26,32 @@ from project.querysets import RestrictedManager
 
 __all__ = [
     "ALL_SCOPES", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "KeyUsageHourly",
-    "key_digest",
+    "key_digest", "platform_expiry",
     "normalise_scopes",
 ]
 
-# The platform's PermissionType enum (platform-api.md §5.1, 49 values), pinned to the OpenAPI document by
-# tests/platform/test_contract.py.
+# The platform's PermissionType enum (the official SDK's 52 values), pinned to the SDK by
+# tests/platform/test_permissions.py.
 PLATFORM_SCOPES: tuple[str, ...] = PERMISSION_TYPES
 ALL_SCOPES = "all"  # the platform's own sentinel for "every permission"
 
 
 def key_digest(secret: str) -> str:
-    """SHA-256 hex of a key: what Keyward keeps, and what the platform reports usage under."""
+    """SHA-256 hex of a key: what Keyward keeps for the leak check (usage is joined on ApiKey.platform_hash)."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def platform_expiry(expires_at: Any, now: Any = None) -> int | None:
+    """A key's expiry as the platform takes it (``expires_at_unix``, seconds), when within the platform's bounds
+    (15 minutes to 90 days ahead): the platform then ends the key itself, even while Keyward is down."""
+    if expires_at is None:
+        return None
+    ahead = (expires_at - (now or timezone.now())).total_seconds()
+    return int(expires_at.timestamp()) if PLATFORM_MIN_EXPIRY <= ahead <= PLATFORM_MAX_EXPIRY else None
+
+
+PLATFORM_MIN_EXPIRY, PLATFORM_MAX_EXPIRY = 15 * 60 + 60, 90 * 86400 - 60  # a minute's margin for clock skew
+
 
 
 def normalise_scopes(value: Any) -> str | list[str]:
@@ -261,7 +274,9 @@ class ApiKey(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        return f"{self.name} {self.remote_tag}"
+        """The key's name on the platform: with Keyward's tag for a key it issued; an adopted key keeps its name
+        (the tag serves only to find what a lost create made)."""
+        return self.name if self.origin == self.Origin.ADOPTED else f"{self.name} {self.remote_tag}"
 
     @property
     def has_all_scopes(self) -> bool:

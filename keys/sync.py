@@ -15,9 +15,10 @@ from typing import Any
 from django.conf import settings
 from django.utils import timezone
 
-from keys.models import ALL_SCOPES, ApiKey
+from keys.models import ALL_SCOPES, ApiKey, platform_expiry
 from keys.services import API_KEY_KIND, api_key_abandon, api_key_mark_gone
 from project.platform import errors
+from project.platform.scopes import same_permissions
 from project.sync.models import SyncJob
 from project.sync.registry import (
     DIFFERS,
@@ -42,9 +43,28 @@ class IssueInProgress(errors.Unavailable):
 
 # --- API keys ------------------------------------------------------------------------------------------------------
 def _remote_state(key: ApiKey) -> dict[str, Any]:
-    return {"name": key.remote_name, "permissions": key.platform_permissions(),
-            "character_limit": key.credit_quota if key.credit_quota is not None else "clear",
-            "allowed_ips": list(key.allowed_ips) if key.allowed_ips else "clear"}
+    state = {"name": key.remote_name, "permissions": key.platform_permissions(),
+             "character_limit": key.credit_quota if key.credit_quota is not None else "clear",
+             "allowed_ips": list(key.allowed_ips) if key.allowed_ips else "clear"}
+    expiry = platform_expiry(key.expires_at)
+    if expiry is not None:
+        state["expires_at_unix"] = expiry
+    elif key.expires_at is None:
+        state["expires_at_unix"] = "clear"
+    # An expiry beyond the platform's 90 days is not sent yet (Keyward's sweep ends the key; a later push sends it).
+    return state
+
+
+def _disable(client: Any, account_id: str, key_id: str) -> None:
+    """Suspend on the platform with ``POST …/disable`` (it survives a plan downgrade); a platform without that
+    route (404 on the route itself, 405) gets PATCH is_enabled=false instead."""
+    try:
+        client.disable_api_key(account_id, key_id)
+    except errors.PlatformError as exc:
+        route_missing = exc.status == 405 or (isinstance(exc, errors.NotFound) and exc.code == "http_404")
+        if not route_missing:
+            raise
+        client.update_api_key(account_id, key_id, is_enabled=False)
 
 
 def _remove_remote(client: Any, key: ApiKey, account_id: str) -> None:
@@ -85,13 +105,15 @@ def push_api_key(job: SyncJob, client: Any) -> str | None:
     if key.state in ApiKey.USABLE_STATES:
         state = _remote_state(key)
         if key.suspended_at is not None:
-            state["is_enabled"] = False  # suspended (credit guard or a person): off until resumed
+            pass  # suspended (credit guard or a person): disabled below, off until resumed
         elif job.payload.get("enable") is True:
             state["is_enabled"] = True  # resumed: switched back on once (api_key_resume asked for it)
         try:
             # Otherwise no is_enabled: a key the platform disabled itself (e.g. found exposed publicly) stays
             # disabled; the reconcile reports it as drift for a person to decide.
             client.update_api_key(account_id, key.remote_key_id, **state)
+            if key.suspended_at is not None:
+                _disable(client, account_id, key.remote_key_id)
         except errors.NotFound:
             if key.activated_at and timezone.now() - key.activated_at < timedelta(
                     seconds=settings.API_KEY_ISSUE_GRACE_SECONDS):
@@ -123,10 +145,13 @@ def _local_key_for(remote: dict[str, Any], by_remote_id: dict[str, ApiKey]) -> A
 def _differences(key: ApiKey, remote: dict[str, Any]) -> dict[str, list[Any]]:
     local = _remote_state(key)
     remote_permissions = ALL_SCOPES if remote.get("permissions") is None else list(remote["permissions"])
+    # "All" may be listed as null or as every permission, and a list's order means nothing: compared as sets.
+    local_permissions = remote_permissions if same_permissions(local["permissions"], remote_permissions) \
+        else local["permissions"]
     pairs = {
         "enabled": (key.suspended_at is None, not remote.get("is_disabled", False)),
         "name": (local["name"], remote.get("name")),
-        "permissions": (local["permissions"], remote_permissions),
+        "permissions": (local_permissions, remote_permissions),
         "character_limit": (key.credit_quota, remote.get("character_limit")),
         "allowed_ips": (sorted(key.allowed_ips), sorted(remote.get("allowed_ips") or [])),
     }

@@ -19,7 +19,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.core.exceptions import FieldDoesNotExist, ValidationError
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponseBase, HttpResponseRedirect
 from django.template.response import TemplateResponse
@@ -39,6 +39,29 @@ def apply_errors(form: forms.BaseForm, exc: ValidationError, *, rename: dict[str
     for name, errors in exc.error_dict.items():
         name = (rename or {}).get(name, name)
         form.add_error(name if name in form.fields else None, errors)
+
+
+def with_workspace_labels(field: Any) -> Any:
+    """A choice of workspace-owned objects names each one's workspace ("billing · Acme"): names repeat across
+    workspaces, and a person in several must see which "billing" they pick. Labels that already name it stay."""
+    queryset = getattr(field, "queryset", None)
+    if queryset is None:
+        return field
+    try:
+        workspace_field = queryset.model._meta.get_field("workspace")
+    except FieldDoesNotExist:
+        return field
+    if not workspace_field.is_relation:
+        return field
+    field.queryset = queryset.select_related("workspace")
+
+    def label(obj: Model) -> str:
+        text = str(obj)
+        workspace = obj.workspace if obj.workspace_id else None  # type: ignore[attr-defined]
+        return text if workspace is None or workspace.name in text else f"{text} · {workspace.name}"
+
+    field.label_from_instance = label
+    return field
 
 
 #: What a form page's `on_valid` returns: a success message (then the page redirects), or the response to send.
@@ -171,7 +194,10 @@ class WorkspaceScopedAdmin(admin.ModelAdmin):
         if db_field.name in self.workspace_form_fields:
             kwargs["queryset"] = db_field.remote_field.model._default_manager.restrict(
                 request.user, self.add_permission or self.manage_permission)
-        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+        return with_workspace_labels(super().formfield_for_foreignkey(db_field, request, **kwargs))
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        return with_workspace_labels(super().formfield_for_manytomany(db_field, request, **kwargs))
 
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
         fields = list(super().get_readonly_fields(request, obj))

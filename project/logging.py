@@ -6,6 +6,8 @@ import logging
 import re
 from typing import Any
 
+from django.core.exceptions import PermissionDenied
+
 REDACTED = "[redacted]"
 
 # Header-style credentials ("xi-api-key: ...", "Authorization: Bearer ...") and anything shaped like a key:
@@ -58,6 +60,10 @@ class RedactingFilter(logging.Filter):
             message = str(record.msg)
         record.msg = redact(message)
         record.args = None
+        if record.exc_info and isinstance(record.exc_info[1], PermissionDenied):
+            # A refused request is an everyday event, not a fault: one line naming what was missing, no traceback.
+            record.msg = redact(f"{message}: {record.exc_info[1]}")
+            record.exc_info, record.exc_text = None, None
         if record.exc_info and record.exc_info[1] is not None:
             import traceback
 

@@ -129,6 +129,8 @@ AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     # ModelBackend, loading the user's second-factor devices and role permissions with the user (one query).
     "accounts.backends.KeywardModelBackend",
+    # Sign-in with the identity provider (OIDC_ISSUER); answers only the provider's callback, never a password.
+    "accounts.oidc.KeywardOIDCBackend",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -146,6 +148,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
             ],
+            # {% load keyward %}{% may "keys.revoke" obj as can_revoke %}: buttons only for those who may use them.
+            "libraries": {"keyward": "project.template_access"},
         },
     },
 ]
@@ -217,6 +221,34 @@ OTP_REQUIRED = _otp_required in {"true", "1", "yes", "on"}
 OTP_TOTP_ISSUER = env.str("OTP_ISSUER", default="Keyward")
 OTP_ADMIN_HIDE_SENSITIVE_DATA = True
 
+# --- Sign-in with the company's identity provider (OpenID Connect, accounts/oidc.py) ---------------------
+# Off while OIDC_ISSUER is empty. Endpoints come from the issuer's /.well-known/openid-configuration.
+OIDC_ISSUER = env.str("OIDC_ISSUER", default="").strip().rstrip("/")
+OIDC_RP_CLIENT_ID = env.str("OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("OIDC_CLIENT_SECRET", default="")
+OIDC_PROVIDER_NAME = env.str("OIDC_PROVIDER_NAME", default="your identity provider")
+OIDC_ALLOWED_EMAIL_DOMAINS = [d.strip().lower().lstrip("@") for d in env.list("OIDC_ALLOWED_EMAIL_DOMAINS",
+                                                                           default=[]) if d.strip()]
+OIDC_GROUPS_CLAIM = env.str("OIDC_GROUPS_CLAIM", default="groups")
+# Whether the provider's multi-factor sign-in (an `amr` claim naming a second factor) stands for Keyward's own
+# two-factor step. Off: everyone still passes Keyward's authenticator code.
+OIDC_MFA_SATISFIES_TWO_FACTOR = _env_bool("OIDC_MFA_SATISFIES_TWO_FACTOR", False)
+OIDC_TIMEOUT = _env_float("OIDC_TIMEOUT", 10.0)
+if OIDC_ISSUER:
+    if not (OIDC_RP_CLIENT_ID and OIDC_RP_CLIENT_SECRET):
+        raise ImproperlyConfigured("OIDC_CLIENT_ID and OIDC_CLIENT_SECRET are required when OIDC_ISSUER is set")
+    if PRODUCTION and not OIDC_ISSUER.startswith("https://"):
+        raise ImproperlyConfigured("OIDC_ISSUER must be an https URL in production")
+OIDC_RP_SIGN_ALGO = env.str("OIDC_SIGN_ALGORITHM", default="RS256")
+OIDC_RP_SCOPES = "openid email profile"
+OIDC_USE_PKCE = True
+OIDC_USE_NONCE = True
+OIDC_CREATE_USER = True
+OIDC_VERIFY_SSL = True
+OIDC_AUTHENTICATION_CALLBACK_URL = "oidc_callback"
+LOGIN_REDIRECT_URL = "/admin/"
+LOGIN_REDIRECT_URL_FAILURE = "/admin/login/?idp=failed"
+
 # --- Platform ---------------------------------------------------------------------------------------
 PLATFORM_API_URL = env.str("PLATFORM_API_URL", default="http://127.0.0.1:8765")
 PLATFORM_API_KEY = env.str("PLATFORM_API_KEY", default="emulator-dev-key")
@@ -257,6 +289,37 @@ if not BROKER_PUBLIC_URL.startswith(("https://", "http://")):
     raise ImproperlyConfigured("BROKER_PUBLIC_URL must be an absolute http(s) URL")
 if any(len(k) < 32 for k in BROKER_WEBHOOK_KEY):
     raise ImproperlyConfigured("BROKER_WEBHOOK_KEY keys must be at least 32 characters")
+
+# --- Notifications and the audit stream (project/alerts, project/audit/stream.py) ---------------------
+# PUBLIC_URL: where people reach Keyward; alert messages link to PUBLIC_URL + the alert's admin page.
+PUBLIC_URL = env.str("PUBLIC_URL", default="http://127.0.0.1:8000").rstrip("/")
+if not PUBLIC_URL.startswith(("https://", "http://")):
+    raise ImproperlyConfigured("PUBLIC_URL must be an absolute http(s) URL")
+# Email notifications use Django's email backend: in debug (make run) a file per message under var/mail/; in
+# production SMTP (EMAIL_HOST, EMAIL_PORT, EMAIL_HOST_USER, EMAIL_HOST_PASSWORD, EMAIL_USE_TLS).
+EMAIL_BACKEND = env.str("EMAIL_BACKEND", default="django.core.mail.backends.filebased.EmailBackend" if DEBUG
+                        else "django.core.mail.backends.smtp.EmailBackend")
+EMAIL_FILE_PATH = env.str("EMAIL_FILE_PATH", default=str(BASE_DIR / "var" / "mail"))
+EMAIL_HOST = env.str("EMAIL_HOST", default="localhost")
+EMAIL_PORT = _env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = env.str("EMAIL_HOST_USER", default="")
+EMAIL_HOST_PASSWORD = env.str("EMAIL_HOST_PASSWORD", default="")
+EMAIL_USE_TLS = _env_bool("EMAIL_USE_TLS", False)
+EMAIL_TIMEOUT = _env_int("EMAIL_TIMEOUT", 10)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyward@localhost")
+# PagerDuty's Events API v2 endpoint (a setting so tests and air-gapped proxies can point elsewhere).
+PAGERDUTY_EVENTS_URL = env.str("PAGERDUTY_EVENTS_URL", default="https://events.pagerduty.com/v2/enqueue")
+# The audit stream: every committed audit event as one JSON object to a signed webhook (https://..., signed with
+# AUDIT_STREAM_SECRET, a Standard Webhooks "whsec_..." secret) or to syslog (syslog+tcp://host:port or
+# syslog+udp://host:port, RFC 5424). Empty: off. The backlog shows on the audit trail's page.
+AUDIT_STREAM_URL = env.str("AUDIT_STREAM_URL", default="")
+AUDIT_STREAM_SECRET = env.str("AUDIT_STREAM_SECRET", default="")
+AUDIT_STREAM_SWEEP_SECONDS = _env_float("AUDIT_STREAM_SWEEP_SECONDS", 60.0)
+if AUDIT_STREAM_URL and not AUDIT_STREAM_URL.startswith(("https://", "http://", "syslog+tcp://", "syslog+udp://")):
+    raise ImproperlyConfigured("AUDIT_STREAM_URL must be https://..., syslog+tcp://host:port or syslog+udp://host:port")
+if AUDIT_STREAM_URL.startswith("http") and not AUDIT_STREAM_SECRET.startswith("whsec_"):
+    raise ImproperlyConfigured("AUDIT_STREAM_SECRET must be a Standard Webhooks secret (whsec_...) when "
+                               "AUDIT_STREAM_URL is a webhook")
 
 # --- Celery and the outbox --------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -341,6 +404,12 @@ if DETECTION_USAGE_INTERVAL_SECONDS <= 0 or DETECTION_CONCURRENCY_SAMPLE_SECONDS
     raise ImproperlyConfigured("DETECTION_USAGE_INTERVAL_SECONDS and DETECTION_CONCURRENCY_SAMPLE_SECONDS must be "
                                "positive")
 
+# Guardrails on the live state: every platform account with workspaces is read again this often (a discovery run
+# of purpose "refresh") and judged, so a setting changed on the platform raises an alert within minutes.
+GUARDRAIL_INTERVAL_SECONDS = _env_float("GUARDRAIL_INTERVAL_SECONDS", 300.0)
+if GUARDRAIL_INTERVAL_SECONDS <= 0:
+    raise ImproperlyConfigured("GUARDRAIL_INTERVAL_SECONDS must be positive")
+
 # --- Secrets and the credential vault (secrets_app) ------------------------------------------------
 # End users' OAuth tokens expiring within this window are refreshed (by the periodic sweep, which runs every
 # VAULT_REFRESH_INTERVAL_SECONDS, and at session start); a failed refresh is retried after
@@ -362,6 +431,8 @@ if VAULT_REFRESH_INTERVAL_SECONDS >= VAULT_REFRESH_WINDOW_SECONDS:
 CELERY_BEAT_SCHEDULE = {
     "sync: drain the outbox": {"task": "sync.drain_outbox", "schedule": SYNC_DRAIN_INTERVAL_SECONDS},
     "sync: reconcile with the platform": {"task": "sync.reconcile", "schedule": RECONCILE_INTERVAL_SECONDS},
+    "audit: wake the audit stream if events wait": {
+        "task": "audit.stream_sweep", "schedule": AUDIT_STREAM_SWEEP_SECONDS},
     "sync: delete done jobs past their retention": {
         "task": "sync.prune_done_jobs", "schedule": SYNC_PRUNE_INTERVAL_SECONDS},
     "secrets_app: refresh end users' vault tokens before they expire": {
@@ -370,6 +441,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "detection.watch_usage", "schedule": DETECTION_USAGE_INTERVAL_SECONDS},
     "detection: sample the platform's concurrency": {
         "task": "detection.watch_concurrency", "schedule": DETECTION_CONCURRENCY_SAMPLE_SECONDS},
+    "sync: read every platform account again for the guardrails": {
+        "task": "sync.refresh_observations", "schedule": GUARDRAIL_INTERVAL_SECONDS},
     "keys: expire, retire and flag API keys": {"task": "keys.sweep", "schedule": API_KEY_SWEEP_INTERVAL_SECONDS},
     "broker: delete expired conversation/end-user bindings": {
         "task": "broker.prune_sessions", "schedule": BROKER_PRUNE_INTERVAL_SECONDS},

@@ -9,7 +9,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db.models import Count, Model, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.views.decorators.debug import sensitive_post_parameters
@@ -24,6 +24,14 @@ from secrets_app.models import AuthConnection, OAuthProvider, Secret, Tool, Tool
 from secrets_app.selectors import SELECTORS
 
 PERMISSION = "secrets.manage"
+
+
+HELD_BY_PLATFORM = "value held by the platform only"
+
+
+def held_badge() -> str:
+    return format_html('<span class="kw-tone-warn">{}</span> (adopted: Keyward manages it fully once a new value '
+                       "is set here)", HELD_BY_PLATFORM)
 
 
 def state_badge(state: str) -> str:
@@ -143,6 +151,8 @@ class SecretAdmin(SecretsAdminBase):
 
     @admin.display(description="value")
     def value_state(self, secret: Secret) -> str:
+        if secret.pk and not secret.value_known:
+            return held_badge()
         return state_badge(field_state(secret, "value")) if secret.pk else "—"
 
     @admin.display(description="used by tools")
@@ -258,6 +268,8 @@ class AuthConnectionAdmin(SecretsAdminBase):
     def secret_parts(self, conn: AuthConnection) -> str:
         if not conn.pk:
             return "—"
+        if not conn.secrets_known:
+            return held_badge()
         fields = AuthConnection.KIND_SECRETS.get(conn.kind, ())
         return format_html_join(", ", "{}: {}", ((f.replace("_", " "), state_badge(field_state(conn, f)))
                                                  for f in fields))
@@ -353,6 +365,39 @@ class UserCredentialAdmin(WorkspaceScopedAdmin):
                                   level=messages.WARNING)
         return allowed
 
+    # --- the credential's own page: Refresh now, Revoke (each confirmed first) ---------------------------------
+    def get_urls(self) -> list:
+        view = self.admin_site.admin_view
+        return [
+            path("<path:object_id>/refresh/", view(self.refresh_view), name="secrets_app_usercredential_refresh"),
+            path("<path:object_id>/revoke/", view(self.revoke_view), name="secrets_app_usercredential_revoke"),
+            *super().get_urls(),
+        ]
+
+    def _confirm(self, request: HttpRequest, credential: UserCredential, **context: Any) -> HttpResponse:
+        return self.render_page(request, "admin/keyward/confirm.html", obj=credential, original=credential,
+                                **context)
+
+    def refresh_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        credential = self.get_scoped_object_or_404(request, object_id, PERMISSION)
+        if request.method != "POST":
+            return self._confirm(request, credential, title=f"Refresh {credential} now", confirm_label="Refresh now",
+                                 lines=["Keyward asks the provider for a new access token with the stored refresh "
+                                        "token. The end user notices nothing."])
+        self.force_refresh(request, UserCredential.objects.filter(pk=credential.pk))
+        return HttpResponseRedirect(self.change_url(credential))
+
+    def revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        credential = self.get_scoped_object_or_404(request, object_id, PERMISSION)
+        if request.method != "POST":
+            return self._confirm(request, credential, title=f"Revoke {credential}", confirm_label="Revoke",
+                                 danger=True, warning="Revoking wipes this end user's tokens at once; it cannot be "
+                                                      "undone.",
+                                 lines=["Their next conversation gets no token from the vault until they connect "
+                                        "their account again."])
+        self.revoke(request, UserCredential.objects.filter(pk=credential.pk))
+        return HttpResponseRedirect(self.change_url(credential))
+
     @admin.action(description="Revoke selected credentials (wipes their tokens)", permissions=["manage"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         done = 0
@@ -360,7 +405,7 @@ class UserCredentialAdmin(WorkspaceScopedAdmin):
             services.credential_revoke(actor=request.user, credential=credential)
             done += 1
         if done:
-            self.message_user(request, f"{done} credential(s) revoked.")
+            self.message_user(request, f"{done} credential(s) revoked.", level=messages.SUCCESS)
 
     @admin.action(description="Refresh selected credentials now", permissions=["manage"])
     def force_refresh(self, request: HttpRequest, queryset: QuerySet) -> None:
@@ -371,7 +416,8 @@ class UserCredentialAdmin(WorkspaceScopedAdmin):
                 self.message_user(request, f"{credential}: {' '.join(exc.messages)}", level=messages.WARNING)
                 continue
             if result.state == UserCredential.State.ACTIVE:
-                self.message_user(request, f"{credential}: refreshed; expires {result.expires_at or 'never'}.")
+                self.message_user(request, f"{credential}: refreshed; expires {result.expires_at or 'never'}.",
+                                  level=messages.SUCCESS)
             else:
                 self.message_user(request, f"{credential}: refresh failed ({result.last_error}).",
                                   level=messages.ERROR)

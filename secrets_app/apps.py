@@ -7,11 +7,12 @@ class SecretsConfig(AppConfig):
     verbose_name = "Secrets, tools and credentials"
 
     def ready(self) -> None:
-        from secrets_app import sync, sync_auth  # noqa: F401  (register the outbox handlers and reconcilers)
+        from secrets_app import discovery, sync, sync_auth  # noqa: F401  (register the outbox handlers and reconcilers)
         from workspaces.services.platform_accounts import SYNCED_OBJECT_COUNTERS
 
         # A workspace whose secrets, tools or auth connections are on its platform account cannot move.
         SYNCED_OBJECT_COUNTERS.append(synced_secrets)
+        discovery.register()
 
 
 def synced_secrets(workspace_id: int) -> dict[str, int]:

@@ -58,6 +58,13 @@ class Secret(TimeStampedModel):
     last_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", editable=False)
     remote_id = models.CharField("platform secret id", max_length=128, blank=True, editable=False)
+    # An adopted secret (made on the platform, taken over by discovery): the platform never returns a value, so
+    # Keyward holds none until someone sets a new one; until then nothing of its value is ever sent.
+    value_known = models.BooleanField(default=True, editable=False,
+                                      help_text="False: the value is held by the platform only (adopted)")
+    # The name the platform knows it by, kept as adopted (it need not follow Keyward's naming); empty: the
+    # workspace-qualified name. Cleared when the secret is renamed in Keyward.
+    platform_name = models.CharField(max_length=200, blank=True, editable=False)
 
     objects = RestrictedManager()
 
@@ -84,8 +91,9 @@ class Secret(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        """The name on the platform account: plain when the workspace is alone there, ``<slug>__name`` else."""
-        return f"{self.workspace.remote_prefix}{self.name}"
+        """The name on the platform account: the adopted one, else plain when the workspace is alone there,
+        ``<slug>__name`` else."""
+        return self.platform_name or f"{self.workspace.remote_prefix}{self.name}"
 
 
 class Tool(TimeStampedModel):
@@ -224,6 +232,12 @@ class AuthConnection(TimeStampedModel):
     last_changed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                         related_name="+", editable=False)
     remote_id = models.CharField("platform auth connection id", max_length=128, blank=True, editable=False)
+    # Adopted from the platform: its credentials were never returned, so Keyward holds none until someone enters
+    # them (any save does: the form requires them); until then a push never sends a credential.
+    secrets_known = models.BooleanField(default=True, editable=False,
+                                        help_text="False: the credentials are held by the platform only (adopted)")
+    platform_name = models.CharField(max_length=200, blank=True, editable=False,
+                                     help_text="The name on the platform as adopted; empty: the qualified name")
 
     objects = RestrictedManager()
 
@@ -246,8 +260,9 @@ class AuthConnection(TimeStampedModel):
 
     @property
     def remote_name(self) -> str:
-        """The name on the platform account: plain when the workspace is alone there, ``<slug>__name`` else."""
-        return f"{self.workspace.remote_prefix}{self.name}"
+        """The name on the platform account: the adopted one, else plain when the workspace is alone there,
+        ``<slug>__name`` else."""
+        return self.platform_name or f"{self.workspace.remote_prefix}{self.name}"
 
 
 class OAuthProvider(TimeStampedModel):

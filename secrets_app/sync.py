@@ -44,6 +44,10 @@ class CannotDecrypt(errors.PlatformError):
     """Keyward refuses to push a value it cannot decrypt (nothing is sent; retrying will not help)."""
 
 
+class ValueUnknown(errors.PlatformError):
+    """An adopted secret's value was never known to Keyward and is needed (retrying will not help)."""
+
+
 # --- secrets ---------------------------------------------------------------------------------------------
 @register(SECRET_KIND)
 def push_secret(job: SyncJob, client: Any) -> str | None:
@@ -54,16 +58,24 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
                 client.delete_secret(remote_id)
             except errors.NotFound:
                 pass  # already gone: the delete is done
-            except errors.Conflict as exc:
-                if exc.has_code("secret_in_use"):
-                    # Locally nothing references it any more, so a tool update is still on its way: retry.
-                    raise WaitingForSecrets(exc.message, status=exc.status, code=exc.code,
+            except errors.PlatformError as exc:
+                if errors.is_in_use_refusal(exc):
+                    # Locally nothing references it any more, so a tool update is still on its way: retry (whatever
+                    # shape the platform's refusal takes: 409, 400 secret_in_use, or a message saying so).
+                    raise WaitingForSecrets(exc.message, status=exc.status, code="secret_in_use",
                                             legacy_status=exc.legacy_status) from None
                 raise
         return remote_id
     secret = Secret.objects.select_related("workspace").filter(pk=job.object_id).first()
     if secret is None:
         return None  # deleted since; its delete job carries the remote id
+    if not secret.value_known:
+        # Adopted: the platform holds the only value, and it changes a secret only with its value. Nothing to
+        # send (a description is Keyward's own); one gone from the platform cannot be recreated without a value.
+        if secret.remote_id:
+            return secret.remote_id
+        raise ValueUnknown(f"the value of “{secret.name}” is held by the platform only: set a new value in "
+                           "Keyward to create it again", code="value_unknown")
     try:
         value = secret.value
     except DecryptionError as exc:
@@ -82,7 +94,9 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
         try:
             remote_id = str(client.create_secret(name=name, value=value,
                                                  idempotency_key=str(job.idempotency_key))["secret_id"])
-        except errors.Conflict:
+        except errors.PlatformError as exc:
+            if not errors.is_duplicate_name_refusal(exc):
+                raise
             # The qualified name exists already (an earlier create whose answer was lost): adopt and update it.
             remote_id = client.secret_id_named(name) or ""
             if not remote_id:
@@ -122,6 +136,23 @@ def tool_config(tool: Tool) -> dict[str, Any]:
     }
 
 
+def merged_tool_config(remote: dict[str, Any] | None, mine: dict[str, Any]) -> dict[str, Any]:
+    """The remote tool's config with only what Keyward governs replaced (name, description, timeout, and the URL,
+    method and headers of its API schema): the platform replaces a tool's config as a whole on update, so
+    everything else set on the platform (body, query and path schemas, dynamic variables, assignments...) is sent
+    back as it was read."""
+    remote = dict(remote or {}) if (remote or {}).get("type", "webhook") == "webhook" else {}
+    merged = {**remote, **{k: v for k, v in mine.items() if k != "api_schema"}}
+    merged["api_schema"] = {**(remote.get("api_schema") or {}), **mine["api_schema"]}
+    return merged
+
+
+def _update_tool(client: Any, remote_id: str, config: dict[str, Any]) -> None:
+    """Read-modify-write: never clobber what Keyward does not govern (NotFound propagates)."""
+    remote = client.get_tool(remote_id)
+    client.update_tool(remote_id, tool_config=merged_tool_config(remote.get("tool_config"), config))
+
+
 def _find_tool(client: Any, name: str, url: str, exclude: set[str]) -> str | None:
     """A lost create's tool: same name and URL, and no other local tool claims it."""
     for remote in client.list_tools():
@@ -154,14 +185,14 @@ def push_tool(job: SyncJob, client: Any) -> str | None:
     remote_id = tool.remote_id
     if remote_id:
         try:
-            client.update_tool(remote_id, tool_config=config)
+            _update_tool(client, remote_id, config)
             return remote_id
         except errors.NotFound:
             remote_id = ""
     if attempted_before(job) or tool.remote_id:
         remote_id = _find_tool(client, tool.name, tool.url, _claimed_tool_ids(tool.pk)) or ""
     if remote_id:
-        client.update_tool(remote_id, tool_config=config)
+        _update_tool(client, remote_id, config)
     else:
         remote_id = str(client.create_tool(tool_config=config, idempotency_key=str(job.idempotency_key))["id"])
     tool_mark_synced(tool_id=tool.pk, remote_id=remote_id)

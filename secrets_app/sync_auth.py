@@ -120,6 +120,8 @@ def push_auth_connection(job: SyncJob, client: Any) -> str | None:
     conn = AuthConnection.objects.select_related("workspace").filter(pk=job.object_id).first()
     if conn is None:
         return None
+    if not conn.secrets_known:
+        return _push_adopted(client, conn)
     body = create_body(conn)
     remote = None
     if conn.remote_id or attempted_before(job):
@@ -136,6 +138,34 @@ def push_auth_connection(job: SyncJob, client: Any) -> str | None:
     if remote is not None:
         _delete(client, remote["id"])  # replaced: the platform cannot change its name, URL or kind in place
     return str(created["id"])
+
+
+def _push_adopted(client: Any, conn: AuthConnection) -> str | None:
+    """An adopted connection whose credentials only the platform holds: its plain fields are sent with an update
+    that carries no credential (fields left out stay as they are); what only a new connection could change (its
+    name, kind or token URL) waits for someone to enter the credentials."""
+    remote = next((r for r in client.list_auth_connections() if r.get("id") == conn.remote_id), None) \
+        if conn.remote_id else None
+    plain = {"name": conn.remote_name, "auth_type": conn.kind, "provider": conn.provider or "custom"}
+    if conn.kind in (Kind.OAUTH2_CLIENT_CREDENTIALS, Kind.OAUTH2_JWT):
+        plain["token_url"] = conn.token_url
+    if remote is None or any(remote.get(f) != plain.get(f) for f in FIXED_FIELDS if f in plain or f in remote):
+        raise CannotExpress(f"the credentials of “{conn.name}” are held by the platform only: enter them in Keyward "
+                            "to " + ("create it again" if remote is None else "change its name, kind or token URL"),
+                            code="credentials_unknown")
+    if conn.kind not in UPDATE_FIELDS:
+        return str(remote["id"])  # custom headers: nothing plain to update
+    body = {"auth_type": conn.kind, "provider": plain["provider"]}
+    if conn.kind == Kind.OAUTH2_CLIENT_CREDENTIALS:
+        body.update(client_id=conn.client_id, scopes=list(conn.scopes))
+    elif conn.kind == Kind.OAUTH2_JWT:
+        claims = dict(conn.claims)
+        body.update(algorithm=conn.algorithm, issuer=claims.pop("iss", None), audience=claims.pop("aud", None),
+                    subject=claims.pop("sub", None), extra_params=claims, scopes=list(conn.scopes))
+    elif conn.kind == Kind.BASIC:
+        body.update(username=conn.username)
+    client.update_auth_connection(remote["id"], body={k: v for k, v in body.items() if v is not None})
+    return str(remote["id"])
 
 
 def _claimed(except_pk: Any) -> set[str]:

@@ -476,8 +476,10 @@ def make_usage_baseline(key: Any, before: date, credits_per_day: float, days: in
 def make_platform_usage(key: Any, when: datetime, credits: float = 10, requests: int = 1) -> dict[str, Any]:
     """What the platform reports for a key (an ApiKey or its secret) at ``when``: one usage row as the emulator's
     /_emulator/usage (Emulator.add_usage) takes it."""
-    from keys.models import ApiKey, key_digest
+    from keys.models import ApiKey
+    from project.platform.emulator import hash_key
 
-    hashed = key.digest if isinstance(key, ApiKey) else key_digest(key)
+    # An ApiKey is named by the hash the platform listed for it (never sha256 of its secret).
+    hashed = key.platform_hash if isinstance(key, ApiKey) else hash_key(key)
     return {"hashed_xi_api_key": hashed, "time_ms": int(when.timestamp() * 1000), "credits": credits,
             "requests": requests}

@@ -25,6 +25,7 @@ EXPECTED = {
     "keys.sweep": "API_KEY_SWEEP_INTERVAL_SECONDS",
     "broker.prune_sessions": "BROKER_PRUNE_INTERVAL_SECONDS",
     "workspaces.sweep_platform_accounts": "PLATFORM_ACCOUNT_SWEEP_INTERVAL_SECONDS",
+    "sync.refresh_observations": "GUARDRAIL_INTERVAL_SECONDS",
 }
 
 

@@ -45,8 +45,9 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
 
 
 @pytest.mark.parametrize(("script", "args", "lines"), [
-    ("broker_bench.py", ["--verify", "200", "--sessions", "20"],
-     ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:"]),
+    ("broker_bench.py", ["--verify", "200", "--sessions", "20", "--tokens", "10"],
+     ["verify p50:", "verify:", "password-hasher verify:", "session p50:", "session overhead p50:",
+      "single-use token p50:", "token refresh p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
     ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
     ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],
@@ -60,7 +61,7 @@ def test_the_embedded_benchmarks_run(script, args, lines):
 
 @pytest.mark.parametrize(("script", "args", "database", "lines"), [
     ("keys_bench.py", ["--keys", "600", "--paste-bytes", "300000", "--runs", "2"], "kw_bench_smoke_keys",
-     ["leak check p50 / p95:", "leak check queries:"]),
+     ["leak check p50 / p95:", "leak check queries:", "leak check, 300 matches first / again:"]),
     ("dashboard_bench.py", ["--sizes", "10", "--runs", "2"], "kw_bench_smoke_dashboard",
      ["dashboard (superuser, all workspaces, 10 keys) queries:", "credit guard over 10 keys:"]),
     ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1", "--database", _bench_database("keyward_bench")],

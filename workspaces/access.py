@@ -129,4 +129,18 @@ def has_any_role(user: Any) -> bool:
 def require(user: Any, permission: str, workspace_id: int | None) -> None:
     """Raise PermissionDenied (a 403 in views) unless the user holds the permission in the workspace."""
     if not has_perm(user, permission, workspace_id):
-        raise PermissionDenied(f"You do not have the “{permission}” permission in this workspace.")
+        raise MissingPermission(permission, workspace_id)
+
+
+class MissingPermission(PermissionDenied):
+    """A refusal that names what was missing where: the refusal page (project/views.py) shows it with a way back."""
+
+    def __init__(self, permission: str, workspace_id: int | None) -> None:
+        from workspaces.models import Workspace
+
+        self.permission = permission
+        self.workspace_name = (Workspace.objects.filter(pk=workspace_id).values_list("name", flat=True).first()
+                               if workspace_id is not None else None)
+        where = (f"the workspace “{self.workspace_name}”" if self.workspace_name
+                 else "Keyward as a whole (superusers only)")
+        super().__init__(f"You do not have the “{permission}” permission in {where}.")

@@ -205,6 +205,10 @@ class RoleAssignmentAdmin(KeysAdmin):
 
 
 # --- service accounts ----------------------------------------------------------------------------------
+def _keys_phrase(count: int, noun: str = "key") -> str:
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
+
+
 @admin.register(ServiceAccount)
 class ServiceAccountAdmin(KeysAdmin):
     form = ServiceAccountForm
@@ -214,9 +218,66 @@ class ServiceAccountAdmin(KeysAdmin):
     list_filter = ("is_active", WorkspaceFilter)
     search_fields = ("name", "=remote_id")
     fields = ("workspace", "name", "description", "is_active", "disabled_at", "disabled_by", "remote_id",
-              "created_by", "roles")
-    readonly_fields = ("is_active", "disabled_at", "disabled_by", "remote_id", "created_by", "roles")
+              "created_by", "roles", "keys")
+    readonly_fields = ("is_active", "disabled_at", "disabled_by", "remote_id", "created_by", "roles", "keys")
     actions = ["disable_service_accounts", "enable_service_accounts"]
+    # The keys apps hang their keys on a service account (api_keys, broker_keys); this floor reads them through
+    # those reverse relations and links to their pages by URL name, importing neither app.
+    LIVE_API_KEY_STATES = ("pending", "active", "superseded")
+
+    def _live_counts(self, sa: ServiceAccount) -> tuple[int, int]:
+        api = getattr(sa, "api_keys", None)
+        broker = getattr(sa, "broker_keys", None)
+        return (api.filter(state__in=self.LIVE_API_KEY_STATES).count() if api is not None else 0,
+                broker.filter(revoked_at__isnull=True).count() if broker is not None else 0)
+
+    @admin.display(description="keys")
+    def keys(self, sa: ServiceAccount) -> str:
+        if not sa.pk:
+            return "—"
+        rows = []
+        for key in sa.api_keys.select_related("environment").order_by("-created_at")[:50]:
+            rows.append(format_html('<li><a href="{}">{}</a> — API key, {}, {}</li>',
+                                    reverse("admin:keys_apikey_change", args=[key.pk]), key.name,
+                                    key.environment.name, key.get_state_display()))
+        for key in sa.broker_keys.select_related("environment").order_by("-created_at")[:50]:
+            rows.append(format_html('<li><a href="{}">{}</a> — broker key, {}, {}</li>',
+                                    reverse("admin:broker_brokerkey_change", args=[key.pk]), key,
+                                    key.environment.name, "revoked" if key.revoked_at else "live"))
+        if not rows:
+            return "none"
+        items = format_html_join("", "{}", ((r,) for r in rows))
+        return format_html('<ul class="kw-sublist" id="service-account-keys">{}</ul>', items)
+
+    def get_urls(self) -> list:
+        return [path("<path:object_id>/disable/", self.admin_site.admin_view(self.disable_view),
+                     name="workspaces_serviceaccount_disable"), *super().get_urls()]
+
+    def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
+                    extra_context: dict | None = None) -> HttpResponse:
+        sa = self.get_scoped_object_or_404(request, object_id)
+        can_disable = sa.is_active and access.has_perm(request.user, "keys.revoke", sa.workspace_id)
+        return super().change_view(request, object_id, form_url, {**(extra_context or {}),
+                                                                   "can_disable": can_disable})
+
+    def disable_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        sa = self.get_scoped_object_or_404(request, object_id, "keys.revoke")
+        if request.method == "POST":
+            try:
+                done = services.service_account_disable(actor=request.user, service_account=sa)
+            except ValidationError as exc:
+                self.message_user(request, " ".join(exc.messages), level=messages.ERROR)
+            else:
+                self.message_user(request, f"Disabled “{sa}”: {_keys_phrase(done.keys_revoked)} revoked.",
+                                  level=messages.SUCCESS)
+            return HttpResponseRedirect(self.change_url(sa))
+        api, broker = self._live_counts(sa)
+        return self.render_page(request, "admin/keyward/confirm.html", title=f"Disable {sa}", obj=sa, original=sa,
+                                confirm_label="Disable and revoke its keys", danger=True,
+                                warning=f"Disabling “{sa}” revokes its {_keys_phrase(api, 'API key')} and "
+                                        f"{_keys_phrase(broker, 'broker key')} at once; revoked keys stay revoked "
+                                        "if you enable it again.",
+                                lines=["Its roles stay assigned but grant nothing while it is disabled."])
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.service_accounts_for(request.user, self.view_permission)
@@ -240,19 +301,20 @@ class ServiceAccountAdmin(KeysAdmin):
         return services.service_account_create(actor=request.user, workspace=form.cleaned_data["workspace"], **data)
 
     def _act(self, request: HttpRequest, queryset: QuerySet, verb: str, needs: tuple[str, ...]) -> None:
-        done, refused = 0, []
+        done, refused, keys_revoked = 0, [], 0
         service = services.service_account_disable if verb == "disabled" else services.service_account_enable
         for sa in queryset:
             if not all(access.has_perm(request.user, p, sa.workspace_id) for p in needs):
                 refused.append(f"{sa}: you lack {' and '.join(needs)} in its workspace")
                 continue
             try:
-                service(actor=request.user, service_account=sa)
+                keys_revoked += getattr(service(actor=request.user, service_account=sa), "keys_revoked", 0)
                 done += 1
             except ValidationError as exc:
                 refused.append(f"{sa}: {' '.join(exc.messages)}")
         if done:
-            self.message_user(request, f"{done} service account(s) {verb}.")
+            revoked = f"; {_keys_phrase(keys_revoked)} revoked" if verb == "disabled" else ""
+            self.message_user(request, f"{done} service account(s) {verb}{revoked}.", level=messages.SUCCESS)
         for reason in refused:
             self.message_user(request, reason, level=messages.WARNING)
 

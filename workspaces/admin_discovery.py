@@ -244,6 +244,10 @@ class ObservationAdmin(ReadOnlyScopedAdmin):
             if observation.note:
                 return badge("not adopted", "warn", title=observation.note)
             return badge("not managed", "quiet")
+        if ":" in observation.object_id:
+            # Governed by something other than a row of its kind: Keyward's own platform key, an agent's webhook
+            # secret ("platform_account:3", "agent:12").
+            return badge("Keyward's own", "ok", title=observation.object_id.replace(":", " #"))
         try:
             object_type = registry.discoverable(observation.kind).object_type
             app_label, model = object_type.split(".")

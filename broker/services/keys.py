@@ -22,7 +22,7 @@ from project.audit.services import diff, record
 from workspaces.models import Environment, ServiceAccount, Workspace
 
 KEY_FIELDS = ("name", "allowed_networks", "rate_limit_per_minute", "session_quota", "quota_period", "expires_at",
-              "carries_vault_tokens")
+              "token_types", "carries_vault_tokens")
 VAULT_PERMISSION = "secrets.manage"
 
 
@@ -49,9 +49,10 @@ def _check_vault_right(actor: Actor, workspace_id: int, wanted: bool) -> None:
                               code="vault_right_refused")
 
 
-def _check_agents(agents: list[Agent], workspace: Workspace) -> None:
-    if not agents:
-        raise ValidationError({"agents": "Choose at least one agent the key may open sessions for."})
+def _check_agents(agents: list[Agent], workspace: Workspace, token_types: list[str] | None = None) -> None:
+    if not agents and not token_types:
+        raise ValidationError({"agents": "Choose at least one agent the key may open sessions for (or a "
+                                         "single-use token type it may mint)."})
     foreign = [a.name for a in agents if a.workspace_id != workspace.pk]
     if foreign:
         raise ValidationError({"agents": f"Not agents of this workspace: {', '.join(sorted(foreign))}."})
@@ -66,9 +67,11 @@ def broker_key_issue(*, actor: Actor, workspace: Workspace, service_account: Ser
                      name: str, agents: Iterable[Agent], allowed_networks: Iterable[str] = (),
                      rate_limit_per_minute: int = 60, session_quota: int = 1000,
                      quota_period: str = BrokerKey.QuotaPeriod.DAY, expires_at: datetime | None = None,
-                     issue_nonce: str = "", carries_vault_tokens: bool = False) -> IssuedKey:
+                     token_types: Iterable[str] = (), issue_nonce: str = "",
+                     carries_vault_tokens: bool = False) -> IssuedKey:
     """Issue a broker key to a service account (needs keys.issue). Stores only its digest and hint, creates
-    its usage counters, audits the issue with the key's limits (never the key). Returns the key once.
+    its usage counters, audits the issue with the key's limits and token types (never the key). Returns the key
+    once. A key needs at least one agent or one single-use token type (`token_types`, none by default).
 
     `issue_nonce` makes a re-posted issue form idempotent: the key it already issued comes back without
     its secret, which is never shown twice. `carries_vault_tokens` (the sessions it opens get their end user's
@@ -90,13 +93,14 @@ def broker_key_issue(*, actor: Actor, workspace: Workspace, service_account: Ser
         raise ValidationError({"service_account": f"“{service_account}” holds no role with sessions.mint in this "
                                                   "workspace, so the key could open no session: assign one first."})
     agents = list(agents)
-    _check_agents(agents, workspace)
+    token_types = list(token_types)
+    _check_agents(agents, workspace, token_types)
     secret = keyformat.generate(environment.name)
     key = BrokerKey(workspace=workspace, service_account=service_account, environment=environment, name=name,
                     digest=keyformat.digest(secret), hint=keyformat.hint(secret),
                     allowed_networks=list(allowed_networks), rate_limit_per_minute=rate_limit_per_minute,
                     session_quota=session_quota, quota_period=quota_period, expires_at=expires_at,
-                    created_by=user_or_none(actor), issue_nonce=issue_nonce,
+                    token_types=token_types, created_by=user_or_none(actor), issue_nonce=issue_nonce,
                     carries_vault_tokens=carries_vault_tokens)
     key.full_clean()
     key.save()
@@ -124,9 +128,9 @@ def broker_key_update(*, actor: Actor, key: BrokerKey, agents: Iterable[Agent] |
             raise TypeError(f"broker_key_update() got an unexpected field {name!r}")
         if name == "carries_vault_tokens" and value and not key.carries_vault_tokens:
             _check_vault_right(actor, key.workspace_id, True)
-        setattr(key, name, list(value) if name == "allowed_networks" else value)
+        setattr(key, name, list(value) if name in ("allowed_networks", "token_types") else value)
     new_agents = current_agents if agents is None else list(agents)
-    _check_agents(new_agents, key.workspace)
+    _check_agents(new_agents, key.workspace, key.token_types)
     key.full_clean()
     changes = diff(before, _snapshot(key, new_agents))
     if not changes:

@@ -35,6 +35,7 @@ from keys.services.issue import (
 from keys.services.lifecycle import (
     api_key_expire,
     api_key_mark_gone,
+    api_key_policy_restore,
     api_key_raise_hygiene_alerts,
     api_key_retire,
     api_key_revoke,
@@ -49,7 +50,8 @@ from keys.services.usage import api_key_usage_ingest, api_keys_sweep
 __all__ = [
     "API_KEY_KIND", "DIGEST_BATCH", "KEY_FIELDS", "MAX_OVERLAP", "POLICY_FIELDS",
     "AlreadyIssued", "IssuedKey", "api_key_abandon", "api_key_expire",
-    "api_key_issue", "api_key_mark_gone", "api_key_raise_hygiene_alerts", "api_key_retire", "api_key_revoke",
+    "api_key_issue", "api_key_mark_gone", "api_key_policy_restore", "api_key_raise_hygiene_alerts",
+    "api_key_retire", "api_key_revoke",
     "api_key_rotate", "api_key_rotate_now", "api_key_update", "api_key_update_check", "api_key_usage_ingest",
     "api_keys_revoke_for_service_account", "api_keys_sweep", "environment_budgets_set", "key_policy_save",
     "api_key_resume", "api_key_suspend",

@@ -12,7 +12,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from keys.models import ApiKey, key_digest
+from keys.models import ApiKey, key_digest, platform_expiry
 from keys.selectors import key_policy_of, live_key_count
 from keys.services.common import (
     MAX_OVERLAP,
@@ -24,6 +24,7 @@ from keys.services.common import (
     _snapshot,
     _user,
 )
+from keys.services.platform_hash import platform_hash_read
 from project import access
 from project.actors import SYSTEM, Actor
 from project.audit.services import diff, record
@@ -97,7 +98,7 @@ def _issue_fail(*, actor: Actor, key_pk: int, reason: str) -> None:
 @sensitive_variables("secret")
 @transaction.atomic
 def _issue_complete(*, actor: Actor, key_pk: int, key_id: str, secret: str,
-                    overlap: timedelta | None) -> IssuedKey | None:
+                    overlap: timedelta | None, platform_hash: str = "") -> IssuedKey | None:
     predecessor_id = ApiKey.objects.filter(pk=key_pk).values_list("predecessor_id", flat=True).get()
     # Locks in chain order (predecessor first), as every rotation takes them, so two never wait on each other.
     predecessor = ApiKey.objects.select_for_update().get(pk=predecessor_id) if predecessor_id else None
@@ -109,8 +110,9 @@ def _issue_complete(*, actor: Actor, key_pk: int, key_id: str, secret: str,
         return None
     now = timezone.now()
     key.state, key.remote_key_id, key.activated_at = ApiKey.State.ACTIVE, key_id, now
-    key.hint, key.digest = secret[-4:], key_digest(secret)
-    key.save(update_fields=["state", "remote_key_id", "activated_at", "hint", "digest", "updated_at"])
+    key.hint, key.digest, key.platform_hash = secret[-4:], key_digest(secret), platform_hash
+    key.save(update_fields=["state", "remote_key_id", "activated_at", "hint", "digest", "platform_hash",
+                            "updated_at"])
     record(actor=actor, action="api_key.activate", target=key, workspace_id=key.workspace_id,
            changes={"state": [ApiKey.State.PENDING, ApiKey.State.ACTIVE], "remote_key_id": [None, key_id],
                     "hint": [None, key.hint]})
@@ -132,7 +134,8 @@ def _issue_call(*, actor: Actor, key: ApiKey, client: Any, overlap: timedelta | 
     try:
         created = client.create_api_key(
             account.remote_id, name=key.remote_name, permissions=key.platform_permissions(),
-            character_limit=key.credit_quota, allowed_ips=key.allowed_ips or None, idempotency_key=str(key.uuid))
+            character_limit=key.credit_quota, allowed_ips=key.allowed_ips or None,
+            expires_at_unix=platform_expiry(key.expires_at), idempotency_key=str(key.uuid))
         secret, key_id = str(created["xi-api-key"]), str(created["key_id"])
     except errors.PlatformError as exc:
         _issue_fail(actor=actor, key_pk=key.pk, reason=exc.message or exc.code)
@@ -143,7 +146,11 @@ def _issue_call(*, actor: Actor, key: ApiKey, client: Any, overlap: timedelta | 
         _issue_fail(actor=actor, key_pk=key.pk, reason="unexpected answer from the platform")
         raise ValidationError("The platform gave an unexpected answer; the key is being deleted there. "
                               "You can try again.") from None
-    issued = _issue_complete(actor=actor, key_pk=key.pk, key_id=key_id, secret=secret, overlap=overlap)
+    # The platform names the key in its usage by its own hash, listed with the key: read it back now (a failed
+    # read leaves it empty; the usage ingest fills it before joining).
+    platform_hash = platform_hash_read(client, account.remote_id, key_id)
+    issued = _issue_complete(actor=actor, key_pk=key.pk, key_id=key_id, secret=secret, overlap=overlap,
+                             platform_hash=platform_hash)
     if issued is None:
         raise ValidationError("This key was cancelled while the platform was issuing it; the platform's copy is "
                               "being deleted.")

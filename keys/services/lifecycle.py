@@ -131,6 +131,21 @@ def api_key_retire(*, actor: Actor, key: ApiKey) -> str:
     return "in_use"
 
 
+@transaction.atomic
+def api_key_policy_restore(*, actor: Actor, key: ApiKey, reason: str) -> bool:
+    """Push the key's permissions and network limit as Keyward holds them to the platform again (a guardrail in
+    enforce mode found the platform's copy changed). Nothing changes locally. Audited as ``api_key.policy_restore``
+    with the reason (the rule's name); enqueues the push. False (nothing done) for a key that is not usable."""
+    access.require(actor, "keys.issue", key.workspace_id)
+    key = ApiKey.objects.select_for_update().get(pk=key.pk)
+    if key.state not in ApiKey.USABLE_STATES or not key.remote_key_id:
+        return False
+    record(actor=actor, action="api_key.policy_restore", target=key, workspace_id=key.workspace_id,
+           changes={"reason": reason})
+    _enqueue(key)
+    return True
+
+
 def api_key_raise_hygiene_alerts(*, key: ApiKey, policy: KeyPolicy, now: datetime) -> int:
     """Rotation-due and idle alerts for one key (each once per key, or per idle spell). Returns alerts raised."""
     raised = 0

@@ -18,6 +18,7 @@ from django.utils import timezone
 from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from keys.services.common import DIGEST_BATCH
 from keys.services.lifecycle import api_key_expire, api_key_raise_hygiene_alerts, api_key_retire
+from keys.services.platform_hash import api_keys_fill_platform_hashes, keys_by_platform_hash
 from project.actors import SYSTEM
 from project.platform import errors
 from project.platform.errors import PlatformError
@@ -52,26 +53,83 @@ def usage_read_interval() -> int:
     return math.gcd(settings.API_KEY_USAGE_BUCKET_SECONDS, HOUR)
 
 
-def _index(columns: list[str], name: str) -> int | None:
-    return columns.index(name) if name in columns else None
+CURRENCY_UNITS = frozenset({"usd", "eur", "inr", "pln", "gbp"})
+TIME_UNITS = {"ms": 1000, "s": 1}
+KEY_COLUMN = "hashed_xi_api_key"
+
+
+def _cell_time(value: Any, unit: str | None) -> datetime | None:
+    """A time cell: a number in the column's unit (ms unless it says s), or a date-time string (ISO 8601)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value) / TIME_UNITS.get(unit or "ms", 1000), tz=UTC)
+    text = str(value).strip()
+    if text.lstrip("-").replace(".", "", 1).isdigit():
+        return _cell_time(float(text), unit)
+    moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _usage_columns(data: dict[str, Any]) -> tuple[int, int, int, int | None]:
+    """(time, key hash, amount, requests) column indexes, chosen by what each column is (``column_types`` and
+    ``column_units``), not by a name the platform does not fix. The amount is the credits column, or on a
+    cost-billed account (``billing: cost``) the cost in its currency. Raises PlatformError with a clear message
+    when a needed column is missing: an answer without credits must never read as zero usage."""
+    columns = [str(c) for c in data.get("columns") or []]
+    types = list(data.get("column_types") or [])
+    units = list(data.get("column_units") or [])
+    types += [None] * (len(columns) - len(types))
+    units += [None] * (len(columns) - len(units))
+
+    def first(test: Any) -> int | None:
+        return next((i for i in range(len(columns)) if test(i)), None)
+
+    i_time = first(lambda i: types[i] == "DateTime")
+    if i_time is None:
+        i_time = first(lambda i: units[i] in TIME_UNITS and types[i] in ("Int", "Float", None))
+    i_hash = first(lambda i: columns[i] == KEY_COLUMN)
+    if i_hash is None:
+        i_hash = first(lambda i: KEY_COLUMN in columns[i].lower())
+    i_amount = first(lambda i: units[i] == "credits")
+    if i_amount is None and data.get("billing") == "cost":
+        i_amount = first(lambda i: units[i] in CURRENCY_UNITS)
+    numeric = {"Int", "Float"}
+    taken = {i_time, i_hash, i_amount}
+    i_requests = first(lambda i: i not in taken and types[i] in numeric and units[i] is None
+                       and ("request" in columns[i].lower() or "count" in columns[i].lower()))
+    missing = [what for what, index in (("time", i_time), ("hashed_xi_api_key", i_hash),
+                                        ("credits" if data.get("billing") != "cost" else "cost", i_amount))
+               if index is None]
+    if missing:
+        raise errors.PlatformError(
+            f"the platform's usage answer has no {' or '.join(missing)} column (columns: {', '.join(columns)}); "
+            "usage was not read rather than read as zero", code="invalid_response")
+    return i_time, i_hash, i_amount, i_requests  # type: ignore[return-value]
 
 
 def parse_usage(data: dict[str, Any]) -> list[UsageRow]:
-    """The platform's tabular answer, columns read by name (time in ms, hashed_xi_api_key, credits, requests); rows
-    without a key hash (usage made some other way) are left out."""
-    columns = list(data.get("columns") or [])
-    i_time, i_hash = _index(columns, "time"), _index(columns, "hashed_xi_api_key")
-    i_credits, i_requests = _index(columns, "credits"), _index(columns, "requests")
-    if i_hash is None or i_time is None:
-        raise errors.PlatformError("usage answer has no time or hashed_xi_api_key column", code="invalid_response")
+    """The platform's tabular answer: columns picked by unit and type (``_usage_columns``), times as numbers or
+    date-time strings; rows without a key hash (usage made some other way) are left out."""
+    i_time, i_hash, i_amount, i_requests = _usage_columns(data)
+    unit = (list(data.get("column_units") or []) + [None] * (i_time + 1))[i_time]
     rows = []
     for row in data.get("rows") or []:
         hashed = str(row[i_hash] or "")
-        if hashed:
-            rows.append(UsageRow(
-                hashed=hashed, began=datetime.fromtimestamp(int(row[i_time]) // 1000, tz=UTC),
-                credits=Decimal(str(row[i_credits] or 0)) if i_credits is not None else Decimal(0),
-                requests=int(row[i_requests] or 0) if i_requests is not None else 0))
+        if not hashed:
+            continue
+        try:
+            began = _cell_time(row[i_time], unit)
+        except (TypeError, ValueError, OverflowError):
+            raise errors.PlatformError(f"the platform's usage answer has a time Keyward cannot read: {row[i_time]!r}",
+                                       code="invalid_response") from None
+        if began is None:
+            continue
+        rows.append(UsageRow(
+            hashed=hashed, began=began, credits=Decimal(str(row[i_amount] or 0)),
+            requests=int(float(row[i_requests] or 0)) if i_requests is not None else 0))
     return rows
 
 
@@ -86,7 +144,8 @@ def _totals() -> list[Any]:
 
 def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> dict[str, Any]:
     """The one usage ingest. Asks the platform once for the usage per key (grouped by hashed_xi_api_key, matched
-    to the keys' digests) over ``usage_window`` in ``usage_read_interval`` buckets, and in one transaction:
+    to the keys' platform hashes by ``keys_by_platform_hash``, never to their digests) over ``usage_window`` in
+    ``usage_read_interval`` buckets, and in one transaction:
 
     - replaces each (key, UTC hour) row of KeyUsageHourly whose figures are new or revised, flagging it for
       detection's rules (``awaiting_rules``), whichever caller ingested it;
@@ -133,11 +192,10 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
             ended = min(_floor(row.began, bucket) + timedelta(seconds=bucket), now)
             last_used[row.hashed] = max(last_used.get(row.hashed, ended), ended)
     hashes = sorted({h for h, _ in days})
-    keys: dict[str, ApiKey] = {}
-    for i in range(0, len(hashes), DIGEST_BATCH):
-        # exclude(digest="") lets PostgreSQL use the partial unique index on digest instead of a table scan.
-        keys.update((k.digest, k) for k in ApiKey.objects.filter(digest__in=hashes[i:i + DIGEST_BATCH])
-                    .exclude(digest="").order_by().only("pk", "digest", "last_used_at"))
+    if hashes:
+        # A key whose platform hash is not known yet would match nothing: read it first (no call when none lacks it).
+        api_keys_fill_platform_hashes(client=client)
+    keys = keys_by_platform_hash(hashes)
     key_pks = sorted({keys[h].pk for h in hashes if h in keys})
     new_hours, changed_hours = _hours_to_write(
         {(keys[h].pk, hour): totals for (h, hour), totals in hours.items() if h in keys}, key_pks, start)

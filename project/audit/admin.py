@@ -175,7 +175,10 @@ class AuditEventAdmin(ReadOnlyScopedAdmin):
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
         query = request.GET.urlencode()
         export = reverse("admin:audit_auditevent_export") + (f"?{query}" if query else "")
-        return super().changelist_view(request, {**(extra_context or {}), "export_url": export})
+        from project.audit import stream
+
+        return super().changelist_view(request, {**(extra_context or {}), "export_url": export,
+                                                 "audit_stream": stream.backlog()})
 
     def export_view(self, request: HttpRequest) -> HttpResponse:
         """The filtered list as CSV, streamed in batches (audit.view; the export itself is audited)."""

@@ -62,3 +62,18 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor_label} {self.action} {self.object_type} {self.object_repr}".strip()
+
+
+class AuditStreamEntry(models.Model):
+    """An audit event not yet delivered to the audit stream (AUDIT_STREAM_URL): written in the same transaction as
+    the event, deleted once the sink took it. The backlog is these rows; the stream sends them in id order."""
+
+    event = models.OneToOneField(AuditEvent, on_delete=models.CASCADE, related_name="+", db_constraint=False)
+    workspace_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"audit event {self.event_id} waiting for the stream"

@@ -10,6 +10,7 @@ from django.db import models
 
 from project import context
 from project.actors import Actor, checked, is_system
+from project.audit import stream
 from project.audit.models import AuditEvent
 
 SECRET_CHANGED = "[changed]"
@@ -91,6 +92,8 @@ def record_many(events: list[AuditEvent]) -> None:
     """Append many events built with event() in one insert (adoption of a whole account audits each object)."""
     if events:
         AuditEvent.objects.bulk_create(events, batch_size=1000)
+        if stream.enabled():
+            stream.enqueue(events)
 
 
 def record(
@@ -108,4 +111,6 @@ def record(
     audit_event = event(actor=actor, action=action, target=target, object_type=object_type, object_id=object_id,
                         object_repr=object_repr, workspace_id=workspace_id, changes=changes)
     audit_event.save(force_insert=True)
+    if stream.enabled():
+        stream.enqueue([audit_event])
     return audit_event

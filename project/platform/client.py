@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
-from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response
+from .errors import AuthenticationFailed, PlatformError, Unavailable, error_for_response, is_cost_billing_refusal
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class PlatformClient:
         #: Told of every call's outcome that says something about the account: None for a success, the error for
         #: a refused key or an unavailable platform (the account's state on its admin page). Not per-object errors.
         self.outcome_listener: Callable[[PlatformError | None], None] | None = None
+        #: Set once the platform said this workspace is billed by cost: usage then comes from the cost endpoint.
+        self.cost_billed = False
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"xi-api-key": api_key, "accept": "application/json"},
@@ -231,6 +233,12 @@ class PlatformClient:
         params = {"agent_id": agent_id, "environment": environment, "participant_name": participant_name}
         return self._json("GET", "/v1/convai/conversation/token", params=params)
 
+    def create_single_use_token(self, token_type: str) -> str:
+        """A single-use token for a speech client (``tts_websocket``, ``realtime_scribe``, ``batch_scribe``):
+        valid 15 minutes, consumed on use. Never logged."""
+        data = self._json("POST", f"/v1/single-use-token/{_seg(token_type)}")
+        return str(data["token"])
+
     # --- secrets ---------------------------------------------------------------------------------
 
     def create_secret(self, *, name: str, value: str, idempotency_key: str | None = None) -> JSON:
@@ -269,11 +277,25 @@ class PlatformClient:
             if not cursor:
                 return
 
+    #: Pages a lookup by name reads at most (the platform's ``search`` narrows the list to names like it).
+    LOOKUP_PAGES = 2
+
     def secret_id_named(self, name: str) -> str | None:
-        """The id of the workspace secret called `name`, or None: how a create whose answer was lost is found."""
+        """The id of the workspace secret called exactly `name`, or None: how a create whose answer was lost is
+        found. Targeted and bounded: the platform's ``search`` for the name, at most LOOKUP_PAGES pages of 100."""
         if not name:
             return None
-        return next((str(s["secret_id"]) for s in self.list_secrets() if s.get("name") == name), None)
+        cursor: str | None = None
+        for _page in range(self.LOOKUP_PAGES):
+            page = self._json("GET", "/v1/convai/secrets", params={"search": name, "page_size": 100,
+                                                                     "cursor": cursor})
+            found = next((str(s["secret_id"]) for s in page.get("secrets", []) if s.get("name") == name), None)
+            if found is not None:
+                return found
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return None
+        return None
 
     # --- tools -----------------------------------------------------------------------------------
 
@@ -342,14 +364,18 @@ class PlatformClient:
         permissions: list[str] | str,
         character_limit: int | None = None,
         allowed_ips: list[str] | None = None,
+        expires_at_unix: int | None = None,
         idempotency_key: str | None = None,
     ) -> JSON:
-        """Issue a key. The returned ``xi-api-key`` is the only time the platform reveals the secret."""
+        """Issue a key. The returned ``xi-api-key`` is the only time the platform reveals the secret.
+        ``expires_at_unix`` (seconds; 15 minutes to 90 days ahead) makes the platform itself end the key."""
         body: JSON = {"name": name, "permissions": permissions}
         if character_limit is not None:
             body["character_limit"] = character_limit
         if allowed_ips is not None:
             body["allowed_ips"] = allowed_ips
+        if expires_at_unix is not None:
+            body["expires_at_unix"] = expires_at_unix
         return self._json(
             "POST", f"/v1/service-accounts/{_seg(sa_id)}/api-keys", json=body, idempotency_key=idempotency_key
         )
@@ -364,6 +390,7 @@ class PlatformClient:
         permissions: list[str] | Literal["all"] = UNSET,
         character_limit: int | Literal["clear"] | None = UNSET,
         allowed_ips: list[str] | Literal["clear"] = UNSET,
+        expires_at_unix: int | Literal["clear"] = UNSET,
     ) -> None:
         """Send only the fields given; the platform leaves the rest at its "no_update" default."""
         fields = {
@@ -372,9 +399,15 @@ class PlatformClient:
             "permissions": permissions,
             "character_limit": character_limit,
             "allowed_ips": allowed_ips,
+            "expires_at_unix": expires_at_unix,
         }
         body = {k: v for k, v in fields.items() if v is not UNSET}
         self._request("PATCH", f"/v1/service-accounts/{_seg(sa_id)}/api-keys/{_seg(key_id)}", json=body)
+
+    def disable_api_key(self, sa_id: str, key_id: str) -> None:
+        """Disable a key without touching its other settings (``POST …/api-keys/{id}/disable``): unlike PATCH
+        is_enabled=false it stays available after the workspace downgrades off the plan with service accounts."""
+        self._request("POST", f"/v1/service-accounts/{_seg(sa_id)}/api-keys/{_seg(key_id)}/disable")
 
     def delete_api_key(self, sa_id: str, key_id: str) -> None:
         self._request("DELETE", f"/v1/service-accounts/{_seg(sa_id)}/api-keys/{_seg(key_id)}")
@@ -382,14 +415,39 @@ class PlatformClient:
     # --- usage -----------------------------------------------------------------------------------
 
     def usage_by_api_key(self, *, start_ms: int, end_ms: int, interval_seconds: int = 86400) -> JSON:
-        """Tabular usage ``{columns, column_types, rows, column_units}`` grouped by hashed key."""
-        body = {
-            "start_time": start_ms,
-            "end_time": end_ms,
-            "interval_seconds": interval_seconds,
-            "group_by": ["hashed_xi_api_key"],
-        }
-        return self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
+        """Tabular usage ``{columns, column_types, rows, column_units}`` grouped by hashed key.
+
+        Credit-billed workspaces answer on ``usage-by-product-over-time``; a cost-billed one refuses it and must use
+        ``POST /v1/workspace/analytics/usage`` (whole UTC days only, costs in its currency). The refusal is
+        recognised (``is_cost_billing_refusal``), remembered for this client, and the answer then comes from the
+        cost endpoint with ``"billing": "cost"`` added, so every caller keeps working."""
+        if not self.cost_billed:
+            body = {
+                "start_time": start_ms,
+                "end_time": end_ms,
+                "interval_seconds": interval_seconds,
+                "group_by": ["hashed_xi_api_key"],
+            }
+            try:
+                data = self._json("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", json=body)
+            except PlatformError as exc:
+                if not is_cost_billing_refusal(exc):
+                    raise
+                self.cost_billed = True
+            else:
+                return {**data, "billing": "credits"} if isinstance(data, dict) else data
+        return {**self.cost_usage_by_api_key(start_ms=start_ms, end_ms=end_ms, interval_seconds=interval_seconds),
+                "billing": "cost"}
+
+    def cost_usage_by_api_key(self, *, start_ms: int, end_ms: int, interval_seconds: int = 86400) -> JSON:
+        """Cost-billed workspaces' usage per hashed key (``POST /v1/workspace/analytics/usage``): buckets are whole
+        UTC days, so the interval is rounded up to one and the start down to its midnight."""
+        day = 86400
+        interval = max(day, -(-int(interval_seconds) // day) * day)
+        start = start_ms - start_ms % (day * 1000)
+        body = {"start_time": start, "end_time": end_ms, "interval_seconds": interval,
+                "group_by": ["hashed_xi_api_key"]}
+        return self._json("POST", "/v1/workspace/analytics/usage", json=body)
 
     def get_convai_settings(self) -> JSON:
         """The workspace's convai settings: its workspace-wide conversation-initiation webhook among them."""

@@ -184,3 +184,39 @@ def error_for_response(status: int, headers: Mapping[str, str], body: bytes) -> 
     else:
         cls = PlatformError
     return cls(message, **kwargs)
+
+
+def is_cost_billing_refusal(error: PlatformError) -> bool:
+    """The platform's refusal of ``usage-by-product-over-time`` for a workspace billed by cost (its SDK: "ranges that
+    reach the date the workspace moved to cost billing return an error; use /v1/workspace/analytics/usage"). The
+    exact code is undocumented: any 4xx other than an authentication or not-found error whose code or message
+    speaks of cost billing or names the other endpoint."""
+    if error.status is None or not 400 <= error.status < 500 or isinstance(error, AuthenticationFailed | NotFound):
+        return False
+    text = f"{error.code} {error.legacy_status or ''} {error.message}".lower()
+    return ("cost" in text and ("billing" in text or "billed" in text)) or "analytics/usage" in text
+
+
+def _refusal_text(error: PlatformError) -> str | None:
+    """The code, legacy status and message of a 4xx refusal (not authentication, not not-found), lower-cased."""
+    if error.status is None or not 400 <= error.status < 500 or isinstance(error, AuthenticationFailed | NotFound):
+        return None
+    return f"{error.code} {error.legacy_status or ''} {error.message}".lower()
+
+
+def is_in_use_refusal(error: PlatformError) -> bool:
+    """A refusal to delete something still referenced (a secret a tool or webhook uses). The platform's status and
+    code are undocumented (409, or 400 ``secret_in_use``, or a plain 400/422 message): any 4xx saying so."""
+    text = _refusal_text(error)
+    return text is not None and any(marker in text for marker in ("in_use", "in use", "used by", "referenced by",
+                                                                   "still referenced", "dependent"))
+
+
+def is_duplicate_name_refusal(error: PlatformError) -> bool:
+    """A refusal to create something whose name is taken (undocumented shape): 409, or any 4xx whose code or
+    message says it already exists or is a duplicate."""
+    text = _refusal_text(error)
+    if text is None:
+        return False
+    return error.status == 409 or any(marker in text for marker in ("already_exists", "already exists", "duplicate",
+                                                                    "name is taken", "not unique"))

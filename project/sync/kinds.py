@@ -19,9 +19,14 @@ class SyncKind(StrEnum):
     AGENT = "agent"
     API_KEY = "api_key"
     AUTH_CONNECTION = "auth_connection"
+    REFRESH_TOOL = "refresh_tool"
     SECRET = "secret"
     SERVICE_ACCOUNT = "service_account"
     TOOL = "tool"
+    # Deliveries that never touch the platform (registered with ``platform=False``): an alert notification to
+    # one channel (the object is a project.alerts Delivery), and the audit stream's cursor (one object).
+    NOTIFICATION = "notification"
+    AUDIT_STREAM = "audit_stream"
 
 
 # What job_enqueue and the system check accept, read at call time (the sync tests add their own kinds here).

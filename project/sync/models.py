@@ -83,6 +83,22 @@ class SyncJob(TimeStampedModel):
         return f"{self.op} {self.kind} {self.object_repr or self.object_id} ({self.state})"
 
 
+class DrainWakeup(models.Model):
+    """A drain wake-up is queued on the broker for ``queue`` and no drain task has taken it yet.
+
+    A burst of commits then publishes one wake-up, not one per commit: a commit that finds the row leaves it to
+    the queued drain (which deletes the row before it claims, so it sees that commit's job). A row older than a
+    few periodic drains is stale (its message was lost) and is replaced by a new wake-up; the periodic drain
+    deletes it too, so a lost message never stops the outbox.
+    """
+
+    queue = models.CharField(max_length=200, primary_key=True)
+    queued_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"drain wake-up queued on {self.queue} at {self.queued_at:%H:%M:%S}"
+
+
 class ReconcileRun(TimeStampedModel):
     """One long operation over every object of some kinds, with its progress.
 

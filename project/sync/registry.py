@@ -102,6 +102,16 @@ ObjectLister = Callable[[], Iterable[LocalObject]]
 _handlers: dict[str, Handler] = {}
 _reconcilers: dict[str, Reconciler] = {}
 _listers: dict[str, ObjectLister] = {}
+_local_kinds: set[str] = set()
+
+
+def is_local(kind: str) -> bool:
+    """True for a kind whose handler never calls the platform (registered with ``platform=False``)."""
+    return kind in _local_kinds
+
+
+def local_kinds() -> list[str]:
+    return sorted(_local_kinds)
 
 
 def in_scope(queryset: Any, workspace_ids: set[int] | None, lookup: str = "workspace_id") -> Any:
@@ -109,9 +119,16 @@ def in_scope(queryset: Any, workspace_ids: set[int] | None, lookup: str = "works
     return queryset if workspace_ids is None else queryset.filter(**{f"{lookup}__in": workspace_ids})
 
 
-def register(kind: str) -> Callable[[Handler], Handler]:
+def register(kind: str, *, platform: bool = True) -> Callable[[Handler], Handler]:
+    """``platform=False``: the handler delivers somewhere else (a notification, the audit stream); it is called
+    with ``client=None`` and its failures never pause a platform account's jobs."""
+
     def decorator(handler: Handler) -> Handler:
         _handlers[kind] = handler
+        if platform:
+            _local_kinds.discard(kind)
+        else:
+            _local_kinds.add(kind)
         return handler
 
     return decorator

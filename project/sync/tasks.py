@@ -15,8 +15,16 @@ LONG_HARD_LIMIT = 1860
 
 @shared_task(name="sync.drain_outbox", ignore_result=True)
 def drain_outbox(max_jobs: int = 1000) -> int:
-    """Wake-up call: drain due outbox rows. Idempotent; safe to run on many workers at once."""
-    return services.outbox_drain(max_jobs=max_jobs)
+    """Wake-up call: drain due outbox rows. Idempotent; safe to run on many workers at once.
+
+    Takes the queued wake-up first (a commit from then on publishes a new one; at most one waits per queue). On a
+    backlog it publishes one more, so an idle worker process joins, and again when it stops at ``max_jobs``."""
+    services.wakeup_release()
+    eager = drain_outbox.app.conf.task_always_eager  # no other worker: the periodic drain goes on
+    ran = services.outbox_drain(max_jobs=max_jobs, on_busy=None if eager else services._kick)
+    if ran >= max_jobs and not eager:
+        services._kick()
+    return ran
 
 
 @shared_task(name="sync.reconcile", ignore_result=True, soft_time_limit=LONG_SOFT_LIMIT, time_limit=LONG_HARD_LIMIT)

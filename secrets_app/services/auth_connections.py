@@ -109,6 +109,8 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
     for key, value in fields.items():
         if key not in PLAIN:
             raise TypeError(f"auth_connection_save() got an unexpected field {key!r}")
+        if key == "name" and conn.pk is not None and value != conn.name:
+            conn.platform_name = ""  # renamed in Keyward: the platform gets Keyward's name for it
         setattr(conn, key, value)
     kept = set(AuthConnection.KIND_FIELDS.get(conn.kind, ()))
     for key, empty in EMPTY.items():
@@ -152,6 +154,9 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
         return conn
     if moved:
         changes["token_url_host"] = [url_host(before["token_url"]), url_host(conn.token_url)]
+    # Every secret part of the kind is set now (the checks above require it): an adopted connection whose
+    # credentials were held by the platform only is fully managed from here on.
+    conn.secrets_known = True
     conn.save()
     record(actor=actor, action=action, target=conn, workspace_id=workspace.pk, changes=changes)
     job_enqueue(kind=AUTH_CONNECTION_KIND, object_id=conn.pk, workspace_id=workspace.pk, object_repr=conn.name)

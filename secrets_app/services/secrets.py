@@ -73,17 +73,27 @@ def secret_update(*, actor: Actor, secret: Secret, name: str | None = None, desc
         if users:
             raise ValidationError({"name": f"The secret is used by {', '.join(users)}; their headers reference "
                                            f"{secret.reference}. Change those headers first, then rename."})
+        if not secret.value_known and not value:
+            raise ValidationError({"name": "This secret's value is held by the platform only, and the platform "
+                                           "renames a secret only with its value: enter a new value to rename it."})
         secret.name = name
+        secret.platform_name = ""  # renamed in Keyward: the platform gets Keyward's name for it
     if description is not None:
         secret.description = description
-    value_changed = keep_or_replace(secret, "value", value or None)
+    if secret.value_known:
+        value_changed = keep_or_replace(secret, "value", value or None)
+    elif value:  # adopted, value held by the platform only: fully managed from its first new value
+        remember(value)
+        secret.value, secret.value_known, value_changed = value, True, True
+    else:
+        value_changed = False
     changes = diff(before, snapshot(secret, SECRET_FIELDS))
     if value_changed:
         changes["value"] = SECRET_CHANGED
     if not changes:
         return secret
     secret.last_changed_at, secret.last_changed_by = timezone.now(), user_or_none(actor)
-    secret.full_clean()
+    secret.full_clean(exclude=None if secret.value_known else ["value"])  # adopted: no value held here yet
     secret.save()
     record(actor=actor, action="secret.update", target=secret, workspace_id=secret.workspace_id, changes=changes)
     _enqueue(secret)

@@ -328,3 +328,37 @@ def credential_fresh_tokens(*, actor: Actor, workspace: Workspace, end_user_id: 
             remember(token)
             tokens[vault_variable(credential.provider.slug)] = token
     return tokens
+
+
+def credential_fresh_token(*, actor: Actor, workspace: Workspace, end_user_id: str, provider_slug: str,
+                           client: Any = None) -> tuple[str, datetime | None]:
+    """One end user's usable access token at one provider, refreshed first when it expires within the window:
+    (token, expires_at). For the token-refresh tool (system actor; a person needs sessions.mint). Raises
+    ValidationError with code ``not_connected`` (no such provider, or the end user holds no unrevoked credential
+    there) or ``not_fresh`` (the refresh failed and the stored token has expired or cannot be read): a stale token
+    is never answered."""
+    access.require(actor, "sessions.mint", workspace.pk)
+    credential = (UserCredential.objects.filter(workspace=workspace, end_user_id=end_user_id,
+                                                provider__slug=provider_slug)
+                  .exclude(state=UserCredential.State.REVOKED).first())
+    if credential is None:
+        raise ValidationError("The end user has not connected this provider.", code="not_connected")
+    if credential.expires_at is not None and credential.expires_at <= timezone.now() + refresh_window():
+        try:
+            credential_refresh(actor=SYSTEM, credential=credential, client=client)
+        except ValidationError:
+            pass  # another refresh is in flight: use what is stored if it is still valid
+        credential = UserCredential.objects.get(pk=credential.pk)
+    if credential.state == UserCredential.State.REVOKED:
+        raise ValidationError("The end user has not connected this provider.", code="not_connected")
+    if credential.expires_at is not None and credential.expires_at <= timezone.now():
+        raise ValidationError("The token could not be refreshed.", code="not_fresh")
+    try:
+        token = credential.access_token
+    except DecryptionError:
+        logger.warning("vault credential %s cannot be decrypted; not answered", credential.pk)
+        raise ValidationError("The token could not be read.", code="not_fresh") from None
+    if not token:
+        raise ValidationError("The token could not be refreshed.", code="not_fresh")
+    remember(token)
+    return token, credential.expires_at

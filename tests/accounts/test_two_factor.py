@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import PermissionDenied
 from django.test import Client
+from django.utils import timezone
 from django_otp.plugins.otp_static.models import StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
@@ -277,3 +278,16 @@ def test_recovery_codes_do_not_show_in_repr(enrolled, staff):
     codes = services.recovery_codes_regenerate(actor=staff, user=staff)
     assert len(codes) == 10
     assert not any(code in repr(codes) or code in str(codes) for code in codes)
+
+
+def test_setup_says_wait_when_throttled_not_the_clock(staff, otp_required):
+    client = _signed_in_without_code(staff)
+    client.post(SETUP_URL)
+    device = TOTPDevice.objects.get(user=staff)
+    first = client.post(CONFIRM_URL, {"code": "000000"}).content.decode()
+    assert "Check your device" in first and "Too many attempts" not in first
+    # django-otp now holds the device (1 s after one failure, doubling): a code typed at once is refused unread.
+    TOTPDevice.objects.filter(pk=device.pk).update(throttling_failure_count=5,
+                                                   throttling_failure_timestamp=timezone.now())
+    second = client.post(CONFIRM_URL, {"code": code_for(device)}).content.decode()
+    assert "Too many attempts: wait" in second and "Check your device" not in second

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import sys
 
 import pytest
 from django import forms
@@ -27,16 +28,21 @@ APPS = ("project", "workspaces", "accounts", "agents", "secrets_app", "keys", "b
 
 
 def _form_classes() -> list[type[forms.BaseForm]]:
-    found: dict[str, type[forms.BaseForm]] = {}
+    """Every form class defined in an app's module (the admin modules are all imported at start-up)."""
     for app in APPS:
         for module_name in (f"{app}.forms", f"{app}.admin"):
             try:
-                module = importlib.import_module(module_name)
+                importlib.import_module(module_name)
             except ModuleNotFoundError:
-                continue
-            for name, obj in vars(module).items():
-                if inspect.isclass(obj) and issubclass(obj, forms.BaseForm) and obj.__module__.startswith(app):
-                    found[f"{obj.__module__}.{name}"] = obj
+                pass
+    found: dict[str, type[forms.BaseForm]] = {}
+    for module_name, module in list(sys.modules.items()):
+        if module is None or not module_name.startswith(tuple(f"{app}." for app in APPS)) \
+                or ".migrations" in module_name:
+            continue
+        for name, obj in list(vars(module).items()):
+            if inspect.isclass(obj) and issubclass(obj, forms.BaseForm) and obj.__module__ == module_name:
+                found[f"{module_name}.{name}"] = obj
     return [found[k] for k in sorted(found)]
 
 

@@ -19,6 +19,8 @@ from workspaces.models import ServiceAccount
 
 SESSION_URL = "/api/v1/agents/{agent}/session"
 WEBHOOK_URL = "/api/v1/platform/conversation-initiation"
+TOKEN_URL = "/api/v1/tokens/{token_type}"
+REFRESH_URL = "/api/v1/platform/token-refresh"
 
 
 @pytest.fixture(autouse=True)
@@ -80,6 +82,19 @@ class Api:
         data = raw if raw is not None else json.dumps(body if body is not None else {})
         return self.client.post(SESSION_URL.format(agent=agent), data=data, content_type="application/json",
                                 **extra)
+
+    def token(self, token_type: str, key: str | None, body: Any = None, *, remote_addr: str = "127.0.0.1",
+              raw: bytes | None = None) -> Any:
+        extra = {"REMOTE_ADDR": remote_addr}
+        if key is not None:
+            extra["HTTP_AUTHORIZATION"] = f"Bearer {key}"
+        data = raw if raw is not None else json.dumps(body if body is not None else {})
+        return self.client.post(TOKEN_URL.format(token_type=token_type), data=data,
+                                content_type="application/json", **extra)
+
+    def refresh(self, body: Any, secret: str | None) -> Any:
+        extra = {"HTTP_X_KEYWARD_WEBHOOK_SECRET": secret} if secret is not None else {}
+        return self.client.post(REFRESH_URL, data=json.dumps(body), content_type="application/json", **extra)
 
     def webhook(self, body: Any, secret: str | None, **headers: str) -> Any:
         extra = dict(headers)

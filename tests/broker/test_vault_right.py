@@ -124,7 +124,7 @@ def test_the_upgrade_keeps_the_right_only_for_keys_whose_issuer_holds_secrets_ma
     by_lead = broker_key_issue(actor=team_lead, **{**key_fields, "name": "by lead"}).key
     by_system = broker_key_issue(actor=owner, **{**key_fields, "name": "seeded"}).key
     BrokerKey.objects.filter(pk=by_system.pk).update(created_by=None)
-    migration = importlib.import_module("broker.migrations.0005_existing_keys_vault_right")
+    migration = importlib.import_module("broker.migrations.0007_existing_keys_vault_right")
     migration.decide(apps, None)
     carries = dict(BrokerKey.objects.values_list("pk", "carries_vault_tokens"))
     assert carries == {by_owner.pk: True, by_lead.pk: False, by_system.pk: False}
@@ -160,3 +160,18 @@ def test_within_the_configured_window_a_retry_is_answered_again(api, issue, webh
                                                                                        "valid-google-token-Ab12"}
     BrokerSession.objects.update(created_at=timezone.now() - timedelta(seconds=31))
     assert _ask(api, webhook_agent, conversation_id).status_code == 409
+
+
+def test_the_token_refresh_tool_gives_no_token_to_a_session_of_a_key_without_the_right(
+        api, team_lead, key_fields, webhook_agent, workspace, google, token_endpoint):
+    from broker.services import broker_key_issue
+
+    make_vault_credential(workspace, google, "victim", "victims-google-token-Pq55", expires_in=3600)
+    issued = broker_key_issue(actor=team_lead, **key_fields)
+    conversation_id = _conversation(api, issued.secret, webhook_agent, end_user_id="victim")
+    response = api.refresh({"conversation_id": conversation_id, "agent_id": webhook_agent.remote_id,
+                            "provider": "google"}, webhook.agent_secret(webhook_agent))
+    assert response.status_code == 403 and response.json()["error"] == "key_without_vault_right"
+    assert "victims-google" not in response.content.decode()
+    assert AuditEvent.objects.get(action="broker.token_refresh_refused").changes["reason"] == \
+        "key_without_vault_right"

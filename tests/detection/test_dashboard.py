@@ -11,6 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from agents.models import Agent
+from detection.models import Guardrail
 from keys.models import ApiKey, KeyUsageDaily
 from tests.conftest import login
 from tests.factories import (
@@ -74,7 +75,9 @@ def test_dashboard_counts_what_needs_acting_on(acme, owner_client):
         "open_network": 1, "suspended": 1, "usable": 4, "public": 1, "allowlist": 1, "signed": 2,
         "public_unlimited": 0, "unused_secrets": 1, "sync_attention": 2, "drift": 1,
         # The workspace's platform account (the default one, made by the migration, never verified).
-        "accounts_failing": 0, "accounts_rotation_due": 0, "accounts_unverified": 1}
+        "accounts_failing": 0, "accounts_rotation_due": 0, "accounts_unverified": 1,
+        # No platform account of these workspaces was judged by the guardrails (tests/detection/test_guardrails.py).
+        **{f"guardrail_{rule}": 0 for rule in Guardrail.values}}
 
 
 @pytest.mark.parametrize("figure", ["alerts", "alerts_severe", "incidents", "overdue", "idle", "all_scopes_prod",

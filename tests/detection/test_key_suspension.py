@@ -88,3 +88,24 @@ def test_reconcile_expects_a_suspended_key_to_be_disabled(owner, account):
               "allowed_ips": [], "is_disabled": True}
     assert "enabled" not in _differences(key, remote)
     assert _differences(key, {**remote, "is_disabled": False})["enabled"] == [False, True]
+
+
+def test_suspension_uses_the_platforms_disable_route(owner, account, emulator, django_capture_on_commit_callbacks):
+    issued = make_api_key(owner, account)
+    with django_capture_on_commit_callbacks(execute=True):
+        key = services.api_key_suspend(actor=owner, key=issued.key, reason="credit guard")
+    assert emulator.call_counts.get(
+        "POST /v1/service-accounts/{service_account_user_id}/api-keys/{api_key_id}/disable") == 1
+    assert _remote(emulator, key)["is_disabled"] and not key_works(emulator, issued.secret)
+
+
+def test_a_platform_without_the_disable_route_gets_patch_is_enabled_false(owner, account, emulator, monkeypatch,
+                                                                          django_capture_on_commit_callbacks):
+    from project.platform.emulator.accounts import AccountRoutes
+
+    # An older platform: the route does not exist (a plain 404 from the router, not api_key_not_found).
+    monkeypatch.setattr(emulator, "_routes", [r for r in emulator._routes if r[5] is not AccountRoutes._key_disable])
+    issued = make_api_key(owner, account)
+    with django_capture_on_commit_callbacks(execute=True):
+        key = services.api_key_suspend(actor=owner, key=issued.key, reason="credit guard")
+    assert _remote(emulator, key)["is_disabled"] and not key_works(emulator, issued.secret)

@@ -100,7 +100,11 @@ def test_the_platform_refuses_to_delete_a_secret_a_synced_tool_uses(workspace, e
     assert secret.remote_id in _remote_secrets(emulator).values()
 
 
-def test_a_secret_delete_waits_for_the_tool_update_that_frees_it(owner, workspace, emulator, drain):
+@pytest.mark.parametrize("refusal_style", ["coded", "plain"])
+def test_a_secret_delete_waits_for_the_tool_update_that_frees_it(owner, workspace, emulator, drain, refusal_style):
+    # "plain": the platform's refusal is a 400 whose message alone says the secret is in use (its shape is
+    # undocumented); it must be read as "wait for the tool update", not as a permanent failure.
+    emulator.refusal_style = refusal_style
     secret = make_secret(workspace, name="crm_token")
     tool = make_tool(workspace, headers={"Authorization": "{{ secret__crm_token }}"})
     drain()
@@ -115,7 +119,10 @@ def test_a_secret_delete_waits_for_the_tool_update_that_frees_it(owner, workspac
     assert emulator.state_snapshot()["tools"][0]["tool_config"]["api_schema"]["request_headers"] == {}
 
 
-def test_a_create_whose_answer_was_lost_is_adopted_not_duplicated(workspace, emulator, platform, drain):
+@pytest.mark.parametrize("refusal_style", ["coded", "plain"])
+def test_a_create_whose_answer_was_lost_is_adopted_not_duplicated(workspace, emulator, platform, drain,
+                                                                   refusal_style):
+    emulator.refusal_style = refusal_style  # "plain": a duplicate name refused by a generic 400 and its message
     earlier = platform.create_secret(name="acme__crm_token", value="from-a-lost-attempt")["secret_id"]
     secret = make_secret(workspace, name="crm_token", value="current-Uu04")
     drain()
@@ -132,6 +139,19 @@ def test_a_retried_create_looks_up_the_secret_first(workspace, emulator, platfor
     secret.refresh_from_db(fields=["remote_id"])
     assert secret.remote_id == earlier and emulator.secret_value(earlier) == "retry-Uu05"
     assert emulator.call_counts.get("POST /v1/convai/secrets") == 1  # only the simulated lost attempt
+
+
+def test_the_lookup_by_name_is_targeted_not_a_listing_of_every_secret(workspace, emulator, platform, drain):
+    for n in range(250):
+        platform.create_secret(name=f"other_{n:03d}", value="x")
+    earlier = platform.create_secret(name="acme__crm_token", value="stale")["secret_id"]
+    secret = make_secret(workspace, name="crm_token", value="retry-Uu06")
+    SyncJob.objects.filter(kind="secret").update(attempts=1, last_error="worker lost; requeued")
+    before = emulator.call_counts.get("GET /v1/convai/secrets", 0)
+    drain()
+    secret.refresh_from_db(fields=["remote_id"])
+    assert secret.remote_id == earlier
+    assert emulator.call_counts["GET /v1/convai/secrets"] - before == 1  # one search, not three pages of everything
 
 
 def test_jobs_never_hold_a_value(owner, workspace, drain):

@@ -74,17 +74,19 @@ def service_account_update(*, actor: Actor, service_account: ServiceAccount, **f
 def service_account_disable(*, actor: Actor, service_account: ServiceAccount) -> ServiceAccount:
     """Disable a service account (keys.revoke): it stops holding any permission at once, and every hook in
     SERVICE_ACCOUNT_DISABLE_HOOKS (revoking its keys) runs in this transaction; a failing hook undoes it all.
-    Its role assignments stay, dormant, for a later enable. Audited. Disabling a disabled account is a no-op."""
+    Its role assignments stay, dormant, for a later enable. Audited. Disabling a disabled account is a no-op.
+    The returned row's `keys_revoked` is how many keys the hooks revoked."""
     access.require(actor, "keys.revoke", service_account.workspace_id)
     sa = ServiceAccount.objects.select_for_update().get(pk=service_account.pk)
     if not sa.is_active:
+        sa.keys_revoked = 0
         return sa
     sa.is_active, sa.disabled_at, sa.disabled_by = False, timezone.now(), _person(actor)
     sa.save(update_fields=["is_active", "disabled_at", "disabled_by", "updated_at"])
     record(actor=actor, action="service_account.disable", target=sa, workspace_id=sa.workspace_id,
            changes={"is_active": [True, False]})
-    for hook in list(SERVICE_ACCOUNT_DISABLE_HOOKS):
-        hook(actor, sa)
+    # Each hook answers how many keys it revoked; the admin tells the person the total.
+    sa.keys_revoked = sum(int(hook(actor, sa) or 0) for hook in list(SERVICE_ACCOUNT_DISABLE_HOOKS))
     access.forget(service_account)
     return sa
 

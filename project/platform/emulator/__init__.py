@@ -12,17 +12,20 @@ from typing import Any
 from .accounts import AccountRoutes
 from .auth_connections import AuthConnectionRoutes
 from .common import PERMISSION_TYPES
+from .conversations import ConversationError, ConversationRoutes
 from .core import hash_key
 from .hub import EmulatorHub
 from .server import EmulatorServer, is_loopback_host
+from .speech import SpeechTokenRoutes
 from .workspace import WorkspaceRoutes
 
-__all__ = ["PERMISSION_TYPES", "Emulator", "EmulatorHub", "EmulatorServer", "hash_key", "is_loopback_host"]
+__all__ = ["PERMISSION_TYPES", "ConversationError", "Emulator", "EmulatorHub", "EmulatorServer", "hash_key",
+           "is_loopback_host"]
 
 
-class Emulator(AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):
-    """Agents, conversation credentials, secrets, tools, auth connections, service accounts, keys and usage,
-    in memory."""
+class Emulator(ConversationRoutes, SpeechTokenRoutes, AuthConnectionRoutes, WorkspaceRoutes, AccountRoutes):
+    """Agents, conversation credentials, single-use speech tokens, secrets, tools, auth connections, service
+    accounts, keys and usage, in memory."""
 
     def serve(self, host: str = "127.0.0.1", port: int = 0) -> EmulatorServer:
         """Run this emulator on loopback in a daemon thread; ``port=0`` picks a free port."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from .common import (
@@ -25,6 +26,10 @@ USAGE_GROUP_BY = (
     "reporting_workspace_id", "request_source", "resource_id", "subresource_id", "request_queue_type",
     "voice_multiplier", "hashed_xi_api_key", "billing_group_id", "surface", "actor",
 )  # fmt: skip
+COST_USAGE_GROUP_BY = (
+    "model", "request_source", "fiat_charge_type", "fiat_currency", "user_id", "hashed_xi_api_key", "region",
+    "reporting_workspace_id", "billing_group_id", "product_type", "surface", "actor",
+)  # fmt: skip
 MIN_USAGE_TIME_MS = 1577836800000  # the spec's floor: 2020-01-01
 
 
@@ -40,8 +45,32 @@ def _check_permissions(value: Any, loc: tuple[str | int, ...], *, sentinels: tup
             raise invalid((*loc, index), "Input should be a valid PermissionType", "enum", item)
 
 
+MIN_KEY_LIFETIME, MAX_KEY_LIFETIME = 15 * 60, 90 * 86400  # expires_at_unix bounds, as the SDK documents them
+
+
+def _check_expiry(value: Any, now: int, *, sentinels: tuple[str, ...]) -> int | None | str:
+    """``expires_at_unix``: None (never), an int 15 minutes to 90 days ahead, or one of the update sentinels."""
+    if value is None or value in sentinels:
+        return value
+    if not is_int(value):
+        raise invalid(("body", "expires_at_unix"), "Input should be a valid integer", "int_type", value)
+    if not now + MIN_KEY_LIFETIME <= value <= now + MAX_KEY_LIFETIME:
+        raise platform_error(400, "invalid_request_error", "invalid_expiry",
+                             "expires_at_unix must be at least 15 minutes and at most 90 days in the future.")
+    return int(value)
+
+
 class AccountRoutes(EmulatorCore):
-    """Service accounts and keys. Only a key's SHA-256 is kept; the secret leaves once, at creation."""
+    """Service accounts and keys. Only a key's hash is kept; the secret leaves once, at creation."""
+
+    #: How the key list shows a key with every permission, which the platform leaves UNCONFIRMED: "null" (what the
+    #: schema suggests) or "list" (every PermissionType, in catalogue order). Keyward must read both as "all".
+    all_permissions_listed_as = "null"
+    #: "credits" (usage-by-product answers) or "cost" (it refuses; /v1/workspace/analytics/usage answers instead).
+    billing = "credits"
+    #: The usage answer's columns: "plain" (time in ms, credits, requests) or "labelled" (other names, date-time
+    #: strings): the platform fixes neither, so Keyward must pick columns by type and unit.
+    usage_answer_style = "plain"
 
     def _reset_resources(self) -> None:
         super()._reset_resources()
@@ -110,14 +139,16 @@ class AccountRoutes(EmulatorCore):
             "service_account_user_id": key["service_account_user_id"],
             "created_at_unix": key["created_at_unix"],
             "is_disabled": key["is_disabled"],
-            # UNCONFIRMED how "all" is listed; the schema allows only a list or null, so null it is.
-            "permissions": None if key["permissions"] == "all" else list(key["permissions"]),
-            "disable_reason": None,
+            # UNCONFIRMED how "all" is listed; the schema allows only a list or null (all_permissions_listed_as).
+            "permissions": (list(PERMISSION_TYPES) if self.all_permissions_listed_as == "list" else None)
+            if key["permissions"] == "all" else list(key["permissions"]),
+            "disable_reason": key.get("disable_reason"),
             "character_limit": key["character_limit"],
             "character_count": int(spent),
             "hashed_xi_api_key": key["hashed_xi_api_key"],
             "allowed_ips": list(key["allowed_ips"]) if key["allowed_ips"] else None,
             "third_party_disable_allowed": key["third_party_disable_allowed"],
+            "expires_at_unix": key.get("expires_at_unix"),
         }
 
     def _keys_of(self, sa_id: str) -> list[dict[str, Any]]:
@@ -195,6 +226,7 @@ class AccountRoutes(EmulatorCore):
         third_party = body.get("third_party_disable_allowed")
         if third_party is not None and not isinstance(third_party, bool):
             raise invalid(("body", "third_party_disable_allowed"), "Input should be a valid boolean", "bool_type")
+        expires = _check_expiry(body.get("expires_at_unix"), self._now(), sentinels=())
         secret = "sk_" + secrets.token_hex(24)  # sk_ + 48 hex, the observed format
         key_id = mixed_id()
         hashed = hash_key(secret)
@@ -210,6 +242,8 @@ class AccountRoutes(EmulatorCore):
             "is_disabled": False,
             "third_party_disable_allowed": third_party,
             "created_at_unix": self._now(),
+            "expires_at_unix": expires,
+            "disable_reason": None,
             "seq": self._next_seq(),
         }
         self._key_ids_by_hash[hashed] = key_id
@@ -260,8 +294,31 @@ class AccountRoutes(EmulatorCore):
                     third_party,
                 )
             changes["third_party_disable_allowed"] = None if third_party == "clear" else third_party
+        expires = body.get("expires_at_unix", "no_update")
+        if expires != "no_update":
+            checked = _check_expiry(expires, self._now(), sentinels=("clear",))
+            changes["expires_at_unix"] = None if checked in (None, "clear") else checked
+        if changes.get("is_disabled") is False:
+            changes["disable_reason"] = None
         key.update(changes)
         return 200, {}
+
+    @route(
+        "POST",
+        "/v1/service-accounts/{service_account_user_id}/api-keys/{api_key_id}/disable",
+        scopes=SERVICE_ACCOUNTS,
+    )
+    def _key_disable(self, call: Call) -> Reply:
+        key = self._key(call.args["service_account_user_id"], call.args["api_key_id"])
+        key["is_disabled"] = True
+        return 200, {}
+
+    def disable_key_for(self, key_id: str, reason: str = "exposed_publicly") -> None:
+        """The platform disables a key itself and says why in the key list's ``disable_reason`` (LockReason:
+        trial_ended, subscription_downgrade, exposed_publicly, self_disabled), e.g. a key found in a public repo."""
+        with self._lock:
+            self._keys[key_id].update(is_disabled=True, disable_reason=reason)
+            self.changes += 1
 
     @route(
         "DELETE",
@@ -310,9 +367,7 @@ class AccountRoutes(EmulatorCore):
             "has_used_creator_coupon_on_account": False,
         }
 
-    @route("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", scopes=WORKSPACE_READ)
-    def _usage_query(self, call: Call) -> Reply:
-        body = require_object(call.body)
+    def _check_usage_times(self, body: dict[str, Any]) -> None:
         for name in ("start_time", "end_time"):
             if name not in body:
                 raise invalid(("body", name), "Field required", "missing")
@@ -323,17 +378,8 @@ class AccountRoutes(EmulatorCore):
                     "greater_than_equal",
                     body[name],
                 )
-        interval = body.get("interval_seconds", 60)
-        if not is_int(interval) or interval < 1:
-            raise invalid(
-                ("body", "interval_seconds"),
-                "Input should be an integer >= 1",
-                "greater_than_equal",
-                interval,
-            )
-        group_by = body.get("group_by") or []
-        if not isinstance(group_by, list) or any(g not in USAGE_GROUP_BY for g in group_by):
-            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+
+    def _usage_totals(self, body: dict[str, Any], group_by: list[str], interval: int) -> list[list[Any]]:
         # Filters and time_zone are accepted and ignored: buckets are UTC-aligned multiples of the interval.
         bucket_ms = interval * 1000
         totals: dict[tuple[Any, ...], list[float]] = {}
@@ -345,11 +391,70 @@ class AccountRoutes(EmulatorCore):
             credits_requests[0] += row["credits"]
             credits_requests[1] += row["requests"]
         ordered = sorted(totals.items(), key=lambda item: (item[0][0], *(str(p or "") for p in item[0][1:])))
-        rows = [[*group, credits, int(requests)] for group, (credits, requests) in ordered]
+        return [[*group, credits, int(requests)] for group, (credits, requests) in ordered]
+
+    @staticmethod
+    def _iso(time_ms: int) -> str:
+        return datetime.fromtimestamp(time_ms / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+    @route("POST", "/v1/workspace/analytics/query/usage-by-product-over-time", scopes=WORKSPACE_READ)
+    def _usage_query(self, call: Call) -> Reply:
+        body = require_object(call.body)
+        self._check_usage_times(body)
+        interval = body.get("interval_seconds", 60)
+        if not is_int(interval) or interval < 1:
+            raise invalid(
+                ("body", "interval_seconds"),
+                "Input should be an integer >= 1",
+                "greater_than_equal",
+                interval,
+            )
+        group_by = body.get("group_by") or []
+        if not isinstance(group_by, list) or any(g not in USAGE_GROUP_BY for g in group_by):
+            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+        if self.billing == "cost":
+            # UNCONFIRMED code and wording; the SDK says only that cost-billed workspaces get an error here.
+            raise platform_error(400, "invalid_request_error", "cost_billed_workspace",
+                                 "This workspace is billed by cost; usage by product over time is not available. "
+                                 "Use /v1/workspace/analytics/usage instead.")
+        rows = self._usage_totals(body, group_by, interval)
+        if self.usage_answer_style == "labelled":
+            # Column names are not fixed by the platform, and time cells may be date-time strings: read by type/unit.
+            return 200, {
+                "columns": ["time_bucket", *group_by, "credits_used", "request_count"],
+                "column_types": ["DateTime", *(["String"] * len(group_by)), "Float", "Int"],
+                "rows": [[self._iso(r[0]), *r[1:]] for r in rows],
+                "column_units": [None, *([None] * len(group_by)), "credits", None],
+            }
         # UNCONFIRMED column names: time (ms) first, then each group_by column, then credits and requests.
         return 200, {
             "columns": ["time", *group_by, "credits", "requests"],
             "column_types": ["Int", *(["String"] * len(group_by)), "Float", "Int"],
             "rows": rows,
             "column_units": ["ms", *([None] * len(group_by)), "credits", None],
+        }
+
+    @route("POST", "/v1/workspace/analytics/usage", scopes=WORKSPACE_READ)
+    def _cost_usage_query(self, call: Call) -> Reply:
+        """Cost-billed workspaces' usage (BodyGetWorkspaceCostUsage): whole UTC-day buckets, cost and charge count."""
+        body = require_object(call.body)
+        self._check_usage_times(body)
+        interval = body.get("interval_seconds")
+        if not is_int(interval) or interval < 86400 or interval % 86400:
+            raise invalid(("body", "interval_seconds"), "Input should be a whole number of days in seconds",
+                          "value_error", interval)
+        group_by = body.get("group_by") or []
+        if not isinstance(group_by, list) or any(g not in COST_USAGE_GROUP_BY for g in group_by):
+            raise invalid(("body", "group_by"), "Input should be a list of supported columns", "enum", group_by)
+        if self.billing != "cost":
+            raise platform_error(400, "invalid_request_error", "credit_billed_workspace",
+                                 "This workspace is billed in credits; use "
+                                 "/v1/workspace/analytics/query/usage-by-product-over-time instead.")
+        rows = self._usage_totals(body, group_by, interval)
+        # One unit of cost per 1,000 credits: the emulator's made-up price.
+        return 200, {
+            "columns": ["date", *group_by, "total_cost", "total_charge_count"],
+            "column_types": ["DateTime", *(["String"] * len(group_by)), "Float", "Float"],
+            "rows": [[self._iso(r[0]), *r[1:-2], round(r[-2] / 1000, 6), float(r[-1])] for r in rows],
+            "column_units": [None, *([None] * len(group_by)), "usd", None],
         }

@@ -1,4 +1,7 @@
-"""The emulator's engine: routing, authentication, scopes, faults, idempotency and response headers.
+"""The emulator's engine: routing, authentication, scopes, faults and response headers.
+
+No route honours ``Idempotency-Key`` (the header is accepted and ignored), because no platform endpoint Keyward
+uses does: a retried create makes a second object, and Keyward's own lookup of an earlier attempt must prevent it.
 
 Resource handlers live in the mixins (agents.py, workspace.py, accounts.py); each is a method marked
 with ``@route``. Everything that touches state runs under one lock, so the emulator is thread-safe
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import hmac
 import itertools
 import json
 import logging
@@ -49,7 +53,8 @@ DEFAULT_FAULTS: dict[str, Any] = {
 
 
 def route(method: str, template: str, *, scopes: tuple[str, ...], create: bool = False) -> Callable[[Handler], Handler]:
-    """Mark a handler. ``create`` routes honour Idempotency-Key."""
+    """Mark a handler. ``create`` marks routes that make an object (none honours Idempotency-Key: the platform's
+    endpoints do not)."""
 
     def mark(func: Handler) -> Handler:
         func._emulator_route = (method, template, scopes, create)  # type: ignore[attr-defined]
@@ -58,8 +63,14 @@ def route(method: str, template: str, *, scopes: tuple[str, ...], create: bool =
     return mark
 
 
+# The platform's ``hashed_xi_api_key`` is not documented to be sha256(secret); the emulator makes it a keyed hash,
+# so code that joins usage on a locally computed SHA-256 finds nothing here, as it might on the platform.
+_KEY_HASH_PEPPER = b"keyward-emulator: hashed_xi_api_key is not sha256(secret)"
+
+
 def hash_key(api_key: str) -> str:
-    return hashlib.sha256(api_key.encode()).hexdigest()
+    """The emulator's ``hashed_xi_api_key`` of a secret (how it also recognises a presented key)."""
+    return hmac.new(_KEY_HASH_PEPPER, api_key.encode(), hashlib.sha256).hexdigest()
 
 
 def _json_bytes(body: Any) -> bytes:
@@ -91,14 +102,13 @@ class EmulatorCore:
     # --- state lifecycle -------------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every object, call count, fault, usage row and idempotency record."""
+        """Forget every object, call count, fault and usage row."""
         with self._lock:
             self.faults.clear()
             self.faults.update(copy.deepcopy(DEFAULT_FAULTS))
             self._rng = random.Random()  # noqa: S311 - fault injection, not security
             self._seeded_with: Any = None
             self._calls: dict[str, int] = {}
-            self._idempotent: dict[tuple[str, str, str], Reply] = {}
             self._seq = itertools.count(1)
             self._in_flight = 0
             self.concurrency_current: int | None = None
@@ -254,13 +264,8 @@ class EmulatorCore:
                     raise self._fault_error(fault, request_id)
                 self._authorise(call, scopes)
                 call.body = _load_json(request.content)
-                idem = request.headers.get("idempotency-key") if create else None
-                if idem and (request.method, path, idem) in self._idempotent:
-                    status, body = self._idempotent[(request.method, path, idem)]
-                    return status, copy.deepcopy(body), {}
+                # Idempotency-Key is accepted and ignored, as on the platform: a repeated create makes another object.
                 status, body = handler(self, call)
-                if idem and 200 <= status < 300:
-                    self._idempotent[(request.method, path, idem)] = (status, copy.deepcopy(body))
                 return status, body, {}
             except ApiError as exc:
                 return exc.status, exc.body, exc.headers
@@ -338,6 +343,8 @@ class EmulatorCore:
             raise _invalid_key()
         if key["is_disabled"]:
             raise platform_error(401, "authentication_error", "invalid_api_key", "This API key is disabled.")
+        if key.get("expires_at_unix") is not None and key["expires_at_unix"] <= self._now():
+            raise platform_error(401, "authentication_error", "invalid_api_key", "This API key has expired.")
         if key["allowed_ips"] and not ip_allowed(call.client_ip, key["allowed_ips"]):
             raise platform_error(
                 403,

@@ -11,6 +11,7 @@ from .common import (
     ACCESS_INFO,
     NO_BODY,
     TOOL_NAME,
+    ApiError,
     Call,
     check_literal,
     check_str,
@@ -161,9 +162,16 @@ class WorkspaceRoutes(AgentRoutes):
         check_str(body, "value", ("body",), required=True)
         return body
 
+    #: How refusals whose shape the platform does not document look: "coded" (409 already_exists, 400
+    #: secret_in_use) or "plain" (a 400 with a generic code and only the message saying why). Keyward must handle both.
+    refusal_style = "coded"
+
     def _refuse_duplicate_secret(self, name: str, exclude: str | None = None) -> None:
-        # UNCONFIRMED: the platform's answer to a duplicate name; emulated as 409 already_exists.
+        # UNCONFIRMED: the platform's answer to a duplicate name; emulated per refusal_style.
         if any(s["name"] == name and s["secret_id"] != exclude for s in self._secrets.values()):
+            if self.refusal_style == "plain":
+                raise ApiError(400, {"detail": {"status": "invalid_request",
+                                                "message": f"A secret with the name {name!r} already exists."}})
             raise platform_error(409, "conflict_error", "already_exists", f"A secret named {name!r} already exists.")
 
     @route("POST", "/v1/convai/secrets", scopes=CONVAI_WRITE, create=True)
@@ -220,6 +228,9 @@ class WorkspaceRoutes(AgentRoutes):
             # UNCONFIRMED status/body: emulated as 400 secret_in_use naming the referencing tools and agents.
             names = ", ".join([*(t["tool_config"].get("name", t["id"]) for t in users),
                                *(f"the conversation initiation webhook of agent {a['agent_id']}" for a in hooks)])
+            if self.refusal_style == "plain":
+                raise ApiError(400, {"detail": {"status": "invalid_request",
+                                                "message": f"Cannot delete: the secret is in use by {names}."}})
             raise platform_error(400, "validation_error", "secret_in_use", f"Secret is used by: {names}")
         del self._secrets[secret["secret_id"]]
         return 204, NO_BODY

@@ -13,6 +13,9 @@ from project.sync.services.outbox import (
     job_retry,
     job_run,
     jobs_claim,
+    jobs_enqueue_new,
+    wakeup_release,
+    wakeup_reserve,
     worker_name,
 )
 from project.sync.services.reconcile import (
@@ -35,6 +38,7 @@ __all__ = [
     "job_discard",
     "job_enqueue",
     "job_finish",
+    "jobs_enqueue_new",
     "job_retry",
     "job_run",
     "jobs_claim",
@@ -45,5 +49,7 @@ __all__ = [
     "resync_run",
     "resync_start",
     "sync_jobs_prune",
+    "wakeup_release",
+    "wakeup_reserve",
     "worker_name",
 ]

@@ -210,11 +210,12 @@ def discovery_run(*, run: DiscoveryRun, client: Any | None = None,
         raise
     _heartbeat(run, on_progress, state=DiscoveryRun.State.FAILED if problems else DiscoveryRun.State.DONE,
                finished_at=timezone.now(), error="\n".join(problems)[:4000])
-    _tell_listeners(run.account_id, None)
+    tell_listeners(run.account_id, None)
     return run
 
 
-def _tell_listeners(account_id: int, workspace_ids: set[int] | None) -> None:
+def tell_listeners(account_id: int, workspace_ids: set[int] | None) -> None:
+    """Call the observation listeners (the guardrails); a failing one is logged, never raised."""
     for listener in registry.observation_listeners():
         try:
             listener(account_id, workspace_ids)
@@ -361,7 +362,7 @@ def adopt(*, actor: Actor, account_id: int, workspace_id: int, observation_ids: 
     for discoverable in adoptable:
         for chunk in _chunks(by_kind.get(discoverable.kind, []), BATCH):
             _adopt_batch(actor, workspace_id, discoverable, chunk, report)
-    _tell_listeners(account_id, {workspace_id})
+    tell_listeners(account_id, {workspace_id})
     return report
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from project.platform.client import account_of_workspace
+from project.sync import registry
 from project.sync.models import SyncJob
 from project.sync.services.outbox import _renew_leases, _requeue, job_finish, job_run, jobs_claim, worker_name
 
@@ -90,12 +92,19 @@ def _run_batch(jobs: list[SyncJob], *, client: Any, worker: str, stop: threading
                 if not waiting:
                     break
             current = waiting.pop(0)
+            if registry.is_local(current.kind):
+                # A notification or the audit stream: no platform account to pause or to wait for.
+                job_finish(current, job_run(current), worker=worker)
+                current = None
+                ran += 1
+                continue
             account = None if client is not None else account_of_workspace(current.workspace_id)
             until = _pauses.paused_until(account) if client is None else None
             if until is not None:
                 # Its account is paused (failing): hand back its jobs of this batch untried, due when the pause
                 # ends, in one go; the other accounts' jobs go on.
-                mine = [current] + [job for job in waiting if account_of_workspace(job.workspace_id) == account]
+                mine = [current] + [job for job in waiting if not registry.is_local(job.kind)
+                                     and account_of_workspace(job.workspace_id) == account]
                 waiting = [job for job in waiting if job not in mine]
                 when = timezone.now() + timedelta(seconds=until - time.time())
                 _requeue([job.pk for job in mine], now=timezone.now(), reason="", worker=worker,
@@ -161,7 +170,7 @@ class _Quota:
 
 
 def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota: _Quota, pause: _Pause,
-                stop: threading.Event | None = None) -> int:
+                stop: threading.Event | None = None, on_busy: Callable[[], None] | None = None) -> int:
     """Claim a batch, run it, repeat: until nothing is due, the quota or the time is used up, or ``stop``."""
     done, busy, swept = 0, False, time.monotonic()
     while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
@@ -177,12 +186,16 @@ def _drain_loop(*, client: Any, worker: str, batch: int, deadline: float, quota:
         if not jobs:
             break
         busy = len(jobs) == limit
+        if busy and on_busy is not None:
+            on_busy()
+            on_busy = None
         done += _run_batch(jobs, client=client, worker=worker, stop=stop, pause=pause)
     return done
 
 
 def outbox_drain(*, client: Any | None = None, max_jobs: int = 1000, batch: int | None = None,
-                 worker: str | None = None, time_budget: float | None = None, threads: int | None = None) -> int:
+                 worker: str | None = None, time_budget: float | None = None, threads: int | None = None,
+                 on_busy: Callable[[], None] | None = None) -> int:
     """Claim and run due jobs until none is left, ``max_jobs`` ran or ``time_budget`` seconds passed (the
     budget stays below the task's time limit). Returns the number of jobs run.
 
@@ -191,7 +204,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     each claims its own share of the batch like a separate worker would (claims are safe under concurrency,
     and a job is never claimed while another of its object runs, so each object's changes stay in commit
     order). Inside a transaction the drain runs on this thread alone: other connections could not see what
-    this one has not committed.
+    this one has not committed. ``on_busy`` is called once, when a claim comes back full (more is due than one
+    batch): the drain task publishes one more wake-up there, so an idle worker process joins a burst.
     """
     worker = worker or worker_name()
     batch = batch or settings.SYNC_CLAIM_BATCH
@@ -202,7 +216,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     deadline = time.monotonic() + budget
     quota, pause = _Quota(max_jobs), _Pause()
     if threads == 1:
-        return _drain_loop(client=client, worker=worker, batch=batch, deadline=deadline, quota=quota, pause=pause)
+        return _drain_loop(client=client, worker=worker, batch=batch, deadline=deadline, quota=quota, pause=pause,
+                           on_busy=on_busy)
     # A name per thread, so a thread that lost its lease cannot record over another thread's claim.
     names = [f"{worker}/{i}" for i in range(threads)]
     share = max(1, batch // threads)
@@ -214,6 +229,8 @@ them all). ``threads`` (SYNC_DRAIN_THREADS) drain loops share the process's pool
     if len(first) < share:
         # A trickle (the usual nudge after one commit): no helper threads, no extra database connections.
         return (_run_batch(first, client=client, worker=names[0], pause=pause) + loop_here()) if first else 0
+    if on_busy is not None:
+        on_busy()
     stop = threading.Event()
 
     def helper(name: str) -> int:

@@ -20,7 +20,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import Exists, F, OuterRef
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from project import context
@@ -31,7 +31,7 @@ from project.logging import redact
 from project.platform import errors
 from project.platform.client import client_for_workspace
 from project.sync import kinds, registry
-from project.sync.models import SyncJob
+from project.sync.models import DrainWakeup, SyncJob
 
 logger = logging.getLogger("project.sync")
 
@@ -42,16 +42,58 @@ ENQUEUE_ROUNDS = 20
 
 
 # --- enqueue -----------------------------------------------------------------------------------------------
+def _wakeup_queue() -> str:
+    return settings.CELERY_TASK_DEFAULT_QUEUE
+
+
+def wakeup_stale_seconds() -> float:
+    """How long a queued wake-up may go untaken before a commit publishes another (its message was lost, or the
+    workers are busy for that long): a few periodic drains."""
+    return max(30.0, 3 * settings.SYNC_DRAIN_INTERVAL_SECONDS)
+
+
+def wakeup_reserve(*, queue: str | None = None) -> bool:
+    """True when the caller must publish a drain wake-up: none is queued for the queue, or the queued one is
+    stale. Marks one as queued (one statement). At most one wake-up waits per queue: a burst of commits no longer
+    leaves a worker thousands of drains that find nothing."""
+    connection = transaction.get_connection()
+    now = timezone.now()
+    table = connection.ops.quote_name(DrainWakeup._meta.db_table)
+    adapt = connection.ops.adapt_datetimefield_value
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (queue, queued_at) VALUES (%s, %s) ON CONFLICT (queue) DO UPDATE "  # noqa: S608
+            f"SET queued_at = excluded.queued_at WHERE {table}.queued_at < %s RETURNING queue",
+            [queue or _wakeup_queue(), adapt(now), adapt(now - timedelta(seconds=wakeup_stale_seconds()))])
+        return cursor.fetchone() is not None
+
+
+def wakeup_release(*, queue: str | None = None) -> None:
+    """Forget the queued wake-up: a drain took it (before claiming, so a commit from now on publishes a new one
+    and nothing committed before is missed), or publishing it failed."""
+    DrainWakeup.objects.filter(queue=queue or _wakeup_queue()).delete()
+
+
 def _kick() -> None:
-    """Nudge a worker. Failure is harmless: the job row is committed and the periodic drain will run it."""
+    """Nudge a worker, unless a wake-up already waits on the broker (it will see this commit's job). Failure is
+    harmless: the job row is committed and the periodic drain will run it."""
     from project.sync.tasks import drain_outbox
 
+    try:
+        if not wakeup_reserve():
+            return
+    except Exception as exc:  # the database is unreachable after commit: publish as before
+        logger.warning("could not mark the sync wake-up as queued (%s); publishing it anyway", type(exc).__name__)
     try:
         # retry=False: with the broker down, publishing must fail at once, not hold the admin's request.
         drain_outbox.apply_async(retry=False)
     except Exception as exc:  # any broker failure: kombu raises many unrelated types
         logger.warning("could not reach the broker to nudge the sync worker (%s); the periodic drain will "
                        "pick the change up", type(exc).__name__)
+        try:
+            wakeup_release()  # nothing was queued: the next commit tries the broker again
+        except Exception:  # noqa: BLE001, S110 (the row goes stale and is replaced)
+            pass
 
 
 def _nudge() -> None:
@@ -99,6 +141,19 @@ def job_enqueue(*, kind: str, object_id: Any, op: str = SyncJob.Op.UPSERT, works
     if nudge:
         _nudge_after_commit()
     return job
+
+
+def jobs_enqueue_new(*, kind: str, objects: list[tuple[Any, int | None, str]], nudge: bool = True) -> int:
+    """Enqueue jobs for objects that were just created in the caller's transaction (so none can have a pending
+    job to coalesce with): one insert for all. ``objects`` holds (object_id, workspace_id, object_repr)."""
+    kinds.require_known(kind)
+    request_id = _request_id()
+    SyncJob.objects.bulk_create([SyncJob(kind=kind, object_id=str(object_id), workspace_id=workspace_id,
+                                         object_repr=object_repr[:200], request_id=request_id)
+                                 for object_id, workspace_id, object_repr in objects], batch_size=500)
+    if nudge and objects:
+        _nudge_after_commit()
+    return len(objects)
 
 
 def _request_id() -> str:
@@ -190,7 +245,8 @@ def jobs_claim(*, worker: str, limit: int = 20, release_expired: bool = True, pr
     due = SyncJob.objects.filter(state=SyncJob.State.PENDING, next_attempt_at__lte=now)
     skipped = list(skip_workspaces)
     if skipped:
-        due = due.exclude(workspace_id__in=skipped)
+        # Deliveries that never reach the platform (notifications) go on while its account is paused.
+        due = due.exclude(Q(workspace_id__in=skipped) & ~Q(kind__in=registry.local_kinds()))
     if probe and not due.exists():
         return []
     running_same_object = SyncJob.objects.filter(
@@ -252,7 +308,7 @@ def job_run(job: SyncJob, *, client: Any | None = None) -> Outcome:
     the platform account the job's workspace is bound to (or `client`, when one is given)."""
     token = context.activate(context.RequestContext(request_id=job.request_id or context.new_request_id()))
     try:
-        if client is None:
+        if client is None and not registry.is_local(job.kind):
             try:
                 client = client_for_workspace(job.workspace_id)
             except DecryptionError:

@@ -246,6 +246,12 @@ def reconcile_run(*, run: ReconcileRun, client: Any | None = None,
         _finish(progress, ReconcileRun.State.FAILED, f"stopped: {type(exc).__name__}")
         raise
     _finish(progress, ReconcileRun.State.FAILED if problems else ReconcileRun.State.DONE, "\n".join(problems))
+    # The guardrails judge each account again (Keyward's own objects may have changed since the last refresh).
+    from project.sync.services.discovery import tell_listeners
+
+    for account_id in accounts:
+        if account_id is not None:
+            tell_listeners(account_id, None)
     return run
 
 

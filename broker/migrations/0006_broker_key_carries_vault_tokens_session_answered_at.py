@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('broker', '0003_workspace_models_moved'),
+        ('broker', '0005_refresh_tool'),
     ]
 
     operations = [

@@ -31,7 +31,7 @@ def decide(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("broker", "0004_broker_key_carries_vault_tokens_session_answered_at"),
+        ("broker", "0006_broker_key_carries_vault_tokens_session_answered_at"),
         ("workspaces", "0003_platform_account_required"),
     ]
 
