@@ -68,6 +68,8 @@ def _custom_urls(model_admin: Any, obj: Any) -> list[tuple[str, str]]:
     for pattern in model_admin.get_urls():
         if not pattern.name or pattern.name in standard:
             continue
+        if set(pattern.pattern.regex.groupindex) - {"object_id"}:
+            continue  # a POST-only action with more parts (an alert's act/<verb>/): no page of its own
         if "object_id" in pattern.pattern.regex.groupindex:
             if obj is not None:
                 urls.append((pattern.name, reverse(f"admin:{pattern.name}", args=[obj.pk])))
