@@ -9,11 +9,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq5 && rm -r
 
 WORKDIR /app
 COPY pyproject.toml ./
-RUN pip install --upgrade pip && pip install . gunicorn
+RUN pip install --upgrade pip && pip install .
 COPY . .
 RUN mkdir -p /app/var && chown -R keyward:keyward /app/var
 
 USER keyward
 EXPOSE 8000
 # Static files are collected at start so that the image holds no settings-dependent output.
-CMD ["sh", "-c", "python manage.py collectstatic --no-input -v0 && python manage.py migrate --no-input && gunicorn project.wsgi:application --bind 0.0.0.0:8000 --workers 3 --access-logfile -"]
+CMD ["sh", "-c", "python manage.py collectstatic --no-input -v0 && python manage.py migrate --no-input && exec gunicorn project.wsgi:application -c gunicorn.conf.py"]
+# gunicorn.conf.py: one worker process per core, four threads each (WEB_WORKERS / WEB_THREADS override; README,
+# "Production server").

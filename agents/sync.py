@@ -160,27 +160,60 @@ def _drop_webhook_secret(client: Any, secret_id: str) -> None:
         logger.warning("webhook secret %s left on the platform: %s", secret_id, exc.message)
 
 
-def _find_by_tag(client: Any, tag: str, name: str) -> str | None:
+def _find_by_tag(client: Any, tag: str, name: str, *, earlier_names: list[str] | None = None) -> str | None:
     """An earlier attempt may have created the agent and lost the answer: find it by its tag among the agents the
-    platform's search finds by its name, reading at most LOOKUP_PAGES pages (archived ones included)."""
+    platform's search finds by name, reading at most LOOKUP_PAGES pages in all (so a retried create costs at most
+    LOOKUP_PAGES + 1 calls). The current name first, then a name the agent had before a rename (the lost attempt
+    may have sent it), then archived agents. A failed read raises LookupUnfinished: the outcome stays unknown."""
+    searches = [(n, False) for n in dict.fromkeys([name, *(earlier_names or [])]) if n] + [(name, True)]
     pages = 0
-    for archived in (False, True):
-        cursor = None
-        while pages < LOOKUP_PAGES:
-            page = client.list_agents(search=name, page_size=100, cursor=cursor, archived=archived)
-            pages += 1
-            for summary in page.get("agents", []):
-                if tag in (summary.get("tags") or []):
-                    return summary["agent_id"]
-            cursor = page.get("next_cursor")
-            if not page.get("has_more") or not cursor:
+    try:
+        for search, archived in searches:
+            cursor = None
+            while pages < LOOKUP_PAGES:
+                page = client.list_agents(search=search, page_size=100, cursor=cursor, archived=archived)
+                pages += 1
+                for summary in page.get("agents", []):
+                    if tag in (summary.get("tags") or []):
+                        return summary["agent_id"]
+                cursor = page.get("next_cursor")
+                if not page.get("has_more") or not cursor:
+                    break
+            if pages >= LOOKUP_PAGES:
                 break
+    except errors.PlatformError as exc:
+        raise LookupUnfinished(f"looking for what an earlier attempt made: {exc.message}",
+                               retry_after=exc.retry_after) from None
     return None
+
+
+class LookupUnfinished(errors.Unavailable):
+    """The lookup for an earlier attempt's object failed: the earlier outcome is still unknown. No status is
+    recorded (last_status stays None), so the next attempt looks again instead of creating a duplicate."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message, status=None, code="lookup_unfinished", retry_after=retry_after)
+
+
+def _earlier_names(agent: Agent) -> list[str]:
+    """Names the agent had before its latest renames (newest first), from its audit trail: a create whose answer
+    was lost may have sent one of them."""
+    from project.audit.models import AuditEvent
+
+    names: list[str] = []
+    for changes in (AuditEvent.objects.filter(object_type="agents.agent", object_id=str(agent.pk),
+                                              action="agent.update")
+                    .order_by("-id").values_list("changes", flat=True)[:10]):
+        old = (changes or {}).get("name")
+        if isinstance(old, list) and old and isinstance(old[0], str) and old[0] != agent.name:
+            names.append(old[0])
+    return list(dict.fromkeys(names))
 
 
 def _outcome_unknown(job: SyncJob) -> bool:
     """An earlier attempt may have made the agent without its answer arriving (a timeout, a lost connection, a
-    worker that died mid-call). Not after the platform answered with a refusal, a 503 or a 429: it made nothing."""
+    worker that died mid-call, or a lookup for it that failed). Not after the platform answered with a refusal, a
+    503 or a 429: it made nothing."""
     return attempted_before(job) and job.last_status is None
 
 
@@ -218,7 +251,7 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
     remote_id = agent.remote_id
     if not remote_id and agent.origin == Agent.Origin.KEYWARD:
         if _outcome_unknown(job):
-            remote_id = _find_by_tag(client, agent.sync_tag, agent.name) or ""
+            remote_id = _find_by_tag(client, agent.sync_tag, agent.name, earlier_names=_earlier_names(agent)) or ""
         if not remote_id:
             remote_id = client.create_agent(**agent_payload(agent))
             agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)

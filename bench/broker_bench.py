@@ -162,6 +162,13 @@ class _TimedClient:
         finally:
             self.last_ms = (time.perf_counter() - t0) * 1000
 
+    def get_signed_url_with_conversation(self, *args: object, **kwargs: object) -> tuple[str, str]:
+        t0 = time.perf_counter()
+        try:
+            return self._client.get_signed_url_with_conversation(*args, **kwargs)
+        finally:
+            self.last_ms = (time.perf_counter() - t0) * 1000
+
 
 def bench_sessions(agent: object, secret: str, timed: _TimedClient, count: int) -> tuple[float, float, float]:
     """Session requests through Django's WSGI handler, the entry point a WSGI server (gunicorn) calls: every

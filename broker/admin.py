@@ -19,6 +19,7 @@ from broker import limits, selectors, services
 from broker.forms import BrokerKeyChangeForm, BrokerKeyIssueForm, WebhookAgentForm
 from broker.models import BrokerKey, RefreshTool, WebhookAgent
 from broker.services.keys import KEY_FIELDS
+from broker.services.sessions import latest_signed_url_session
 from project import access
 from project.admin_base import WorkspaceScopedAdmin, badge
 from workspaces.models import Workspace
@@ -184,10 +185,10 @@ class WebhookAgentAdmin(RefusalAsMessage):
     list_filter = ("credential_webhook",)
     search_fields = ("name", "=remote_id")
     actions = ["turn_on", "turn_off"]
-    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret", "credential_webhook",
-              "credential_webhook_caller_id", "credential_webhook_changed_at")
+    fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret", "signed_url_sessions",
+              "credential_webhook", "credential_webhook_caller_id", "credential_webhook_changed_at")
     readonly_fields = ("name", "workspace", "auth_mode", "remote_id", "webhook_url", "platform_secret",
-                       "credential_webhook_changed_at")
+                       "signed_url_sessions", "credential_webhook_changed_at")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return selectors.webhook_agents_for(request.user, self.view_permission)
@@ -211,6 +212,19 @@ class WebhookAgentAdmin(RefusalAsMessage):
             return format_html("{} ({}; {})", webhook.secret_name(agent), agent.webhook_secret_remote_id,
                                "current signing key" if current else "an older signing key: run broker_push_webhooks")
         return "pending: made by the next sync" if agent.credential_webhook else "none"
+
+    @admin.display(description="signed-URL sessions")
+    def signed_url_sessions(self, agent: WebhookAgent) -> str:
+        """Whether the webhook can serve signed-URL sessions: it binds a conversation to its end user by the id the
+        platform gives with the signed URL, which the platform does not always give (its placement is undocumented)."""
+        latest = latest_signed_url_session(agent)
+        if latest is None:
+            return ("The webhook identifies a signed-URL session's end user by the conversation id the platform "
+                    "gives with the URL; no signed-URL session has been opened yet.")
+        if latest:
+            return "Served: the latest signed-URL session came with a conversation id."
+        return ("Not served: the latest signed URL came without a conversation id, so the webhook cannot tell whose "
+                "session it is and injects no tokens. Apps should open sessions with mode=token for this agent.")
 
     def get_form(self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any) -> Any:
         base = super().get_form(request, obj, change=change, **kwargs)
@@ -280,21 +294,23 @@ class RefreshToolAdmin(WorkspaceScopedAdmin):
 
     def get_urls(self) -> list:
         view = self.admin_site.admin_view
-        return [path("agent/<int:agent_id>/add/", view(self.add_for_agent_view),
-                     name="broker_refreshtool_add_for_agent"),
-                path("<int:tool_id>/remove/", view(self.remove_view), name="broker_refreshtool_remove"),
+        # Add names its agent in the form (the tool does not exist yet); remove is a view of one tool (object_id).
+        return [path("add-to-agent/", view(self.add_to_agent_view), name="broker_refreshtool_add_to_agent"),
+                path("<int:object_id>/remove/", view(self.remove_view), name="broker_refreshtool_remove"),
                 *super().get_urls()]
 
     def _agent_page(self, agent: Any) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:agents_agent_change", args=[agent.pk]) + "#refresh-tools")
 
-    def add_for_agent_view(self, request: HttpRequest, agent_id: int) -> HttpResponse:
+    def add_to_agent_view(self, request: HttpRequest) -> HttpResponse:
         from agents.models import Agent
         from secrets_app.models import OAuthProvider
 
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        agent = Agent.objects.restrict(request.user, "workspace.view").filter(pk=agent_id).first()
+        agent_id = request.POST.get("agent") or ""
+        agent = (Agent.objects.restrict(request.user, "workspace.view").filter(pk=agent_id).first()
+                 if agent_id.isdigit() else None)
         if agent is None:
             raise Http404("No such agent.")
         access.require(request.user, "agents.manage", agent.workspace_id)
@@ -313,14 +329,14 @@ class RefreshToolAdmin(WorkspaceScopedAdmin):
                                        "platform and attached to the agent (sync queue).")
         return self._agent_page(agent)
 
-    def remove_view(self, request: HttpRequest, tool_id: int) -> HttpResponse:
+    def remove_view(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        tool = RefreshTool.objects.restrict(request.user, "workspace.view").select_related("agent").filter(
+            pk=object_id).first()
+        if tool is None:
+            raise Http404("No such tool.")  # another workspace's tool looks like none
+        access.require(request.user, "agents.manage", tool.agent.workspace_id)
         if request.method != "POST":
             return HttpResponseNotAllowed(["POST"])
-        tool = RefreshTool.objects.restrict(request.user, "workspace.view").select_related("agent").filter(
-            pk=tool_id).first()
-        if tool is None:
-            raise Http404("No such tool.")
-        access.require(request.user, "agents.manage", tool.agent.workspace_id)
         agent = tool.agent
         services.refresh_tool_remove(actor=request.user, tool=tool)
         self.message_user(request, "The token-refresh tool is being detached and deleted on the platform (sync "

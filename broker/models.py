@@ -250,9 +250,9 @@ class RefreshTool(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"token refresh for {self.provider_id} on {self.agent}"
+        return f"token refresh tool of {self.agent} for provider {self.provider_id}"
 
     @property
     def tool_name(self) -> str:
         """The tool's name on the platform (``^[a-zA-Z0-9_-]{1,64}$``): found again by it after a lost answer."""
-        return f"kw_refresh_{self.agent.uuid.hex[:12]}_{self.provider.slug}"[:64]
+        return f"kw_refresh_{self.agent.uuid.hex[:12]}_{self.provider.slug}"[:64]  # refresh.TOOL_NAME_PREFIX

@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 from broker.models import RefreshTool
-from broker.services.refresh import REFRESH_TOOL_KIND, tool_config
+from broker.services.refresh import REFRESH_TOOL_KIND, TOOL_NAME_PREFIX, tool_config
 from project.platform import errors
 from project.sync.models import SyncJob
-from project.sync.registry import register
+from project.sync.registry import (
+    DIFFERS,
+    MISSING_REMOTELY,
+    UNKNOWN_LOCALLY,
+    DriftItem,
+    LocalObject,
+    in_scope,
+    register,
+    register_objects,
+    register_reconciler,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,3 +102,58 @@ def push_refresh_tool(job: SyncJob, client: Any) -> str | None:
         _set_tool_ids(client, agent.remote_id, remote_agent, [*ids, tool_id])
     RefreshTool.objects.filter(pk=tool.pk).update(state=RefreshTool.State.ATTACHED)
     return tool_id
+
+
+# --- reconcile ----------------------------------------------------------------------------------------------------
+def _comparable(config: dict[str, Any]) -> dict[str, Any]:
+    schema = config.get("api_schema") or {}
+    return {"url": schema.get("url"), "method": schema.get("method") or "GET",
+            "request_headers": schema.get("request_headers") or {}, "assignments": config.get("assignments") or []}
+
+
+@register_reconciler(REFRESH_TOOL_KIND)
+def reconcile_refresh_tools(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
+    """Every token-refresh tool against the platform: gone, changed (URL, header reference, assignment) or no longer
+    attached to its agent; then every ``kw_refresh_…`` tool on the platform no row accounts for (left behind)."""
+    remote = {str(t["id"]): t for t in client.iter_tools()
+              if str((t.get("tool_config") or {}).get("name") or "").startswith(TOOL_NAME_PREFIX)}
+    tools = in_scope(RefreshTool.objects.select_related("agent", "provider").order_by("pk"), workspace_ids,
+                     "agent__workspace_id")
+    matched: set[str] = set()
+    for tool in tools:
+        item = dict(kind=REFRESH_TOOL_KIND, object_id=tool.pk, workspace_id=tool.agent.workspace_id,
+                    label=f"{tool.tool_name} on {tool.agent.name}")
+        found = remote.get(tool.remote_id) if tool.remote_id else None
+        if found is None:
+            if tool.state == RefreshTool.State.ATTACHED or tool.remote_id:
+                yield DriftItem(remote_id=tool.remote_id or None, problem=MISSING_REMOTELY, **item)
+            continue
+        matched.add(tool.remote_id)
+        fields: dict[str, list[Any]] = {}
+        try:
+            mine = _comparable(tool_config(tool))
+        except ValueError:
+            mine = None  # the agent's webhook secret is not on the platform: the agent's own drift says so
+        if mine is not None:
+            theirs = _comparable(found.get("tool_config") or {})
+            fields.update({k: [v, theirs[k]] for k, v in mine.items() if v != theirs[k]})
+        if tool.agent.remote_id:
+            try:
+                attached = tool.remote_id in _tool_ids(client.get_agent(tool.agent.remote_id))
+            except errors.NotFound:
+                attached = False
+            if not attached:
+                fields["attached"] = [True, False]
+        if fields:
+            yield DriftItem(remote_id=tool.remote_id, problem=DIFFERS, fields=fields, **item)
+    for tool_id, found in remote.items():
+        if tool_id not in matched:
+            yield DriftItem(kind=REFRESH_TOOL_KIND, object_id=None, remote_id=tool_id, problem=UNKNOWN_LOCALLY,
+                            label=str((found.get("tool_config") or {}).get("name") or ""))
+
+
+@register_objects(REFRESH_TOOL_KIND)
+def refresh_tool_objects() -> Iterator[LocalObject]:
+    for pk, workspace_id, name in (RefreshTool.objects.order_by("pk")
+                                   .values_list("pk", "agent__workspace_id", "agent__name").iterator()):
+        yield LocalObject(pk, workspace_id, f"token-refresh tool on {name}")

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import Sum
+from django.db.models import Count, DecimalField, ExpressionWrapper, F, Sum
 from django.utils import timezone
 
 from detection.models import DetectionPolicy
@@ -24,7 +24,7 @@ from keys.models import ApiKey, KeyUsageDaily
 from keys.services import api_key_suspend
 from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
+from project.alerts.services import alert_build, alerts_raise_many
 from workspaces.models import Environment
 
 SEVERITY = {0: Alert.Severity.LOW, 1: Alert.Severity.MEDIUM, 2: Alert.Severity.HIGH}
@@ -67,16 +67,6 @@ def _finding(*, scope: str, ident: str, what: str, used: Decimal, limit: int, le
                  "thresholds": list(policy.guard_percents), "disables_at_100": suspends})
 
 
-def _new(findings: list[tuple[Any, Finding]]) -> list[tuple[Any, Finding]]:
-    fresh = []
-    for i in range(0, len(findings), BATCH):
-        chunk = findings[i:i + BATCH]
-        known = set(Alert.objects.filter(dedup_key__in=[f.dedup_key for _, f in chunk])
-                    .values_list("workspace_id", "dedup_key"))
-        fresh += [(t, f) for t, f in chunk if (t.workspace_id, f.dedup_key) not in known]
-    return fresh
-
-
 def _spend(filters: dict[str, Any], group: str, starts: dict[date, list[int]]) -> dict[int, Decimal]:
     """Credits per `group` since each period start, for the workspaces whose period starts then (one grouped
     query per distinct period start: usually one)."""
@@ -88,22 +78,56 @@ def _spend(filters: dict[str, Any], group: str, starts: dict[date, list[int]]) -
     return spent
 
 
+def _keys_over(starts: dict[date, list[int]], percent: int) -> dict[int, Decimal]:
+    """{key: credits this period} of the usable keys with a quota that spent at least ``percent``% of it: the
+    database finds them (grouped spend against the quota), so the pass reads only keys near their quota."""
+    spent: dict[int, Decimal] = {}
+    for start, workspace_ids in starts.items():
+        rows = (KeyUsageDaily.objects.filter(day__gte=start, key__workspace_id__in=workspace_ids,
+                                             key__state__in=ApiKey.USABLE_STATES, key__credit_quota__isnull=False)
+                .order_by().values("key_id", "key__credit_quota").annotate(total=Sum("credits"))
+                .filter(total__gte=ExpressionWrapper(F("key__credit_quota") * Decimal(percent) / Decimal(100),
+                                                     output_field=DecimalField()))
+                .values_list("key_id", "total"))
+        spent.update((k, Decimal(t or 0)) for k, t in rows)
+    return spent
+
+
+def _highest_only(raised: list[Alert]) -> list[Alert]:
+    """Thresholds crossed together (75, 90 and 100% in one pass) raise an alert each, but only the highest is
+    delivered to the notification channels: one message, not three."""
+    highest: dict[tuple[str, str, str], Alert] = {}
+    for alert in raised:
+        ident = (alert.kind, alert.object_type, alert.object_id)
+        if ident not in highest or (alert.details["threshold_percent"]
+                                    > highest[ident].details["threshold_percent"]):
+            highest[ident] = alert
+    return list(highest.values())
+
+
 def credit_guard_run(*, now: datetime | None = None) -> dict[str, int]:
     """One pass over every usable key with a quota and every environment with a budget. Raises the thresholds'
     alerts once per period (system actor); on a newly reached 100% suspends the key (or the environment's keys)
-    where the policy disables at the limit. Returns counts."""
+    where the policy disables at the limit. Returns counts. Set-based: the database finds the keys past their
+    lowest threshold, and the alerts are raised in bulk, so the queries do not grow with keys or alerts."""
     now = now or timezone.now()
     today = now.date()
-    keys = list(ApiKey.objects.filter(state__in=ApiKey.USABLE_STATES, credit_quota__isnull=False)
-                .select_related("workspace", "environment", "service_account"))
+    watched = ApiKey.objects.filter(state__in=ApiKey.USABLE_STATES, credit_quota__isnull=False)
     environments = list(Environment.objects.filter(credit_budget__isnull=False).select_related("workspace"))
-    policies = detection_policies_ensure(workspace_ids={k.workspace_id for k in keys}
-                                         | {e.workspace_id for e in environments})
+    per_workspace = dict(watched.order_by().values("workspace_id").annotate(n=Count("id"))
+                         .values_list("workspace_id", "n"))
+    policies = detection_policies_ensure(workspace_ids=set(per_workspace) | {e.workspace_id for e in environments})
     starts: dict[date, list[int]] = defaultdict(list)
     for workspace_id, policy in policies.items():
         starts[period_start(policy, today)].append(workspace_id)
-    key_spend = _spend({"key__in": [k.pk for k in keys]} if len(keys) < BATCH else
-                       {"key__state__in": ApiKey.USABLE_STATES, "key__credit_quota__isnull": False}, "key_id", starts)
+    # The lowest threshold of any policy: a key below it crosses nothing, whatever its workspace's policy.
+    key_spend = _keys_over(starts, min((p.guard_percents[0] for p in policies.values()), default=100))
+    keys: list[ApiKey] = []
+    over = sorted(key_spend)
+    for i in range(0, len(over), BATCH):
+        keys += watched.filter(pk__in=over[i:i + BATCH]).select_related("workspace", "environment",
+                                                                        "service_account")
+    keys.sort(key=lambda k: (k.created_at, k.pk), reverse=True)  # ApiKey's ordering, as the per-key pass read them
     env_spend = _spend({"key__environment__credit_budget__isnull": False}, "key__environment_id", starts)
 
     findings: list[tuple[Any, Finding]] = []
@@ -127,22 +151,17 @@ def credit_guard_run(*, now: datetime | None = None) -> dict[str, int]:
                 level=level, percent=percent, start=period_start(policy, today), policy=policy, suspends=suspends,
                 extra={"environment": env.name})))
 
-    result = {"keys_watched": len(keys), "environments_watched": len(environments), "alerts": 0, "suspended": 0}
+    result = {"keys_watched": sum(per_workspace.values()), "environments_watched": len(environments), "alerts": 0,
+              "suspended": 0}
     to_suspend: dict[int, tuple[ApiKey, str]] = {}
-    fresh = _new(findings)
-    # Thresholds crossed together (75, 90 and 100% in one pass) raise an alert each, but only the highest is
-    # delivered to the notification channels: one message, not three.
-    highest: dict[tuple[str, int], int] = {}
-    for target, finding in fresh:
-        ident = (finding.kind, target.pk)
-        highest[ident] = max(highest.get(ident, 0), finding.details["threshold_percent"])
-    for target, finding in fresh:
-        _, created = alert_raise(actor=SYSTEM, workspace=target.workspace, kind=finding.kind, severity=finding.severity,
-                                 title=finding.title, dedup_key=finding.dedup_key, details=finding.details,
-                                 target=target, notify_channels=finding.details["threshold_percent"]
-                                 == highest[(finding.kind, target.pk)])
-        result["alerts"] += created
-        if not (created and finding.details["threshold_percent"] == 100 and finding.details["disables_at_100"]):
+    alerts = [alert_build(workspace=target.workspace, kind=finding.kind, severity=finding.severity,
+                          title=finding.title, dedup_key=finding.dedup_key, details=finding.details, target=target)
+              for target, finding in findings]
+    of_alert = {id(alert): pair for alert, pair in zip(alerts, findings, strict=True)}
+    for alert in alerts_raise_many(actor=SYSTEM, alerts=alerts, deliver=_highest_only):
+        target, finding = of_alert[id(alert)]
+        result["alerts"] += 1
+        if not (finding.details["threshold_percent"] == 100 and finding.details["disables_at_100"]):
             continue
         reason = f"credit guard: {finding.details['percent_used']}% of " + (
             f"its quota of {target.credit_quota:,} credits" if isinstance(target, ApiKey)

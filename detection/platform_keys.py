@@ -53,6 +53,8 @@ def platform_disabled_keys_check(*, client: Any = None) -> dict[str, int]:
     for key in ApiKey.objects.filter(remote_key_id__in=sorted(disabled), state__in=ApiKey.USABLE_STATES) \
             .select_related("workspace").order_by("pk"):
         reason = disabled[key.remote_key_id]
+        if key.suspended_at is not None and reason != "exposed_publicly":
+            continue  # Keyward suspended it (POST …/disable): whatever reason the platform lists, it is expected
         result["disabled_by_platform"] += 1
         why = REASONS.get(reason, reason)
         alert, created = alert_raise(

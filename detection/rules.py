@@ -29,7 +29,7 @@ from detection.services import detection_policies_ensure
 from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
 from project.actors import SYSTEM
 from project.alerts.models import Alert
-from project.alerts.services import alert_raise
+from project.alerts.services import alert_build, alerts_raise_many
 
 BATCH = 1000
 
@@ -107,10 +107,10 @@ def unusual_hours_finding(*, key: ApiKey, hour: datetime, credits: Decimal, requ
                           tz: zoneinfo.ZoneInfo) -> Finding | None:
     """Fires when the key spends at least `unusual_min_credits` in one hour that starts inside the workspace's
     unusual hours (local time); once per key and night."""
-    if not policy.unusual_hours_enabled:
+    if not policy.unusual_hours_enabled or credits < policy.unusual_min_credits:
         return None
     local = hour.astimezone(tz)
-    if not in_unusual_hours(local.hour, policy) or credits < policy.unusual_min_credits:
+    if not in_unusual_hours(local.hour, policy):
         return None
     night = night_of(local, policy)
     window = f"{policy.unusual_start_hour:02d}:00–{policy.unusual_end_hour:02d}:00 {policy.time_zone}"
@@ -186,13 +186,16 @@ def findings_for(rows: list[KeyUsageHourly], policies: dict[int, DetectionPolicy
     daily = _baselines(key_ids, first_hour.date(), last_hour.date(), longest)
     before, during = _previous_use(key_ids, first_hour, last_hour)
     zones: dict[str, zoneinfo.ZoneInfo] = {}
+    totals: dict[tuple[int, date], Decimal] = {}
     found = []
     for row in sorted(rows, key=lambda r: (r.key_id, r.hour)):
         key, policy = row.key, policies[row.key.workspace_id]
         tz = zones.setdefault(policy.time_zone, zoneinfo.ZoneInfo(policy.time_zone))
         day = row.hour.date()
-        total = sum((daily.get((key.pk, day - timedelta(days=n)), Decimal(0))
-                     for n in range(1, policy.baseline_days + 1)), Decimal(0))
+        total = totals.get((key.pk, day))
+        if total is None:  # a key's hours of one day share their baseline: summed once
+            total = totals[key.pk, day] = sum((daily.get((key.pk, day - timedelta(days=n)), Decimal(0))
+                                               for n in range(1, policy.baseline_days + 1)), Decimal(0))
         earlier = [h for h in during.get(key.pk, []) if h < row.hour]
         previous = max([*earlier, *([before[key.pk]] if key.pk in before else [])], default=None)
         figures = {"key": key, "hour": row.hour, "credits": row.credits, "requests": row.requests}
@@ -207,28 +210,17 @@ def findings_for(rows: list[KeyUsageHourly], policies: dict[int, DetectionPolicy
 
 
 def raise_findings(found: Iterable[tuple[Any, Finding]]) -> int:
-    """Raise each finding's alert unless its window's alert exists (one lookup per batch). Returns alerts raised."""
-    found = list(found)
-    raised = 0
-    for i in range(0, len(found), BATCH):
-        chunk = found[i:i + BATCH]
-        existing = set(Alert.objects.filter(dedup_key__in=[f.dedup_key for _, f in chunk])
-                       .values_list("workspace_id", "dedup_key"))
-        for target, finding in chunk:
-            if (target.workspace_id, finding.dedup_key) in existing:
-                continue
-            _, created = alert_raise(actor=SYSTEM, workspace=target.workspace, kind=finding.kind,
-                                     severity=finding.severity,
-                                     title=finding.title, dedup_key=finding.dedup_key, details=finding.details,
-                                     target=target)
-            existing.add((target.workspace_id, finding.dedup_key))
-            raised += created
-    return raised
+    """Raise each finding's alert unless its window's alert exists, in bulk (a lookup, an insert and an audit
+    insert per thousand, whatever the number of alerts). Returns alerts raised."""
+    return len(alerts_raise_many(actor=SYSTEM, alerts=[
+        alert_build(workspace=target.workspace, kind=finding.kind, severity=finding.severity, title=finding.title,
+                    dedup_key=finding.dedup_key, details=finding.details, target=target)
+        for target, finding in found]))
 
 
 def rules_evaluate(*, now: datetime | None = None, row_ids: Iterable[int] | None = None) -> dict[str, int]:
     """Run the usage rules over the given hourly rows (those an ingest just created or changed), or over every
-    row of the last DETECTION_RULE_WINDOW_HOURS hours. Raises alerts (system actor, audited by alert_raise).
+    row of the last DETECTION_RULE_WINDOW_HOURS hours. Raises alerts (system actor, audited as alert_raise does).
     Bounded queries per batch of keys, whatever the number of hours."""
     now = now or timezone.now()
     rows = KeyUsageHourly.objects.all()

@@ -74,7 +74,7 @@ class EnvironmentFilter(admin.SimpleListFilter):
 
 
 DETAIL_FIELDS = ("workspace", "service_account", "environment", "state_badge", "suspension_display", "hint_display",
-                 "digest",
+                 "digest", "platform_hash",
                  "remote_key_id", "flags_display", "predecessor_link", "successor_links", "activated_at",
                  "overlap_until", "last_used_at", "usage_display", "revoked_at", "revoked_by", "revoke_reason",
                  "created_by", "created_at", "sync_detail")

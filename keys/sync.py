@@ -155,6 +155,10 @@ def _differences(key: ApiKey, remote: dict[str, Any]) -> dict[str, list[Any]]:
         "character_limit": (key.credit_quota, remote.get("character_limit")),
         "allowed_ips": (sorted(key.allowed_ips), sorted(remote.get("allowed_ips") or [])),
     }
+    expiry = platform_expiry(key.expires_at)
+    if expiry is not None or key.expires_at is None:
+        # An expiry beyond the platform's 90 days is not sent yet, so it is not compared either.
+        pairs["expires_at_unix"] = (expiry, remote.get("expires_at_unix"))
     return {field: [mine, theirs] for field, (mine, theirs) in pairs.items() if mine != theirs}
 
 

@@ -234,6 +234,15 @@ def _comparable(config: dict[str, Any]) -> dict[str, Any]:
             "method": schema.get("method") or "GET", "request_headers": schema.get("request_headers") or {}}
 
 
+# The session broker's token-refresh tools (broker app, a floor above) are Keyward's too, reconciled by the broker
+# under their own kind; they are recognised by their name's prefix (broker.services.refresh.TOOL_NAME_PREFIX).
+REFRESH_TOOL_PREFIX = "kw_refresh_"
+
+
+def _keyward_refresh_tool(found: dict[str, Any]) -> bool:
+    return str((found.get("tool_config") or {}).get("name") or "").startswith(REFRESH_TOOL_PREFIX)
+
+
 @register_reconciler(TOOL_KIND)
 def reconcile_tools(client: Any, workspace_ids: set[int] | None = None) -> Iterator[DriftItem]:
     remote = {str(t["id"]): t for t in client.list_tools()}
@@ -258,7 +267,7 @@ def reconcile_tools(client: Any, workspace_ids: set[int] | None = None) -> Itera
                     yield DriftItem(remote_id=tool.remote_id, problem=DIFFERS, fields=fields, **item)
         report_progress(done, len(local))
     for tool_id, found in remote.items():
-        if tool_id not in matched:
+        if tool_id not in matched and not _keyward_refresh_tool(found):
             yield DriftItem(kind=TOOL_KIND, object_id=None, remote_id=tool_id, problem=UNKNOWN_LOCALLY,
                             label=str((found.get("tool_config") or {}).get("name") or ""))
 

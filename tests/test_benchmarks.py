@@ -50,6 +50,8 @@ def _run(script: str, args: list[str], database_url: str | None) -> str:
       "single-use token p50:", "token refresh p50:"]),
     ("sync_bench.py", ["--jobs", "200", "--naive-jobs", "20"], ["one worker:", "two workers:", "naive:"]),
     ("accounts_bench.py", ["--jobs", "30"], ["healthy alone:", "healthy beside a failing account:", "ratio:"]),
+    ("faults_bench.py", ["--agents", "30", "--lease", "3"],
+     ["dead jobs:", "duplicates:", "remote equal to local:", "platform calls per retried create:"]),
     ("discovery_bench.py", ["--agents", "30", "--secrets", "40", "--keys", "50"],
      ["discovery:", "platform calls:", "adoption:", "guardrail pass:", "discovery + adoption:", "peak memory:"]),
 ])
@@ -67,6 +69,8 @@ def test_the_embedded_benchmarks_run(script, args, lines):
     ("admin_bench.py", ["--rows-scale", "0.01", "--runs", "1", "--database", _bench_database("keyward_bench")],
      "postgres",  # makes and drops its --database
      ["seeded 1,000 API keys", "API keys       workspace admin", "EXPLAIN:"]),
+    ("load_bench.py", ["--clients", "2", "--seconds", "1", "--limit", "3"], "postgres",  # makes and drops its own
+     ["server: gunicorn", "session API:", "platform call alone:", "session / platform call:", "limits exact:"]),
 ])
 def test_the_postgresql_benchmarks_run(script, args, database, lines):
     server = _postgres_server()
@@ -75,3 +79,32 @@ def test_the_postgresql_benchmarks_run(script, args, database, lines):
     out = _run(script, args, f"{server}/{_bench_database(database) if database != 'postgres' else database}")
     for line in lines:
         assert line in out, out
+
+
+@pytest.mark.broker
+def test_the_end_to_end_sync_benchmark_runs():
+    """sync_bench --e2e at a tiny size: real Celery workers on Redis (a database and queue of their own)."""
+    server = _postgres_server()
+    redis_url = os.environ.get("SYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9")  # not flushed by other tests
+    try:
+        import redis
+
+        redis.Redis.from_url(redis_url, socket_connect_timeout=1).ping()
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"sync_bench --e2e needs Redis at {redis_url} ({type(exc).__name__})")
+    if server is None:
+        pytest.skip("sync_bench --e2e needs PostgreSQL, and none answers at 127.0.0.1:5432")
+    import psycopg
+
+    name = _bench_database("kw_bench_smoke_sync")
+    with psycopg.connect(f"{server.replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        out = _run("sync_bench.py", ["--jobs", "50", "--naive-jobs", "10", "--e2e", "--e2e-jobs", "60",
+                                     "--producers", "2", "--redis", redis_url], f"{server}/{name}")
+    finally:
+        with psycopg.connect(f"{server.replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    for line in ("e2e one worker:", "e2e two workers:", "queue empty after:", "e2e two / one:"):
+        assert f"\n{line} " in f"\n{out}", out

@@ -191,7 +191,16 @@ def _grow_platform_accounts(world: World, numbers: range) -> None:
     Workspace.objects.bulk_update(workspaces, ["platform_account"], batch_size=500)
 
 
+def _grow_refresh_tools(world: World, numbers: range) -> None:
+    """One tool per agent and provider: new agents (copies of the template's), one tool each."""
+    from broker.models import RefreshTool
+
+    agents = _bulk(copies(world.template.agent, numbers))
+    _bulk([RefreshTool(agent=agent, provider_id=world.template.provider_id) for agent in agents])
+
+
 GROWERS: dict[str, Callable[[World, range], None]] = {
+    "broker.refreshtool": _grow_refresh_tools,
     "workspaces.platformaccount": _grow_platform_accounts,
     "workspaces.workspace": _grow_workspaces,
     "keys.keypolicy": _grow_one_per_workspace,

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 REFRESH_TOOL_KIND = SyncKind.REFRESH_TOOL
 PATH = "/api/v1/platform/token-refresh"
+# The token-refresh tools' names on the platform start with this (broker.models.RefreshTool.tool_name); the
+# secrets app's tool reconcile leaves them to the broker's.
+TOOL_NAME_PREFIX = "kw_refresh_"
 # How the tool's calls appear in the audit trail: the platform, authenticated by the agent's shared secret.
 REFRESH_ACTOR = SystemActor("platform (token-refresh tool)")
 DEFAULT_MAX_DURATION = 600  # the platform's default conversation limit, which Keyward pushes when none is set

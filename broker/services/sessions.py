@@ -10,7 +10,6 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -56,6 +55,9 @@ class SessionGrant:
     environment: str
     agent_id: str
     conversation_id: str = ""
+    #: Set when the agent's credential webhook cannot serve this session: why (the platform gave no conversation id
+    #: to bind the end user to), for the app's developers.
+    webhook_unavailable: str = ""
 
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {self.mode: self.credential,
@@ -63,13 +65,14 @@ class SessionGrant:
                                 "environment": self.environment, "agent_id": self.agent_id}
         if self.conversation_id:
             body["conversation_id"] = self.conversation_id
+        if self.webhook_unavailable:
+            body["credential_webhook"] = {"available": False, "reason": self.webhook_unavailable}
         return body
 
 
-def _conversation_id_of(signed_url: str) -> str:
-    # UNCONFIRMED where the platform puts the id; the emulator (and, by its docs, the platform) uses the query.
-    values = parse_qs(urlsplit(signed_url).query).get("conversation_id") or [""]
-    return values[0][:128]
+WEBHOOK_UNBOUND = ("The platform gave no conversation id with this signed URL, so Keyward cannot tell the agent's "
+                   "credential webhook which end user this conversation is for: it will inject no user tokens. "
+                   "Use mode=token (conversation tokens always carry the id) for agents that need them.")
 
 
 @functools.cache
@@ -138,9 +141,11 @@ def _mint(agent: Agent, key: BrokerKey, mode: str, client: Any) -> _Minted:
     if mode == "signed_url":
         # With include_conversation_id the platform makes the signature single-use, and the id lets the
         # credential webhook bind the conversation to the end user the app vouched for.
-        url = client.get_signed_url(agent.remote_id, environment=environment, include_conversation_id=True)
+        # The id comes as a top-level field or in the URL's query; when the platform gives neither, the session
+        # has no binding (never an empty one) and the answer says the credential webhook cannot serve it.
+        url, conversation_id = client.get_signed_url_with_conversation(agent.remote_id, environment=environment)
         expires_at = timezone.now() + timedelta(seconds=settings.SIGNED_URL_TTL_SECONDS)
-        return _Minted(url, expires_at, _conversation_id_of(url))
+        return _Minted(url, expires_at, conversation_id)
     # The end user id stays with Keyward (it may be an e-mail address): the platform gets no participant name.
     result = client.get_conversation_token(agent.remote_id, environment=environment, participant_name=None)
     # The platform publishes no lifetime for conversation tokens; the signed-URL window is the time within
@@ -270,8 +275,31 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
         # Not audited means not handed out: the credential is dropped and the session given back.
         limits.quota_refund(key, period)
         raise
+    unbound = WEBHOOK_UNBOUND if agent.credential_webhook and end_user_id and not conversation_id else ""
+    if unbound:
+        logger.warning("broker key %s: signed URL for agent %s came without a conversation id; the credential "
+                       "webhook cannot serve this session", key.pk, agent.pk)
     return SessionGrant(mode=mode, credential=minted.value, expires_at=minted.expires_at,
-                        environment=key.environment.name, agent_id=agent.remote_id, conversation_id=conversation_id)
+                        environment=key.environment.name, agent_id=agent.remote_id, conversation_id=conversation_id,
+                        webhook_unavailable=unbound)
+
+
+#: How many of a workspace's latest session events the agent page looks through for the agent's latest signed URL.
+SIGNED_URL_LOOKBACK = 200
+
+
+def latest_signed_url_session(agent: Agent) -> bool | None:
+    """Whether the agent's latest signed-URL session (among its workspace's latest SIGNED_URL_LOOKBACK session
+    events) came with a conversation id the credential webhook can bind: True, False, or None when none was found.
+    One bounded query on the audit trail (the session events say mode and conversation id, never the URL)."""
+    from project.audit.models import AuditEvent
+
+    events = (AuditEvent.objects.filter(workspace_id=agent.workspace_id, action="broker.session")
+              .order_by("-id").values_list("changes", flat=True)[:SIGNED_URL_LOOKBACK])
+    for changes in events:
+        if changes.get("agent_id") == agent.remote_id and changes.get("mode") == "signed_url":
+            return bool(changes.get("conversation_id"))
+    return None
 
 
 PRUNE_BATCH = 5000

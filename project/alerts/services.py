@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -71,13 +72,14 @@ def alert_build(*, workspace: Model, kind: str, title: str, dedup_key: str, seve
     return alert
 
 
-def alerts_raise_many(*, actor: Actor, alerts: list[Alert]) -> list[Alert]:
+def alerts_raise_many(*, actor: Actor, alerts: list[Alert],
+                      deliver: Callable[[list[Alert]], list[Alert]] | None = None) -> list[Alert]:
     """Raise many alerts (built with alert_build) as alert_raise raises each: one whose dedup key its workspace
     already holds (or an earlier one in the list) is counted as a repeat on it unless resolved (its deliveries
     past a quiet period are alert_raise's business, not a bulk pass's); each new one is audited and delivered to
-    its routed channels (notify.on_raise_many). A bounded number of queries per thousand alerts, whatever their
-    number: one lookup, one update of repeats, one insert, one audit insert, the routing. Returns the alerts
-    raised, saved."""
+    its routed channels (notify.on_raise_many), all of them or those `deliver` picks from the raised ones. A
+    bounded number of queries per thousand alerts, whatever their number: one lookup, one update of repeats, one
+    insert, one audit insert, the routing. Returns the alerts raised, saved."""
     raised: list[Alert] = []
     seen: set[tuple[int, str]] = set()
     for i in range(0, len(alerts), BATCH):
@@ -110,8 +112,8 @@ def alerts_raise_many(*, actor: Actor, alerts: list[Alert]) -> list[Alert]:
             with transaction.atomic():
                 fresh = [alert for alert in fresh if _saved_unless_raised(alert)]
                 _audit_raised(actor, fresh)
-        notify.on_raise_many(fresh)
         raised += fresh
+    notify.on_raise_many(deliver(raised) if deliver else raised)
     return raised
 
 

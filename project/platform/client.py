@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import httpx
 
@@ -226,6 +226,18 @@ class PlatformClient:
             params["include_conversation_id"] = "true"
         data = self._json("GET", "/v1/convai/conversation/get-signed-url", params=params)
         return str(data["signed_url"])
+
+    def get_signed_url_with_conversation(self, agent_id: str, *, environment: str | None = None) -> tuple[str, str]:
+        """A single-use signed URL (``include_conversation_id``) and the conversation id the platform gave with it:
+        a top-level ``conversation_id`` of the answer (the SDK: "include a conversation_id with the response"), else
+        one in the URL's query, else "" (the platform's placement is undocumented: the caller must say so)."""
+        params = {"agent_id": agent_id, "environment": environment, "include_conversation_id": "true"}
+        data = self._json("GET", "/v1/convai/conversation/get-signed-url", params=params)
+        url = str(data["signed_url"])
+        conversation_id = data.get("conversation_id") if isinstance(data.get("conversation_id"), str) else ""
+        if not conversation_id:
+            conversation_id = (parse_qs(urlsplit(url).query).get("conversation_id") or [""])[0]
+        return url, conversation_id[:128]
 
     def get_conversation_token(
         self, agent_id: str, *, environment: str | None = None, participant_name: str | None = None

@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import ProtectedError, Q
 from django.utils import timezone
 
 from project import access
@@ -118,7 +118,14 @@ def provider_delete(*, actor: Actor, provider: OAuthProvider) -> None:
                               "and delete them first.", code="provider_in_use")
     record(actor=actor, action="oauth_provider.delete", target=obj, workspace_id=obj.workspace_id,
            changes=diff(snapshot(obj, PROVIDER_FIELDS), {}))
-    obj.delete()
+    try:
+        with transaction.atomic():
+            obj.delete()
+    except ProtectedError as exc:
+        # Another app's rows point at it (the broker's token-refresh tools): name them, change nothing.
+        users = sorted({str(o) for o in exc.protected_objects})
+        raise ValidationError(f"“{obj}” is still used by: {', '.join(users)}; remove those first.",
+                              code="provider_in_use") from None
 
 
 # --- credentials -------------------------------------------------------------------------------------------

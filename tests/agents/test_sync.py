@@ -142,3 +142,77 @@ def test_an_agent_deleted_on_the_platform_is_reported_not_recreated(workspace, o
     agent.refresh_from_db()
     assert agent.remote_id and agent.remote_id != old and agent.missing_since is None
     assert platform.get_agent(agent.remote_id)["name"] == "Phoenix"
+
+
+def _agent_calls(emulator):
+    counts = emulator.call_counts
+    return {k: v for k, v in counts.items() if k.startswith(("GET /v1/convai/agents", "POST /v1/convai/agents"))}
+
+
+def test_a_retried_create_whose_outcome_is_unknown_costs_at_most_three_calls(workspace, owner, platform, emulator):
+    # The platform honours no Idempotency-Key: only the lookup protects, and it must stay cheap with many agents.
+    for n in range(250):
+        emulator.seed_agent(name=f"Other {n:03d}")
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Once", auth_mode="signed")
+    remote_id = platform.create_agent(name=agent.name, conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])  # the earlier attempt, whose answer never came
+    before = _agent_calls(emulator)
+    SyncJob.objects.filter(pk=_job(agent).pk).update(attempts=1, last_status=None)
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id == remote_id
+    made = {k: v - before.get(k, 0) for k, v in _agent_calls(emulator).items() if v - before.get(k, 0)}
+    assert made.get("POST /v1/convai/agents/create", 0) == 0
+    assert sum(made.values()) <= 3  # one targeted search (plus the read and the security update of the found agent)
+
+
+def test_a_retry_after_a_clear_answer_does_not_look_up(workspace, owner, platform, emulator):
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Refused once", auth_mode="signed")
+    SyncJob.objects.filter(pk=_job(agent).pk).update(attempts=1, last_status=503)  # the platform said 503: made nothing
+    before = emulator.call_counts.get("GET /v1/convai/agents", 0)
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id and emulator.call_counts.get("GET /v1/convai/agents", 0) == before
+
+
+def test_an_agent_archived_on_the_platform_is_reported_as_archived(workspace, owner, platform,
+                                                                  django_capture_on_commit_callbacks):
+    from agents.sync import reconcile_agents
+
+    with django_capture_on_commit_callbacks(execute=True):
+        agent = services.agent_create(actor=owner, workspace=workspace, name="Shelved", auth_mode="signed")
+    agent.refresh_from_db()
+    platform.update_agent(agent.remote_id, platform_settings={"archived": True})
+    assert agent.remote_id not in {a["agent_id"] for a in platform.iter_agents()}  # the default list leaves it out
+    (item,) = [i for i in reconcile_agents(platform) if i.object_id == agent.pk]
+    assert item.problem == "differs" and item.fields["platform_settings.archived"] == [False, True]
+
+
+def test_a_lookup_that_fails_leaves_the_outcome_unknown_so_the_next_attempt_looks_again(workspace, owner, platform,
+                                                                                         emulator):
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Twice lost", auth_mode="signed")
+    remote_id = platform.create_agent(name=agent.name, conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])  # the attempt whose worker died mid-call
+    job = _job(agent)
+    SyncJob.objects.filter(pk=job.pk).update(attempts=1, last_error="worker lost; requeued", last_status=None)
+    emulator.set_faults(fail_next=[503])  # the lookup itself meets a 503
+    outbox_drain()
+    job.refresh_from_db()
+    assert job.state == "pending" and job.last_status is None  # still unknown, not "the platform said 503"
+    SyncJob.objects.filter(pk=job.pk).update(next_attempt_at=job.created_at)
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id == remote_id
+    assert sum(1 for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])) == 1
+
+
+def test_a_create_lost_before_a_rename_is_found_by_its_earlier_name(workspace, owner, platform, emulator):
+    agent = services.agent_create(actor=owner, workspace=workspace, name="Before", auth_mode="signed")
+    remote_id = platform.create_agent(name="Before", conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])  # sent with the old name, answer lost
+    SyncJob.objects.filter(pk=_job(agent).pk).update(attempts=1, last_error="worker lost; requeued")
+    services.agent_update(actor=owner, agent=agent, name="After")
+    outbox_drain()
+    agent.refresh_from_db()
+    assert agent.remote_id == remote_id and platform.get_agent(remote_id)["name"] == "After"
+    assert sum(1 for a in platform.iter_agents() if agent.sync_tag in a.get("tags", [])) == 1

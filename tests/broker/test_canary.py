@@ -89,6 +89,28 @@ def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
         error_bodies.append(api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
                                         secret).content)  # answered again within the window: the vault is down
 
+    # Single-use speech tokens: a mint, then refusals.
+    speech = issue(name="speech", token_types=["tts_websocket"], agents=[])
+    speech_token = api.token("tts_websocket", speech.secret, {"end_user_id": "user-42"}).json()["token"]
+    for token_type, key in (("batch_scribe", speech.secret), ("nope", speech.secret), ("tts_websocket", None)):
+        error_bodies.append(api.token(token_type, key).content)
+    emulator.set_faults(fail_next=[503])
+    error_bodies.append(api.token("tts_websocket", speech.secret).content)
+
+    # The token-refresh tool: a refresh (the vault renews the token), then refusals.
+    from django.utils import timezone
+
+    from secrets_app.models import UserCredential
+
+    UserCredential.objects.update(expires_at=timezone.now())
+    refresh_body = {"conversation_id": conversation_id, "agent_id": webhook_agent.remote_id, "provider": "google"}
+    refreshed = api.refresh(refresh_body, secret).json()["access_token"]
+    assert refreshed.startswith("fresh-google-token-") and refreshed != fresh
+    for body, presented in (({**refresh_body, "conversation_id": "conv_other"}, secret),
+                            ({**refresh_body, "agent_id": second_agent.remote_id}, secret),
+                            ({**refresh_body, "provider": "slack"}, secret), (refresh_body, secret[:-1] + "0")):
+        error_bodies.append(api.refresh(body, presented).content)
+
     # The admin: issue (the one page that shows a key) and list.
     client = login(owner)
     client.get("/admin/broker/brokerkey/")
@@ -100,13 +122,14 @@ def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
     assert len(signatures) >= 3
     canaries = {"platform key": EMULATOR_KEY, "stale vault token": STALE, "fresh vault token": fresh,
                 "refresh token": "refresh-user-42-Lp02", "provider client secret": "google-client-secret-Q7w",
-                "broker key": issued.secret, "webhook secret": secret,
+                "broker key": issued.secret, "webhook secret": secret, "speech broker key": speech.secret,
+                "single-use token": speech_token, "refreshed vault token": refreshed,
                 **{f"credential {i}": s for i, s in enumerate(signatures)}}
     logs = caplog.text + "\n".join(r.getMessage() for r in caplog.records)
     audit = repr(list(AuditEvent.objects.values()))
     errors = b"\n".join(error_bodies).decode()
     database = _raw_database_text()
-    assert len(error_bodies) >= 18
+    assert len(error_bodies) >= 26
     for name, value in canaries.items():
         assert value not in logs, f"{name} in a log line"
         assert value not in audit, f"{name} in an audit row"

@@ -24,6 +24,7 @@ from tests.factories import make_agent, make_oauth_provider, make_vault_credenti
 pytestmark = pytest.mark.django_db
 
 CALENDAR = "https://calendar.example.test/events"
+ADD_URL = "/admin/broker/refreshtool/add-to-agent/"
 
 
 class Outbound(httpx.BaseTransport):
@@ -314,7 +315,7 @@ def test_the_agent_page_adds_shows_and_removes_the_tool(owner, webhook_agent, go
     page = client.get(f"/admin/agents/agent/{webhook_agent.pk}/change/").content.decode()
     assert "Add the token-refresh tool" in page and "None attached." in page
     with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(f"/admin/broker/refreshtool/agent/{webhook_agent.pk}/add/", {"provider": google.pk})
+        response = client.post(ADD_URL, {"agent": webhook_agent.pk, "provider": google.pk})
     assert response.status_code == 302
     tool = RefreshTool.objects.get()
     RefreshTool.objects.update(last_call_at=timezone.now(), last_failure_at=timezone.now(),
@@ -328,9 +329,9 @@ def test_the_agent_page_adds_shows_and_removes_the_tool(owner, webhook_agent, go
 
 
 def test_the_agent_page_refuses_people_without_agents_manage_and_outsiders(viewer, outsider, webhook_agent, google):
-    url = f"/admin/broker/refreshtool/agent/{webhook_agent.pk}/add/"
-    assert login(viewer).post(url, {"provider": google.pk}).status_code == 403
-    assert login(outsider).post(url, {"provider": google.pk}).status_code == 404
+    fields = {"agent": webhook_agent.pk, "provider": google.pk}
+    assert login(viewer).post(ADD_URL, fields).status_code == 403
+    assert login(outsider).post(ADD_URL, fields).status_code == 404
     assert "Add the token-refresh tool" not in login(viewer).get(
         f"/admin/agents/agent/{webhook_agent.pk}/change/").content.decode()
     assert not RefreshTool.objects.exists()
@@ -343,3 +344,34 @@ def test_a_refresh_answers_in_a_fixed_number_of_queries(api, webhook_agent, conv
     with django_assert_max_num_queries(5):
         response = api.refresh(_body(webhook_agent, conversation), webhook.agent_secret(webhook_agent))
     assert response.status_code == 200
+
+
+# --- drift ------------------------------------------------------------------------------------------------------
+def test_reconcile_reports_a_detached_or_changed_tool_and_one_left_behind(refresh_tool, webhook_agent, emulator,
+                                                                         platform, calendar_tool):
+    from broker.sync import reconcile_refresh_tools
+    from secrets_app.sync import reconcile_tools
+
+    assert list(reconcile_refresh_tools(platform)) == []
+    assert [d for d in reconcile_tools(platform) if d.remote_id == refresh_tool.remote_id] == []
+    remote = platform.get_agent(webhook_agent.remote_id)
+    remote["conversation_config"]["agent"]["prompt"]["tool_ids"] = [calendar_tool]
+    platform.update_agent(webhook_agent.remote_id, conversation_config=remote["conversation_config"])
+    config = emulator._tools[refresh_tool.remote_id]["tool_config"]
+    config["api_schema"]["url"] = "https://elsewhere.example/steal"
+    (drift,) = reconcile_refresh_tools(platform)
+    assert drift.problem == "differs" and drift.fields["attached"] == [True, False]
+    assert drift.fields["url"][1] == "https://elsewhere.example/steal"
+    RefreshTool.objects.all().delete()  # as if its agent had been deleted in Keyward
+    (left,) = reconcile_refresh_tools(platform)
+    assert left.problem == "unknown_locally" and left.remote_id == refresh_tool.remote_id
+
+
+def test_a_provider_with_a_refresh_tool_cannot_be_deleted(refresh_tool, owner, google):
+    from secrets_app.models import OAuthProvider
+    from secrets_app.services import provider_delete
+
+    with pytest.raises(ValidationError, match="token refresh"):
+        provider_delete(actor=owner, provider=google)
+    assert OAuthProvider.objects.filter(pk=google.pk).exists()
+    assert not AuditEvent.objects.filter(action="oauth_provider.delete").exists()

@@ -273,8 +273,11 @@ def test_an_expired_token_whose_refresh_fails_is_not_sent(api, issue, webhook_ag
     assert token_endpoint.refreshes == 1 and "stale-google" not in response.content.decode()
 
 
+@pytest.mark.parametrize("placement", ["field", "query"])
 def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_agent, workspace, google,
-                                                        token_endpoint):
+                                                        token_endpoint, emulator, placement):
+    # The platform's placement of the id is undocumented: a top-level conversation_id, or one in the URL's query.
+    emulator.signed_url_conversation_id = placement
     issued = issue()
     make_vault_credential(workspace, google, "user-7", "valid-google-token-user7-Mm31", expires_in=3600)
     conversation_id = _conversation_for(api, issued, webhook_agent, end_user_id="user-7", mode="signed_url")
@@ -283,6 +286,33 @@ def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_age
                            webhook.agent_secret(webhook_agent))
     assert response.json()["dynamic_variables"] == {VARIABLE: "valid-google-token-user7-Mm31"}
     assert token_endpoint.refreshes == 0
+
+
+def test_a_signed_url_without_a_conversation_id_says_the_webhook_cannot_serve_it(api, issue, webhook_agent,
+                                                                                 emulator):
+    emulator.signed_url_conversation_id = "none"
+    issued = issue()
+    response = api.session(webhook_agent.remote_id, issued.secret, {"end_user_id": "user-7", "mode": "signed_url"})
+    assert response.status_code == 200
+    body = response.json()
+    assert "conversation_id" not in body
+    assert body["credential_webhook"]["available"] is False and "mode=token" in body["credential_webhook"]["reason"]
+    assert not BrokerSession.objects.exists()  # never a binding with an empty id
+
+
+def test_the_agent_page_says_whether_signed_url_sessions_can_be_served(api, issue, webhook_agent, emulator, owner):
+    from tests.conftest import login
+
+    url = f"/admin/broker/webhookagent/{webhook_agent.pk}/change/"
+    assert "no signed-URL session has been opened yet" in login(owner).get(url).content.decode()
+    issued = issue()
+    emulator.signed_url_conversation_id = "none"
+    api.session(webhook_agent.remote_id, issued.secret, {"end_user_id": "user-7", "mode": "signed_url"})
+    assert "Not served: the latest signed URL came without a conversation id" in login(owner).get(url).content.decode()
+    emulator.signed_url_conversation_id = "field"
+    api.session(webhook_agent.remote_id, issued.secret, {"end_user_id": "user-7", "mode": "signed_url"})
+    assert "Served: the latest signed-URL session came with a conversation id" in \
+        login(owner).get(url).content.decode()
 
 
 def test_a_user_id_the_browser_could_set_is_not_trusted(api, webhook_agent, workspace, google, token_endpoint):

@@ -68,3 +68,27 @@ def test_changing_the_expiry_sends_it_to_the_platform(owner, account, emulator, 
     with django_capture_on_commit_callbacks(execute=True):
         services.api_key_update(actor=owner, key=key, expires_at=expires)
     assert emulator._keys[key.remote_key_id]["expires_at_unix"] == int(expires.timestamp())
+
+
+def test_a_key_keyward_suspended_raises_nothing_unless_found_exposed(owner, account, emulator, platform,
+                                                                     django_capture_on_commit_callbacks):
+    from keys import services
+
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    with django_capture_on_commit_callbacks(execute=True):
+        services.api_key_suspend(actor=owner, key=key, reason="credit guard")
+    emulator.disable_key_for(key.remote_key_id, "self_disabled")  # whatever the platform lists for it
+    assert platform_disabled_keys_check()["alerts"] == 0
+    emulator.disable_key_for(key.remote_key_id, "exposed_publicly")
+    assert platform_disabled_keys_check()["alerts"] == 1
+
+
+def test_an_expiry_changed_on_the_platform_is_drift(owner, account, emulator, platform, clock):
+    from keys.sync import reconcile_api_keys
+
+    expires = clock.now + timedelta(days=10)
+    key = ApiKey.objects.get(pk=make_api_key(owner, account, expires_at=expires).key.pk)
+    assert not [i for i in reconcile_api_keys(platform) if i.object_id == key.pk]
+    emulator._keys[key.remote_key_id]["expires_at_unix"] = None  # someone cleared it on the platform
+    (item,) = [i for i in reconcile_api_keys(platform) if i.object_id == key.pk]
+    assert item.fields == {"expires_at_unix": [int(expires.timestamp()), None]}

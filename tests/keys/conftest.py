@@ -143,6 +143,8 @@ DESIGNED: dict[str, Design] = {
     "broker.brokerkey": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
     "keys.apikey": Design("workspace.view", "keys.issue", "keys.issue", NEVER),
     "broker.webhookagent": Design("workspace.view", NEVER, "agents.manage", NEVER),
+    # Listed read-only; added and removed on the agent's page (agents.manage), never through this admin's forms.
+    "broker.refreshtool": Design("workspace.view", NEVER, NEVER, NEVER),
     "secrets_app.usercredential": Design("workspace.view", NEVER, NEVER, NEVER),
     "detection.incident": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
     "detection.detectionpolicy": Design("workspace.view", "incidents.manage", "incidents.manage", NEVER),
@@ -169,6 +171,14 @@ def _webhook_agent(ws: Workspace, tag: str) -> Model:
     from broker.models import WebhookAgent
 
     return WebhookAgent.objects.get(pk=make_agent(ws, f"{tag} hook").pk)
+
+
+def _refresh_tool(ws: Workspace, tag: str) -> Model:
+    """A token-refresh tool row (its platform side is the outbox's business, not the matrix's)."""
+    from broker.models import RefreshTool
+
+    return RefreshTool.objects.create(agent=make_agent(ws, f"{tag} refreshing agent"),
+                                      provider=_oauth_provider(ws, f"{tag}r"))
 
 
 def _oauth_provider(ws: Workspace, tag: str) -> Model:
@@ -219,6 +229,7 @@ MATRIX_FACTORIES: dict[str, Callable[[Workspace, str], Model]] = {
         ws, f"{tag} bearer", provider=f"{tag}-api", secrets={"token": f"{tag}-bearer-token-5c4b3a"}),
     "secrets_app.usercredential": _user_credential,
     "broker.webhookagent": _webhook_agent,
+    "broker.refreshtool": _refresh_tool,
     "sync.drift": lambda ws, tag: DriftFactory(workspace=ws, object_id=str(make_agent(ws, f"{tag} drifted").pk),
                                                object_repr=f"{tag} drifted agent"),
     "detection.incident": lambda ws, tag: make_incident(ws, f"{tag} incident"),

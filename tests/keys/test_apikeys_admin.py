@@ -333,3 +333,9 @@ def test_every_key_page_renders_for_the_owner(owner_client, owner, account):
                 _url("history", key), BUDGETS, reverse("admin:keys_apikey_leak_check"),
                 reverse("admin:keys_keypolicy_changelist"), reverse("admin:keys_keypolicy_add")):
         assert owner_client.get(url).status_code == 200, url
+
+
+def test_change_page_shows_the_platforms_key_hash_beside_the_digest(owner_client, owner, account):
+    key = ApiKey.objects.get(pk=make_api_key(owner, account).key.pk)
+    page = owner_client.get(_url("change", key)).content.decode()
+    assert "Platform key hash" in page and key.platform_hash in page and key.digest in page

@@ -170,15 +170,21 @@ def test_invalid_agent_body_is_422(emulator: Emulator) -> None:
 # --- conversation credentials --------------------------------------------------------------------
 
 
-def test_signed_url_and_token_for_a_known_agent(client: PlatformClient) -> None:
+def test_signed_url_and_token_for_a_known_agent(client: PlatformClient, emulator: Emulator) -> None:
     agent_id = client.create_agent(name="a", conversation_config={}, platform_settings=None)
     url = client.get_signed_url(agent_id, environment="staging")
     assert re.fullmatch(
         rf"wss://voice\.test/v1/convai/conversation\?agent_id={agent_id}&conversation_signature=[\w-]+", url
     )
     assert client.get_signed_url(agent_id) != url  # every signature is fresh
+    emulator.signed_url_conversation_id = "query"
     with_id = client.get_signed_url(agent_id, include_conversation_id=True)
     assert "conversation_id=conv_" in with_id
+    emulator.signed_url_conversation_id = "field"
+    url, conversation_id = client.get_signed_url_with_conversation(agent_id)
+    assert conversation_id.startswith("conv_") and "conversation_id" not in url
+    emulator.signed_url_conversation_id = "none"
+    assert client.get_signed_url_with_conversation(agent_id)[1] == ""
     token = client.get_conversation_token(agent_id, participant_name="alice")
     assert token["token"] and token["conversation_id"].startswith("conv_")
 

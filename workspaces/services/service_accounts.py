@@ -85,8 +85,9 @@ def service_account_disable(*, actor: Actor, service_account: ServiceAccount) ->
     sa.save(update_fields=["is_active", "disabled_at", "disabled_by", "updated_at"])
     record(actor=actor, action="service_account.disable", target=sa, workspace_id=sa.workspace_id,
            changes={"is_active": [True, False]})
-    # Each hook answers how many keys it revoked; the admin tells the person the total.
-    sa.keys_revoked = sum(int(hook(actor, sa) or 0) for hook in list(SERVICE_ACCOUNT_DISABLE_HOOKS))
+    # Each hook answers how many keys it revoked (anything else counts as none); the admin tells the person the total.
+    answers = [hook(actor, sa) for hook in list(SERVICE_ACCOUNT_DISABLE_HOOKS)]
+    sa.keys_revoked = sum(n for n in answers if isinstance(n, int) and not isinstance(n, bool))
     access.forget(service_account)
     return sa
 

@@ -33,6 +33,7 @@ PLATFORM_SETTINGS_DEFAULTS: dict[str, Any] = {
     "archived": False,
 }
 CONVERSATION_CONFIG_DEFAULTS: dict[str, Any] = {"conversation": {"max_duration_seconds": 600}}
+DEFAULT_VOICE_ID = "cjVigY5qzO86Huf0OWal"  # the voice an agent gets when its config names none
 
 
 def _check_platform_settings(settings: Any, loc: tuple[str | int, ...]) -> None:
@@ -89,6 +90,10 @@ class AgentRoutes(EmulatorCore):
     #: replace); "replace" swaps each top-level object sent (conversation_config, platform_settings) for the one in
     #: the body, with the platform's defaults filled in. Keyward's push must be right under both.
     patch_mode = "merge"
+    #: Where a signed URL's conversation id goes with include_conversation_id, which the platform leaves UNCONFIRMED:
+    #: "field" (a top-level conversation_id beside signed_url, as the SDK's wording suggests), "query" (in the
+    #: URL) or "none" (not given at all). Keyward must read the first two and say so plainly for the third.
+    signed_url_conversation_id = "field"
 
     def _reset_resources(self) -> None:
         super()._reset_resources()
@@ -125,11 +130,16 @@ class AgentRoutes(EmulatorCore):
         }
 
     def _agent_summary(self, agent: dict[str, Any]) -> dict[str, Any]:
+        # AgentSummaryResponseModel: voice_id and updated_at_unix_secs are required by the SDK.
+        tts = agent["conversation_config"].get("tts")
         return {
             "agent_id": agent["agent_id"],
             "name": agent["name"],
+            "voice_id": str((tts or {}).get("voice_id") or DEFAULT_VOICE_ID) if isinstance(tts, dict | None)
+            else DEFAULT_VOICE_ID,
             "tags": list(agent["tags"]),
             "created_at_unix_secs": agent["created"],
+            "updated_at_unix_secs": agent["updated"],
             "access_info": dict(ACCESS_INFO),
             "last_call_time_unix_secs": None,
             "archived": bool(agent["platform_settings"].get("archived", False)),
@@ -238,10 +248,15 @@ class AgentRoutes(EmulatorCore):
     def _signed_url(self, call: Call) -> Reply:
         agent = self._conversation_agent(call)
         params = {"agent_id": agent["agent_id"], "conversation_signature": secrets.token_urlsafe(32)}
-        if parse_bool(call.query, "include_conversation_id", False):
-            # UNCONFIRMED where the id goes; a query parameter keeps the URL usable as-is.
-            params["conversation_id"] = random_id("conv_")
-        return 200, {"signed_url": f"{self.base_ws}/v1/convai/conversation?{urlencode(params)}"}
+        conversation_id = None
+        if parse_bool(call.query, "include_conversation_id", False) and self.signed_url_conversation_id != "none":
+            conversation_id = random_id("conv_")
+            if self.signed_url_conversation_id == "query":
+                params["conversation_id"] = conversation_id
+        answer = {"signed_url": f"{self.base_ws}/v1/convai/conversation?{urlencode(params)}"}
+        if conversation_id and self.signed_url_conversation_id == "field":
+            answer["conversation_id"] = conversation_id
+        return 200, answer
 
     @route("GET", "/v1/convai/conversation/token", scopes=CONVAI_READ)
     def _conversation_token(self, call: Call) -> Reply:
