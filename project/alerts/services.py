@@ -16,6 +16,7 @@ from project.actors import Actor, is_system
 from project.alerts import notify
 from project.alerts.models import Alert, Delivery, NotificationChannel, NotificationRule
 from project.audit.services import diff, event, record, record_many
+from project.bulk import bulk_insert
 from project.outbound import validate_outbound_url
 
 BATCH = 1000  # alerts per lookup and insert
@@ -106,7 +107,7 @@ def alerts_raise_many(*, actor: Actor, alerts: list[Alert],
             continue
         try:
             with transaction.atomic():  # each alert with its audit event, as alert_raise
-                Alert.objects.bulk_create(fresh)
+                bulk_insert(Alert, fresh, batch_size=BATCH)
                 _audit_raised(actor, fresh)
         except IntegrityError:  # another worker raised some of them meanwhile: one at a time, as alert_raise
             with transaction.atomic():
