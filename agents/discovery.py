@@ -11,8 +11,9 @@ webhook, "" when none), ``tags``, ``archived``, ``tool_ids``. Facts of the works
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from agents.models import MAX_DURATION_LIMIT, Agent
@@ -23,7 +24,7 @@ from project.platform import errors
 from project.sync.kinds import SyncKind
 from project.sync.registry import Adopted, Discoverable, Observed, register_discoverable
 
-# Agents read at once during discovery (each a GET), and how many summaries are gathered before reading them.
+# Agents read at once during discovery (each a GET), and how many reads are queued ahead of the one handed on.
 READERS = 8
 PAGE = 100
 SETTINGS_KIND = "convai_settings"
@@ -54,33 +55,38 @@ def agent_facts(detail: Mapping[str, Any], archived: bool) -> dict[str, Any]:
 
 
 def observe_agents(client: Any) -> Iterator[Observed]:
-    """Every agent, archived ones too, each read once in full (the list's summaries lack the settings). A page of
-    summaries is read at a time and its agents are fetched READERS at once over the client's pool: the reads
-    wait on the network, not on Python, so overlapping them is most of the speed on a large account."""
+    """Every agent, archived ones too, each read once in full (the list's summaries lack the settings). The agents are
+    fetched READERS at once over the client's pool as their summaries arrive: the reads wait on the network,
+    not on Python, so overlapping them (with each other and with the caller's storing) is most of the speed on a
+    large account."""
     with ThreadPoolExecutor(max_workers=READERS, thread_name_prefix="discover-agents") as pool:
-        for archived in (False, True):
-            page: list[dict[str, Any]] = []
-            for summary in client.iter_agents(archived=archived):
-                page.append(summary)
-                if len(page) >= PAGE:
-                    yield from _read_page(client, pool, page, archived)
-                    page = []
-            yield from _read_page(client, pool, page, archived)
-
-
-def _read_page(client: Any, pool: ThreadPoolExecutor, page: list[dict[str, Any]],
-               archived: bool) -> Iterator[Observed]:
-    def read(summary: dict[str, Any]) -> Observed | None:
-        agent_id = str(summary["agent_id"])
+        # Reads start as the summaries arrive, and a page of them stays queued ahead of the result handed on, so
+        # the readers keep going while the caller stores a batch (at most a page of reads in memory).
+        queue: deque[Future[Observed | None]] = deque()
         try:
-            detail = client.get_agent(agent_id)
-        except errors.NotFound:
-            return None  # deleted between the list and the read
-        return Observed(agent_id, str(detail.get("name") or summary.get("name") or ""), agent_facts(detail, archived))
+            for archived in (False, True):
+                for summary in client.iter_agents(archived=archived):
+                    queue.append(pool.submit(_read, client, summary, archived))
+                    if len(queue) > PAGE:
+                        observed = queue.popleft().result()
+                        if observed is not None:
+                            yield observed
+            while queue:
+                observed = queue.popleft().result()
+                if observed is not None:
+                    yield observed
+        finally:
+            for future in queue:  # stopped early (an error, the caller gave up): no reads left to run
+                future.cancel()
 
-    for observed in pool.map(read, page):
-        if observed is not None:
-            yield observed
+
+def _read(client: Any, summary: dict[str, Any], archived: bool) -> Observed | None:
+    agent_id = str(summary["agent_id"])
+    try:
+        detail = client.get_agent(agent_id)
+    except errors.NotFound:
+        return None  # deleted between the list and the read
+    return Observed(agent_id, str(detail.get("name") or summary.get("name") or ""), agent_facts(detail, archived))
 
 
 def governed_agents(remote_ids: list[str]) -> dict[str, tuple[str, int | None]]:
