@@ -86,8 +86,10 @@ def alerts_raise_many(*, actor: Actor, alerts: list[Alert],
     for i in range(0, len(alerts), BATCH):
         chunk = alerts[i:i + BATCH]
         wanted = {(a.workspace_id, a.dedup_key) for a in chunk}
+        # By workspace and dedup key, the unique index's columns: by dedup key alone the lookup reads the table.
         existing = {(ws, key): (pk, state) for pk, ws, key, state in
-                    Alert.objects.filter(dedup_key__in=[a.dedup_key for a in chunk])
+                    Alert.objects.filter(workspace_id__in={ws for ws, _ in wanted},
+                                         dedup_key__in=[a.dedup_key for a in chunk])
                     .values_list("pk", "workspace_id", "dedup_key", "state") if (ws, key) in wanted}
         repeated = [pk for (ws, key), (pk, state) in existing.items()
                     if state != Alert.State.RESOLVED and (ws, key) not in seen]
