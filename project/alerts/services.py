@@ -101,9 +101,7 @@ def alerts_raise_many(*, actor: Actor, alerts: list[Alert],
             if (alert.workspace_id, alert.dedup_key) in seen:
                 continue
             seen.add((alert.workspace_id, alert.dedup_key))
-            # As alert_raise's full_clean, less the lookups (the workspace is a saved row; the dedup key was
-            # looked up above, and the insert below falls back to one at a time if another worker raced us).
-            alert.full_clean(exclude=["workspace"], validate_unique=False, validate_constraints=False)
+            _check_built(alert)
             fresh.append(alert)
         if not fresh:
             continue
@@ -118,6 +116,28 @@ def alerts_raise_many(*, actor: Actor, alerts: list[Alert],
         raised += fresh
     notify.on_raise_many(deliver(raised) if deliver else raised)
     return raised
+
+
+_SEVERITIES = frozenset(Alert.Severity.values)
+_LIMITS = {f: Alert._meta.get_field(f).max_length for f in ("kind", "title", "dedup_key", "object_type", "object_id",
+                                                            "object_repr")}
+
+
+def _check_built(alert: Alert) -> None:
+    """What alert_raise's full_clean checks of an alert built by alert_build, without a model validation per row
+    (a guardrail pass raises tens of thousands): the workspace is a saved row, the dedup key was looked up, the
+    insert falls back to one at a time if another worker raced us, and the database refuses the rest."""
+    errors = {}
+    if alert.severity not in _SEVERITIES:
+        errors["severity"] = f"Value {alert.severity!r} is not a valid choice."
+    for name, limit in _LIMITS.items():
+        value = getattr(alert, name)
+        if len(value) > limit or (not value and name in ("kind", "title", "dedup_key")):
+            errors[name] = f"Required, at most {limit} characters."
+    if not isinstance(alert.details, dict):
+        errors["details"] = "The figures are a mapping."
+    if errors:
+        raise ValidationError(errors)
 
 
 def _audit_raised(actor: Actor, alerts: list[Alert]) -> None:

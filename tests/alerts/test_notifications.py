@@ -209,6 +209,18 @@ def test_alerts_raised_in_bulk_are_routed_as_one_at_a_time_and_repeats_counted(w
     assert Delivery.objects.count() == 3
 
 
+@pytest.mark.parametrize("field,value", [("severity", "urgent"), ("title", ""), ("kind", "k" * 61)])
+def test_alerts_raised_in_bulk_are_checked_as_one_at_a_time_and_nothing_is_saved(workspace, field, value):
+    from django.core.exceptions import ValidationError
+
+    good = services.alert_build(workspace=workspace, kind="api_key_leaked", title="Leak", dedup_key="good")
+    bad = services.alert_build(workspace=workspace, kind="api_key_leaked", title="Leak", dedup_key="bad")
+    setattr(bad, field, value)
+    with pytest.raises(ValidationError) as refused:
+        services.alerts_raise_many(actor=SYSTEM, alerts=[good, bad])
+    assert field in refused.value.message_dict and Alert.objects.count() == 0
+
+
 def test_no_rule_no_channel_no_delivery_and_other_workspaces_rules_do_not_apply(workspace, other_workspace, receiver):
     hook, _ = channel(other_workspace, "webhook", url=f"{receiver.url}/x")
     rule(other_workspace, "all", [hook], is_default=True)
