@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,14 +21,14 @@ from detection.charts import BarChart, LineChart, bar_chart, line_chart
 from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
 from detection.guardrails import KIND_PREFIX as GUARDRAIL_PREFIX
 from detection.models import Guardrail, Incident
-from keys.models import ApiKey, KeyUsageDaily
+from keys.models import BURN_WINDOW_DAYS, ApiKey, EnvironmentUsageDaily, KeyUsageDaily, KeyUsageWindow
 from keys.selectors import flagged
 from project import access
 from project.actors import Actor
 from project.alerts.models import Alert
 from workspaces.models import Workspace
 
-DAYS = 30
+DAYS = BURN_WINDOW_DAYS  # the key totals are pre-aggregated over this window (keys.models.KeyUsageWindow)
 TOP_KEYS = 8
 SEVERE = (Alert.Severity.HIGH, Alert.Severity.CRITICAL)
 
@@ -196,29 +196,30 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
 
 
 def environment_burn(ids: set[int] | None, days: list[date], *, multi: bool) -> LineChart:
-    """Credits per environment and day: one grouped query."""
-    rows = (_in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
-            .order_by().values("key__environment_id", "key__environment__name", "key__environment__workspace__name",
-                               "day").annotate(credits=Sum("credits")))
+    """Credits per environment and day: one query of the pre-aggregated environment days (kept equal to the sum
+    of the keys' day rows by the usage ingest, keys.services.burn), whatever the number of keys."""
+    rows = (_in(EnvironmentUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids)
+            .order_by().values_list("environment__name", "environment__workspace__name", "day", "credits"))
     series: dict[str, dict[date, float]] = defaultdict(dict)
-    for row in rows:
-        label = (f"{row['key__environment__workspace__name']} / {row['key__environment__name']}" if multi
-                 else row["key__environment__name"])
-        series[label][row["day"]] = series[label].get(row["day"], 0.0) + float(row["credits"] or 0)
+    for name, workspace_name, day, credits in rows:
+        label = f"{workspace_name} / {name}" if multi else name
+        series[label][day] = series[label].get(day, 0.0) + float(credits or 0)
     ordered = sorted(series.items(), key=lambda item: -sum(item[1].values()))
     return line_chart(days, [(label, [by_day.get(d, 0.0) for d in days]) for label, by_day in ordered])
 
 
 def key_burn(ids: set[int] | None, days: list[date]) -> BarChart:
-    """The keys that spent the most credits over the days, with their daily series: two queries."""
-    usage = _in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
-    top = list(usage.order_by().values("key_id", "key__name", "key__hint", "key__environment__name")
-               .annotate(total=Sum("credits")).order_by("-total", "key_id")[:TOP_KEYS])
+    """The keys that spent the most credits over the days, with their daily series: two queries, the first an
+    index read of the pre-aggregated windows ending on the last day (keys.models.KeyUsageWindow)."""
+    top = list(_in(KeyUsageWindow.objects.filter(day=days[-1], credits__gt=0), ids)
+               .order_by("-credits", "key_id")
+               .values("key_id", "key__name", "key__hint", "key__environment__name", "credits")[:TOP_KEYS])
     daily: dict[int, dict[date, float]] = defaultdict(dict)
-    for key_id, day, credits in usage.filter(key_id__in=[t["key_id"] for t in top]).values_list("key_id", "day",
-                                                                                             "credits"):
+    for key_id, day, credits in KeyUsageDaily.objects.filter(
+            key_id__in=[t["key_id"] for t in top], day__gte=days[0], day__lte=days[-1]).values_list(
+            "key_id", "day", "credits"):
         daily[key_id][day] = float(credits or 0)
     rows = [(f"{t['key__name']} …{t['key__hint']} ({t['key__environment__name']})",
              reverse("admin:keys_apikey_change", args=[t["key_id"]]),
-             [daily[t["key_id"]].get(d, 0.0) for d in days]) for t in top if t["total"]]
+             [daily[t["key_id"]].get(d, 0.0) for d in days]) for t in top]
     return bar_chart(rows)

@@ -13,6 +13,7 @@ from django.urls import reverse
 from agents.models import Agent
 from detection.models import Guardrail
 from keys.models import ApiKey, KeyUsageDaily
+from keys.services.burn import usage_burn_rebuild
 from tests.conftest import login
 from tests.factories import (
     NOW,
@@ -146,6 +147,7 @@ def _seed(workspace, n):
                                                      requests=1)
                                        for i, key in enumerate(keys[:2000]) for d in range(0, 30, 3)],
                                       batch_size=5000)
+    usage_burn_rebuild()  # day rows written in bulk, not by the ingest
     Agent.objects.bulk_create([Agent(workspace=workspace, name=f"a{i}", auth_mode="signed") for i in range(20)])
     for i in range(20):
         make_alert(workspace, "usage_spike", title=f"spike {i}", dedup_key=f"s{i}", severity="high")
