@@ -12,6 +12,8 @@ from urllib.parse import urlencode
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
@@ -95,6 +97,24 @@ def account_figures(workspaces: list[Workspace], selected: Workspace | None) -> 
     ]
 
 
+def count_each(querysets: dict[str, QuerySet]) -> dict[str, int]:
+    """Each queryset's row count (what ``.count()`` answers), all in one statement of scalar subqueries: the
+    dashboard's figures cost one round trip however many there are."""
+    parts, params = [], []
+    for n, queryset in enumerate(querysets.values()):
+        try:
+            sql, sub_params = queryset.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # a filter that can match nothing (e.g. `__in` an empty list)
+            parts.append("0")
+            continue
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted_{n})")  # noqa: S608 - ORM-compiled, values as params
+        params.extend(sub_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        row = cursor.fetchone()
+    return {name: int(value) for name, value in zip(querysets, row, strict=True)}
+
+
 def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace], *,
             today: date | None = None) -> Posture:
     """Everything the dashboard shows, for one workspace or every workspace the actor may view."""
@@ -104,59 +124,59 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     plain_ws = {"workspace": selected.pk if selected else None}  # the sync and detection lists' WorkspaceFilter
 
     keys = _in(ApiKey.objects.all(), ids)
+    agents = _in(Agent.objects.all(), ids)
+    from project.sync.models import Drift, SyncJob
+
+    counting: dict[str, QuerySet] = {
+        **{flag: flagged(keys, flag) for flag in ("overdue", "idle", "all_scopes_prod", "open_network", "suspended")},
+        "usable": keys.filter(state__in=ApiKey.USABLE_STATES),
+        **{mode: agents.filter(auth_mode=mode) for mode in Agent.AuthMode.values},
+        "unlimited": agents.filter(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True),
+        "sync_attention": _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids),
+        "drift": _in(Drift.objects.all(), ids),
+        "incidents": _in(Incident.objects.exclude(state=Incident.State.CLOSED), ids),
+    }
+    if apps.is_installed("secrets_app"):
+        from secrets_app.models import Secret
+
+        counting["unused_secrets"] = _in(Secret.objects.filter(tool_references__isnull=True), ids)
+    counts = count_each(counting)
     key_figures = [
-        Figure("overdue", "Keys overdue for rotation", flagged(keys, "overdue").count(),
+        Figure("overdue", "Keys overdue for rotation", counts["overdue"],
                _url("admin:keys_apikey_changelist", {"flag": "overdue", **ws})),
-        Figure("idle", "Keys unused for 30+ days", flagged(keys, "idle").count(),
+        Figure("idle", "Keys unused for 30+ days", counts["idle"],
                _url("admin:keys_apikey_changelist", {"flag": "idle", **ws}), note="by each workspace's idle days"),
-        Figure("all_scopes_prod", "Production keys with every scope", flagged(keys, "all_scopes_prod").count(),
+        Figure("all_scopes_prod", "Production keys with every scope", counts["all_scopes_prod"],
                _url("admin:keys_apikey_changelist", {"flag": "all_scopes_prod", **ws})),
-        Figure("open_network", "Keys without a network limit", flagged(keys, "open_network").count(),
+        Figure("open_network", "Keys without a network limit", counts["open_network"],
                _url("admin:keys_apikey_changelist", {"flag": "open_network", **ws})),
-    ]
-    counts = keys.aggregate(usable=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES)),
-                            suspended=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES,
-                                                           suspended_at__isnull=False)))
-    key_figures += [
         Figure("suspended", "Suspended keys (credit guard or by hand)", counts["suspended"],
                _url("admin:keys_apikey_changelist", {"flag": "suspended", **ws})),
         Figure("usable", "Usable keys", counts["usable"],
                _url("admin:keys_apikey_changelist", {"state__in": "active,superseded", **ws}), False),
     ]
 
-    agents = _in(Agent.objects.all(), ids).aggregate(
-        signed=Count("pk", filter=Q(auth_mode=Agent.AuthMode.SIGNED)),
-        allowlist=Count("pk", filter=Q(auth_mode=Agent.AuthMode.ALLOWLIST)),
-        public=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC)),
-        unlimited=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True)))
     agent_figures = [
-        Figure("public", "Public agents", agents["public"],
+        Figure("public", "Public agents", counts[Agent.AuthMode.PUBLIC],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "public", **ws})),
-        Figure("allowlist", "Allowlisted agents", agents["allowlist"],
+        Figure("allowlist", "Allowlisted agents", counts[Agent.AuthMode.ALLOWLIST],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "allowlist", **ws}), False),
-        Figure("signed", "Signed-URL agents", agents["signed"],
+        Figure("signed", "Signed-URL agents", counts[Agent.AuthMode.SIGNED],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "signed", **ws}), False),
-        Figure("public_unlimited", "Public agents without a duration limit", agents["unlimited"],
+        Figure("public_unlimited", "Public agents without a duration limit", counts["unlimited"],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "public",
                                                       "max_duration_seconds__isnull": "True", **ws}),
                note="the database refuses new ones; any here predate that rule"),
     ]
 
     other: list[Figure] = []
-    if apps.is_installed("secrets_app"):
-        from secrets_app.models import Secret
-
-        unused = _in(Secret.objects.filter(tool_references__isnull=True), ids).count()
-        other.append(Figure("unused_secrets", "Secrets no tool uses", unused,
+    if "unused_secrets" in counts:
+        other.append(Figure("unused_secrets", "Secrets no tool uses", counts["unused_secrets"],
                             _url("admin:secrets_app_secret_changelist", {"tool_references__isnull": "True", **ws})))
-    from project.sync.models import Drift, SyncJob
-
     other += [
-        Figure("sync_attention", "Dead or failed sync jobs",
-               _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids).count(),
+        Figure("sync_attention", "Dead or failed sync jobs", counts["sync_attention"],
                _url("admin:sync_syncjob_changelist", {"state": "attention", **plain_ws})),
-        Figure("drift", "Drift from the platform", _in(Drift.objects.all(), ids).count(),
-               _url("admin:sync_drift_changelist", plain_ws)),
+        Figure("drift", "Drift from the platform", counts["drift"], _url("admin:sync_drift_changelist", plain_ws)),
     ]
 
     alerts = _in(Alert.objects.exclude(state=Alert.State.RESOLVED), ids)
@@ -170,7 +190,7 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
         Figure("alerts_severe", "…of which high or critical", alert_counts["severe"],
                _url("admin:alerts_alert_changelist", {"state": "unresolved", "severity__in": "high,critical",
                                                          **plain_ws})),
-        Figure("incidents", "Open incidents", incidents.count(),
+        Figure("incidents", "Open incidents", counts["incidents"],
                _url("admin:detection_incident_changelist", {"state": "ongoing", **plain_ws})),
     ]
 
