@@ -68,6 +68,7 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 def _seed(n_keys: int, usage_keys: int = USAGE_KEYS) -> tuple[object, object, int, int]:
+    from keys.models import BURN_WINDOW_DAYS
     from workspaces.models import Role, RoleAssignment, ServiceAccount
     from workspaces.services import workspace_create
 
@@ -118,7 +119,22 @@ def _seed(n_keys: int, usage_keys: int = USAGE_KEYS) -> tuple[object, object, in
                 copy.write_row((key_id, hour - timedelta(hours=h), RNG.randint(1, 300), RNG.randint(1, 9)))
                 hourly += 1
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE keys_apikey, keys_keyusagedaily, detection_keyusagehourly")
+        # The dashboard's pre-aggregated burn (what keys.services.burn keeps for the ingest), in SQL: the Python
+        # rebuild takes minutes at this size. Key windows ending today - 2 … today + 29, as the ingest leaves them.
+        cursor.execute("""
+            INSERT INTO keys_environmentusagedaily (workspace_id, environment_id, day, credits)
+            SELECT k.workspace_id, k.environment_id, d.day, SUM(d.credits)
+            FROM keys_keyusagedaily d JOIN keys_apikey k ON k.id = d.key_id GROUP BY 1, 2, 3""")
+        cursor.execute("""
+            INSERT INTO keys_keyusagewindow (key_id, workspace_id, day, credits)
+            SELECT d.key_id, k.workspace_id, g.day::date, SUM(d.credits)
+            FROM keys_keyusagedaily d JOIN keys_apikey k ON k.id = d.key_id
+            JOIN generate_series(%s::date, %s::date, interval '1 day') AS g(day)
+              ON d.day > g.day::date - %s AND d.day <= g.day::date
+            GROUP BY 1, 2, 3 HAVING SUM(d.credits) <> 0""",
+                       [today - timedelta(days=2), today + timedelta(days=BURN_WINDOW_DAYS - 1), BURN_WINDOW_DAYS])
+        cursor.execute("VACUUM ANALYZE keys_apikey, keys_keyusagedaily, detection_keyusagehourly, "
+                       "keys_environmentusagedaily, keys_keyusagewindow")
     return root, admin, daily, hourly
 
 
