@@ -14,7 +14,7 @@ from django.apps import apps
 from django.conf import settings
 from django.core.exceptions import EmptyResultSet
 from django.db import connection
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, IntegerField, Q, QuerySet, Value
 from django.urls import reverse
 from django.utils import timezone
 
@@ -24,7 +24,7 @@ from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
 from detection.guardrails import KIND_PREFIX as GUARDRAIL_PREFIX
 from detection.models import Guardrail, Incident
 from keys.models import BURN_WINDOW_DAYS, ApiKey, EnvironmentUsageDaily, KeyUsageDaily, KeyUsageWindow
-from keys.selectors import flagged
+from keys.selectors import flag_condition
 from project import access
 from project.actors import Actor
 from project.alerts.models import Alert
@@ -32,6 +32,7 @@ from workspaces.models import Workspace
 
 DAYS = BURN_WINDOW_DAYS  # the key totals are pre-aggregated over this window (keys.models.KeyUsageWindow)
 TOP_KEYS = 8
+KEY_FLAGS = ("overdue", "idle", "all_scopes_prod", "open_network", "suspended")
 SEVERE = (Alert.Severity.HIGH, Alert.Severity.CRITICAL)
 
 
@@ -97,9 +98,10 @@ def account_figures(workspaces: list[Workspace], selected: Workspace | None) -> 
     ]
 
 
-def count_each(querysets: dict[str, QuerySet]) -> dict[str, int]:
-    """Each queryset's row count (what ``.count()`` answers), all in one statement of scalar subqueries: the
-    dashboard's figures cost one round trip however many there are."""
+def count_each(querysets: dict[str, QuerySet], *, one_row: QuerySet | None = None) -> dict[str, int]:
+    """Each queryset's row count (what ``.count()`` answers), all in one statement of scalar subqueries, with the
+    columns of `one_row` (a values() queryset of aggregates, one row) alongside: the dashboard's figures cost one
+    round trip however many there are."""
     parts, params = [], []
     for n, queryset in enumerate(querysets.values()):
         try:
@@ -109,10 +111,18 @@ def count_each(querysets: dict[str, QuerySet]) -> dict[str, int]:
             continue
         parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted_{n})")  # noqa: S608 - ORM-compiled, values as params
         params.extend(sub_params)
+    source = ""
+    if one_row is not None:
+        sql, row_params = one_row.query.sql_with_params()
+        parts.insert(0, "one_row.*")
+        source = f" FROM ({sql}) AS one_row"
+        params.extend(row_params)
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {', '.join(parts)}", params)
+        cursor.execute(f"SELECT {', '.join(parts)}{source}", params)
         row = cursor.fetchone()
-    return {name: int(value) for name, value in zip(querysets, row, strict=True)}
+        names = [column[0] for column in cursor.description]
+    names[len(names) - len(querysets):] = list(querysets)
+    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
 
 
 def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace], *,
@@ -127,9 +137,11 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     agents = _in(Agent.objects.all(), ids)
     from project.sync.models import Drift, SyncJob
 
+    # The key figures in one pass over the keys (each flag a filtered count), the other counts beside them.
+    key_counts = (keys.order_by().annotate(one=Value(1, output_field=IntegerField())).values("one").annotate(
+        **{flag: Count("pk", filter=flag_condition(flag)) for flag in KEY_FLAGS},
+        usable=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES))).values(*KEY_FLAGS, "usable"))
     counting: dict[str, QuerySet] = {
-        **{flag: flagged(keys, flag) for flag in ("overdue", "idle", "all_scopes_prod", "open_network", "suspended")},
-        "usable": keys.filter(state__in=ApiKey.USABLE_STATES),
         **{mode: agents.filter(auth_mode=mode) for mode in Agent.AuthMode.values},
         "unlimited": agents.filter(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True),
         "sync_attention": _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids),
@@ -140,7 +152,7 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
         from secrets_app.models import Secret
 
         counting["unused_secrets"] = _in(Secret.objects.filter(tool_references__isnull=True), ids)
-    counts = count_each(counting)
+    counts = count_each(counting, one_row=key_counts)
     key_figures = [
         Figure("overdue", "Keys overdue for rotation", counts["overdue"],
                _url("admin:keys_apikey_changelist", {"flag": "overdue", **ws})),
