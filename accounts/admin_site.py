@@ -9,8 +9,11 @@ from collections.abc import Callable
 from functools import update_wrapper
 from typing import Any
 
+from django.apps import apps
 from django.contrib import admin
+from django.contrib.admin.views.autocomplete import AutocompleteJsonView
 from django.contrib.auth.decorators import login_not_required
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import URLPattern, URLResolver, path, reverse
 from django.utils.decorators import method_decorator
@@ -43,6 +46,21 @@ NAVIGATION: tuple[tuple[str, tuple[tuple[str, str, str], ...]], ...] = (
                             ("axes", "accesslog", "Successful sign-ins"),
                             ("otp_totp", "totpdevice", "Two-factor devices"))),
 )
+
+
+class KeywardAutocompleteView(AutocompleteJsonView):
+    """Django's autocomplete, refusing (403) any field that is not a concrete relation: probed with a reverse
+    relation's name, Django's own view crashes with a 500."""
+
+    def process_request(self, request: HttpRequest) -> Any:
+        try:
+            model = apps.get_model(request.GET.get("app_label") or "", request.GET.get("model_name") or "")
+            field = model._meta.get_field(request.GET.get("field_name") or "")
+        except (LookupError, ValueError, FieldDoesNotExist):
+            raise PermissionDenied from None
+        if not (field.concrete and field.is_relation):
+            raise PermissionDenied
+        return super().process_request(request)
 
 
 class KeywardAdminSite(admin.AdminSite):
@@ -79,6 +97,9 @@ class KeywardAdminSite(admin.AdminSite):
         super().__init__(name)
         # Bulk delete would bypass the services (no audit, no sync): every delete goes one object at a time.
         self.disable_action("delete_selected")
+
+    def autocomplete_view(self, request: HttpRequest) -> HttpResponse:
+        return KeywardAutocompleteView.as_view(admin_site=self)(request)
 
     def has_permission(self, request: HttpRequest) -> bool:
         return super().has_permission(request) and second_factor.passes(request)

@@ -103,7 +103,8 @@ def _fixtures(platform_client: object) -> tuple[object, str, object]:
                                   role=Role.objects.get(workspace=None, name="Developer"))
     issued = services.broker_key_issue(actor=SYSTEM, workspace=workspace, service_account=account,
                                        environment=workspace.environments.get(name="prod"), name="bench",
-                                       agents=[agent], rate_limit_per_minute=1_000_000, session_quota=100_000_000)
+                                       agents=[agent], rate_limit_per_minute=1_000_000, session_quota=100_000_000,
+                                       carries_vault_tokens=True)  # the token-refresh bench needs the vault right
     return agent, issued.secret, issued.key
 
 

@@ -45,15 +45,15 @@ class BrokerKeyAdmin(RefusalAsMessage):
     form = BrokerKeyChangeForm
     manage_permission = "keys.issue"
     list_display = ("name", "hint", "service_account", "environment", "agent_count", "token_type_list", "networks",
-                    "rate_limit_per_minute", "sessions_this_period", "requests_this_minute", "last_used",
-                    "status_badge")
+                    "rate_limit_per_minute", "carries_vault_tokens", "sessions_this_period", "requests_this_minute",
+                    "last_used", "status_badge")
     list_select_related = ("workspace", "service_account", "environment__workspace", "usage")
     search_fields = ("name", "hint", "service_account__name")
     actions = ["revoke_keys"]
     fieldsets = (
         (None, {"fields": ("workspace", "service_account", "environment", "name", "hint", "status_badge")}),
         ("What it may do", {"fields": ("agents", "token_types", "allowed_networks", "rate_limit_per_minute",
-                                       "session_quota", "quota_period", "expires_at")}),
+                                       "session_quota", "quota_period", "expires_at", "carries_vault_tokens")}),
         ("Usage", {"fields": ("sessions_this_period", "requests_this_minute", "sessions_total", "last_used",
                               "last_address")}),
         ("History", {"fields": ("created_by", "created_at", "revoked_at", "revoked_by", "revoke_reason")}),

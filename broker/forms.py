@@ -64,6 +64,10 @@ class BrokerKeyIssueForm(forms.Form):
     session_quota = forms.IntegerField(min_value=1, initial=1000)
     quota_period = forms.ChoiceField(choices=BrokerKey.QuotaPeriod.choices, initial=BrokerKey.QuotaPeriod.DAY)
     expires_at = forms.DateTimeField(required=False, help_text="Optional (UTC): YYYY-MM-DD HH:MM")
+    carries_vault_tokens = forms.BooleanField(
+        required=False, label="Carries vault tokens",
+        help_text="Sessions opened with this key get their end user's vault tokens through the credential webhook "
+                  "(the key's holder names the end user). Needs secrets.manage in the workspace.")
     issue_nonce = forms.CharField(widget=forms.HiddenInput, max_length=64)
 
     def __init__(self, *args: Any, choices: dict[str, Any], workspaces: Any, **kwargs: Any) -> None:
@@ -110,7 +114,7 @@ class BrokerKeyChangeForm(forms.ModelForm):
     class Meta:
         model = BrokerKey
         fields = ("name", "agents", "token_types", "allowed_networks", "rate_limit_per_minute", "session_quota",
-                  "quota_period", "expires_at")
+                  "quota_period", "expires_at", "carries_vault_tokens")
 
 
 class WebhookAgentForm(forms.ModelForm):

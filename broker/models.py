@@ -69,6 +69,12 @@ class BrokerKey(TimeStampedModel):
         "single-use token types", default=list, blank=True,
         help_text="Single-use tokens for speech clients this key may mint; none = no token endpoint")
     expires_at = models.DateTimeField(null=True, blank=True, help_text="Blank = until revoked")
+    # Whether sessions opened with this key may receive their end user's vault tokens through the credential
+    # webhook. Only someone holding secrets.manage can set it: keys.issue alone must not reach the vault.
+    carries_vault_tokens = models.BooleanField(
+        "carries vault tokens", default=False,
+        help_text="Sessions opened with this key get their end user's vault tokens through the credential webhook. "
+                  "Only someone holding secrets.manage in the workspace can turn this on.")
     revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", editable=False)
@@ -186,6 +192,9 @@ class BrokerSession(models.Model):
     conversation_id = models.CharField(max_length=128)
     mode = models.CharField(max_length=20)
     expires_at = models.DateTimeField()
+    # When the credential webhook first answered for this conversation: it answers once (or within
+    # BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS of the session's opening), so a replayed call gets nothing.
+    answered_at = models.DateTimeField(null=True, blank=True)
 
     objects = RestrictedManager()
 

@@ -7,7 +7,9 @@ alerts match: one alert per object and rule (dedup key ``guardrail:<account>:<ki
 workspace of the object (every workspace bound to the account when that is not clear), with the object and the
 evidence; an alert whose finding has gone away is resolved by the system and its dedup key freed, so the same
 finding coming back later raises a new alert. An alert a person resolved while its finding stays is left
-resolved (the risk was accepted) until the finding goes away.
+resolved (the risk was accepted) until the finding goes away. New alerts are raised in bulk
+(``alerts_raise_many``: audited and delivered as alert_raise's); a resolution is audited and told to the channels
+that were told of the alert, as a person's would be.
 
 Each rule is *alert* or *enforce* per workspace (``DetectionPolicy.guardrail_enforce``, alert by default).
 Enforce pushes Keyward's policy back through the outbox (audited as the system with the rule's name) for an
@@ -28,20 +30,22 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import CharField, F, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from agents.models import MAX_DURATION_LIMIT, Agent
-from agents.validators import normalize_hostname
+from agents.validators import normalize_allowlist, normalize_hostname
 from detection.models import ENFORCEABLE_GUARDRAILS, Guardrail
 from detection.services import detection_policies_ensure
 from keys.discovery import OWN_KEY
 from keys.models import ALL_SCOPES, ApiKey, KeyPolicy
 from project.actors import SYSTEM
-from project.alerts.models import Alert
+from project.alerts import notify
+from project.alerts.models import Alert, Delivery
+from project.alerts.services import alert_build, alerts_raise_many
 from project.audit.services import event, record_many
 from project.sync.models import Observation
 from workspaces.models import Workspace
@@ -112,16 +116,15 @@ def agent_findings(facts: Mapping[str, Any]) -> Findings:
 
 
 def _policy_problems(signed: bool, hosts: list[str], duration: int | None) -> list[str]:
-    """Why Keyward would refuse the platform's settings read as one policy (an empty list: it would accept)."""
-    mode = Agent.AuthMode.SIGNED if signed else Agent.AuthMode.ALLOWLIST if hosts else Agent.AuthMode.PUBLIC
-    agent = Agent(auth_mode=mode, allowlist=list(hosts),
-                  max_duration_seconds=duration if duration is not None and 1 <= duration <= MAX_DURATION_LIMIT
-                  else None)
+    """Why Keyward would refuse the platform's settings read as one policy (an empty list: it would accept): the
+    checks of ``Agent.clean`` for the policy the settings amount to (signed with an allowlist is a rule of its own;
+    a public agent without a limit too), without building a model per agent."""
     problems = []
-    try:
-        agent.clean()
-    except ValidationError as exc:
-        problems = [message for messages in exc.message_dict.values() for message in messages]
+    if hosts and not signed:
+        try:
+            normalize_allowlist(hosts)
+        except ValidationError as exc:
+            problems += exc.messages
     if duration is not None and duration > MAX_DURATION_LIMIT:
         problems.append(f"The maximum duration ({duration} s) is above Keyward's limit ({MAX_DURATION_LIMIT} s).")
     return problems
@@ -280,9 +283,7 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
         elif kind == KEY_KIND:
             seen_keys.add(row["remote_id"])
             key = keys.get(int(row["object_id"])) if row["object_id"].isdigit() else None
-            # Keyward's own platform key (keys.discovery.OWN_KEY) is the account's: its rotation governs it, and
-            # the permissions it needs are not a finding.
-            found = {} if row["object_id"].startswith(OWN_KEY) else _observed_key(ctx, facts, key, workspace_id)
+            found = _observed_key(ctx, facts, key, row["object_id"], workspace_id)
             if key is not None:
                 target, governed, workspace_id = ("keys.apikey", str(key["pk"])), ("key", key["pk"]), \
                     key["workspace_id"]
@@ -297,23 +298,24 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
     return changed
 
 
-def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] | None,
+def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] | None, object_id: str,
                   workspace_id: int | None) -> Findings:
     """A key read on the platform: its permissions, network limit and disabled state as the platform holds them;
-    its environment, expiry and last use from Keyward's row when Keyward governs it. A key Keyward does not manage
-    has no known environment: it is judged as production (the cautious reading) until adopted."""
-    idle_days = ctx.idle_days.get(key["workspace_id"] if key else workspace_id or 0, 30)
-    if key is not None and key["state"] not in ApiKey.USABLE_STATES:
+    its environment, expiry and last use from Keyward's row when Keyward governs it (facts of keys.discovery:
+    ``permissions``, ``allowed_ips``, ``expires_at_unix``, ``is_disabled``). A key Keyward does not manage has no
+    known environment: it is judged as production (the cautious reading) until adopted; its last use is not known,
+    so it is never judged idle. Keyward's own platform-account key is the account page's business (its rotation),
+    not these rules'."""
+    if object_id.startswith(OWN_KEY) or (key is not None and key["state"] not in ApiKey.USABLE_STATES):
         return {}
+    idle_days = ctx.idle_days.get(key["workspace_id"] if key else workspace_id or 0, 30)
     live = KeyState(
         permissions=facts.get("permissions"), allowed_ips=list(facts.get("allowed_ips") or []),
-        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires_at_unix", facts.get("expires"))),
+        expires_at=(key or {}).get("expires_at") or _when(facts.get("expires_at_unix")),
         disabled=bool(facts.get("is_disabled")),
         production=bool(key["environment__is_production"]) if key else True,
-        last_used_at=key["last_used_at"] if key else _when(facts.get("last_used")),
-        born=(key["activated_at"] or key["created_at"]) if key else _when(facts.get("created_at_unix",
-                                                                                    facts.get("created"))),
-        idle_days=idle_days)
+        last_used_at=key["last_used_at"] if key else None,
+        born=(key["activated_at"] or key["created_at"]) if key else None, idle_days=idle_days)
     # Whether Keyward's own policy of a governed key breaks the rule too is read after the pass (_key_local_breaks).
     return key_findings(live, ctx.now)
 
@@ -415,7 +417,7 @@ def _sync_alerts(ctx: _Context) -> None:
                                    object_repr=wanted.object_repr))
     Alert.objects.bulk_update(moved, ["object_type", "object_id", "object_repr"], batch_size=500)
     enforced = _enforce(ctx, to_enforce)
-    for i in range(0, len(fresh), BATCH):
+    for i in range(0, len(fresh), BATCH):  # a thousand alert rows in memory at a time
         ctx.report.raised += _raise(fresh[i:i + BATCH])
     if enforced:
         stamp = ctx.now.isoformat()
@@ -460,31 +462,18 @@ def _enforce(ctx: _Context, wanted: list[Wanted]) -> list[Wanted]:
     return enforced
 
 
-def _raise(batch: list[Wanted]) -> int:
-    alerts = [Alert(workspace_id=w.workspace_id, kind=f"{KIND_PREFIX}{w.rule}", severity=SEVERITY[w.rule],
-                    title=w.title[:200], details=w.details, dedup_key=w.dedup_key, object_type=w.object_type,
-                    object_id=w.object_id, object_repr=w.object_repr) for w in batch]
-    try:
-        with transaction.atomic():
-            made = Alert.objects.bulk_create(alerts)
-            _audit_raised(made)
-        return len(made)
-    except IntegrityError:  # another pass raised some of them meanwhile: one by one, skipping those
-        raised = 0
-        for alert in alerts:
-            try:
-                with transaction.atomic():
-                    alert.save(force_insert=True)
-                    _audit_raised([alert])
-                raised += 1
-            except IntegrityError:
-                alert.pk = None
-        return raised
-
-
-def _audit_raised(alerts: list[Alert]) -> None:
-    record_many([event(actor=SYSTEM, action="alert.raise", target=a, workspace_id=a.workspace_id,
-                       changes={"kind": a.kind, "severity": a.severity}) for a in alerts])
+def _raise(wanted: list[Wanted]) -> int:
+    """Raise the new alerts as alert_raise raises each (audited, delivered to their routed channels), in bulk:
+    a first pass over a large account may call for tens of thousands. One raised meanwhile by another pass is
+    skipped."""
+    workspaces = {pk: Workspace(pk=pk) for pk in {w.workspace_id for w in wanted}}
+    alerts = []
+    for w in wanted:
+        alert = alert_build(workspace=workspaces[w.workspace_id], kind=f"{KIND_PREFIX}{w.rule}", title=w.title,
+                            dedup_key=w.dedup_key, severity=SEVERITY[w.rule], details=w.details)
+        alert.object_type, alert.object_id, alert.object_repr = w.object_type, w.object_id, w.object_repr
+        alerts.append(alert)
+    return len(alerts_raise_many(actor=SYSTEM, alerts=alerts))
 
 
 @transaction.atomic
@@ -502,6 +491,9 @@ def _resolve(batch: list[tuple[int, str]], now: datetime) -> int:
                            changes={"state": [states[pk], Alert.State.RESOLVED], "kind": kind,
                                     "reason": "the finding went away on the platform"})
                      for pk, ws, title, kind in rows])
+    told = set(Delivery.objects.filter(alert_id__in=unresolved).values_list("alert_id", flat=True).distinct())
+    for alert in Alert.objects.filter(pk__in=told):
+        notify.on_transition(alert, Delivery.Event.RESOLVE)
     Alert.objects.filter(pk__in=pks).update(
         dedup_key=Concat(F("dedup_key"), Value(RESOLVED_MARK), Cast(F("pk"), CharField()), output_field=CharField()))
     return len(unresolved)

@@ -13,17 +13,17 @@ from keys.models import ALL_SCOPES, PLATFORM_SCOPES, ApiKey, KeyPolicy
 from project.admin_base import apply_errors
 from workspaces.models import Environment, ServiceAccount
 
-#: The platform's 49 permissions grouped by area for the picker (a permission the platform adds later lands in
+#: The platform's 52 permissions grouped by area for the picker (a permission the platform adds later lands in
 #: "Other" until it is placed here).
 SCOPE_AREAS: dict[str, tuple[str, ...]] = {
     "Agents and conversations": ("convai_read", "convai_write", "webhooks_write", "flows", "templates",
-                                 "conversation_privacy_manage"),
+                                 "conversation_privacy_manage", "agents_architect"),
     "Speech and audio": ("text_to_speech", "speech_to_speech", "speech_to_text", "sound_generation",
                          "audio_isolation", "forced_alignment", "music_generation", "image_video_generation",
                          "speech_history_read", "speech_history_write", "synthid_detector"),
     "Voices": ("voices_read", "voices_write", "voice_generation", "add_voice_from_voice_library",
                "create_instant_voice_clone", "create_professional_voice_clone", "publish_voice_to_voice_library",
-               "share_voice_externally"),
+               "share_voice_externally", "voice_collections_read", "voice_collections_write"),
     "Models": ("models_read", "models_write"),
     "Projects, dubbing and dictionaries": ("projects_read", "projects_write", "dubbing_read", "dubbing_write",
                                            "audio_native_read", "audio_native_write",

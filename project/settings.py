@@ -279,6 +279,11 @@ BROKER_PREPARED_STATEMENTS = env.bool("BROKER_PREPARED_STATEMENTS", default=True
 # then deleted by the periodic prune, which runs every BROKER_PRUNE_INTERVAL_SECONDS.
 BROKER_SESSION_RETENTION_HOURS = _env_int("BROKER_SESSION_RETENTION_HOURS", 24)
 BROKER_PRUNE_INTERVAL_SECONDS = _env_float("BROKER_PRUNE_INTERVAL_SECONDS", 3600.0)
+# The credential webhook answers a brokered conversation once; with a window, calls within that many seconds of
+# the session's opening are answered again (a platform retry), later ones refused.
+BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS = _env_int("BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS", 0)
+if not 0 <= BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS <= 900:
+    raise ImproperlyConfigured("BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS must be between 0 and 900")
 if BROKER_SESSION_RETENTION_HOURS < 1 or BROKER_PRUNE_INTERVAL_SECONDS <= 0:
     raise ImproperlyConfigured("BROKER_SESSION_RETENTION_HOURS must be at least 1 and BROKER_PRUNE_INTERVAL_SECONDS "
                                "positive")

@@ -28,10 +28,18 @@ class _Rollback(Exception):
     pass
 
 
+class WriteOnlyTextarea(forms.Textarea):
+    """A textarea that never draws a value: not the stored one, not the one just submitted (a bound form shown
+    again after an error elsewhere would otherwise echo it)."""
+
+    def format_value(self, value: Any) -> None:
+        return None
+
+
 def write_only(label: str, *, required: bool = False, textarea: bool = False, help_text: str = "") -> forms.CharField:
     widget: forms.Widget
     if textarea:
-        widget = forms.Textarea(attrs={"rows": 4, "cols": 60, "autocomplete": "off", "spellcheck": "false"})
+        widget = WriteOnlyTextarea(attrs={"rows": 4, "cols": 60, "autocomplete": "off", "spellcheck": "false"})
     else:
         widget = forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
     return forms.CharField(label=label, required=required, strip=False, widget=widget, help_text=help_text)

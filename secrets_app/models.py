@@ -17,6 +17,7 @@ from django.db.models import Q
 
 from project.fields import EncryptedTextField
 from project.models import TimeStampedModel
+from project.outbound import validate_outbound_url
 from project.querysets import RestrictedManager
 from secrets_app.validators import (
     TOOL_NAME_PATTERN,
@@ -291,7 +292,9 @@ class OAuthProvider(TimeStampedModel):
         return self.name
 
     def clean(self) -> None:
-        _require_https(self.token_url, "token_url", "The token URL")
+        # Keyward itself posts to this URL (with end users' refresh tokens): never to an internal address.
+        if self.token_url:
+            validate_outbound_url(self.token_url, field="token_url", what="The token URL")
 
 
 class UserCredential(TimeStampedModel):

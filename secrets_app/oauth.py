@@ -18,10 +18,14 @@ from typing import Any
 
 import httpx
 
+from project.outbound import GuardedTransport, OutboundRefused
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = httpx.Timeout(connect=3.0, read=10.0, write=10.0, pool=5.0)
 _ERROR_CODE = re.compile(r"^[A-Za-z0-9_.-]{1,60}$")
+REFUSED = "the provider refused the refresh"
+UNREACHABLE = "could not reach the provider"
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,16 @@ class RefreshFailed(Exception):
                  transient: bool = False) -> None:
         super().__init__(reason)
         self.reason, self.status, self.code, self.transient = reason, status, code, transient
+
+    @property
+    def category(self) -> str:
+        """What a person may be told: "unreachable" (nothing answered) or "refused" (something answered, but
+        not with a token). Nothing finer, or the refresh result would scan whatever the token URL points at."""
+        return "unreachable" if self.code in ("timeout", "connection_error", "refused_address") else "refused"
+
+    @property
+    def public_reason(self) -> str:
+        return UNREACHABLE if self.category == "unreachable" else REFUSED
 
     def __str__(self) -> str:
         status = f" (HTTP {self.status})" if self.status is not None else ""
@@ -62,6 +76,9 @@ def get_client() -> httpx.Client:
 
             timeout = float(getattr(settings, "OAUTH_HTTP_TIMEOUT", 10.0))
             _client = httpx.Client(
+                # Resolves the token URL's host itself, refuses internal addresses (loopback only outside
+                # production) and connects to the address it checked: no DNS-rebinding window.
+                transport=GuardedTransport(),
                 timeout=httpx.Timeout(connect=min(3.0, timeout), read=timeout, write=timeout, pool=5.0),
                 # A redirect could carry the client secret to another host.
                 follow_redirects=False,
@@ -133,6 +150,8 @@ def refresh_access_token(*, token_url: str, client_id: str, client_secret: str, 
     failure: RefreshFailed | None = None
     try:
         response = http.post(token_url, data=data, auth=auth)
+    except OutboundRefused as exc:
+        failure = RefreshFailed(str(exc), code="refused_address")
     except httpx.TimeoutException as exc:
         failure = RefreshFailed(f"{type(exc).__name__} calling {host}", code="timeout", transient=True)
     except httpx.RequestError as exc:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.utils import timezone
@@ -36,8 +38,9 @@ def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _identify(agent: Agent, payload: dict[str, Any]) -> tuple[str, str]:
-    """(end user id, how it was found) from the platform's call, or ("", "none").
+def _identify(agent: Agent, payload: dict[str, Any]) -> tuple[str, str, BrokerSession | None]:
+    """(end user id, how it was found, the brokered session if any) from the platform's call, or ("", "none",
+    None).
 
     1. ``conversation_id`` (or ``dynamic_variables.system__conversation_id``) of a session Keyward minted for
        this agent and which has not expired: the end user the app backend vouched for. Nothing the browser
@@ -52,19 +55,38 @@ def _identify(agent: Agent, payload: dict[str, Any]) -> tuple[str, str]:
     variables = variables if isinstance(variables, dict) else {}
     conversation_id = _text(payload.get("conversation_id")) or _text(variables.get("system__conversation_id"))
     if conversation_id:
-        end_user = (BrokerSession.objects.filter(agent=agent, conversation_id=conversation_id[:128],
-                                                 expires_at__gt=timezone.now())
-                    .values_list("end_user_id", flat=True).first())
-        if end_user:
-            return end_user, "session"
+        session = (BrokerSession.objects.filter(agent=agent, conversation_id=conversation_id[:128],
+                                                expires_at__gt=timezone.now())
+                   .select_related("key").first())
+        if session is not None and session.end_user_id:
+            return session.end_user_id, "session", session
     if agent.credential_webhook_caller_id:
         caller = _text(payload.get("caller_id")) or _text(variables.get("system__caller_id"))
         try:
             validate_end_user_id(caller)
         except ValidationError:
-            return "", "none"
-        return caller, "caller_id"
-    return "", "none"
+            return "", "none", None
+        return caller, "caller_id", None
+    return "", "none", None
+
+
+def _refuse(actor: Actor, agent: Agent, status: int, code: str, message: str, **details: Any) -> WebhookRefused:
+    """A refusal after the agent's secret checked out: logged and audited (the platform, or whoever holds the
+    agent's secret, asked for something it may not have)."""
+    logger.warning("credential webhook refused for agent %s: %s", agent.pk, code)
+    record(actor=actor, action="broker.webhook_refused", target=agent, workspace_id=agent.workspace_id,
+           changes={"reason": code, **details})
+    return WebhookRefused(status, code, message)
+
+
+def _first_answer(session: BrokerSession) -> bool:
+    """Claim the conversation's answer (a conditional UPDATE, so two calls at once cannot both be first); a
+    repeat is allowed only within BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS of the session's opening."""
+    now = timezone.now()
+    if BrokerSession.objects.filter(pk=session.pk, answered_at__isnull=True).update(answered_at=now):
+        return True
+    window = timedelta(seconds=settings.BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS)
+    return bool(window) and now <= session.created_at + window
 
 
 def _fresh_tokens(agent: Agent, end_user_id: str, client: Any) -> dict[str, str]:
@@ -98,12 +120,27 @@ def conversation_initiation_answer(*, actor: Actor, agent_uuid: uuid.UUID, paylo
     if agent is None or not agent.credential_webhook:
         raise WebhookRefused(404, "webhook_not_enabled", "The credential webhook is not on for this agent.")
     platform_agent = _text(payload.get("agent_id"))
-    if platform_agent and agent.remote_id and platform_agent != agent.remote_id:
-        raise WebhookRefused(403, "agent_mismatch", "This secret belongs to another agent.")
-    end_user_id, identified_by = _identify(agent, payload)
-    variables = _fresh_tokens(agent, end_user_id, client) if end_user_id else {}
-    record(actor=actor, action="broker.webhook_answer", target=agent,
-           workspace_id=agent.workspace_id,
-           changes={"end_user_id": end_user_id, "identified_by": identified_by, "variables": sorted(variables),
-                    "conversation_id": _text(payload.get("conversation_id"))[:128]})
+    conversation = _text(payload.get("conversation_id"))[:128]
+    if not platform_agent:
+        raise _refuse(actor, agent, 400, "agent_id_required", "The call must name the agent (agent_id).",
+                      conversation_id=conversation)
+    if not agent.remote_id or platform_agent != agent.remote_id:
+        raise _refuse(actor, agent, 403, "agent_mismatch", "This secret belongs to another agent.",
+                      agent_id=platform_agent[:128], conversation_id=conversation)
+    end_user_id, identified_by, session = _identify(agent, payload)
+    withheld = ""
+    if session is not None:
+        if not _first_answer(session):
+            raise _refuse(actor, agent, 409, "already_answered", "This conversation was already answered.",
+                          conversation_id=session.conversation_id, end_user_id=end_user_id)
+        if not session.key.carries_vault_tokens:
+            # Whoever holds a key without the vault right names any end user it likes: it gets no tokens.
+            withheld = "the session's broker key does not carry vault tokens"
+    variables = _fresh_tokens(agent, end_user_id, client) if end_user_id and not withheld else {}
+    changes = {"end_user_id": end_user_id, "identified_by": identified_by, "variables": sorted(variables),
+               "conversation_id": conversation}
+    if withheld:
+        changes["withheld"] = withheld
+    record(actor=actor, action="broker.webhook_answer", target=agent, workspace_id=agent.workspace_id,
+           changes=changes)
     return {"type": ANSWER_TYPE, "dynamic_variables": variables}

@@ -22,7 +22,8 @@ from project.audit.services import diff, record
 from workspaces.models import Environment, ServiceAccount, Workspace
 
 KEY_FIELDS = ("name", "allowed_networks", "rate_limit_per_minute", "session_quota", "quota_period", "expires_at",
-              "token_types")
+              "token_types", "carries_vault_tokens")
+VAULT_PERMISSION = "secrets.manage"
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,15 @@ def _snapshot(key: BrokerKey, agents: Iterable[Agent]) -> dict[str, Any]:
     values = {f: getattr(key, f) for f in KEY_FIELDS}
     values["agents"] = sorted(a.name for a in agents)
     return values
+
+
+def _check_vault_right(actor: Actor, workspace_id: int, wanted: bool) -> None:
+    """Giving a key the vault right hands its holder every end user's vault tokens (it names the end user):
+    only someone who may manage the vault can."""
+    if wanted and not access.has_perm(actor, VAULT_PERMISSION, workspace_id):
+        raise ValidationError({"carries_vault_tokens": "Only someone holding secrets.manage in this workspace can "
+                                                       "issue a key whose sessions carry end users' vault tokens."},
+                              code="vault_right_refused")
 
 
 def _check_agents(agents: list[Agent], workspace: Workspace, token_types: list[str] | None = None) -> None:
@@ -57,15 +67,18 @@ def broker_key_issue(*, actor: Actor, workspace: Workspace, service_account: Ser
                      name: str, agents: Iterable[Agent], allowed_networks: Iterable[str] = (),
                      rate_limit_per_minute: int = 60, session_quota: int = 1000,
                      quota_period: str = BrokerKey.QuotaPeriod.DAY, expires_at: datetime | None = None,
-                     token_types: Iterable[str] = (), issue_nonce: str = "") -> IssuedKey:
+                     token_types: Iterable[str] = (), issue_nonce: str = "",
+                     carries_vault_tokens: bool = False) -> IssuedKey:
     """Issue a broker key to a service account (needs keys.issue). Stores only its digest and hint, creates
     its usage counters, audits the issue with the key's limits and token types (never the key). Returns the key
     once. A key needs at least one agent or one single-use token type (`token_types`, none by default).
 
     `issue_nonce` makes a re-posted issue form idempotent: the key it already issued comes back without
-    its secret, which is never shown twice.
+    its secret, which is never shown twice. `carries_vault_tokens` (the sessions it opens get their end user's
+    vault tokens through the credential webhook) needs secrets.manage as well.
     """
     access.require(actor, "keys.issue", workspace.pk)
+    _check_vault_right(actor, workspace.pk, carries_vault_tokens)
     if issue_nonce:
         existing = BrokerKey.objects.filter(issue_nonce=issue_nonce, workspace=workspace).first()
         if existing is not None:
@@ -87,7 +100,8 @@ def broker_key_issue(*, actor: Actor, workspace: Workspace, service_account: Ser
                     digest=keyformat.digest(secret), hint=keyformat.hint(secret),
                     allowed_networks=list(allowed_networks), rate_limit_per_minute=rate_limit_per_minute,
                     session_quota=session_quota, quota_period=quota_period, expires_at=expires_at,
-                    token_types=token_types, created_by=user_or_none(actor), issue_nonce=issue_nonce)
+                    token_types=token_types, created_by=user_or_none(actor), issue_nonce=issue_nonce,
+                    carries_vault_tokens=carries_vault_tokens)
     key.full_clean()
     key.save()
     key.agents.set(agents)
@@ -112,6 +126,8 @@ def broker_key_update(*, actor: Actor, key: BrokerKey, agents: Iterable[Agent] |
     for name, value in fields.items():
         if name not in KEY_FIELDS:
             raise TypeError(f"broker_key_update() got an unexpected field {name!r}")
+        if name == "carries_vault_tokens" and value and not key.carries_vault_tokens:
+            _check_vault_right(actor, key.workspace_id, True)
         setattr(key, name, list(value) if name in ("allowed_networks", "token_types") else value)
     new_agents = current_agents if agents is None else list(agents)
     _check_agents(new_agents, key.workspace, key.token_types)

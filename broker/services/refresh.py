@@ -187,12 +187,17 @@ def token_refresh_answer(*, actor: Actor, agent_uuid: uuid.UUID, payload: dict[s
     if not agent.remote_id or request.agent_id != agent.remote_id:
         raise _refuse(actor, agent, request, 403, "agent_mismatch", "This secret belongs to another agent.")
     session = (BrokerSession.objects.filter(agent=agent, conversation_id=request.conversation_id)
-               .only("end_user_id", "expires_at").first())
+               .select_related("key").only("end_user_id", "expires_at", "created_at", "key__carries_vault_tokens")
+               .first())
     if session is None:
         raise _refuse(actor, agent, request, 404, "conversation_not_brokered",
                       "Keyward brokered no such conversation for this agent.")
     if conversation_ended(session, agent):
         raise _refuse(actor, agent, request, 409, "conversation_ended", "This conversation has ended.")
+    if not session.key.carries_vault_tokens:
+        # The app named this end user with a key that has no vault right (issue 19): no token, as at initiation.
+        raise _refuse(actor, agent, request, 403, "key_without_vault_right",
+                      "The session was opened with a broker key that does not carry vault tokens.")
     try:
         from secrets_app.services import credential_fresh_token
 

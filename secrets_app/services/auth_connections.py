@@ -8,16 +8,27 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from project import access
 from project.actors import Actor
+from project.alerts.models import Alert
+from project.alerts.services import alert_raise
 from project.audit.services import SECRET_CHANGED, diff, record
 from project.fields import field_state
 from project.sync.kinds import SyncKind
 from project.sync.models import SyncJob
 from project.sync.services import job_enqueue
 from secrets_app.models import AuthConnection
-from secrets_app.services._common import keep_or_replace, remember, snapshot, user_or_none
+from secrets_app.services._common import (
+    keep_or_replace,
+    remember,
+    require_secret_again,
+    snapshot,
+    url_host,
+    url_origin,
+    user_or_none,
+)
 from secrets_app.validators import parse_header
 from workspaces.models import Workspace
 
@@ -108,6 +119,14 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
     changed_secrets = []
     wanted = set(AuthConnection.KIND_SECRETS.get(conn.kind, ()))
     given = dict(secrets or {})
+    moved = (connection is not None and bool(before.get("token_url")) and "token_url" in kept
+             and url_origin(before["token_url"]) != url_origin(conn.token_url))
+    if moved and before["kind"] == conn.kind:
+        # The platform posts this connection's secret part to the token URL: moving it to another address needs
+        # the secret typed again, so a person who cannot read it cannot have it sent to a listener of theirs.
+        for field in wanted:
+            require_secret_again(conn, field, given.get(field) or None,
+                                 label=conn._meta.get_field(field).verbose_name)
     if headers is not None:
         conn.header_names, given["header_values"] = _custom_headers(headers)
     for field in AuthConnection.SECRET_FIELDS:
@@ -133,12 +152,22 @@ def auth_connection_save(*, actor: Actor, workspace: Workspace, connection: Auth
     changes.update({f: SECRET_CHANGED for f in changed_secrets})
     if connection is not None and not changes:
         return conn
+    if moved:
+        changes["token_url_host"] = [url_host(before["token_url"]), url_host(conn.token_url)]
     # Every secret part of the kind is set now (the checks above require it): an adopted connection whose
     # credentials were held by the platform only is fully managed from here on.
     conn.secrets_known = True
     conn.save()
     record(actor=actor, action=action, target=conn, workspace_id=workspace.pk, changes=changes)
     job_enqueue(kind=AUTH_CONNECTION_KIND, object_id=conn.pk, workspace_id=workspace.pk, object_repr=conn.name)
+    if moved:
+        old_host, new_host = changes["token_url_host"]
+        alert_raise(actor=actor, workspace=workspace, kind="auth_connection_token_url_moved", target=conn,
+                    title=f"Auth connection “{conn}”: its token URL moved from {old_host} to {new_host}; its secret "
+                          "is now sent there",
+                    dedup_key=f"auth_connection_token_url_moved:{conn.pk}:{timezone.now().isoformat()}",
+                    severity=Alert.Severity.HIGH,
+                    details={"old_host": old_host, "new_host": new_host, "changed_by": str(actor)})
     return conn
 
 

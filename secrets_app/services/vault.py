@@ -23,10 +23,17 @@ from project.actors import SYSTEM, Actor
 from project.alerts.models import Alert
 from project.alerts.services import alert_raise
 from project.audit.services import SECRET_CHANGED, SECRET_SET, diff, record
-from project.fields import CANNOT_DECRYPT, DecryptionError
+from project.fields import CANNOT_DECRYPT, DecryptionError, field_state
 from secrets_app import oauth
 from secrets_app.models import OAuthProvider, UserCredential
-from secrets_app.services._common import keep_or_replace, remember, snapshot
+from secrets_app.services._common import (
+    keep_or_replace,
+    remember,
+    require_secret_again,
+    snapshot,
+    url_host,
+    url_origin,
+)
 from secrets_app.validators import vault_variable
 from workspaces.models import Workspace
 
@@ -61,6 +68,9 @@ def provider_save(*, actor: Actor, workspace: Workspace, provider: OAuthProvider
     if provider is not None and obj.slug != before["slug"] and obj.credentials.exists():
         raise ValidationError({"slug": "End users' tokens are injected under this slug; it cannot change while "
                                        "credentials exist."})
+    moved = provider is not None and url_origin(before["token_url"]) != url_origin(obj.token_url)
+    if moved:
+        _check_move(obj, client_secret or None)
     secret_changed = keep_or_replace(obj, "client_secret", client_secret or None)
     obj.full_clean()
     changes = diff(before, snapshot(obj, PROVIDER_FIELDS))
@@ -68,9 +78,33 @@ def provider_save(*, actor: Actor, workspace: Workspace, provider: OAuthProvider
         changes["client_secret"] = SECRET_CHANGED
     if provider is not None and not changes:
         return obj
+    if moved:
+        changes["token_url_host"] = [url_host(before["token_url"]), url_host(obj.token_url)]
     obj.save()
     record(actor=actor, action=action, target=obj, workspace_id=workspace.pk, changes=changes)
+    if moved:
+        old_host, new_host = changes["token_url_host"]
+        alert_raise(actor=actor, workspace=workspace, kind="oauth_provider_token_url_moved", target=obj,
+                    title=f"OAuth provider “{obj}”: its token URL moved from {old_host} to {new_host}; end users' "
+                          "refresh tokens and the client secret now go there",
+                    dedup_key=f"oauth_provider_token_url_moved:{obj.pk}:{timezone.now().isoformat()}",
+                    severity=Alert.Severity.HIGH,
+                    details={"old_host": old_host, "new_host": new_host, "changed_by": str(actor),
+                             "credentials": obj.credentials.count()})
     return obj
+
+
+def _check_move(obj: OAuthProvider, client_secret: str | None) -> None:
+    """The token URL's scheme, host or port changed: every refresh will post the end users' refresh tokens
+    (and the client secret) there. With a client secret, it must be typed again; without one, a provider
+    holding end users' tokens cannot move at all (nothing proves the mover controls the OAuth client)."""
+    if field_state(obj, "client_secret") == "empty":
+        if obj.credentials.exists():
+            raise ValidationError({"token_url": "This provider holds end users' tokens and no client secret: its "
+                                                "token URL cannot move to another address. Create a new provider "
+                                                "for the new address."}, code="provider_move_refused")
+        return
+    require_secret_again(obj, "client_secret", client_secret, label="client secret")
 
 
 @transaction.atomic
@@ -230,7 +264,12 @@ def credential_refresh(*, actor: Actor, credential: UserCredential, client: Any 
                 token_url=obj.provider.token_url, client_id=obj.provider.client_id, client_secret=client_secret,
                 refresh_token=refresh_token, basic_auth=obj.provider.send_client_secret_in_header, client=client)
         except oauth.RefreshFailed as exc:
-            return _fail(obj.pk, str(exc), code=exc.code, status=exc.status)
+            # What a person sees (the credential, the alert, the audit trail) is only "refused" or "unreachable":
+            # the status, the provider's error code and the transport error would map whatever the token URL
+            # points at. The detail goes to the log.
+            logger.warning("vault refresh of credential %s at %s failed: %s", obj.pk, url_host(obj.provider.token_url),
+                           exc)
+            return _fail(obj.pk, exc.public_reason, code=exc.category, status=None)
         return _succeed(obj.pk, grant, timezone.now())
     finally:
         # Whatever happened, the lease goes (the success and failure paths clear it already).

@@ -57,7 +57,8 @@ def key_fields(workspace, backend, signed_agent) -> dict[str, Any]:
 @pytest.fixture
 def issue(owner, key_fields) -> Callable[..., IssuedKey]:
     def _issue(**overrides: Any) -> IssuedKey:
-        return make_broker_key(actor=owner, **{**key_fields, **overrides})
+        # The owner (Admin, so secrets.manage) issues with the vault right unless a test says otherwise.
+        return make_broker_key(actor=owner, **{"carries_vault_tokens": True, **key_fields, **overrides})
 
     return _issue
 

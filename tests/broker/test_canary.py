@@ -82,7 +82,12 @@ def test_no_secret_reaches_logs_audit_error_bodies_or_the_database(
 
         patched.setattr(vault, "credential_fresh_tokens",
                         lambda **kw: (_ for _ in ()).throw(OperationalError(f"down {kw['end_user_id']}")))
-        error_bodies.append(api.webhook({"conversation_id": conversation_id}, secret).content)
+        error_bodies.append(api.webhook({"conversation_id": conversation_id}, secret).content)  # no agent_id
+        error_bodies.append(api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                                        secret).content)  # already answered
+        patched.setattr("django.conf.settings.BROKER_WEBHOOK_ANSWER_WINDOW_SECONDS", 900)
+        error_bodies.append(api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                                        secret).content)  # answered again within the window: the vault is down
 
     # Single-use speech tokens: a mint, then refusals.
     speech = issue(name="speech", token_types=["tts_websocket"], agents=[])

@@ -231,9 +231,9 @@ def test_a_rotated_signing_key_still_verifies_until_it_is_dropped(api, webhook_a
     old_secret = webhook.agent_secret(webhook_agent)
     settings.BROKER_WEBHOOK_KEY = [new, old]
     assert webhook.agent_secret(webhook_agent) != old_secret
-    assert api.webhook({}, old_secret).status_code == 200
+    assert api.webhook({"agent_id": webhook_agent.remote_id}, old_secret).status_code == 200
     settings.BROKER_WEBHOOK_KEY = [new]
-    assert api.webhook({}, old_secret).status_code == 401
+    assert api.webhook({"agent_id": webhook_agent.remote_id}, old_secret).status_code == 401
 
 
 def test_an_agent_with_the_webhook_off_gets_404(api, signed_agent):
@@ -267,7 +267,8 @@ def test_an_expired_token_whose_refresh_fails_is_not_sent(api, issue, webhook_ag
     token_endpoint.fail = True
     make_vault_credential(workspace, google, "user-42", "stale-google-token-expired-Kk20", expires_in=-10)
     conversation_id = _conversation_for(api, issued, webhook_agent)
-    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    response = api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                           webhook.agent_secret(webhook_agent))
     assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
     assert token_endpoint.refreshes == 1 and "stale-google" not in response.content.decode()
 
@@ -280,7 +281,8 @@ def test_a_signed_url_session_binds_its_conversation_too(api, issue, webhook_age
     issued = issue()
     make_vault_credential(workspace, google, "user-7", "valid-google-token-user7-Mm31", expires_in=3600)
     conversation_id = _conversation_for(api, issued, webhook_agent, end_user_id="user-7", mode="signed_url")
-    response = api.webhook({"dynamic_variables": {"system__conversation_id": conversation_id}},
+    response = api.webhook({"agent_id": webhook_agent.remote_id,
+                            "dynamic_variables": {"system__conversation_id": conversation_id}},
                            webhook.agent_secret(webhook_agent))
     assert response.json()["dynamic_variables"] == {VARIABLE: "valid-google-token-user7-Mm31"}
     assert token_endpoint.refreshes == 0
@@ -315,7 +317,8 @@ def test_the_agent_page_says_whether_signed_url_sessions_can_be_served(api, issu
 
 def test_a_user_id_the_browser_could_set_is_not_trusted(api, webhook_agent, workspace, google, token_endpoint):
     make_vault_credential(workspace, google, "victim", "victims-google-token-Pq55", expires_in=3600)
-    response = api.webhook({"dynamic_variables": {"user_id": "victim"}, "conversation_id": "conv_unknown"},
+    response = api.webhook({"agent_id": webhook_agent.remote_id, "dynamic_variables": {"user_id": "victim"},
+                            "conversation_id": "conv_unknown"},
                            webhook.agent_secret(webhook_agent))
     assert response.status_code == 200 and response.json()["dynamic_variables"] == {}
 
@@ -327,7 +330,8 @@ def test_an_expired_session_binding_is_not_used(api, issue, webhook_agent, works
     make_vault_credential(workspace, google, "user-42", "valid-google-token-Ab12", expires_in=3600)
     conversation_id = _conversation_for(api, issued, webhook_agent)
     BrokerSession.objects.update(expires_at=timezone.now())
-    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    response = api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                           webhook.agent_secret(webhook_agent))
     assert response.json()["dynamic_variables"] == {}
 
 
@@ -352,7 +356,8 @@ def test_the_vault_being_down_is_a_503(api, webhook_agent, issue, monkeypatch):
         raise OperationalError("vault database unreachable")
 
     monkeypatch.setattr(vault, "credential_fresh_tokens", down)
-    response = api.webhook({"conversation_id": conversation_id}, webhook.agent_secret(webhook_agent))
+    response = api.webhook({"agent_id": webhook_agent.remote_id, "conversation_id": conversation_id},
+                           webhook.agent_secret(webhook_agent))
     assert response.status_code == 503 and response.json()["error"] == "vault_unavailable"
 
 

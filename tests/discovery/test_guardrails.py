@@ -78,7 +78,9 @@ def test_each_agent_rule_fires_on_the_live_state_and_resolves_when_fixed(acme, r
     assert alert.details["remote_id"] == agent_id and alert.details["mode"] == "alert"
     assert alert.details["object"] == "Front desk" and "Front desk" in alert.title
     assert "share_tok_123" not in str(alert.details)  # the shareable token is a credential: never evidence
-    assert AuditEvent.objects.filter(action="alert.raise", object_id=str(alert.pk), actor_label="system").exists()
+    raised = AuditEvent.objects.get(action="alert.raise")
+    assert raised.actor_label == "system" and raised.object_id == str(alert.pk)
+    assert raised.changes["kind"] == f"guardrail_{rule}"
 
     _set(acme.emulator, agent_id, **good)
     _refresh(acme)
@@ -146,15 +148,19 @@ def test_a_key_unused_for_the_idle_period_fires_until_it_is_used(acme):
 def _key_observation(tenant, remote_id: str, key: ApiKey | None = None, **facts) -> Observation:
     """A key as the platform lists it (what the api_key discoverable records)."""
     base = {"name": "ci", "hint": "abcd", "permissions": ["convai_read"], "allowed_ips": ["203.0.113.0/24"],
-            "expires": None, "is_disabled": False}
+            "expires_at_unix": None, "is_disabled": False, "created_at_unix": 1_600_000_000}
+    object_id = facts.pop("object_id", str(key.pk) if key else "")
     return Observation.objects.create(account_id=tenant.account.pk, kind="api_key", remote_id=remote_id,
-                                      label="ci (…abcd)", facts={**base, **facts},
-                                      object_id=str(key.pk) if key else "", workspace_id=tenant.workspace.pk)
+                                      label="ci (…abcd)", facts={**base, **facts}, object_id=object_id,
+                                      workspace_id=tenant.workspace.pk)
 
 
 def test_keys_read_on_the_platform_are_judged_by_their_live_copy(acme):
     unmanaged = _key_observation(acme, "key_platform_1", permissions="all", allowed_ips=None)
     _key_observation(acme, "key_platform_2", is_disabled=True, permissions="all")  # disabled: no risk
+    expiring = _key_observation(acme, "key_platform_3", expires_at_unix=int(timezone.now().timestamp()) + 86_400)
+    # Keyward's own key for the account: the account page watches it, not these rules.
+    _key_observation(acme, "key_keyward", permissions="all", object_id=f"platform_account:{acme.account.pk}")
     key = make_api_key_row(acme.workspace, "prod", expires_at=timezone.now() + timedelta(days=30))
     ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now())
     governed = _key_observation(acme, key.remote_key_id, key, permissions="all")  # widened on the platform
@@ -164,6 +170,9 @@ def test_keys_read_on_the_platform_are_judged_by_their_live_copy(acme):
     # A key Keyward does not manage has no known environment: judged as production.
     assert unmanaged.findings == [Guardrail.KEY_ALL_PERMISSIONS, Guardrail.KEY_UNBOUNDED]
     assert governed.findings == [Guardrail.KEY_ALL_PERMISSIONS]  # expiry and IP limits: Keyward's row has them
+    expiring.refresh_from_db()
+    assert expiring.findings == []  # limited to a network, with an expiry, never judged idle (last use unknown)
+    assert Observation.objects.get(remote_id="key_keyward").findings == []
     alert = _open(f"guardrail_{Guardrail.KEY_ALL_PERMISSIONS}").get(object_type="keys.apikey")
     assert alert.object_id == str(key.pk)
     # The row is not judged a second time on its own.
@@ -344,3 +353,37 @@ def test_the_discover_list_shows_what_breaks_a_guardrail(acme):
     page = client.get(reverse("admin:sync_observation_changelist"), {"account": acme.account.pk, "risky": "yes"})
     assert page.status_code == 200 and page.context["cl"].result_count == 1
     assert "public no duration" in page.content.decode()
+
+
+def test_alerts_another_pass_raised_meanwhile_are_skipped(acme):
+    acme.emulator.seed_agent(name="Lobby", auth={"enable_auth": False}, max_duration_seconds=0)
+    _refresh(acme)
+    [alert] = _open()
+    again = guardrails.Wanted(acme.workspace.pk, alert.dedup_key, Guardrail.PUBLIC_NO_DURATION, "t", {}, "x", "1", "x")
+    assert guardrails._raise([again]) == 0
+    assert Alert.objects.count() == 1 and AuditEvent.objects.filter(action="alert.raise").count() == 1
+
+
+def test_a_reconcile_judges_each_account_again(acme):
+    from project.sync.services import reconcile
+
+    key = make_api_key_row(acme.workspace, "prod", scopes="all")
+    ApiKey.objects.filter(pk=key.pk).update(last_used_at=timezone.now(), expires_at=timezone.now() + timedelta(1))
+    reconcile.reconcile_run(run=reconcile.reconcile_start(actor=SYSTEM, enqueue=False))
+    assert list(_open().values_list("kind", "object_id")) == [
+        (f"guardrail_{Guardrail.KEY_ALL_PERMISSIONS}", str(key.pk))]
+
+
+def test_guardrail_alerts_reach_the_routed_channels_raised_and_resolved(acme):
+    from project.alerts.models import Delivery
+    from tests.alerts.conftest import channel, rule
+
+    pagerduty, _ = channel(acme.workspace, "pagerduty", routing_key="R0UT1NGKEY0123456789abcdefABCDEF")
+    rule(acme.workspace, "guardrails", [pagerduty], kinds=(f"guardrail_{Guardrail.PUBLIC_NO_DURATION}",))
+    agent_id = acme.emulator.seed_agent(name="Lobby", auth={"enable_auth": False}, max_duration_seconds=0)
+    _refresh(acme)
+    alert = _open().get()
+    assert list(Delivery.objects.filter(alert=alert).values_list("event", flat=True)) == ["raise"]
+    _set(acme.emulator, agent_id, duration=300)
+    _refresh(acme)
+    assert sorted(Delivery.objects.filter(alert=alert).values_list("event", flat=True)) == ["raise", "resolve"]

@@ -80,7 +80,7 @@ def test_a_provider_that_cannot_be_reached_fails_the_refresh(workspace, provider
         result = services.credential_refresh(actor=SYSTEM, credential=make_vault_credential(workspace, provider))
     finally:
         oauth.set_client(None)
-    assert result.state == "refresh_failed" and "connection_error" in result.last_error
+    assert result.state == "refresh_failed" and result.last_error == "could not reach the provider"
     assert UserCredential.objects.get().refresh_token == "rt-old-u-1-Kp4"
 
 

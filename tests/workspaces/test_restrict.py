@@ -15,7 +15,7 @@ from project.querysets import RestrictedQuerySet, workspace_id_of, workspace_pat
 from tests.factories import UserFactory, WorkspaceFactory, grant, make_agent
 
 KEYWARD_APPS = {"workspaces", "agents", "keys", "secrets_app", "broker", "detection", "alerts", "sync", "audit"}
-NOT_WORKSPACE_OWNED = {"sync.reconcilerun", "sync.discoveryrun", "detection.concurrencysample"}
+NOT_WORKSPACE_OWNED = {"sync.reconcilerun", "sync.discoveryrun", "sync.drainwakeup", "detection.concurrencysample"}
 
 
 def _workspace_owned_models() -> list[type]:

@@ -56,8 +56,8 @@ def person_create(*, actor: Actor, workspace: Workspace, role: Role, username: s
 
 
 def _workspaces_left_without_admin(user: Any) -> list[str]:
-    held = (RoleAssignment.objects.filter(access.unexpired(), user=user, role__is_builtin=True, role__name=ADMIN_ROLE)
-            .select_related("workspace"))
+    held = (RoleAssignment.objects.filter(user=user, role__is_builtin=True, role__name=ADMIN_ROLE,
+                                          expires_at__isnull=True).select_related("workspace"))
     return [str(a.workspace) for a in held if not other_active_admins(a.workspace_id, exclude_user_id=user.pk)]
 
 

@@ -5,7 +5,7 @@ The rules live here, not in forms (forms call the `*_check` functions below only
 on the right field before saving):
 - a granter needs `roles.assign` in the workspace and grants or revokes only roles whose permissions are
   all among their own there; nobody grants to, or revokes, their own assignments;
-- the last active Admin of a workspace (an enabled person holding the built-in Admin role, unexpired)
+- the last active Admin of a workspace (an enabled person holding the built-in Admin role, without expiry)
   cannot be revoked or disabled;
 - custom roles belong to one workspace; creating, editing or deleting one needs `roles.assign` there, and
   both the old and the new permission sets must be within the editor's own (so editing a role that is
@@ -222,15 +222,17 @@ def role_assign(*, actor: Actor, workspace: Workspace, role: Role, user: Any = N
 
 
 def _active_admin(assignment: RoleAssignment) -> bool:
+    """A permanent Admin assignment of an enabled person: the kind the workspace must keep one of. An expiring
+    one ends by itself, so it never counts, neither as the last Admin nor as "another Admin"."""
     return (assignment.role.is_builtin and assignment.role.name == ADMIN_ROLE and assignment.user_id is not None
-            and assignment.user.is_active
-            and (assignment.expires_at is None or assignment.expires_at > timezone.now()))
+            and assignment.user.is_active and assignment.expires_at is None)
 
 
 def other_active_admins(workspace_id: int, *, exclude_user_id: int) -> int:
-    """How many enabled people other than this one hold the built-in Admin role, unexpired, in the workspace."""
-    return (RoleAssignment.objects.filter(access.unexpired(), workspace_id=workspace_id, role__is_builtin=True,
-                                          role__name=ADMIN_ROLE, user__is_active=True)
+    """How many enabled people other than this one hold the built-in Admin role without expiry in the workspace
+    (granting a colleague Admin for an hour must not let them remove the last permanent Admin)."""
+    return (RoleAssignment.objects.filter(workspace_id=workspace_id, role__is_builtin=True, role__name=ADMIN_ROLE,
+                                          user__is_active=True, expires_at__isnull=True)
             .exclude(user_id=exclude_user_id).values("user_id").distinct().count())
 
 

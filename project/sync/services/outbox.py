@@ -27,6 +27,7 @@ from project import context
 from project.actors import Actor
 from project.audit.services import record
 from project.fields import DecryptionError
+from project.logging import redact
 from project.platform import errors
 from project.platform.client import client_for_workspace
 from project.sync import kinds, registry
@@ -196,6 +197,7 @@ def _requeue(job_ids: Iterable[int], *, now: datetime, reason: str, worker: str 
         fields: dict[str, Any] = {"claimed_by": "", "lease_until": None, "updated_at": now}
         if not_before is not None:
             fields["next_attempt_at"] = not_before
+        reason = redact(reason or "")
         if reason:
             fields["last_error"] = reason
         if refund_attempt:
@@ -374,8 +376,9 @@ def _record_done(job_id: int, *, worker: str, remote_id: str, now: datetime) -> 
 def job_finish(job: SyncJob, outcome: Outcome, *, worker: str) -> None:
     """Record the outcome, only if this worker still holds the job (a stolen lease loses the write)."""
     now = timezone.now()
+    # The platform's error text may echo what it was sent: redacted like a log line before it is stored and shown.
     fields: dict[str, Any] = {"claimed_by": "", "lease_until": None, "updated_at": now,
-                              "last_error": outcome.error, "last_status": outcome.status}
+                              "last_error": redact(outcome.error or ""), "last_status": outcome.status}
     state = outcome.state
     if state == SyncJob.State.PENDING:
         if _pending_exists(job.kind, job.object_id):
