@@ -12,7 +12,9 @@ from urllib.parse import urlencode
 
 from django.apps import apps
 from django.conf import settings
-from django.db.models import Count, Q, QuerySet, Sum
+from django.core.exceptions import EmptyResultSet
+from django.db import connection
+from django.db.models import Count, IntegerField, Q, QuerySet, Value
 from django.urls import reverse
 from django.utils import timezone
 
@@ -21,15 +23,16 @@ from detection.charts import BarChart, LineChart, bar_chart, line_chart
 from detection.guardrails import ALERT_KINDS as GUARDRAIL_KINDS
 from detection.guardrails import KIND_PREFIX as GUARDRAIL_PREFIX
 from detection.models import Guardrail, Incident
-from keys.models import ApiKey, KeyUsageDaily
-from keys.selectors import flagged
+from keys.models import BURN_WINDOW_DAYS, ApiKey, EnvironmentUsageDaily, KeyUsageDaily, KeyUsageWindow
+from keys.selectors import flag_condition
 from project import access
 from project.actors import Actor
 from project.alerts.models import Alert
 from workspaces.models import Workspace
 
-DAYS = 30
+DAYS = BURN_WINDOW_DAYS  # the key totals are pre-aggregated over this window (keys.models.KeyUsageWindow)
 TOP_KEYS = 8
+KEY_FLAGS = ("overdue", "idle", "all_scopes_prod", "open_network", "suspended")
 SEVERE = (Alert.Severity.HIGH, Alert.Severity.CRITICAL)
 
 
@@ -95,6 +98,33 @@ def account_figures(workspaces: list[Workspace], selected: Workspace | None) -> 
     ]
 
 
+def count_each(querysets: dict[str, QuerySet], *, one_row: QuerySet | None = None) -> dict[str, int]:
+    """Each queryset's row count (what ``.count()`` answers), all in one statement of scalar subqueries, with the
+    columns of `one_row` (a values() queryset of aggregates, one row) alongside: the dashboard's figures cost one
+    round trip however many there are."""
+    parts, params = [], []
+    for n, queryset in enumerate(querysets.values()):
+        try:
+            sql, sub_params = queryset.order_by().values("pk").query.sql_with_params()
+        except EmptyResultSet:  # a filter that can match nothing (e.g. `__in` an empty list)
+            parts.append("0")
+            continue
+        parts.append(f"(SELECT COUNT(*) FROM ({sql}) AS counted_{n})")  # noqa: S608 - ORM-compiled, values as params
+        params.extend(sub_params)
+    source = ""
+    if one_row is not None:
+        sql, row_params = one_row.query.sql_with_params()
+        parts.insert(0, "one_row.*")
+        source = f" FROM ({sql}) AS one_row"
+        params.extend(row_params)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {', '.join(parts)}{source}", params)
+        row = cursor.fetchone()
+        names = [column[0] for column in cursor.description]
+    names[len(names) - len(querysets):] = list(querysets)
+    return {name: int(value or 0) for name, value in zip(names, row, strict=True)}
+
+
 def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace], *,
             today: date | None = None) -> Posture:
     """Everything the dashboard shows, for one workspace or every workspace the actor may view."""
@@ -104,59 +134,61 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     plain_ws = {"workspace": selected.pk if selected else None}  # the sync and detection lists' WorkspaceFilter
 
     keys = _in(ApiKey.objects.all(), ids)
+    agents = _in(Agent.objects.all(), ids)
+    from project.sync.models import Drift, SyncJob
+
+    # The key figures in one pass over the keys (each flag a filtered count), the other counts beside them.
+    key_counts = (keys.order_by().annotate(one=Value(1, output_field=IntegerField())).values("one").annotate(
+        **{flag: Count("pk", filter=flag_condition(flag)) for flag in KEY_FLAGS},
+        usable=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES))).values(*KEY_FLAGS, "usable"))
+    counting: dict[str, QuerySet] = {
+        **{mode: agents.filter(auth_mode=mode) for mode in Agent.AuthMode.values},
+        "unlimited": agents.filter(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True),
+        "sync_attention": _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids),
+        "drift": _in(Drift.objects.all(), ids),
+        "incidents": _in(Incident.objects.exclude(state=Incident.State.CLOSED), ids),
+    }
+    if apps.is_installed("secrets_app"):
+        from secrets_app.models import Secret
+
+        counting["unused_secrets"] = _in(Secret.objects.filter(tool_references__isnull=True), ids)
+    counts = count_each(counting, one_row=key_counts)
     key_figures = [
-        Figure("overdue", "Keys overdue for rotation", flagged(keys, "overdue").count(),
+        Figure("overdue", "Keys overdue for rotation", counts["overdue"],
                _url("admin:keys_apikey_changelist", {"flag": "overdue", **ws})),
-        Figure("idle", "Keys unused for 30+ days", flagged(keys, "idle").count(),
+        Figure("idle", "Keys unused for 30+ days", counts["idle"],
                _url("admin:keys_apikey_changelist", {"flag": "idle", **ws}), note="by each workspace's idle days"),
-        Figure("all_scopes_prod", "Production keys with every scope", flagged(keys, "all_scopes_prod").count(),
+        Figure("all_scopes_prod", "Production keys with every scope", counts["all_scopes_prod"],
                _url("admin:keys_apikey_changelist", {"flag": "all_scopes_prod", **ws})),
-        Figure("open_network", "Keys without a network limit", flagged(keys, "open_network").count(),
+        Figure("open_network", "Keys without a network limit", counts["open_network"],
                _url("admin:keys_apikey_changelist", {"flag": "open_network", **ws})),
-    ]
-    counts = keys.aggregate(usable=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES)),
-                            suspended=Count("pk", filter=Q(state__in=ApiKey.USABLE_STATES,
-                                                           suspended_at__isnull=False)))
-    key_figures += [
         Figure("suspended", "Suspended keys (credit guard or by hand)", counts["suspended"],
                _url("admin:keys_apikey_changelist", {"flag": "suspended", **ws})),
         Figure("usable", "Usable keys", counts["usable"],
                _url("admin:keys_apikey_changelist", {"state__in": "active,superseded", **ws}), False),
     ]
 
-    agents = _in(Agent.objects.all(), ids).aggregate(
-        signed=Count("pk", filter=Q(auth_mode=Agent.AuthMode.SIGNED)),
-        allowlist=Count("pk", filter=Q(auth_mode=Agent.AuthMode.ALLOWLIST)),
-        public=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC)),
-        unlimited=Count("pk", filter=Q(auth_mode=Agent.AuthMode.PUBLIC, max_duration_seconds__isnull=True)))
     agent_figures = [
-        Figure("public", "Public agents", agents["public"],
+        Figure("public", "Public agents", counts[Agent.AuthMode.PUBLIC],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "public", **ws})),
-        Figure("allowlist", "Allowlisted agents", agents["allowlist"],
+        Figure("allowlist", "Allowlisted agents", counts[Agent.AuthMode.ALLOWLIST],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "allowlist", **ws}), False),
-        Figure("signed", "Signed-URL agents", agents["signed"],
+        Figure("signed", "Signed-URL agents", counts[Agent.AuthMode.SIGNED],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "signed", **ws}), False),
-        Figure("public_unlimited", "Public agents without a duration limit", agents["unlimited"],
+        Figure("public_unlimited", "Public agents without a duration limit", counts["unlimited"],
                _url("admin:agents_agent_changelist", {"auth_mode__exact": "public",
                                                       "max_duration_seconds__isnull": "True", **ws}),
                note="the database refuses new ones; any here predate that rule"),
     ]
 
     other: list[Figure] = []
-    if apps.is_installed("secrets_app"):
-        from secrets_app.models import Secret
-
-        unused = _in(Secret.objects.filter(tool_references__isnull=True), ids).count()
-        other.append(Figure("unused_secrets", "Secrets no tool uses", unused,
+    if "unused_secrets" in counts:
+        other.append(Figure("unused_secrets", "Secrets no tool uses", counts["unused_secrets"],
                             _url("admin:secrets_app_secret_changelist", {"tool_references__isnull": "True", **ws})))
-    from project.sync.models import Drift, SyncJob
-
     other += [
-        Figure("sync_attention", "Dead or failed sync jobs",
-               _in(SyncJob.objects.filter(state__in=[SyncJob.State.FAILED, SyncJob.State.DEAD]), ids).count(),
+        Figure("sync_attention", "Dead or failed sync jobs", counts["sync_attention"],
                _url("admin:sync_syncjob_changelist", {"state": "attention", **plain_ws})),
-        Figure("drift", "Drift from the platform", _in(Drift.objects.all(), ids).count(),
-               _url("admin:sync_drift_changelist", plain_ws)),
+        Figure("drift", "Drift from the platform", counts["drift"], _url("admin:sync_drift_changelist", plain_ws)),
     ]
 
     alerts = _in(Alert.objects.exclude(state=Alert.State.RESOLVED), ids)
@@ -170,7 +202,7 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
         Figure("alerts_severe", "…of which high or critical", alert_counts["severe"],
                _url("admin:alerts_alert_changelist", {"state": "unresolved", "severity__in": "high,critical",
                                                          **plain_ws})),
-        Figure("incidents", "Open incidents", incidents.count(),
+        Figure("incidents", "Open incidents", counts["incidents"],
                _url("admin:detection_incident_changelist", {"state": "ongoing", **plain_ws})),
     ]
 
@@ -196,29 +228,30 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
 
 
 def environment_burn(ids: set[int] | None, days: list[date], *, multi: bool) -> LineChart:
-    """Credits per environment and day: one grouped query."""
-    rows = (_in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
-            .order_by().values("key__environment_id", "key__environment__name", "key__environment__workspace__name",
-                               "day").annotate(credits=Sum("credits")))
+    """Credits per environment and day: one query of the pre-aggregated environment days (kept equal to the sum
+    of the keys' day rows by the usage ingest, keys.services.burn), whatever the number of keys."""
+    rows = (_in(EnvironmentUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids)
+            .order_by().values_list("environment__name", "environment__workspace__name", "day", "credits"))
     series: dict[str, dict[date, float]] = defaultdict(dict)
-    for row in rows:
-        label = (f"{row['key__environment__workspace__name']} / {row['key__environment__name']}" if multi
-                 else row["key__environment__name"])
-        series[label][row["day"]] = series[label].get(row["day"], 0.0) + float(row["credits"] or 0)
+    for name, workspace_name, day, credits in rows:
+        label = f"{workspace_name} / {name}" if multi else name
+        series[label][day] = series[label].get(day, 0.0) + float(credits or 0)
     ordered = sorted(series.items(), key=lambda item: -sum(item[1].values()))
     return line_chart(days, [(label, [by_day.get(d, 0.0) for d in days]) for label, by_day in ordered])
 
 
 def key_burn(ids: set[int] | None, days: list[date]) -> BarChart:
-    """The keys that spent the most credits over the days, with their daily series: two queries."""
-    usage = _in(KeyUsageDaily.objects.filter(day__gte=days[0], day__lte=days[-1]), ids, "key__workspace_id")
-    top = list(usage.order_by().values("key_id", "key__name", "key__hint", "key__environment__name")
-               .annotate(total=Sum("credits")).order_by("-total", "key_id")[:TOP_KEYS])
+    """The keys that spent the most credits over the days, with their daily series: two queries, the first an
+    index read of the pre-aggregated windows ending on the last day (keys.models.KeyUsageWindow)."""
+    top = list(_in(KeyUsageWindow.objects.filter(day=days[-1], credits__gt=0), ids)
+               .order_by("-credits", "key_id")
+               .values("key_id", "key__name", "key__hint", "key__environment__name", "credits")[:TOP_KEYS])
     daily: dict[int, dict[date, float]] = defaultdict(dict)
-    for key_id, day, credits in usage.filter(key_id__in=[t["key_id"] for t in top]).values_list("key_id", "day",
-                                                                                             "credits"):
+    for key_id, day, credits in KeyUsageDaily.objects.filter(
+            key_id__in=[t["key_id"] for t in top], day__gte=days[0], day__lte=days[-1]).values_list(
+            "key_id", "day", "credits"):
         daily[key_id][day] = float(credits or 0)
     rows = [(f"{t['key__name']} …{t['key__hint']} ({t['key__environment__name']})",
              reverse("admin:keys_apikey_change", args=[t["key_id"]]),
-             [daily[t["key_id"]].get(d, 0.0) for d in days]) for t in top if t["total"]]
+             [daily[t["key_id"]].get(d, 0.0) for d in days]) for t in top]
     return bar_chart(rows)

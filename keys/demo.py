@@ -128,6 +128,10 @@ def seed_usage(*, workspaces: list[Workspace], stdout: Any = None, now: Any = No
                                            for day, (c, r) in days.items()], ignore_conflicts=True)
         ApiKey.objects.filter(pk=key.pk, last_used_at__isnull=True).update(last_used_at=hours[-1].hour)
         seeded += 1
+    if seeded:
+        from keys.services.burn import usage_burn_rebuild
+
+        usage_burn_rebuild()  # the dashboard's burn aggregates, from the day rows written above
     if stdout is not None and seeded:
         stdout.write(f"Demo usage: {DEMO_USAGE_DAYS} days of hourly figures for {seeded} keys.")
 

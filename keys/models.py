@@ -16,7 +16,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 
 from project.models import TimeStampedModel
@@ -25,7 +25,8 @@ from project.platform.scopes import PERMISSION_TYPES
 from project.querysets import RestrictedManager
 
 __all__ = [
-    "ALL_SCOPES", "PLATFORM_SCOPES", "ApiKey", "KeyPolicy", "KeyUsageDaily", "KeyUsageHourly",
+    "ALL_SCOPES", "BURN_WINDOW_DAYS", "PLATFORM_SCOPES", "ApiKey", "EnvironmentUsageDaily", "KeyPolicy",
+    "KeyUsageDaily", "KeyUsageHourly", "KeyUsageWindow",
     "key_digest", "platform_expiry",
     "normalise_scopes",
 ]
@@ -368,3 +369,60 @@ class KeyUsageHourly(models.Model):
 
     def __str__(self) -> str:
         return f"key {self.key_id} at {self.hour:%Y-%m-%d %H:00}: {self.credits} credits, {self.requests} requests"
+
+
+# --- pre-aggregated burn (kept current by the usage ingest, keys.services.burn) -----------------------------------
+BURN_WINDOW_DAYS = 30  # the posture dashboard's window: the key totals below are over this many days
+
+
+class EnvironmentUsageDaily(models.Model):
+    """What every key of one environment spent on one UTC day: the sum of their KeyUsageDaily rows, kept equal to
+    it by the usage ingest in the transaction that writes them (keys.services.burn). Serves the dashboard's burn
+    per environment without reading the key rows."""
+
+    workspace_path = "workspace_id"
+
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    environment = models.ForeignKey("workspaces.Environment", on_delete=models.CASCADE, related_name="usage_days")
+    day = models.DateField()
+    credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+
+    objects = RestrictedManager()
+
+    class Meta:
+        verbose_name = "environment usage (day)"
+        verbose_name_plural = "environment usage (days)"
+        constraints = [models.UniqueConstraint(fields=["environment", "day"], name="envusage_unique_env_day")]
+        indexes = [models.Index(fields=["day"], name="envusage_day_idx")]
+
+    def __str__(self) -> str:
+        return f"environment {self.environment_id} on {self.day}: {self.credits} credits"
+
+
+class KeyUsageWindow(models.Model):
+    """What one key spent over the BURN_WINDOW_DAYS UTC days ending on `day` (the sum of its KeyUsageDaily rows
+    for day - BURN_WINDOW_DAYS + 1 … day), kept current by the usage ingest in the transaction that writes the day
+    rows (keys.services.burn): a change on day D moves the windows ending D … D + BURN_WINDOW_DAYS - 1, so
+    tomorrow's window is ready before any ingest runs tomorrow. Serves "the keys that spent most" as one index
+    read. The workspace is copied from the key (a key never changes workspace) for the scoping filter."""
+
+    workspace_path = "workspace_id"
+
+    key = models.ForeignKey(ApiKey, on_delete=models.CASCADE, related_name="usage_windows")
+    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    day = models.DateField(help_text="Last day of the window")
+    credits = models.DecimalField(max_digits=18, decimal_places=3, default=0)
+
+    objects = RestrictedManager()
+
+    class Meta:
+        verbose_name = "key usage (window)"
+        verbose_name_plural = "key usage (windows)"
+        constraints = [models.UniqueConstraint(fields=["key", "day"], name="keyusagewindow_unique_key_day")]
+        indexes = [
+            # The top spenders on one day, read in order (LIMIT n stops after n index entries).
+            models.Index(F("day"), F("credits").desc(), F("key"), name="keyusagewindow_top_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"key {self.key_id}, {BURN_WINDOW_DAYS} days to {self.day}: {self.credits} credits"

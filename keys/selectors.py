@@ -78,7 +78,7 @@ def environment_budgets(actor: Actor) -> list[tuple[Environment, int]]:
 
 
 # --- the key list's flags as database filters ----------------------------------------------------------------
-def _per_policy(qs: QuerySet[ApiKey], build: Any) -> QuerySet[ApiKey]:
+def _per_policy(build: Any) -> Q:
     """OR of `build(policy)` over the workspaces with their own policy, and the defaults for the rest.
 
     Policies are few (one per workspace that set one), so this stays one query with a short WHERE.
@@ -87,26 +87,32 @@ def _per_policy(qs: QuerySet[ApiKey], build: Any) -> QuerySet[ApiKey]:
     condition = build(DEFAULT_POLICY) & ~Q(workspace_id__in=[p.workspace_id for p in policies])
     for policy in policies:
         condition |= build(policy) & Q(workspace_id=policy.workspace_id)
-    return qs.filter(condition)
+    return condition
 
 
-def flagged(qs: QuerySet[ApiKey], flag: str, now: datetime | None = None) -> QuerySet[ApiKey]:
+def flag_condition(flag: str, now: datetime | None = None) -> Q:
+    """The keys a flag selects, as a condition (``flagged`` filters by it; the posture dashboard counts every flag
+    in one pass over the keys with it)."""
     now = now or timezone.now()
-    usable = qs.filter(state__in=ApiKey.USABLE_STATES)
+    usable = Q(state__in=ApiKey.USABLE_STATES)
     if flag == "suspended":
-        return usable.filter(suspended_at__isnull=False)
+        return usable & Q(suspended_at__isnull=False)
     if flag == "overdue":
-        return _per_policy(usable.filter(state=ApiKey.State.ACTIVE), lambda p: Q(
+        return usable & Q(state=ApiKey.State.ACTIVE) & _per_policy(lambda p: Q(
             activated_at__lt=now - timedelta(days=p.rotation_period_days)))
     if flag == "idle":
-        return _per_policy(usable.filter(state=ApiKey.State.ACTIVE), lambda p: (
+        return usable & Q(state=ApiKey.State.ACTIVE) & _per_policy(lambda p: (
             Q(last_used_at__lt=now - timedelta(days=p.idle_days))
             | Q(last_used_at__isnull=True, activated_at__lt=now - timedelta(days=p.idle_days))))
     if flag == "open_network":
-        return usable.filter(allowed_ips=[])
+        return usable & Q(allowed_ips=[])
     if flag == "all_scopes_prod":
-        return usable.filter(scopes="all", environment__is_production=True)
+        return usable & Q(scopes="all", environment__is_production=True)
     raise ValueError(f"unknown flag {flag!r}")
+
+
+def flagged(qs: QuerySet[ApiKey], flag: str, now: datetime | None = None) -> QuerySet[ApiKey]:
+    return qs.filter(flag_condition(flag, now))
 
 
 # --- sweeps (system reads) --------------------------------------------------------------------------------------

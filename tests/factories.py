@@ -461,10 +461,13 @@ def make_hourly_usage(key: Any, hour: datetime, credits: float, requests: int = 
 
 
 def make_daily_usage(key: Any, day: date, credits: float, requests: int = 1) -> Any:
-    """The keys app's usage total of one key on one day."""
+    """The keys app's usage total of one key on one day (new), with the burn aggregates moved as the ingest does."""
     from keys.models import KeyUsageDaily
+    from keys.services.burn import usage_burn_apply
 
-    return KeyUsageDaily.objects.create(key=key, day=day, credits=Decimal(str(credits)), requests=requests)
+    row = KeyUsageDaily.objects.create(key=key, day=day, credits=Decimal(str(credits)), requests=requests)
+    usage_burn_apply({(key.pk, day): row.credits})
+    return row
 
 
 def make_usage_baseline(key: Any, before: date, credits_per_day: float, days: int = 7) -> None:

@@ -16,6 +16,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from keys.models import ApiKey, KeyUsageDaily, KeyUsageHourly
+from keys.services.burn import usage_burn_apply
 from keys.services.common import DIGEST_BATCH
 from keys.services.lifecycle import api_key_expire, api_key_raise_hygiene_alerts, api_key_retire
 from keys.services.platform_hash import api_keys_fill_platform_hashes, keys_by_platform_hash
@@ -149,7 +150,8 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
 
     - replaces each (key, UTC hour) row of KeyUsageHourly whose figures are new or revised, flagging it for
       detection's rules (``awaiting_rules``), whichever caller ingested it;
-    - replaces each (key, UTC day) row of KeyUsageDaily with that day's totals;
+    - replaces each (key, UTC day) row of KeyUsageDaily with that day's totals, and moves the burn aggregates the
+      posture dashboard reads (keys.services.burn) by the same changes;
     - moves each key's ``last_used_at`` forward (never back) to the end of its newest API_KEY_USAGE_BUCKET_SECONDS
       bucket with traffic.
 
@@ -199,7 +201,7 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
     key_pks = sorted({keys[h].pk for h in hashes if h in keys})
     new_hours, changed_hours = _hours_to_write(
         {(keys[h].pk, hour): totals for (h, hour), totals in hours.items() if h in keys}, key_pks, start)
-    new_days, changed_days = _days_to_write(
+    new_days, changed_days, burn = _days_to_write(
         {(keys[h].pk, day): totals for (h, day), totals in days.items() if h in keys}, key_pks, start, now)
     moved = []
     for hashed, when in last_used.items():
@@ -213,6 +215,7 @@ def api_key_usage_ingest(*, client: Any = None, now: datetime | None = None) -> 
                                            batch_size=DIGEST_BATCH)
         KeyUsageDaily.objects.bulk_create(new_days, batch_size=DIGEST_BATCH)
         KeyUsageDaily.objects.bulk_update(changed_days, ["credits", "requests", "updated_at"], batch_size=DIGEST_BATCH)
+        usage_burn_apply(burn)  # the dashboard's burn per environment and per key, moved by the same changes
         ApiKey.objects.bulk_update(moved, ["last_used_at"], batch_size=DIGEST_BATCH)
     ids = [row.pk for row in changed_hours] + [row.pk for row in created if row.pk is not None]
     if any(row.pk is None for row in created):  # a backend that returns no ids from a bulk insert: take them all
@@ -245,20 +248,24 @@ def _hours_to_write(wanted: dict[tuple[int, datetime], list[Any]], key_pks: list
 
 
 def _days_to_write(wanted: dict[tuple[int, Any], list[Any]], key_pks: list[int], start: datetime,
-                   now: datetime) -> tuple[list[KeyUsageDaily], list[KeyUsageDaily]]:
+                   now: datetime) -> tuple[list[KeyUsageDaily], list[KeyUsageDaily], dict[tuple[int, Any], Decimal]]:
+    """The day rows to create and to update, and by how much each (key, day)'s credits move (for the burn
+    aggregates, keys.services.burn)."""
     existing: dict[tuple[int, Any], KeyUsageDaily] = {}
     for i in range(0, len(key_pks), DIGEST_BATCH):
         existing.update(((u.key_id, u.day), u) for u in KeyUsageDaily.objects.filter(
             key_id__in=key_pks[i:i + DIGEST_BATCH], day__gte=start.date()))
-    new, changed = [], []
+    new, changed, burn = [], [], {}
     for (key_pk, day), (credits, requests) in wanted.items():
         row = existing.get((key_pk, day))
         if row is None:
             new.append(KeyUsageDaily(key_id=key_pk, day=day, credits=credits, requests=requests))
+            burn[(key_pk, day)] = credits
         elif (row.credits, row.requests) != (credits, requests):
+            burn[(key_pk, day)] = credits - row.credits
             row.credits, row.requests, row.updated_at = credits, requests, now
             changed.append(row)
-    return new, changed
+    return new, changed, burn
 
 
 # --- sweeps ---------------------------------------------------------------------------------------------------
