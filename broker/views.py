@@ -173,51 +173,38 @@ def single_use_token(request: HttpRequest, token_type: str) -> HttpResponse:
     return body
 
 
-@csrf_exempt
 @sensitive_variables("answer")
+def _platform_webhook(request: HttpRequest, answer_for: Any, actor: Any, store: str) -> HttpResponse:
+    """A call from the platform authenticated by the agent's webhook secret header (the credential webhook and the
+    token-refresh tool): 405, 401, 400 for a malformed body, the service's refusal, 503 when the store is down."""
+    if request.method != "POST":
+        return _method_not_allowed()
+    agent_uuid = webhook.verify(request.META.get(webhook.META_HEADER))
+    if agent_uuid is None:
+        return error(401, "invalid_webhook_secret", f"A valid {webhook.HEADER} header is required.")
+    try:
+        payload = _json_object(request, MAX_WEBHOOK_BODY)
+    except BadRequest as exc:
+        return error(400, "invalid_request", str(exc))
+    try:
+        answer = answer_for(actor=actor, agent_uuid=agent_uuid, payload=payload)
+    except services.WebhookRefused as refusal:
+        return error(refusal.status, refusal.code, refusal.message)
+    except DatabaseError as exc:
+        logger.error("%s store unavailable: %s", store, type(exc).__name__)
+        return error(503, "unavailable", "Keyward cannot answer right now.", retry_after=5)
+    response = JsonResponse(answer, status=200)
+    response["Cache-Control"] = NO_STORE
+    return response
+
+
+@csrf_exempt
 def token_refresh(request: HttpRequest) -> HttpResponse:
     """POST /api/v1/platform/token-refresh: the platform's token-refresh tool call during a conversation."""
-    if request.method != "POST":
-        return _method_not_allowed()
-    agent_uuid = webhook.verify(request.META.get(webhook.META_HEADER))
-    if agent_uuid is None:
-        return error(401, "invalid_webhook_secret", f"A valid {webhook.HEADER} header is required.")
-    try:
-        payload = _json_object(request, MAX_WEBHOOK_BODY)
-    except BadRequest as exc:
-        return error(400, "invalid_request", str(exc))
-    try:
-        answer = services.token_refresh_answer(actor=REFRESH_ACTOR, agent_uuid=agent_uuid, payload=payload)
-    except services.WebhookRefused as refusal:
-        return error(refusal.status, refusal.code, refusal.message)
-    except DatabaseError as exc:
-        logger.error("token refresh store unavailable: %s", type(exc).__name__)
-        return error(503, "unavailable", "Keyward cannot answer right now.", retry_after=5)
-    response = JsonResponse(answer, status=200)
-    response["Cache-Control"] = NO_STORE
-    return response
+    return _platform_webhook(request, services.token_refresh_answer, REFRESH_ACTOR, "token refresh")
 
 
 @csrf_exempt
-@sensitive_variables("answer")
 def conversation_initiation(request: HttpRequest) -> HttpResponse:
     """POST /api/v1/platform/conversation-initiation: the platform asks for an end user's client data."""
-    if request.method != "POST":
-        return _method_not_allowed()
-    agent_uuid = webhook.verify(request.META.get(webhook.META_HEADER))
-    if agent_uuid is None:
-        return error(401, "invalid_webhook_secret", f"A valid {webhook.HEADER} header is required.")
-    try:
-        payload = _json_object(request, MAX_WEBHOOK_BODY)
-    except BadRequest as exc:
-        return error(400, "invalid_request", str(exc))
-    try:
-        answer = services.conversation_initiation_answer(actor=WEBHOOK_ACTOR, agent_uuid=agent_uuid, payload=payload)
-    except services.WebhookRefused as refusal:
-        return error(refusal.status, refusal.code, refusal.message)
-    except DatabaseError as exc:
-        logger.error("credential webhook store unavailable: %s", type(exc).__name__)
-        return error(503, "unavailable", "Keyward cannot answer right now.", retry_after=5)
-    response = JsonResponse(answer, status=200)
-    response["Cache-Control"] = NO_STORE
-    return response
+    return _platform_webhook(request, services.conversation_initiation_answer, WEBHOOK_ACTOR, "credential webhook")

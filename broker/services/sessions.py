@@ -113,6 +113,23 @@ def _agent_for(key: BrokerKey, agent_ref: str) -> tuple[Agent | None, bool]:
     return rows.build(Agent, "a", row[:-2]), bool(row[-1])
 
 
+def check_caller(actor: ServiceAccount, key: BrokerKey, end_user_id: str, ip: str | None) -> None:
+    """The checks every broker request makes before its limits (sessions and single-use tokens alike): the key is
+    the caller's (401), the end user id is well formed (400, echoing no input), the address is in the key's
+    allowlist (403, and a foreign address is recorded)."""
+    if actor.pk != key.service_account_id:
+        raise SessionRefused(401, "invalid_key", "The key does not belong to this service account.")
+    if end_user_id:
+        try:
+            validate_end_user_id(end_user_id)
+        except ValidationError as exc:  # its message states the rule and echoes no input
+            raise SessionRefused(400, "invalid_request", " ".join(exc.messages)) from None
+    if not address_allowed(key.allowed_networks, ip):
+        _foreign_address(key, ip)
+        logger.warning("broker key %s refused from address %s (outside its allowlist)", key.pk, ip)
+        raise SessionRefused(403, "address_not_allowed", "This key may not be used from this address.")
+
+
 def _foreign_address(key: BrokerKey, ip: str | None) -> None:
     """A key used from outside its networks is a leak signal: one alert per key and day."""
     day = timezone.now().date().isoformat()
@@ -246,19 +263,9 @@ def session_open(*, actor: ServiceAccount, key: BrokerKey, agent_ref: str, mode:
     which must run outside any transaction (held across HTTP it would keep SQLite's write lock and a
     PostgreSQL connection); a failed mint gives its session back.
     """
-    if actor.pk != key.service_account_id:
-        raise SessionRefused(401, "invalid_key", "The key does not belong to this service account.")
-    if mode not in MODES:
+    if mode not in MODES and actor.pk == key.service_account_id:
         raise SessionRefused(400, "invalid_request", f"mode must be one of: {', '.join(MODES)}.")
-    if end_user_id:
-        try:
-            validate_end_user_id(end_user_id)
-        except ValidationError as exc:  # its message states the rule and echoes no input
-            raise SessionRefused(400, "invalid_request", " ".join(exc.messages)) from None
-    if not address_allowed(key.allowed_networks, ip):
-        _foreign_address(key, ip)
-        logger.warning("broker key %s refused from address %s (outside its allowlist)", key.pk, ip)
-        raise SessionRefused(403, "address_not_allowed", "This key may not be used from this address.")
+    check_caller(actor, key, end_user_id, ip)
     agent, period = _admit(actor, key, agent_ref, ip, limits.clock())
     try:
         minted = _mint(agent, key, mode, client)

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.core.exceptions import ValidationError
 from django.db import DatabaseError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
@@ -17,11 +16,10 @@ from broker import limits, rows
 from broker.models import BrokerKey, TokenType
 from broker.services.sessions import (
     SessionRefused,
-    _foreign_address,
     _rate_limited,
     _refusal_for_mint_failure,
+    check_caller,
 )
-from broker.validators import address_allowed, validate_end_user_id
 from project import access
 from project.audit import services as audit_services
 from project.platform import errors as platform_errors
@@ -99,17 +97,7 @@ def single_use_token_mint(*, actor: ServiceAccount, key: BrokerKey, token_type: 
     token type, environment, end user, address; never the token). Not audited means not handed out. Nothing is
     enqueued.
     """
-    if actor.pk != key.service_account_id:
-        raise SessionRefused(401, "invalid_key", "The key does not belong to this service account.")
-    if end_user_id:
-        try:
-            validate_end_user_id(end_user_id)
-        except ValidationError as exc:  # its message states the rule and echoes no input
-            raise SessionRefused(400, "invalid_request", " ".join(exc.messages)) from None
-    if not address_allowed(key.allowed_networks, ip):
-        _foreign_address(key, ip)
-        logger.warning("broker key %s refused from address %s (outside its allowlist)", key.pk, ip)
-        raise SessionRefused(403, "address_not_allowed", "This key may not be used from this address.")
+    check_caller(actor, key, end_user_id, ip)
     period = _admit(actor, key, token_type, ip, limits.clock())
     try:
         token = _mint(key, token_type, client)
