@@ -39,6 +39,13 @@ def period_start(policy: DetectionPolicy, today: date) -> date:
     return previous.replace(day=day)
 
 
+def period_starts_of(workspace_ids: set[int], today: date) -> dict[int, date]:
+    """Each workspace's current credit period start, from its policy (the defaults' where it has none); reads, never
+    creates, a policy (for the budgets page)."""
+    policies = {p.workspace_id: p for p in DetectionPolicy.objects.filter(workspace_id__in=workspace_ids)}
+    return {pk: period_start(policies.get(pk) or DetectionPolicy(workspace_id=pk), today) for pk in workspace_ids}
+
+
 def period_end(start: date) -> date:
     """The last day of the period starting on `start`."""
     month, year = (start.month % 12) + 1, start.year + (start.month == 12)

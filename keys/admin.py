@@ -29,7 +29,7 @@ from keys.forms import (
     SuspendForm,
 )
 from keys.models import ApiKey, KeyPolicy
-from keys.selectors import environment_budgets, flagged, key_policy_of, key_usage, policy_of_row
+from keys.selectors import environment_budgets, environment_spend, flagged, key_policy_of, key_usage, policy_of_row
 from project import access
 from project.admin_base import WorkspaceFilter, WorkspaceScopedAdmin, badge, sync_badge
 from project.sync.selectors import jobs_for_object, with_sync_state
@@ -394,8 +394,11 @@ class ApiKeyAdmin(WorkspaceScopedAdmin):
             services.environment_budgets_set(actor=request.user, budgets=form.budgets())
             return "Budgets saved."
 
+        spend = environment_spend([env for env, _ in rows])
+
         def table(form: BudgetsForm) -> dict[str, Any]:
-            return {"table": [(env, allocated, form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
+            return {"table": [(env, allocated, *spend[env.pk],
+                               form[f"budget_{env.pk}"] if env.pk in editable_ids else None)
                               for env, allocated in rows]}
 
         return self.form_page(request, None, form_class=BudgetsForm, form_kwargs={"environments": editable},

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from django.db.models import Exists, OuterRef, Q, QuerySet, Sum
 from django.utils import timezone
 
-from keys.models import ApiKey, KeyPolicy, KeyUsageDaily
+from keys.models import ApiKey, EnvironmentUsageDaily, KeyPolicy, KeyUsageDaily
 from project.actors import Actor
 from workspaces.models import Environment, Workspace
 
@@ -75,6 +76,38 @@ def environment_budgets(actor: Actor) -> list[tuple[Environment, int]]:
         .exclude(Q(state=ApiKey.State.SUPERSEDED) & _carried_by_successor())
         .values("environment_id").annotate(total=Sum("credit_quota")).values_list("environment_id", "total"))
     return [(env, int(totals.get(env.pk) or 0)) for env in environments]
+
+
+#: Where each workspace's credit period starts on a given day: {workspace id: first day}. The credit guard's
+#: period lives in detection's policy, a floor above; detection registers its reading here when it loads. Until
+#: then (or for a workspace it does not answer for) a period is the calendar month.
+PERIOD_STARTS: list[Callable[[set[int], date], dict[int, date]]] = []
+
+
+def period_starts(workspace_ids: set[int], today: date) -> dict[int, date]:
+    starts = {pk: today.replace(day=1) for pk in workspace_ids}
+    for provider in PERIOD_STARTS:
+        starts.update(provider(workspace_ids, today))
+    return starts
+
+
+def environment_spend(environments: list[Environment], today: date | None = None) -> dict[int, tuple[date, int]]:
+    """What each environment spent in its current credit period, {environment id: (period start, credits)}, from
+    the pre-aggregated daily burn (one query per distinct period start, in practice one)."""
+    today = today or timezone.now().date()
+    starts = period_starts({env.workspace_id for env in environments}, today)
+    spent: dict[int, tuple[date, int]] = {}
+    by_start: dict[date, list[int]] = {}
+    for env in environments:
+        by_start.setdefault(starts[env.workspace_id], []).append(env.pk)
+        spent[env.pk] = (starts[env.workspace_id], 0)
+    for start, env_ids in by_start.items():
+        for env_id, total in (EnvironmentUsageDaily.objects.filter(environment_id__in=env_ids, day__gte=start,
+                                                                   day__lte=today)
+                              .order_by().values("environment_id").annotate(total=Sum("credits"))
+                              .values_list("environment_id", "total")):
+            spent[env_id] = (start, int(total or 0))
+    return spent
 
 
 # --- the key list's flags as database filters ----------------------------------------------------------------

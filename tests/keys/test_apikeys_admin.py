@@ -300,6 +300,28 @@ def test_owner_sets_budgets_and_sees_the_gap(owner_client, owner, account, works
     assert AuditEvent.objects.filter(action="environment.update").exists()
 
 
+def test_budgets_show_what_each_environment_spent_in_the_credit_guards_period(owner_client, owner, account,
+                                                                            workspace):
+    """The period is the detection policy's (it starts on its billing day): spend before it is not this period's."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from tests.factories import make_daily_usage, make_detection_policy
+
+    today = timezone.now().date()
+    start = today.replace(day=min(today.day, 28))
+    make_detection_policy(workspace, billing_period_day=start.day)
+    key = make_api_key(owner, account, credit_quota=3000).key
+    make_daily_usage(key, start - timedelta(days=1), 700)  # the previous period
+    make_daily_usage(key, start, 1234.4)
+    page = owner_client.get(BUDGETS)
+    table = {env.pk: (since, spent) for env, _, since, spent, _ in page.context["table"]}
+    assert table[key.environment_id] == (start, 1234)
+    assert all(spent == 0 for pk, (_, spent) in table.items() if pk != key.environment_id)
+    assert "1,234" in page.content.decode()
+
+
 def test_member_sees_budgets_but_cannot_change_them(member_client, outsider_client, workspace):
     page = member_client.get(BUDGETS)
     assert page.status_code == 200 and "Acme / prod" in page.content.decode()
