@@ -41,13 +41,10 @@ DELETES = 48
 THREADS = 4
 HOSTS = ["app.example.com", "voice.example.com", "localhost:3000", "support.example.org", "xn--bcher-kva.example"]
 
-# Small numbers so the test runs in seconds: a lease that lapses fast after the kill, short backoff, a short
-# account pause (a platform failing 35% of calls fails five in a row now and then, and one more failure after a
-# pause pauses again: at the default 30 s, a chain of pauses outlasted the drain deadline under load), and
+# Small numbers so the test runs in seconds: a lease that lapses fast after the kill, short backoff, and
 # enough attempts that 30% failures never exhaust them (dead jobs are tested on their own elsewhere).
 FAULT_WORKER_SETTINGS = {"SYNC_LEASE_SECONDS": 3, "PLATFORM_TIMEOUT": 2, "SYNC_MAX_ATTEMPTS": 100,
                          "SYNC_BACKOFF_BASE_SECONDS": 0.05, "SYNC_BACKOFF_MAX_SECONDS": 0.5,
-                         "SYNC_ACCOUNT_PAUSE_SECONDS": 0.5,
                          "SYNC_DRAIN_INTERVAL_SECONDS": 0.5, "RECONCILE_INTERVAL_SECONDS": 86400,
                          "SYNC_DRAIN_TIME_BUDGET_SECONDS": 20}
 
