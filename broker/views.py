@@ -111,10 +111,11 @@ def _method_not_allowed() -> JsonResponse:
     return error(405, "method_not_allowed", "Use POST.", headers={"Allow": "POST"})
 
 
-@csrf_exempt
 @sensitive_variables("key", "grant", "body")
-def session(request: HttpRequest, agent: str) -> HttpResponse:
-    """POST /api/v1/agents/<agent>/session: a signed URL or conversation token for the key's environment."""
+def _broker_call(request: HttpRequest, grant_for: Any) -> HttpResponse:
+    """A call from an app backend with a broker key (a session, a single-use token): 405, 401, 400 for a malformed
+    body, the service's refusal, 503 (fail closed) when the key store or the counters are down, else the grant,
+    never cached. ``grant_for(key, payload, ip)`` reads the body (BadRequest) and asks the service."""
     if request.method != "POST":
         return _method_not_allowed()
     try:
@@ -122,17 +123,19 @@ def session(request: HttpRequest, agent: str) -> HttpResponse:
         if key is None:
             return unauthorized()
         try:
-            mode, end_user_id = _session_request(_json_object(request))
+            payload = _json_object(request)
         except BadRequest as exc:
             return error(400, "invalid_request", str(exc))
-        grant = services.session_open(actor=key.service_account, key=key, agent_ref=agent, mode=mode,
-                                      end_user_id=end_user_id, ip=client_ip(request))
+        try:
+            grant = grant_for(key, payload, client_ip(request))
+        except BadRequest as exc:
+            return error(400, "invalid_request", str(exc))
     except services.SessionRefused as refusal:
         if refusal.status == 401:
             return unauthorized()
         return error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
     except DatabaseError as exc:
-        # Fail closed: without the key store or the counters no session is granted.
+        # Fail closed: without the key store or the counters nothing is granted.
         logger.error("session broker store unavailable: %s", type(exc).__name__)
         return error(503, "unavailable", "Keyward cannot check this request right now; try again shortly.",
                      retry_after=5)
@@ -143,34 +146,27 @@ def session(request: HttpRequest, agent: str) -> HttpResponse:
 
 
 @csrf_exempt
-@sensitive_variables("key", "grant", "body")
+def session(request: HttpRequest, agent: str) -> HttpResponse:
+    """POST /api/v1/agents/<agent>/session: a signed URL or conversation token for the key's environment."""
+
+    def grant_for(key: Any, payload: dict[str, Any], ip: str | None) -> Any:
+        mode, end_user_id = _session_request(payload)
+        return services.session_open(actor=key.service_account, key=key, agent_ref=agent, mode=mode,
+                                     end_user_id=end_user_id, ip=ip)
+
+    return _broker_call(request, grant_for)
+
+
+@csrf_exempt
 def single_use_token(request: HttpRequest, token_type: str) -> HttpResponse:
     """POST /api/v1/tokens/<token_type>: a single-use token for a speech client, minted through the workspace's
     platform account. The session API's shape, refusals and headers."""
-    if request.method != "POST":
-        return _method_not_allowed()
-    try:
-        key = broker_key_authenticate(bearer_token(request.META.get("HTTP_AUTHORIZATION")))
-        if key is None:
-            return unauthorized()
-        try:
-            end_user_id = _token_request(_json_object(request))
-        except BadRequest as exc:
-            return error(400, "invalid_request", str(exc))
-        grant = services.single_use_token_mint(actor=key.service_account, key=key, token_type=token_type,
-                                               end_user_id=end_user_id, ip=client_ip(request))
-    except services.SessionRefused as refusal:
-        if refusal.status == 401:
-            return unauthorized()
-        return error(refusal.status, refusal.code, refusal.message, retry_after=refusal.retry_after)
-    except DatabaseError as exc:
-        logger.error("session broker store unavailable: %s", type(exc).__name__)
-        return error(503, "unavailable", "Keyward cannot check this request right now; try again shortly.",
-                     retry_after=5)
-    body = JsonResponse(grant.as_json(), status=200)
-    body["Cache-Control"] = NO_STORE
-    body["Pragma"] = "no-cache"
-    return body
+
+    def grant_for(key: Any, payload: dict[str, Any], ip: str | None) -> Any:
+        return services.single_use_token_mint(actor=key.service_account, key=key, token_type=token_type,
+                                              end_user_id=_token_request(payload), ip=ip)
+
+    return _broker_call(request, grant_for)
 
 
 @sensitive_variables("answer")
