@@ -184,7 +184,7 @@ def posture(actor: Actor, selected: Workspace | None, workspaces: list[Workspace
     other: list[Figure] = []
     if "unused_secrets" in counts:
         other.append(Figure("unused_secrets", "Secrets no tool uses", counts["unused_secrets"],
-                            _url("admin:secrets_app_secret_changelist", {"tool_references__isnull": "True", **ws})))
+                            _url("admin:secrets_app_secret_changelist", {"used": "no", **ws})))
     other += [
         Figure("sync_attention", "Dead or failed sync jobs", counts["sync_attention"],
                _url("admin:sync_syncjob_changelist", {"state": "attention", **plain_ws})),

@@ -111,6 +111,24 @@ class SecretsAdminBase(WorkspaceScopedAdmin):
                            job.updated_at.strftime("%Y-%m-%d %H:%M:%S UTC"), reason)
 
 
+class UsedByToolsFilter(admin.SimpleListFilter):
+    """Whether any tool references the secret. A named filter, not a raw `tool_references__isnull` lookup in the
+    address: Django refuses lookups across a reverse relation unless a list filter declares them."""
+
+    title = "used by tools"
+    parameter_name = "used"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "Used by a tool"), ("no", "No tool uses it")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(tool_references__isnull=False).distinct()
+        if self.value() == "no":
+            return queryset.filter(tool_references__isnull=True)
+        return queryset
+
+
 @admin.register(Secret)
 class SecretAdmin(SecretsAdminBase):
     form = SecretForm
@@ -120,6 +138,7 @@ class SecretAdmin(SecretsAdminBase):
     ordering = ("workspace_id", "name")
     list_display = ("name", "workspace", "last_changed_at", "last_changed_by", "used_by", "sync_status")
     list_select_related = ("workspace", "last_changed_by")
+    list_filter = (UsedByToolsFilter,)
     search_fields = ("name",)
     readonly_fields = ("reference", "value_state", "used_by_detail", "agents_reached", "last_changed_at",
                        "last_changed_by",

@@ -237,3 +237,22 @@ def test_every_page_renders_the_unreadable_state_instead_of_ciphertext(owner_cli
             page = response.content.decode()
             assert not any(token in page for token in tokens), url
         assert "cannot decrypt: encryption key missing" in page, model
+
+
+def test_the_secret_list_filters_by_whether_a_tool_uses_the_secret(owner_client, workspace):
+    make_secret(workspace, name="used_one")
+    make_secret(workspace, name="used_two")
+    make_secret(workspace, name="unused")
+    make_tool(workspace, name="lookup", headers={"Authorization": "{{ secret__used_one }}",
+                                                 "X-Other": "{{ secret__used_two }}"})
+    make_tool(workspace, name="second", headers={"Authorization": "{{ secret__used_one }}"})
+
+    def names(used):
+        response = owner_client.get(SECRET_LIST, {"used": used})
+        assert response.status_code == 200
+        return sorted(s.name for s in response.context["cl"].result_list)
+
+    # A secret two tools use is listed once.
+    assert names("yes") == ["used_one", "used_two"]
+    assert names("no") == ["unused"]
+    assert "No tool uses it" in owner_client.get(SECRET_LIST).content.decode()
