@@ -17,6 +17,7 @@ Keyward process's peak resident set, Django included). Goals: discovery + adopti
 from __future__ import annotations
 
 import argparse
+import cProfile
 import os
 import resource
 import subprocess
@@ -101,6 +102,7 @@ def main() -> int:
     parser.add_argument("--agents", type=int, default=10_000)
     parser.add_argument("--secrets", type=int, default=20_000)
     parser.add_argument("--keys", type=int, default=50_000)
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the guardrail pass to FILE")
     args = parser.parse_args()
     started = time.perf_counter()
     emulator, url = _start_emulator(args.agents, args.secrets, args.keys)
@@ -139,9 +141,15 @@ def main() -> int:
         # The pass the listener runs (detection.guardrails), called directly for its report.
         from detection.guardrails import guardrails_evaluate
 
+        profiler = cProfile.Profile() if args.profile else None
         cpu = time.process_time()
+        if profiler:
+            profiler.enable()
         judged = guardrails_evaluate(account_id=account.pk)
         t3, cpu = time.perf_counter(), time.process_time() - cpu
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         registry._observation_listeners.extend(listeners)
         print(f"read: {', '.join(f'{v} {k}' for k, v in run.counts.items())}")
         print(f"adopted: {', '.join(f'{v} {k}' for k, v in report.adopted.items())}"

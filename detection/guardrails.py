@@ -22,7 +22,7 @@ registered in ``apps.ready``), and after every reconcile.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import CharField, F, Value
+from django.db.models import CharField, F, Q, Value
 from django.db.models.functions import Cast, Concat
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -258,14 +258,13 @@ def _observations(account_id: int) -> Iterator[list[dict[str, Any]]]:
         last = rows[-1]["pk"]
 
 
-def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str]) -> dict[tuple[str, ...], list[int]]:
+def _judge_batch(ctx: _Context, rows: list[dict[str, Any]]) -> dict[tuple[str, ...], list[int]]:
     """Judge a batch of observations; returns the observations whose findings changed, grouped by new findings."""
     agent_ids = [int(r["object_id"]) for r in rows if r["kind"] == AGENT_KIND and r["object_id"].isdigit()]
     key_ids = [int(r["object_id"]) for r in rows if r["kind"] == KEY_KIND and r["object_id"].isdigit()]
-    agents = {a.pk: a for a in Agent.objects.filter(pk__in=agent_ids)} if agent_ids else {}
-    keys = {k["pk"]: k for k in ApiKey.objects.filter(pk__in=key_ids).values(
-        "pk", "workspace_id", "expires_at", "last_used_at", "activated_at", "created_at", "state",
-        "environment__is_production")} if key_ids else {}
+    agents = {a.pk: a for a in Agent.objects.filter(pk__in=agent_ids).only(
+        "workspace_id", "auth_mode", "allowlist", "allow_shareable_link", "max_duration_seconds")} if agent_ids else {}
+    keys = {k["pk"]: k for k in ApiKey.objects.filter(pk__in=key_ids).values(*_KEY_ROW)} if key_ids else {}
     changed: dict[tuple[str, ...], list[int]] = {}
     for row in rows:
         kind, facts = row["kind"], row["facts"] or {}
@@ -281,12 +280,15 @@ def _judge_batch(ctx: _Context, rows: list[dict[str, Any]], seen_keys: set[str])
         elif kind == SETTINGS_KIND:
             found = webhook_findings(facts, ctx.keyward_host)
         elif kind == KEY_KIND:
-            seen_keys.add(row["remote_id"])
             key = keys.get(int(row["object_id"])) if row["object_id"].isdigit() else None
             found = _observed_key(ctx, facts, key, row["object_id"], workspace_id)
             if key is not None:
                 target, governed, workspace_id = ("keys.apikey", str(key["pk"])), ("key", key["pk"]), \
                     key["workspace_id"]
+                # Whether Keyward's own policy breaks an enforceable finding too (then it is not enforced): read
+                # from the same row, only where there is something to enforce.
+                if any(rule in ENFORCEABLE_GUARDRAILS for rule in found):
+                    local = key_findings(_row_state(key, ctx.idle_days.get(key["workspace_id"], 30)), ctx.now)
         else:
             found = {}
         ctx.report.judged += 1
@@ -316,8 +318,12 @@ def _observed_key(ctx: _Context, facts: Mapping[str, Any], key: dict[str, Any] |
         production=bool(key["environment__is_production"]) if key else True,
         last_used_at=key["last_used_at"] if key else None,
         born=(key["activated_at"] or key["created_at"]) if key else None, idle_days=idle_days)
-    # Whether Keyward's own policy of a governed key breaks the rule too is read after the pass (_key_local_breaks).
     return key_findings(live, ctx.now)
+
+
+# The columns of a key row the rules read (_row_state, _observed_key).
+_KEY_ROW = ("pk", "workspace_id", "state", "scopes", "allowed_ips", "expires_at", "suspended_at", "last_used_at",
+            "activated_at", "created_at", "environment__is_production")
 
 
 def _row_state(row: dict[str, Any], idle_days: int) -> KeyState:
@@ -327,28 +333,20 @@ def _row_state(row: dict[str, Any], idle_days: int) -> KeyState:
                     born=row["activated_at"] or row["created_at"], idle_days=idle_days)
 
 
-def _keyward_keys(ctx: _Context, seen_keys: set[str]) -> None:
+def _keyward_keys(ctx: _Context) -> None:
     """Keyward's own usable keys of the account's workspaces that no observation covers (the platform's key list
-    not read yet): judged from their rows."""
-    rows = ApiKey.objects.filter(workspace_id__in=ctx.workspaces, state__in=ApiKey.USABLE_STATES).values(
-        "pk", "uuid", "name", "hint", "workspace_id", "remote_key_id", "scopes", "allowed_ips", "expires_at",
-        "suspended_at", "last_used_at", "activated_at", "created_at", "environment__is_production")
+    not read yet): judged from their rows. Those an observation covers are left out by the database."""
+    observed = Observation.objects.filter(account_id=ctx.account_id, kind=KEY_KIND).values("remote_id")
+    rows = (ApiKey.objects.filter(workspace_id__in=ctx.workspaces, state__in=ApiKey.USABLE_STATES)
+            .exclude(~Q(remote_key_id="") & Q(remote_key_id__in=observed))
+            .values("uuid", "name", "hint", "remote_key_id", *_KEY_ROW))
     for row in rows.iterator(chunk_size=BATCH):
-        if row["remote_key_id"] and row["remote_key_id"] in seen_keys:
-            continue
         found = key_findings(_row_state(row, ctx.idle_days.get(row["workspace_id"], 30)), ctx.now)
         label = f"{row['name']} (…{row['hint']})" if row["hint"] else row["name"]
         ctx.report.judged += 1
         ctx.add(workspace_id=row["workspace_id"], kind=KEY_KIND, remote_id=row["remote_key_id"] or str(row["uuid"]),
                 label=label, found=found, target=("keys.apikey", str(row["pk"])), managed=True,
                 governed=None)
-
-
-def _key_local_breaks(pks: Iterable[int], ctx: _Context) -> dict[int, Findings]:
-    rows = ApiKey.objects.filter(pk__in=list(pks)).values(
-        "pk", "workspace_id", "scopes", "allowed_ips", "expires_at", "suspended_at", "last_used_at", "activated_at",
-        "created_at", "environment__is_production")
-    return {r["pk"]: key_findings(_row_state(r, ctx.idle_days.get(r["workspace_id"], 30)), ctx.now) for r in rows}
 
 
 def _context(account_id: int, now: datetime) -> _Context:
@@ -367,20 +365,11 @@ def guardrails_evaluate(*, account_id: int, now: datetime | None = None) -> Guar
     raise the alerts the live state calls for, resolve those it no longer does, enforce where a workspace says so.
     Returns what it did."""
     ctx = _context(account_id, now or timezone.now())
-    seen_keys: set[str] = set()
     for rows in _observations(account_id):
-        changed = _judge_batch(ctx, rows, seen_keys)
+        changed = _judge_batch(ctx, rows)
         for codes, pks in changed.items():
             Observation.objects.filter(pk__in=pks).update(findings=list(codes))
-    _keyward_keys(ctx, seen_keys)
-    # Only the findings the local policy would not break can be enforced; for keys that is known from the rows.
-    key_pks = {w.governed[1] for w in ctx.wanted.values() if w.governed and w.governed[0] == "key"}
-    if key_pks:
-        local = _key_local_breaks(key_pks, ctx)
-        for w in ctx.wanted.values():
-            if w.governed and w.governed[0] == "key" and w.rule in local.get(w.governed[1], {}):
-                w.details["keyward_policy_breaks_it_too"] = True
-                w.governed = None
+    _keyward_keys(ctx)
     _sync_alerts(ctx)
     return ctx.report
 

@@ -16,7 +16,7 @@ from project.actors import Actor, is_system
 from project.alerts import notify
 from project.alerts.models import Alert, Delivery, NotificationChannel, NotificationRule
 from project.audit.services import diff, event, record, record_many
-from project.bulk import bulk_insert
+from project.bulk import build, bulk_insert
 from project.outbound import validate_outbound_url
 
 BATCH = 1000  # alerts per lookup and insert
@@ -44,8 +44,8 @@ def alert_raise(*, actor: Actor, workspace: Model, kind: str, title: str, dedup_
             if notify_channels:
                 notify.on_repeat(existing)
         return existing, False
-    alert = Alert(workspace=workspace, kind=kind, title=title[:200], dedup_key=dedup_key[:200], severity=severity,
-                  details=details or {})
+    alert = build(Alert, workspace=workspace, kind=kind, title=title[:200], dedup_key=dedup_key[:200],
+                  severity=severity, details=details or {})
     if target is not None:
         alert.object_type, alert.object_id = target._meta.label_lower, str(target.pk)
         alert.object_repr = str(target)[:200]
@@ -65,8 +65,8 @@ def alert_raise(*, actor: Actor, workspace: Model, kind: str, title: str, dedup_
 def alert_build(*, workspace: Model, kind: str, title: str, dedup_key: str, severity: str = Alert.Severity.MEDIUM,
                 details: dict[str, Any] | None = None, target: Model | None = None) -> Alert:
     """An alert not yet raised, as alert_raise would save it (for alerts_raise_many)."""
-    alert = Alert(workspace=workspace, kind=kind, title=title[:200], dedup_key=dedup_key[:200], severity=severity,
-                  details=details or {})
+    alert = build(Alert, workspace=workspace, kind=kind, title=title[:200], dedup_key=dedup_key[:200],
+                  severity=severity, details=details or {})
     if target is not None:
         alert.object_type, alert.object_id = target._meta.label_lower, str(target.pk)
         alert.object_repr = str(target)[:200]

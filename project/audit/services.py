@@ -12,7 +12,7 @@ from project import context
 from project.actors import Actor, checked, is_system
 from project.audit import stream
 from project.audit.models import AuditEvent
-from project.bulk import bulk_insert
+from project.bulk import build, bulk_insert
 
 SECRET_CHANGED = "[changed]"
 SECRET_SET = "[set]"
@@ -76,7 +76,8 @@ def event(
         object_id = object_id if object_id is not None else target.pk
         object_repr = object_repr if object_repr is not None else str(target)
     ctx = context.current()
-    return AuditEvent(
+    return build(
+        AuditEvent,
         **actor_fields(actor),
         action=action,
         object_type=object_type or "",
