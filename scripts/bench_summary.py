@@ -40,10 +40,12 @@ class Goal:
 GOALS = [
     Goal("1", "queue empty after a burst", rf"^queue empty after: {NUMBER}× the drain", "≤ 1.1× the drain",
          lambda r: r <= 1.1, lambda r: f"{r:.2f}×"),
-    Goal("1", "one worker, end to end", rf"^e2e one worker: {NUMBER} jobs/s", "≥ 500 jobs/s", lambda n: n >= 500,
-         lambda n: f"{n:,.0f} jobs/s"),
-    Goal("1", "two workers / one, end to end", rf"^e2e two / one: {NUMBER}×", "≥ 1.7×", lambda r: r >= 1.7,
-         lambda r: f"{r:.2f}×"),
+    # On a backlog (the burst committed first): the workers' own pace. During a burst the figure is the producers'
+    # commit rate on the same two cores (printed as "e2e one worker", with the rate the burst committed at).
+    Goal("1", "one worker, end to end (backlog)", rf"^e2e backlog one worker: {NUMBER} jobs/s", "≥ 500 jobs/s",
+         lambda n: n >= 500, lambda n: f"{n:,.0f} jobs/s"),
+    Goal("1", "two workers / one, end to end (backlog)", rf"^e2e backlog two / one: {NUMBER}×", "≥ 1.7×",
+         lambda r: r >= 1.7, lambda r: f"{r:.2f}×"),
     Goal("2", "session API / platform call, per request", rf"^session / platform call: {NUMBER}×", "≤ 2.5×",
          lambda r: r <= 2.5, lambda r: f"{r:.2f}×"),
     Goal("2", "session API p99 under load", rf"^session API: {NUMBER} sessions/s \(p50 {NUMBER} ms, p99 {NUMBER} ms",

@@ -107,5 +107,6 @@ def test_the_end_to_end_sync_benchmark_runs():
     finally:
         with psycopg.connect(f"{server.replace('postgres://', 'postgresql://')}/postgres", autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    for line in ("e2e one worker:", "e2e two workers:", "queue empty after:", "e2e two / one:"):
+    for line in ("e2e one worker:", "e2e two workers:", "queue empty after:", "e2e two / one:",
+                 "e2e backlog one worker:", "e2e backlog two workers:", "e2e backlog two / one:"):
         assert f"\n{line} " in f"\n{out}", out
