@@ -16,12 +16,13 @@ Targets (issue 10): verify p50 <= 1000 us on the database path, >= 1,000 verific
 platform call < 2 ms p50. The default run takes well under 50 seconds.
 
 Database: DATABASE_URL if set (a throwaway test database is created next to it and dropped afterwards), otherwise a
-temporary SQLite file. Usage: .venv/bin/python bench/broker_bench.py [--verify N] [--sessions N]
+temporary SQLite file. Usage: .venv/bin/python bench/broker_bench.py [--verify N] [--sessions N] [--profile FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import multiprocessing
 import os
 import shutil
@@ -323,6 +324,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=300, help="session requests to time (default 300)")
     parser.add_argument("--tokens", type=int, default=300,
                         help="single-use token mints and token refreshes to time (default 300 each)")
+    parser.add_argument("--profile", metavar="FILE", help="write a cProfile of the timed session requests to FILE")
     args = parser.parse_args()
 
     from project.platform.client import PlatformClient, set_client
@@ -342,7 +344,13 @@ def main() -> None:
         print(f"verify p50: {verify_p50:.0f} us", flush=True)
         print(f"verify: {verify_rate:.0f}/s", flush=True)
         print(f"password-hasher verify: {bench_password_hasher(secret):.1f}/s", flush=True)
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
         session_p50, platform_p50, overhead_p50 = bench_sessions(agent, secret, timed, args.sessions)
+        if profiler:
+            profiler.disable()
+            profiler.dump_stats(args.profile)
         print(f"session p50: {session_p50:.2f} ms", flush=True)
         print(f"platform call p50: {platform_p50:.2f} ms", flush=True)
         print(f"session overhead p50: {overhead_p50:.2f} ms", flush=True)
