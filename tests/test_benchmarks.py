@@ -35,7 +35,10 @@ def _postgres_server() -> str | None:
 
 
 def _run(script: str, args: list[str], database_url: str | None) -> str:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    # Not the suite's TEST_DATABASE_NAME either: a bench that makes a throwaway test database (keys, dashboard) would
+    # take that name from the settings, drop the suite's own database and make it anew (its databases are named
+    # from DATABASE_URL, which carries this run's suffix).
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TEST_DATABASE_NAME")}
     if database_url:
         env["DATABASE_URL"] = database_url
     result = subprocess.run([sys.executable, f"bench/{script}", *args], cwd=ROOT, env=env, capture_output=True,
