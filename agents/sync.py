@@ -195,19 +195,26 @@ class LookupUnfinished(errors.Unavailable):
         super().__init__(message, status=None, code="lookup_unfinished", retry_after=retry_after)
 
 
-def _earlier_names(agent: Agent) -> list[str]:
-    """Names the agent had before its latest renames (newest first), from its audit trail: a create whose answer
-    was lost may have sent one of them."""
+def _earlier_names(agent_id: int | str, name: str) -> list[str]:
+    """Names the agent (named `name` now) had before its latest renames (newest first), from its audit trail,
+    which outlives the agent: a create whose answer was lost may have sent one of them."""
     from project.audit.models import AuditEvent
 
     names: list[str] = []
-    for changes in (AuditEvent.objects.filter(object_type="agents.agent", object_id=str(agent.pk),
+    for changes in (AuditEvent.objects.filter(object_type="agents.agent", object_id=str(agent_id),
                                               action="agent.update")
                     .order_by("-id").values_list("changes", flat=True)[:10]):
         old = (changes or {}).get("name")
-        if isinstance(old, list) and old and isinstance(old[0], str) and old[0] != agent.name:
+        if isinstance(old, list) and old and isinstance(old[0], str) and old[0] != name:
             names.append(old[0])
     return list(dict.fromkeys(names))
+
+
+def _made_by_an_older_job(job: SyncJob) -> str:
+    """The platform id an older job of the object recorded when it finished (its create answered after the
+    agent was deleted here, so the agent row never got it), or ""."""
+    return (SyncJob.objects.filter(kind=job.kind, object_id=job.object_id, id__lt=job.pk).exclude(remote_id="")
+            .order_by("-id").values_list("remote_id", flat=True).first() or "")
 
 
 def _outcome_unknown(job: SyncJob) -> bool:
@@ -228,8 +235,11 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
         if job.payload.get("forget"):
             return remote_id  # an adopted agent forgotten in Keyward stays on the platform, untouched
         if not remote_id and _outcome_unknown(job):
-            # A create may have landed unrecorded; an agent no job ever tried was never created (no listing).
-            remote_id = _find_by_tag(client, job.payload.get("sync_tag", ""), job.payload.get("name", ""))
+            # A create may have landed unrecorded; an agent no job ever tried was never created (no listing). Under
+            # the name that create sent, which a rename since may have changed.
+            name = job.payload.get("name", "")
+            remote_id = _made_by_an_older_job(job) or _find_by_tag(
+                client, job.payload.get("sync_tag", ""), name, earlier_names=_earlier_names(job.object_id, name))
         if remote_id:
             try:
                 client.delete_agent(remote_id)
@@ -251,7 +261,8 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
     remote_id = agent.remote_id
     if not remote_id and agent.origin == Agent.Origin.KEYWARD:
         if _outcome_unknown(job):
-            remote_id = _find_by_tag(client, agent.sync_tag, agent.name, earlier_names=_earlier_names(agent)) or ""
+            remote_id = _find_by_tag(client, agent.sync_tag, agent.name,
+                                         earlier_names=_earlier_names(agent.pk, agent.name)) or ""
         if not remote_id:
             remote_id = client.create_agent(**agent_payload(agent))
             agent_mark_synced(agent_id=agent.pk, remote_id=remote_id)

@@ -82,3 +82,35 @@ def test_failed_job_is_listed_on_the_sync_page_with_its_reason(workspace, owner,
     services.outbox_drain()
     page = login(owner).get(reverse("admin:sync_syncjob_changelist") + "?state=attention").content.decode()
     assert "Refused" in page and "Injected fault." in page
+
+
+def test_a_delete_finds_what_a_lost_create_made_under_the_name_the_agent_had_then(workspace, owner, platform):
+    """A worker died mid-create; the agent was renamed, then deleted before any later job ran (the rename's job
+    gave way to the delete's): the delete finds the platform's copy by its tag under the name the lost create
+    sent, not only under the last name."""
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="First name", auth_mode="signed")
+    [first] = services.jobs_claim(worker="killed")
+    platform.create_agent(name="First name", conversation_config={}, platform_settings={}, tags=[agent.sync_tag])
+    agent_services.agent_update(actor=owner, agent=agent, name="Second name")
+    agent.refresh_from_db()
+    agent_services.agent_delete(actor=owner, agent=agent)
+    SyncJob.objects.filter(pk=first.pk).update(lease_until=timezone.now() - timedelta(seconds=1))
+    services.outbox_drain()
+    assert not SyncJob.objects.exclude(state__in=["done", "superseded"]).exists()
+    assert _remote_copies(platform, agent) == []
+
+
+def test_a_delete_uses_the_id_an_older_job_recorded_after_the_agent_was_gone(workspace, owner, platform, emulator):
+    """The create answered after the agent was deleted here: the agent row never got the platform id, the create's
+    job did. The delete takes it from there (no search)."""
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Short-lived", auth_mode="signed")
+    [first] = services.jobs_claim(worker="slow")
+    agent_services.agent_delete(actor=owner, agent=agent)  # while the create is on its way
+    remote_id = platform.create_agent(name="Short-lived", conversation_config={}, platform_settings={},
+                                      tags=[agent.sync_tag])
+    SyncJob.objects.filter(pk=first.pk).update(state="done", remote_id=remote_id, finished_at=timezone.now())
+    before = dict(emulator.call_counts)
+    services.outbox_drain()
+    calls = {route: n - before.get(route, 0) for route, n in emulator.call_counts.items() if n != before.get(route)}
+    assert calls == {"DELETE /v1/convai/agents/{agent_id}": 1}
+    assert _remote_copies(platform, agent) == []
