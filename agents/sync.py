@@ -234,9 +234,10 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
         remote_id = job.payload.get("remote_id")
         if job.payload.get("forget"):
             return remote_id  # an adopted agent forgotten in Keyward stays on the platform, untouched
-        if not remote_id and _outcome_unknown(job):
-            # A create may have landed unrecorded; an agent no job ever tried was never created (no listing). Under
-            # the name that create sent, which a rename since may have changed.
+        if not remote_id and attempted_before(job):
+            # A create may have landed unrecorded; an agent no job ever tried was never created (no listing). Any
+            # attempt before counts, not only the last: a pending job that took the delete in may have had its
+            # create lost and then a refusal. Under the name that create sent, which a rename may have changed.
             name = job.payload.get("name", "")
             remote_id = _made_by_an_older_job(job) or _find_by_tag(
                 client, job.payload.get("sync_tag", ""), name, earlier_names=_earlier_names(job.object_id, name))

@@ -114,3 +114,18 @@ def test_a_delete_uses_the_id_an_older_job_recorded_after_the_agent_was_gone(wor
     calls = {route: n - before.get(route, 0) for route, n in emulator.call_counts.items() if n != before.get(route)}
     assert calls == {"DELETE /v1/convai/agents/{agent_id}": 1}
     assert _remote_copies(platform, agent) == []
+
+
+def test_a_delete_absorbed_by_a_job_whose_last_answer_was_a_refusal_still_finds_a_lost_create(workspace, owner,
+                                                                                              platform):
+    """The job's first attempt died mid-create (the platform made the agent), its second got a 503; then the agent
+    was deleted and the pending job took the delete in. Its last answer was a refusal, but an earlier attempt's
+    outcome is still unknown: the delete looks for the copy."""
+    agent = agent_services.agent_create(actor=owner, workspace=workspace, name="Absorbed", auth_mode="signed")
+    platform.create_agent(name="Absorbed", conversation_config={}, platform_settings={}, tags=[agent.sync_tag])
+    SyncJob.objects.update(attempts=2, last_status=503, last_error="503: Injected fault.")
+    agent_services.agent_delete(actor=owner, agent=agent)
+    [job] = SyncJob.objects.all()
+    assert job.op == "delete"  # the pending job absorbed the delete
+    services.outbox_drain()
+    assert _remote_copies(platform, agent) == []
