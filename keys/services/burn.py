@@ -28,11 +28,7 @@ def usage_burn_apply(deltas: dict[tuple[int, date], Decimal], *, models: dict[st
     deltas = {k: Decimal(v) for k, v in deltas.items() if v}
     if not deltas:
         return 0
-    key_ids = sorted({key_id for key_id, _ in deltas})
-    where: dict[int, tuple[int, int]] = {}
-    for i in range(0, len(key_ids), DIGEST_BATCH):
-        where.update((pk, (ws, env)) for pk, ws, env in key_model.objects.filter(
-            pk__in=key_ids[i:i + DIGEST_BATCH]).order_by().values_list("pk", "workspace_id", "environment_id"))
+    where = _placement(key_model, {key_id for key_id, _ in deltas})
     by_env: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     by_window: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for (key_id, day), delta in deltas.items():
@@ -49,6 +45,16 @@ def usage_burn_apply(deltas: dict[tuple[int, date], Decimal], *, models: dict[st
                     lambda key, day, credits: window_model(key_id=key, workspace_id=where[key][0], day=day,
                                                            credits=credits))
     return written
+
+
+def _placement(key_model: Any, key_ids: set[int]) -> dict[int, tuple[int, int]]:
+    """Each key's (workspace id, environment id), read in batches."""
+    ordered = sorted(key_ids)
+    where: dict[int, tuple[int, int]] = {}
+    for i in range(0, len(ordered), DIGEST_BATCH):
+        where.update((pk, (ws, env)) for pk, ws, env in key_model.objects.filter(
+            pk__in=ordered[i:i + DIGEST_BATCH]).order_by().values_list("pk", "workspace_id", "environment_id"))
+    return where
 
 
 def _add(model: Any, owner: str, amounts: dict[tuple[int, date], Decimal], build: Any) -> int:
@@ -86,11 +92,7 @@ def usage_burn_rebuild(*, since: date | None = None, models: dict[str, Any] | No
     windows.delete()
     envs.delete()
     rows = list(days.exclude(credits=0).values_list("key_id", "day", "credits").iterator(chunk_size=10_000))
-    key_ids = sorted({key_id for key_id, _, _ in rows})
-    where: dict[int, tuple[int, int]] = {}
-    for i in range(0, len(key_ids), DIGEST_BATCH):
-        where.update((pk, (ws, env)) for pk, ws, env in key_model.objects.filter(
-            pk__in=key_ids[i:i + DIGEST_BATCH]).order_by().values_list("pk", "workspace_id", "environment_id"))
+    where = _placement(key_model, {key_id for key_id, _, _ in rows})
     by_env: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     by_window: dict[tuple[int, date], Decimal] = defaultdict(Decimal)
     for key_id, day, credits in rows:
