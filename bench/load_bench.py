@@ -6,6 +6,9 @@ the platform emulator on loopback; and the platform call it wraps, hit directly 
     session API: N sessions/s (p50 X ms, p99 Y ms)          C concurrent clients for S seconds, keep-alive
     platform call alone: N calls/s (p50 X ms, p99 Y ms)     the same clients on the emulator's signed-URL call
     session / platform call: R× per request                 time per request under the same load (goal <= 2.5x)
+    CPU per session: server X ms, database Y ms, ...        where each phase's CPU time went, per request (from
+                                                            /proc: the server's workers, PostgreSQL's processes,
+                                                            the emulator, the clients)
     limits exact: granted G of N (limit L)                  a key with a session quota of L, driven past it
 
 Loopback only, bounded in time (default 8 s per phase, under a minute in all). Needs PostgreSQL: DATABASE_URL
@@ -48,21 +51,86 @@ def _serve_emulator(ports: multiprocessing.Queue) -> None:
     threading.Event().wait()
 
 
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU time of these processes (all their threads), from /proc; 0 for one that is gone."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
+    return total / tick
+
+
+def _processes(comm: str) -> list[int]:
+    """Every process whose command name is ``comm`` (PostgreSQL's server and backends: 'postgres')."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == comm:
+                    pids.append(int(entry.name))
+            except OSError:
+                continue
+    return pids
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+class _CpuSplit:
+    """CPU seconds used by each side of a phase: the server's workers, the database, the emulator, the clients
+    (these report their own). Linux only; on another system it prints nothing."""
+
+    def __init__(self, server: int | None, emulator: int) -> None:
+        self.available = Path("/proc/self/stat").exists()
+        self.server, self.emulator = server, emulator
+
+    def groups(self) -> dict[str, list[int]]:
+        groups = {"database": _processes("postgres"), "emulator": [self.emulator]}
+        if self.server is not None:
+            groups["server"] = [self.server, *_children(self.server)]
+        return groups
+
+    def start(self) -> dict[str, float]:
+        return {name: _cpu_seconds(pids) for name, pids in self.groups().items()} if self.available else {}
+
+    def line(self, before: dict[str, float], client_cpu: float, requests: int) -> str:
+        if not self.available or not requests:
+            return ""
+        after = {name: _cpu_seconds(pids) for name, pids in self.groups().items()}
+        used = {name: after[name] - before.get(name, 0.0) for name in ("server", "database", "emulator")
+                if name in after}
+        used["clients"] = client_cpu
+        parts = ", ".join(f"{name} {seconds * 1000 / requests:.2f} ms" for name, seconds in used.items())
+        return f"{parts}; total {sum(used.values()) * 1000 / requests:.2f} ms"
+
+
 def _client(url: str, headers: dict, body: bytes | None, deadline: float, out: multiprocessing.Queue) -> None:
     import httpx
 
     timings, codes = [], {}
     with httpx.Client(headers=headers, timeout=10) as http:
+        begun = os.times()  # the loop's CPU, not the import's
         while time.monotonic() < deadline:
             t0 = time.perf_counter()
             response = http.post(url, content=body) if body is not None else http.get(url)
             timings.append((time.perf_counter() - t0) * 1000)
             codes[response.status_code] = codes.get(response.status_code, 0) + 1
-    out.put((timings, codes))
+        usage = os.times()
+    out.put((timings, codes, usage.user + usage.system - begun.user - begun.system))
 
 
-def _drive(url: str, headers: dict, body: bytes | None, clients: int, seconds: float) -> tuple[float, list, dict]:
-    """``clients`` processes hitting ``url`` for ``seconds``: (requests per second, latencies, status counts)."""
+def _drive(url: str, headers: dict, body: bytes | None, clients: int,
+           seconds: float) -> tuple[float, list, dict, float]:
+    """``clients`` processes hitting ``url`` for ``seconds``: (requests per second, latencies, status counts, the
+    clients' CPU seconds)."""
     context = multiprocessing.get_context("fork")
     out: multiprocessing.Queue = context.Queue()
     started = time.monotonic()
@@ -70,15 +138,16 @@ def _drive(url: str, headers: dict, body: bytes | None, clients: int, seconds: f
              for _ in range(clients)]
     for proc in procs:
         proc.start()
-    timings, codes = [], {}
+    timings, codes, cpu = [], {}, 0.0
     for _ in procs:
-        t, c = out.get(timeout=seconds + 60)
+        t, c, used = out.get(timeout=seconds + 60)
         timings += t
+        cpu += used
         for code, n in c.items():
             codes[code] = codes.get(code, 0) + n
     for proc in procs:
         proc.join()
-    return len(timings) / (time.monotonic() - started), timings, codes
+    return len(timings) / (time.monotonic() - started), timings, codes, cpu
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -170,7 +239,9 @@ def main() -> int:
         gunicorn = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "project.wsgi:application", "-c", str(ROOT / "gunicorn.conf.py"),
              "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
-             "--log-level", "warning"], cwd=ROOT, env={**env, "WEB_ACCESS_LOG": "/dev/null"},
+             "--log-level", "warning"], cwd=ROOT,
+            # its access log and the 429 warnings of the limits phase are not what is measured
+            env={**env, "WEB_ACCESS_LOG": "/dev/null", "LOG_LEVEL": "ERROR"},
             stdout=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{port}/api/v1/agents/{agent_id}/session"
         headers = {"Authorization": f"Bearer {secret}", "Content-Type": "application/json",
@@ -191,20 +262,29 @@ def main() -> int:
         _drive(url, headers, body, args.clients, 1.0)
         print(f"server: gunicorn, {workers} workers x {threads} threads; load average "
               f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
-        rate, timings, codes = _drive(url, headers, body, args.clients, args.seconds)
+        split = _CpuSplit(gunicorn.pid, emulator.pid)
+        before = split.start()
+        rate, timings, codes, client_cpu = _drive(url, headers, body, args.clients, args.seconds)
         if set(codes) != {200}:
             raise SystemExit(f"session API answered {codes}")
         print(f"session API: {rate:.0f} sessions/s (p50 {_pct(timings, 0.5):.1f} ms, p99 {_pct(timings, 0.99):.1f} "
               f"ms) with {args.clients} clients", flush=True)
+        session_cpu = split.line(before, client_cpu, len(timings))
         platform = f"{platform_url}/v1/convai/conversation/get-signed-url?agent_id={agent_id}"
-        p_rate, p_timings, p_codes = _drive(platform, {"xi-api-key": PLATFORM_KEY}, None, args.clients, args.seconds)
+        before = split.start()
+        p_rate, p_timings, p_codes, p_client_cpu = _drive(platform, {"xi-api-key": PLATFORM_KEY}, None, args.clients,
+                                                         args.seconds)
         if set(p_codes) != {200}:
             raise SystemExit(f"the emulator answered {p_codes}")
         print(f"platform call alone: {p_rate:.0f} calls/s (p50 {_pct(p_timings, 0.5):.1f} ms, p99 "
               f"{_pct(p_timings, 0.99):.1f} ms) with {args.clients} clients", flush=True)
+        platform_cpu = split.line(before, p_client_cpu, len(p_timings))
         print(f"session / platform call: {p_rate / rate:.2f}× per request (goal <= 2.5×)", flush=True)
+        if session_cpu:
+            print(f"CPU per session: {session_cpu}", flush=True)
+            print(f"CPU per platform call alone: {platform_cpu}", flush=True)
         limited_headers = {**headers, "Authorization": f"Bearer {limited}"}
-        _, l_timings, l_codes = _drive(url, limited_headers, body, args.clients, max(2.0, args.seconds / 4))
+        _, l_timings, l_codes, _ = _drive(url, limited_headers, body, args.clients, max(2.0, args.seconds / 4))
         granted = l_codes.get(200, 0)
         exact = granted == min(len(l_timings), args.limit)
         print(f"limits exact: granted {granted} of {len(l_timings)} (limit {args.limit}): "
