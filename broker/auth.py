@@ -46,8 +46,9 @@ def _lookup_sql(alias: str = "default") -> str:
 
 
 def _lookup(digest: str) -> BrokerKey | None:
-    """The key with its service account and environment, in one indexed query (the unique digest index)."""
-    row = rows.fetch_one(_lookup_sql(), [digest])
+    """The key with its service account and environment, in one indexed query (the unique digest index); as the
+    request's first statement it is also the connection's health check (rows.first_read)."""
+    row = rows.first_read(_lookup_sql(), [digest])
     if row is None:
         return None
     split1 = rows.width(BrokerKey, "k")

@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.backends.utils import CursorWrapper
 from django.db.models import Field, Model
 
@@ -157,6 +157,28 @@ def fetch_one(sql: str, params: Sequence[Any], alias: str = "default") -> tuple 
     with cursor(alias) as c:
         c.execute(sql, params)
         return c.fetchone()
+
+
+def first_read(sql: str, params: Sequence[Any], alias: str = "default") -> tuple | None:
+    """A request's first statement, a read, standing in for Django's connection health check.
+
+    With CONN_HEALTH_CHECKS Django sends ``SELECT 1`` on a reused connection before a request's first statement: one
+    more round trip on every request. This read is that check instead: when the reused connection turns out dead
+    (the server restarted, a proxy dropped it), it is closed and the read runs once more on a new connection, which
+    is what the health check would have led to. A database that is really down fails the second read too, and the
+    caller fails closed. Inside a transaction (nothing to reconnect) or on a fresh connection it is a plain read.
+    """
+    connection = connections[alias]
+    checking = (connection.health_check_enabled and not connection.health_check_done
+                and connection.connection is not None and not connection.in_atomic_block)
+    if not checking:
+        return fetch_one(sql, params, alias)
+    connection.health_check_done = True
+    try:
+        return fetch_one(sql, params, alias)
+    except (OperationalError, InterfaceError):
+        connection.close()
+        return fetch_one(sql, params, alias)
 
 
 def execute(sql: str, params: Sequence[Any], alias: str = "default") -> int:

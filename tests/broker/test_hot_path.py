@@ -4,7 +4,7 @@ prepared statements on PostgreSQL."""
 from datetime import timedelta
 
 import pytest
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -131,3 +131,70 @@ def test_prepared_statements_can_be_turned_off(api, issued, signed_agent, settin
     with connection.cursor() as cursor:
         cursor.execute("SELECT count(*) FROM pg_prepared_statements")
         assert cursor.fetchone()[0] == 0
+
+
+# --- the connection's health check rides on the first read ------------------------------------------------------
+# Django checks a reused connection with one extra round trip (SELECT 1) before a request's first statement
+# (CONN_HEALTH_CHECKS). The broker's first statement, the key lookup, is a read that serves as that check: a dead
+# connection fails it, and it runs once more on a new connection. These tests commit (transaction=True): inside the
+# test transaction there is no "first statement of a request on a reused connection". PostgreSQL only: a committing
+# test's flush on SQLite meets the audit trail's append-only trigger.
+committing = pytest.mark.skipif(connection.vendor != "postgresql", reason="committing broker tests need PostgreSQL "
+                                "(run with DATABASE_URL=postgres://...)")
+def _new_request_on_the_same_connection() -> None:
+    """What Django does when a request starts (the test client leaves it out): the connection is kept (young enough,
+    no error), and its health is to be checked again before it is used."""
+    connection.close_if_unusable_or_obsolete()
+    assert connection.connection is not None and not connection.health_check_done
+
+
+@committing
+@pytest.mark.django_db(transaction=True)
+def test_a_session_on_a_reused_connection_sends_no_separate_health_check(api, issued, signed_agent, monkeypatch):
+    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
+    _new_request_on_the_same_connection()
+    checks = []
+    wrapper = connections["default"]
+    real = type(wrapper).is_usable
+    monkeypatch.setattr(type(wrapper), "is_usable", lambda self: checks.append(1) or real(self))
+    assert api.session(signed_agent.remote_id, issued.secret, {"end_user_id": "user-2"}).status_code == 200
+    assert checks == [], "the key lookup is the health check: no SELECT 1 round trip before it"
+    assert connection.health_check_done  # the rest of the request does not check again
+
+
+@committing
+@pytest.mark.django_db(transaction=True)
+def test_a_session_on_a_connection_the_server_dropped_is_served_on_a_new_one(api, issued, signed_agent):
+    import psycopg
+
+    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
+    dropped = connection.connection.info.backend_pid
+    params = connection.get_connection_params()
+    with psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname", "password")},
+                         autocommit=True) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [dropped])
+    _new_request_on_the_same_connection()
+    response = api.session(signed_agent.remote_id, issued.secret, {"end_user_id": "user-2"})
+    assert response.status_code == 200, response.content
+    assert connection.connection.info.backend_pid != dropped
+    assert BrokerSession.objects.filter(end_user_id="user-2").count() == 1
+    assert BrokerKeyUsage.objects.get(pk=issued.key.pk).sessions_total == 2  # counted once, on the new connection
+
+
+@committing
+@pytest.mark.django_db(transaction=True)
+def test_a_session_when_the_database_is_gone_fails_closed_after_one_retry(api, issued, signed_agent, monkeypatch):
+    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
+    _new_request_on_the_same_connection()
+    from django.db import OperationalError
+
+    attempts = []
+
+    def down(*args, **kwargs):
+        attempts.append(1)
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(rows, "fetch_one", down)
+    response = api.session(signed_agent.remote_id, issued.secret)
+    assert response.status_code == 503 and response.json()["error"] == "unavailable"
+    assert len(attempts) == 2, "one read on the reused connection, one on a new one, then fail closed"
