@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+import cpu_split  # bench/cpu_split.py, beside this script
+
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORM_KEY = "load-bench-platform-key"
 
@@ -49,67 +51,6 @@ def _serve_emulator(ports: multiprocessing.Queue) -> None:
     _Handler.disable_nagle_algorithm = True  # see broker_bench: measure the call, not the delayed ACK
     ports.put(Emulator(api_key=PLATFORM_KEY).serve().url)
     threading.Event().wait()
-
-
-def _cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU time of these processes (all their threads), from /proc; 0 for one that is gone."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of proc(5))
-    return total / tick
-
-
-def _processes(comm: str) -> list[int]:
-    """Every process whose command name is ``comm`` (PostgreSQL's server and backends: 'postgres')."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if (entry / "comm").read_text().strip() == comm:
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
-
-
-def _children(pid: int) -> list[int]:
-    try:
-        return [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        return []
-
-
-class _CpuSplit:
-    """CPU seconds used by each side of a phase: the server's workers, the database, the emulator, the clients
-    (these report their own). Linux only; on another system it prints nothing."""
-
-    def __init__(self, server: int | None, emulator: int) -> None:
-        self.available = Path("/proc/self/stat").exists()
-        self.server, self.emulator = server, emulator
-
-    def groups(self) -> dict[str, list[int]]:
-        groups = {"database": _processes("postgres"), "emulator": [self.emulator]}
-        if self.server is not None:
-            groups["server"] = [self.server, *_children(self.server)]
-        return groups
-
-    def start(self) -> dict[str, float]:
-        return {name: _cpu_seconds(pids) for name, pids in self.groups().items()} if self.available else {}
-
-    def line(self, before: dict[str, float], client_cpu: float, requests: int) -> str:
-        if not self.available or not requests:
-            return ""
-        after = {name: _cpu_seconds(pids) for name, pids in self.groups().items()}
-        used = {name: after[name] - before.get(name, 0.0) for name in ("server", "database", "emulator")
-                if name in after}
-        used["clients"] = client_cpu
-        parts = ", ".join(f"{name} {seconds * 1000 / requests:.2f} ms" for name, seconds in used.items())
-        return f"{parts}; total {sum(used.values()) * 1000 / requests:.2f} ms"
 
 
 def _client(url: str, headers: dict, body: bytes | None, deadline: float, out: multiprocessing.Queue) -> None:
@@ -262,23 +203,27 @@ def main() -> int:
         _drive(url, headers, body, args.clients, 1.0)
         print(f"server: gunicorn, {workers} workers x {threads} threads; load average "
               f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
-        split = _CpuSplit(gunicorn.pid, emulator.pid)
-        before = split.start()
+        split = cpu_split.Split({"server": lambda: cpu_split.tree(gunicorn.pid),
+                                 "database": lambda: cpu_split.processes("postgres"),
+                                 "emulator": lambda: [emulator.pid]})
+        split.start()
         rate, timings, codes, client_cpu = _drive(url, headers, body, args.clients, args.seconds)
         if set(codes) != {200}:
             raise SystemExit(f"session API answered {codes}")
         print(f"session API: {rate:.0f} sessions/s (p50 {_pct(timings, 0.5):.1f} ms, p99 {_pct(timings, 0.99):.1f} "
               f"ms) with {args.clients} clients", flush=True)
-        session_cpu = split.line(before, client_cpu, len(timings))
+        session_cpu = split.line(len(timings), unit="session", seconds=len(timings) / rate,
+                                 extra={"clients": client_cpu})
         platform = f"{platform_url}/v1/convai/conversation/get-signed-url?agent_id={agent_id}"
-        before = split.start()
+        split.start()
         p_rate, p_timings, p_codes, p_client_cpu = _drive(platform, {"xi-api-key": PLATFORM_KEY}, None, args.clients,
                                                          args.seconds)
         if set(p_codes) != {200}:
             raise SystemExit(f"the emulator answered {p_codes}")
         print(f"platform call alone: {p_rate:.0f} calls/s (p50 {_pct(p_timings, 0.5):.1f} ms, p99 "
               f"{_pct(p_timings, 0.99):.1f} ms) with {args.clients} clients", flush=True)
-        platform_cpu = split.line(before, p_client_cpu, len(p_timings))
+        platform_cpu = split.line(len(p_timings), unit="call", seconds=len(p_timings) / p_rate,
+                                  extra={"clients": p_client_cpu})
         print(f"session / platform call: {p_rate / rate:.2f}× per request (goal <= 2.5×)", flush=True)
         if session_cpu:
             print(f"CPU per session: {session_cpu}", flush=True)

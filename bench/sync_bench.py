@@ -21,7 +21,9 @@ worker the way the product does. It prints ``e2e one worker: N jobs/s`` and ``e2
 to an empty broker queue with no drain task running, over first commit to last job done: the wake-ups a burst
 leaves behind). On two cores the burst figures are the producers' commit rate more than the workers' pace, so it
 then also commits a burst first and starts the workers on the backlog: ``e2e backlog one worker: N jobs/s``,
-``e2e backlog two workers: N jobs/s`` (workers ready to last job done) and ``e2e backlog two / one: R×``.
+``e2e backlog two workers: N jobs/s`` (workers ready to last job done) and ``e2e backlog two / one: R×``, each
+backlog run with ``CPU per job``: the CPU time of the workers, PostgreSQL, the emulator and Redis per job, and how
+busy the whole machine was (of its cores) meanwhile.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import cpu_split  # bench/cpu_split.py, beside this script
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-emulator-key"
@@ -258,10 +262,12 @@ def _burst(producers: int) -> tuple[float, list, list[float]]:
 
 
 def _measure_backlog(processes: int, jobs: int, *, producers: int, platform_url: str, queue: str, redis_url: str,
-                     env: dict[str, str], tmp: Path) -> float:
+                     env: dict[str, str], tmp: Path, emulator_pid: int) -> tuple[float, str]:
     """Jobs per second of ``processes`` worker processes on a backlog: the burst is committed first (its wake-ups
     wait on Redis), then the workers start; timed from the workers being ready to the last job done, so the figure
-    is the workers' own pace end to end, not the producers' (which caps the burst figures on two cores)."""
+    is the workers' own pace end to end, not the producers' (which caps the burst figures on two cores). Also returns
+    where the CPU time went meanwhile, per job (cpu_split: the workers, PostgreSQL, the emulator, Redis, and this
+    process polling for the count)."""
     import redis
     from django.db.models import Max
     from django.utils import timezone
@@ -279,13 +285,20 @@ def _measure_backlog(processes: int, jobs: int, *, producers: int, platform_url:
     for thread in threads:
         thread.join()
     workers = _start_workers(processes, queue=queue, env=env, tmp=tmp)
+    split = cpu_split.Split({"workers": lambda: cpu_split.tree(workers.pid),
+                             "database": lambda: cpu_split.processes("postgres"),
+                             "emulator": lambda: [emulator_pid], "redis": lambda: cpu_split.processes("redis-server"),
+                             "bench": lambda: [os.getpid()]})
+    split.start()
     ready = timezone.now()
+    cpu = ""
     try:
         deadline = time.monotonic() + 300
         while SyncJob.objects.filter(workspace_id=workspace_id, state="done").count() < jobs:
             if time.monotonic() > deadline:
                 raise SystemExit(f"e2e backlog x{processes}: not drained in time")
             time.sleep(0.02)
+        cpu = split.line(jobs, unit="job", seconds=(timezone.now() - ready).total_seconds())
     finally:
         _stop_workers(workers)
         # A wake-up a drain published for a second process may still wait: gone with the queue, and so is its mark
@@ -294,7 +307,7 @@ def _measure_backlog(processes: int, jobs: int, *, producers: int, platform_url:
         client.delete(queue)
         wakeup_release(queue=queue)
     last = SyncJob.objects.filter(workspace_id=workspace_id).aggregate(last=Max("finished_at"))["last"]
-    return jobs / (last - ready).total_seconds()
+    return jobs / (last - ready).total_seconds(), cpu
 
 
 def _measure_e2e(processes: int, jobs: int, *, producers: int, platform_url: str, queue: str, redis_url: str,
@@ -335,7 +348,7 @@ def _measure_e2e(processes: int, jobs: int, *, producers: int, platform_url: str
     return jobs / (done_at - began), done_at - began, empty_at - began, max(ends) - began
 
 
-def _e2e(args: argparse.Namespace, jobs: int, *, platform_url: str, tmp: Path) -> None:
+def _e2e(args: argparse.Namespace, jobs: int, *, platform_url: str, tmp: Path, emulator_pid: int) -> None:
     import redis
 
     queue = os.environ["CELERY_TASK_DEFAULT_QUEUE"]
@@ -355,10 +368,14 @@ def _e2e(args: argparse.Namespace, jobs: int, *, platform_url: str, tmp: Path) -
         print(f"e2e two workers: {two:.0f} jobs/s (the burst committed {jobs / burst_two:.0f} changes/s)", flush=True)
         print(f"queue empty after (two workers): {empty_two / drain_two:.2f}× the drain", flush=True)
         print(f"e2e two / one: {two / one:.2f}×", flush=True)
-        backlog_one = _measure_backlog(1, jobs, **common)
+        backlog_one, cpu_one = _measure_backlog(1, jobs, **common, emulator_pid=emulator_pid)
         print(f"e2e backlog one worker: {backlog_one:.0f} jobs/s", flush=True)
-        backlog_two = _measure_backlog(2, jobs, **common)
+        if cpu_one:
+            print(f"CPU per job (one worker): {cpu_one}", flush=True)
+        backlog_two, cpu_two = _measure_backlog(2, jobs, **common, emulator_pid=emulator_pid)
         print(f"e2e backlog two workers: {backlog_two:.0f} jobs/s", flush=True)
+        if cpu_two:
+            print(f"CPU per job (two workers): {cpu_two}", flush=True)
         print(f"e2e backlog two / one: {backlog_two / backlog_one:.2f}×", flush=True)
     finally:
         client = redis.Redis.from_url(args.redis)
@@ -402,7 +419,8 @@ def main() -> int:
             naive = _measure("naive", 1, naive_jobs, platform_url=platform_url, tmp=tmp)
             print(f"naive: {naive:.0f} jobs/s", flush=True)
             if args.e2e:
-                _e2e(args, args.e2e_jobs or (10_000 if args.full else 3_000), platform_url=platform_url, tmp=tmp)
+                _e2e(args, args.e2e_jobs or (10_000 if args.full else 3_000), platform_url=platform_url, tmp=tmp,
+                     emulator_pid=emulator.pid)
             _clear()
         finally:
             emulator.terminate()
