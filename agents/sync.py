@@ -10,6 +10,7 @@ from typing import Any
 
 from agents.models import Agent
 from agents.services import AGENT_KIND, agent_mark_missing, agent_mark_synced
+from project.audit.selectors import earlier_values
 from project.platform import errors
 from project.sync.models import SyncJob
 from project.sync.registry import (
@@ -24,7 +25,7 @@ from project.sync.registry import (
     register_reconciler,
     report_progress,
 )
-from project.sync.selectors import attempted_before
+from project.sync.selectors import attempted_before, remote_id_of_older_job
 
 logger = logging.getLogger(__name__)
 
@@ -198,23 +199,8 @@ class LookupUnfinished(errors.Unavailable):
 def _earlier_names(agent_id: int | str, name: str) -> list[str]:
     """Names the agent (named `name` now) had before its latest renames (newest first), from its audit trail,
     which outlives the agent: a create whose answer was lost may have sent one of them."""
-    from project.audit.models import AuditEvent
-
-    names: list[str] = []
-    for changes in (AuditEvent.objects.filter(object_type="agents.agent", object_id=str(agent_id),
-                                              action="agent.update")
-                    .order_by("-id").values_list("changes", flat=True)[:10]):
-        old = (changes or {}).get("name")
-        if isinstance(old, list) and old and isinstance(old[0], str) and old[0] != name:
-            names.append(old[0])
-    return list(dict.fromkeys(names))
-
-
-def _made_by_an_older_job(job: SyncJob) -> str:
-    """The platform id an older job of the object recorded when it finished (its create answered after the
-    agent was deleted here, so the agent row never got it), or ""."""
-    return (SyncJob.objects.filter(kind=job.kind, object_id=job.object_id, id__lt=job.pk).exclude(remote_id="")
-            .order_by("-id").values_list("remote_id", flat=True).first() or "")
+    return earlier_values(object_type="agents.agent", object_id=agent_id, action="agent.update", field="name",
+                          current=name)
 
 
 def _outcome_unknown(job: SyncJob) -> bool:
@@ -239,7 +225,7 @@ def push_agent(job: SyncJob, client: Any) -> str | None:
             # attempt before counts, not only the last: a pending job that took the delete in may have had its
             # create lost and then a refusal. Under the name that create sent, which a rename may have changed.
             name = job.payload.get("name", "")
-            remote_id = _made_by_an_older_job(job) or _find_by_tag(
+            remote_id = remote_id_of_older_job(job) or _find_by_tag(
                 client, job.payload.get("sync_tag", ""), name, earlier_names=_earlier_names(job.object_id, name))
         if remote_id:
             try:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from agents.models import Agent
+from project.audit.selectors import earlier_values
 from project.fields import DecryptionError
 from project.logging import register_secret_value
 from project.platform import errors
@@ -30,7 +31,7 @@ from project.sync.registry import (
     register_reconciler,
     report_progress,
 )
-from project.sync.selectors import attempted_before
+from project.sync.selectors import attempted_before, remote_id_of_older_job
 from secrets_app.models import Secret, Tool
 from secrets_app.services import SECRET_KIND, TOOL_KIND, secret_mark_synced, tool_mark_synced
 from secrets_app.validators import parse_headers, vault_variable
@@ -153,12 +154,20 @@ def _update_tool(client: Any, remote_id: str, config: dict[str, Any]) -> None:
     client.update_tool(remote_id, tool_config=merged_tool_config(remote.get("tool_config"), config))
 
 
-def _find_tool(client: Any, name: str, url: str, exclude: set[str]) -> str | None:
-    """A lost create's tool: same name and URL, and no other local tool claims it."""
+TOOL_TYPE = Tool._meta.label_lower  # the audit trail's object type of a tool
+
+
+def _find_tool(client: Any, tool_id: Any, name: str, url: str, exclude: set[str]) -> str | None:
+    """A lost create's tool: no other local tool claims it, and it has the name and URL the tool has now or had
+    before (its audit trail, which outlives the tool: the lost create may have sent a name or URL changed since)."""
+    names = {name, *earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="name",
+                                   current=name)}
+    urls = {url, *earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="url",
+                                 current=url)}
     for remote in client.list_tools():
         config = remote.get("tool_config") or {}
-        if (remote.get("id") not in exclude and config.get("name") == name
-                and (config.get("api_schema") or {}).get("url") == url):
+        if (remote.get("id") not in exclude and config.get("name") in names
+                and (config.get("api_schema") or {}).get("url") in urls):
             return str(remote["id"])
     return None
 
@@ -170,8 +179,8 @@ def _claimed_tool_ids(except_pk: Any) -> set[str]:
 @register(TOOL_KIND)
 def push_tool(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
-        remote_id = job.payload.get("remote_id") or _find_tool(
-            client, job.payload.get("name", ""), job.payload.get("url", ""), _claimed_tool_ids(None))
+        remote_id = job.payload.get("remote_id") or remote_id_of_older_job(job) or _find_tool(
+            client, job.object_id, job.payload.get("name", ""), job.payload.get("url", ""), _claimed_tool_ids(None))
         if remote_id:
             try:
                 client.delete_tool(remote_id)
@@ -190,7 +199,7 @@ def push_tool(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             remote_id = ""
     if attempted_before(job) or tool.remote_id:
-        remote_id = _find_tool(client, tool.name, tool.url, _claimed_tool_ids(tool.pk)) or ""
+        remote_id = _find_tool(client, tool.pk, tool.name, tool.url, _claimed_tool_ids(tool.pk)) or ""
     if remote_id:
         _update_tool(client, remote_id, config)
     else:

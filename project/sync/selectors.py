@@ -37,3 +37,10 @@ def attempted_before(job: SyncJob) -> bool:
         return bool(annotated)
     return (SyncJob.objects.filter(kind=job.kind, object_id=job.object_id, id__lt=job.pk, attempts__gt=0)
             .exists())
+
+
+def remote_id_of_older_job(job: SyncJob) -> str:
+    """The platform id an older job of the object recorded when it finished, or "": its create answered after the
+    object was deleted here, so the object's row never got the id (the delete's payload has none)."""
+    return (SyncJob.objects.filter(kind=job.kind, object_id=job.object_id, id__lt=job.pk).exclude(remote_id="")
+            .order_by("-id").values_list("remote_id", flat=True).first() or "")

@@ -194,3 +194,69 @@ def test_reconcile_reports_secrets_and_tools_missing_on_the_platform(workspace, 
     assert [(i.object_id, i.problem) for i in reconcile_secrets(platform)] == [(secret.pk, "missing_remotely")]
     assert [(i.object_id, i.problem) for i in reconcile_tools(platform)] == [(tool.pk, "missing_remotely")]
     assert Secret.objects.get().value == "crm-value-Hq28-xx"
+
+
+# --- a tool create whose answer was lost, then a rename or a delete ---------------------------------------------------
+def _lost_tool_create(workspace, platform, **fields):
+    """A tool whose create a worker sent and died before recording (the platform has it, Keyward does not know)."""
+    from datetime import timedelta
+
+    from project.sync.services import jobs_claim
+    from secrets_app.sync import tool_config
+
+    tool = make_tool(workspace, **fields)
+    [first] = jobs_claim(worker="killed")
+    platform.create_tool(tool_config=tool_config(tool))
+    return tool, lambda: SyncJob.objects.filter(pk=first.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def _remote_tools(emulator) -> list[tuple[str, str]]:
+    return sorted((t["tool_config"]["name"], t["tool_config"]["api_schema"]["url"])
+                  for t in emulator.state_snapshot()["tools"])
+
+
+def test_a_tool_renamed_after_a_lost_create_is_updated_not_duplicated(owner, workspace, emulator, platform, drain):
+    """The retry after the rename finds the platform's copy under the name and URL the lost create sent (the tool's
+    audit trail), updates it, and makes no second tool."""
+    tool, worker_lost = _lost_tool_create(workspace, platform, name="lookup", url="https://crm.example/v1/lookup")
+    services.tool_update(actor=owner, tool=tool, name="find_customer", url="https://crm.example/v2/find")
+    worker_lost()
+    drain()
+    _due()
+    drain()
+    tool.refresh_from_db(fields=["remote_id"])
+    assert _remote_tools(emulator) == [("find_customer", "https://crm.example/v2/find")]
+    assert tool.remote_id == emulator.state_snapshot()["tools"][0]["id"]
+    assert not SyncJob.objects.exclude(state__in=["done", "superseded"]).exists()
+
+
+def test_a_tool_deleted_after_a_rename_and_a_lost_create_leaves_nothing_on_the_platform(owner, workspace, emulator,
+                                                                                        platform, drain):
+    tool, worker_lost = _lost_tool_create(workspace, platform, name="lookup", url="https://crm.example/v1/lookup")
+    services.tool_update(actor=owner, tool=tool, name="find_customer")
+    tool.refresh_from_db()
+    services.tool_delete(actor=owner, tool=tool)
+    worker_lost()
+    drain()
+    _due()
+    drain()
+    assert _remote_tools(emulator) == []
+    assert not SyncJob.objects.exclude(state__in=["done", "superseded"]).exists()
+
+
+def test_a_tool_delete_uses_the_id_an_older_job_recorded_after_the_tool_was_gone(owner, workspace, emulator,
+                                                                                  platform, drain):
+    """The create answered after the tool was deleted here: the tool row never got the platform id, the create's job
+    did. The delete takes it from there, whatever the platform's copy is called now."""
+    from project.sync.services import jobs_claim
+    from secrets_app.sync import tool_config
+
+    tool = make_tool(workspace, name="short_lived")
+    [first] = jobs_claim(worker="slow")
+    config = tool_config(tool)
+    services.tool_delete(actor=owner, tool=tool)  # while the create is on its way
+    remote_id = platform.create_tool(tool_config={**config, "name": "renamed_on_the_platform"})["id"]
+    SyncJob.objects.filter(pk=first.pk).update(state="done", remote_id=remote_id, finished_at=timezone.now())
+    drain()
+    assert _remote_tools(emulator) == []
