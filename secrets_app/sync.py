@@ -35,6 +35,7 @@ from project.sync.selectors import attempted_before, remote_id_of_older_job
 from secrets_app.models import Secret, Tool
 from secrets_app.services import SECRET_KIND, TOOL_KIND, secret_mark_synced, tool_mark_synced
 from secrets_app.validators import parse_headers, vault_variable
+from workspaces.models import Workspace
 
 
 class WaitingForSecrets(errors.Unavailable):
@@ -50,10 +51,34 @@ class ValueUnknown(errors.PlatformError):
 
 
 # --- secrets ---------------------------------------------------------------------------------------------
+SECRET_TYPE = Secret._meta.label_lower  # the audit trail's object type of a secret
+
+
+def _found_under_earlier_name(client: Any, secret_pk: Any, workspace_id: int | None, name: str) -> str:
+    """What a create whose answer was lost made under a name the secret had before a rename (its audit trail, which
+    outlives it), or "". Never a name another secret of the workspace has now, nor a platform secret another
+    local secret holds: those are theirs."""
+    earlier = earlier_values(object_type=SECRET_TYPE, object_id=secret_pk, action="secret.update", field="name",
+                             current=name)
+    if not earlier:
+        return ""
+    taken = set(Secret.objects.filter(workspace_id=workspace_id, name__in=earlier).values_list("name", flat=True))
+    prefix = Workspace.objects.filter(pk=workspace_id).values_list("remote_prefix", flat=True).first() or ""
+    for old in earlier:
+        if old in taken:
+            continue
+        found = client.secret_id_named(f"{prefix}{old}")
+        if found and not Secret.objects.filter(remote_id=found).exclude(pk=secret_pk).exists():
+            return found
+    return ""
+
+
 @register(SECRET_KIND)
 def push_secret(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
-        remote_id = job.payload.get("remote_id") or client.secret_id_named(job.payload.get("remote_name", ""))
+        remote_id = (job.payload.get("remote_id") or remote_id_of_older_job(job)
+                     or client.secret_id_named(job.payload.get("remote_name", ""))
+                     or _found_under_earlier_name(client, job.object_id, job.workspace_id, ""))
         if remote_id:
             try:
                 client.delete_secret(remote_id)
@@ -90,7 +115,9 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             remote_id = ""  # deleted on the platform behind Keyward's back: the database is the truth
     if attempted_before(job) or secret.remote_id:
-        remote_id = client.secret_id_named(name) or ""
+        # Under its name, or under a name it had when the lost create was sent (then the update renames it).
+        remote_id = (client.secret_id_named(name)
+                     or _found_under_earlier_name(client, secret.pk, secret.workspace_id, secret.name))
     if not remote_id:
         try:
             remote_id = str(client.create_secret(name=name, value=value,

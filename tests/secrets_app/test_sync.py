@@ -260,3 +260,63 @@ def test_a_tool_delete_uses_the_id_an_older_job_recorded_after_the_tool_was_gone
     SyncJob.objects.filter(pk=first.pk).update(state="done", remote_id=remote_id, finished_at=timezone.now())
     drain()
     assert _remote_tools(emulator) == []
+
+
+# --- a secret create whose answer was lost, then a rename or a delete -------------------------------------------------
+def _lost_secret_create(workspace, platform, name: str, value: str):
+    """A secret whose create a worker sent (its value included) and died before recording."""
+    from datetime import timedelta
+
+    from project.sync.services import jobs_claim
+
+    secret = make_secret(workspace, name=name, value=value)
+    [first] = jobs_claim(worker="killed")
+    platform.create_secret(name=f"acme__{name}", value=value)
+    return secret, lambda: SyncJob.objects.filter(pk=first.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def _drain_all(drain) -> None:
+    drain()
+    _due()
+    drain()
+
+
+def test_a_secret_renamed_after_a_lost_create_is_renamed_on_the_platform_not_left_behind(owner, workspace, emulator,
+                                                                                         platform, drain):
+    """No copy of the old value stays on the platform under the old name: the retry finds the lost create's copy
+    under the name it sent (the secret's audit trail) and renames it, value included."""
+    secret, worker_lost = _lost_secret_create(workspace, platform, "crm_token", "lost-create-Uu06")
+    services.secret_update(actor=owner, secret=secret, name="crm_api", value="current-Uu07")
+    worker_lost()
+    _drain_all(drain)
+    secret.refresh_from_db(fields=["remote_id"])
+    assert _remote_secrets(emulator) == {"acme__crm_api": secret.remote_id}
+    assert emulator.secret_value(secret.remote_id) == "current-Uu07"
+    assert not SyncJob.objects.exclude(state__in=["done", "superseded"]).exists()
+
+
+def test_a_secret_deleted_after_a_rename_and_a_lost_create_leaves_nothing_on_the_platform(owner, workspace, emulator,
+                                                                                          platform, drain):
+    secret, worker_lost = _lost_secret_create(workspace, platform, "crm_token", "lost-create-Uu08")
+    services.secret_update(actor=owner, secret=secret, name="crm_api")
+    secret.refresh_from_db()
+    services.secret_delete(actor=owner, secret=secret)
+    worker_lost()
+    _drain_all(drain)
+    assert _remote_secrets(emulator) == {}
+
+
+def test_an_earlier_name_another_secret_now_has_is_not_taken_from_it(owner, workspace, emulator, platform, drain):
+    """Renamed away from crm_token, and a new secret called crm_token made since: the platform's acme__crm_token is
+    the new secret's to take, not the renamed one's."""
+    secret, worker_lost = _lost_secret_create(workspace, platform, "crm_token", "lost-create-Uu09")
+    services.secret_update(actor=owner, secret=secret, name="crm_api", value="renamed-Uu10")
+    newer = make_secret(workspace, name="crm_token", value="newer-Uu11")
+    worker_lost()
+    _drain_all(drain)
+    secret.refresh_from_db(fields=["remote_id"])
+    newer.refresh_from_db(fields=["remote_id"])
+    assert _remote_secrets(emulator) == {"acme__crm_api": secret.remote_id, "acme__crm_token": newer.remote_id}
+    assert emulator.secret_value(secret.remote_id) == "renamed-Uu10"
+    assert emulator.secret_value(newer.remote_id) == "newer-Uu11"
