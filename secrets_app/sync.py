@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from django.db.models import Model
+
 from agents.models import Agent
 from project.audit.selectors import earlier_values
 from project.fields import DecryptionError
@@ -51,23 +53,24 @@ class ValueUnknown(errors.PlatformError):
 
 
 # --- secrets ---------------------------------------------------------------------------------------------
-SECRET_TYPE = Secret._meta.label_lower  # the audit trail's object type of a secret
-
-
-def _found_under_earlier_name(client: Any, secret_pk: Any, workspace_id: int | None, name: str) -> str:
-    """What a create whose answer was lost made under a name the secret had before a rename (its audit trail, which
-    outlives it), or "". Never a name another secret of the workspace has now, nor a platform secret another
-    local secret holds: those are theirs."""
-    earlier = earlier_values(object_type=SECRET_TYPE, object_id=secret_pk, action="secret.update", field="name",
-                             current=name)
+def earlier_remote_names(model: type[Model], pk: Any, workspace_id: int | None, action: str) -> list[str]:
+    """The platform names a workspace object (a secret, an auth connection) had before its renames, newest first,
+    from its audit trail (which outlives it): a create whose answer was lost may have sent one of them. Never a name
+    another object of the workspace has now: that name is theirs."""
+    earlier = earlier_values(object_type=model._meta.label_lower, object_id=pk, action=action, field="name",
+                             current="")
     if not earlier:
-        return ""
-    taken = set(Secret.objects.filter(workspace_id=workspace_id, name__in=earlier).values_list("name", flat=True))
+        return []
+    taken = set(model.objects.filter(workspace_id=workspace_id, name__in=earlier).values_list("name", flat=True))
     prefix = Workspace.objects.filter(pk=workspace_id).values_list("remote_prefix", flat=True).first() or ""
-    for old in earlier:
-        if old in taken:
-            continue
-        found = client.secret_id_named(f"{prefix}{old}")
+    return [f"{prefix}{old}" for old in earlier if old not in taken]
+
+
+def _found_under_earlier_name(client: Any, secret_pk: Any, workspace_id: int | None) -> str:
+    """What a lost create made under a name the secret had before a rename, or "" (not a platform secret another
+    local secret holds)."""
+    for name in earlier_remote_names(Secret, secret_pk, workspace_id, "secret.update"):
+        found = client.secret_id_named(name)
         if found and not Secret.objects.filter(remote_id=found).exclude(pk=secret_pk).exists():
             return found
     return ""
@@ -78,7 +81,7 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
         remote_id = (job.payload.get("remote_id") or remote_id_of_older_job(job)
                      or client.secret_id_named(job.payload.get("remote_name", ""))
-                     or _found_under_earlier_name(client, job.object_id, job.workspace_id, ""))
+                     or _found_under_earlier_name(client, job.object_id, job.workspace_id))
         if remote_id:
             try:
                 client.delete_secret(remote_id)
@@ -117,7 +120,7 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
     if attempted_before(job) or secret.remote_id:
         # Under its name, or under a name it had when the lost create was sent (then the update renames it).
         remote_id = (client.secret_id_named(name)
-                     or _found_under_earlier_name(client, secret.pk, secret.workspace_id, secret.name))
+                     or _found_under_earlier_name(client, secret.pk, secret.workspace_id))
     if not remote_id:
         try:
             remote_id = str(client.create_secret(name=name, value=value,

@@ -13,6 +13,7 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from project.audit.selectors import earlier_values
 from project.fields import DecryptionError
 from project.logging import register_secret_value
 from project.platform import errors
@@ -29,10 +30,10 @@ from project.sync.registry import (
     register_reconciler,
     report_progress,
 )
-from project.sync.selectors import attempted_before
+from project.sync.selectors import attempted_before, remote_id_of_older_job
 from secrets_app.models import AuthConnection
 from secrets_app.services import AUTH_CONNECTION_KIND, auth_connection_mark_synced
-from secrets_app.sync import CannotDecrypt
+from secrets_app.sync import CannotDecrypt, earlier_remote_names
 
 Kind = AuthConnection.Kind
 # The Update*Request fields per kind; the name and token URL are not among them.
@@ -99,6 +100,23 @@ def _find(remotes: list[dict[str, Any]], name: str, auth_type: str, exclude: set
     return None
 
 
+def _find_lost(remotes: list[dict[str, Any]], pk: Any, workspace_id: int | None, name: str, auth_type: str,
+               exclude: set[str]) -> dict[str, Any] | None:
+    """What a create whose answer was lost made: under the name and kind the connection has now, else under a name
+    and kind it had before (its audit trail, which outlives it: the lost create may have sent them). Never one
+    another local connection holds, nor a name another connection of the workspace has now."""
+    found = _find(remotes, name, auth_type, exclude)
+    if found is not None:
+        return found
+    names = set(earlier_remote_names(AuthConnection, pk, workspace_id, "auth_connection.update"))
+    if not names:
+        return None
+    kinds = {auth_type, *earlier_values(object_type=AuthConnection._meta.label_lower, object_id=pk,
+                                        action="auth_connection.update", field="kind", current=auth_type)}
+    return next((remote for remote in remotes if remote.get("name") in names and remote.get("auth_type") in kinds
+                 and remote.get("id") not in exclude), None)
+
+
 def _delete(client: Any, remote_id: str) -> None:
     try:
         client.delete_auth_connection(remote_id)
@@ -109,10 +127,10 @@ def _delete(client: Any, remote_id: str) -> None:
 @register(AUTH_CONNECTION_KIND)
 def push_auth_connection(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
-        remote_id = job.payload.get("remote_id")
+        remote_id = job.payload.get("remote_id") or remote_id_of_older_job(job)
         if not remote_id:
-            found = _find(client.list_auth_connections(), job.payload.get("remote_name", ""),
-                          job.payload.get("auth_type", ""), _claimed(None))
+            found = _find_lost(client.list_auth_connections(), job.object_id, job.workspace_id,
+                               job.payload.get("remote_name", ""), job.payload.get("auth_type", ""), _claimed(None))
             remote_id = found["id"] if found else None
         if remote_id:
             _delete(client, remote_id)
@@ -128,7 +146,8 @@ def push_auth_connection(job: SyncJob, client: Any) -> str | None:
         remotes = client.list_auth_connections()
         remote = next((r for r in remotes if r.get("id") == conn.remote_id), None) if conn.remote_id else None
         if remote is None:
-            remote = _find(remotes, body["name"], body["auth_type"], _claimed(conn.pk))
+            remote = _find_lost(remotes, conn.pk, conn.workspace_id, body["name"], body["auth_type"],
+                                _claimed(conn.pk))
     if remote is not None and _updatable(remote, body):
         client.update_auth_connection(remote["id"], body=update_body(body))
         auth_connection_mark_synced(connection_id=conn.pk, remote_id=remote["id"])

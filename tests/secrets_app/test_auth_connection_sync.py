@@ -144,3 +144,48 @@ def test_reconcile_reports_a_connection_removed_on_the_platform(workspace, platf
     assert list(reconcile_auth_connections(platform)) == []
     platform.delete_auth_connection(AuthConnection.objects.get().remote_id)
     assert [(i.object_id, i.problem) for i in reconcile_auth_connections(platform)] == [(conn.pk, "missing_remotely")]
+
+
+# --- a create whose answer was lost, then a rename, a kind change or a delete ----------------------------------------
+def _lost_create(workspace, platform, kind="basic_auth", name="crm login"):
+    """A connection whose create a worker sent (its credential included) and died before recording."""
+    from datetime import timedelta
+
+    from project.sync.services import jobs_claim
+    from secrets_app.sync_auth import create_body
+
+    conn = _save(workspace, kind, name=name)
+    [first] = jobs_claim(worker="killed")
+    platform.create_auth_connection(body=create_body(conn))
+    return conn, lambda: SyncJob.objects.filter(pk=first.pk).update(
+        lease_until=timezone.now() - timedelta(seconds=1))
+
+
+def _drain_all(drain) -> None:
+    drain()
+    SyncJob.objects.filter(state="pending").update(next_attempt_at=timezone.now())
+    drain()
+
+
+def test_a_connection_renamed_after_a_lost_create_leaves_no_credential_behind(workspace, emulator, platform, drain):
+    """The lost create's copy, under the name and kind it was sent with (the audit trail), is replaced, not left on
+    the platform with its password."""
+    conn, worker_lost = _lost_create(workspace, platform)
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="crm token",
+                                  kind="bearer_auth", provider="crm", secrets={"token": "bt-Ac31"})
+    worker_lost()
+    _drain_all(drain)
+    conn.refresh_from_db(fields=["remote_id"])
+    assert [(r["id"], r["name"], r["auth_type"]) for r in emulator.auth_connections_snapshot()] == [
+        (conn.remote_id, "acme__crm token", "bearer_auth")]
+    assert not SyncJob.objects.exclude(state__in=["done", "superseded"]).exists()
+
+
+def test_a_connection_deleted_after_a_rename_and_a_lost_create_leaves_nothing(workspace, emulator, platform, drain):
+    conn, worker_lost = _lost_create(workspace, platform)
+    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="crm renamed",
+                                         kind="basic_auth", provider="crm")
+    services.auth_connection_delete(actor=SYSTEM, connection=conn)
+    worker_lost()
+    _drain_all(drain)
+    assert emulator.auth_connections_snapshot() == []
