@@ -141,18 +141,19 @@ def test_prepared_statements_can_be_turned_off(api, issued, signed_agent, settin
 # test's flush on SQLite meets the audit trail's append-only trigger.
 committing = pytest.mark.skipif(connection.vendor != "postgresql", reason="committing broker tests need PostgreSQL "
                                 "(run with DATABASE_URL=postgres://...)")
-def _new_request_on_the_same_connection() -> None:
-    """What Django does when a request starts (the test client leaves it out): the connection is kept (young enough,
-    no error), and its health is to be checked again before it is used."""
+@pytest.fixture
+def reused_connection(api, issued, signed_agent) -> None:
+    """One session served, then what Django does when the next request starts (the test client leaves it out): the
+    connection is kept (young enough, no error), and its health is to be checked again before it is used."""
+    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
     connection.close_if_unusable_or_obsolete()
     assert connection.connection is not None and not connection.health_check_done
 
 
 @committing
 @pytest.mark.django_db(transaction=True)
-def test_a_session_on_a_reused_connection_sends_no_separate_health_check(api, issued, signed_agent, monkeypatch):
-    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
-    _new_request_on_the_same_connection()
+def test_a_session_on_a_reused_connection_sends_no_separate_health_check(api, issued, signed_agent, monkeypatch,
+                                                                        reused_connection):
     checks = []
     wrapper = connections["default"]
     real = type(wrapper).is_usable
@@ -164,16 +165,15 @@ def test_a_session_on_a_reused_connection_sends_no_separate_health_check(api, is
 
 @committing
 @pytest.mark.django_db(transaction=True)
-def test_a_session_on_a_connection_the_server_dropped_is_served_on_a_new_one(api, issued, signed_agent):
+def test_a_session_on_a_connection_the_server_dropped_is_served_on_a_new_one(api, issued, signed_agent,
+                                                                              reused_connection):
     import psycopg
 
-    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
     dropped = connection.connection.info.backend_pid
     params = connection.get_connection_params()
     with psycopg.connect(**{k: v for k, v in params.items() if k in ("host", "port", "user", "dbname", "password")},
                          autocommit=True) as other:
         other.execute("SELECT pg_terminate_backend(%s)", [dropped])
-    _new_request_on_the_same_connection()
     response = api.session(signed_agent.remote_id, issued.secret, {"end_user_id": "user-2"})
     assert response.status_code == 200, response.content
     assert connection.connection.info.backend_pid != dropped
@@ -183,9 +183,8 @@ def test_a_session_on_a_connection_the_server_dropped_is_served_on_a_new_one(api
 
 @committing
 @pytest.mark.django_db(transaction=True)
-def test_a_session_when_the_database_is_gone_fails_closed_after_one_retry(api, issued, signed_agent, monkeypatch):
-    assert api.session(signed_agent.remote_id, issued.secret).status_code == 200
-    _new_request_on_the_same_connection()
+def test_a_session_when_the_database_is_gone_fails_closed_after_one_retry(api, issued, signed_agent, monkeypatch,
+                                                                          reused_connection):
     from django.db import OperationalError
 
     attempts = []
