@@ -118,9 +118,10 @@ def push_secret(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             remote_id = ""  # deleted on the platform behind Keyward's back: the database is the truth
     if attempted_before(job) or secret.remote_id:
-        # Under its name, or under a name it had when the lost create was sent (then the update renames it).
-        remote_id = (client.secret_id_named(name)
-                     or _found_under_earlier_name(client, secret.pk, secret.workspace_id))
+        # Under its name, or, when no create of it was ever confirmed, under a name it had when a lost create was
+        # sent (then the update renames it). One that had its id was created under a name it had then, and is gone.
+        remote_id = client.secret_id_named(name) or (
+            "" if secret.remote_id else _found_under_earlier_name(client, secret.pk, secret.workspace_id))
     if not remote_id:
         try:
             remote_id = str(client.create_secret(name=name, value=value,
@@ -187,13 +188,16 @@ def _update_tool(client: Any, remote_id: str, config: dict[str, Any]) -> None:
 TOOL_TYPE = Tool._meta.label_lower  # the audit trail's object type of a tool
 
 
-def _find_tool(client: Any, tool_id: Any, name: str, url: str, exclude: set[str]) -> str | None:
-    """A lost create's tool: no other local tool claims it, and it has the name and URL the tool has now or had
-    before (its audit trail, which outlives the tool: the lost create may have sent a name or URL changed since)."""
-    names = {name, *earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="name",
-                                   current=name)}
-    urls = {url, *earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="url",
-                                 current=url)}
+def _find_tool(client: Any, tool_id: Any, name: str, url: str, exclude: set[str], *, earlier: bool) -> str | None:
+    """A lost create's tool: no other local tool claims it, and it has the name and URL the tool has now or, with
+    ``earlier`` (no create of it was ever confirmed), had before (its audit trail, which outlives the tool: the lost
+    create may have sent a name or URL changed since)."""
+    names, urls = {name}, {url}
+    if earlier:
+        names.update(earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="name",
+                                    current=name))
+        urls.update(earlier_values(object_type=TOOL_TYPE, object_id=tool_id, action="tool.update", field="url",
+                                   current=url))
     for remote in client.list_tools():
         config = remote.get("tool_config") or {}
         if (remote.get("id") not in exclude and config.get("name") in names
@@ -210,7 +214,8 @@ def _claimed_tool_ids(except_pk: Any) -> set[str]:
 def push_tool(job: SyncJob, client: Any) -> str | None:
     if job.op == SyncJob.Op.DELETE:
         remote_id = job.payload.get("remote_id") or remote_id_of_older_job(job) or _find_tool(
-            client, job.object_id, job.payload.get("name", ""), job.payload.get("url", ""), _claimed_tool_ids(None))
+            client, job.object_id, job.payload.get("name", ""), job.payload.get("url", ""), _claimed_tool_ids(None),
+            earlier=True)
         if remote_id:
             try:
                 client.delete_tool(remote_id)
@@ -229,7 +234,8 @@ def push_tool(job: SyncJob, client: Any) -> str | None:
         except errors.NotFound:
             remote_id = ""
     if attempted_before(job) or tool.remote_id:
-        remote_id = _find_tool(client, tool.pk, tool.name, tool.url, _claimed_tool_ids(tool.pk)) or ""
+        remote_id = _find_tool(client, tool.pk, tool.name, tool.url, _claimed_tool_ids(tool.pk),
+                               earlier=not tool.remote_id) or ""
     if remote_id:
         _update_tool(client, remote_id, config)
     else:

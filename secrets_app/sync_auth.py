@@ -101,12 +101,13 @@ def _find(remotes: list[dict[str, Any]], name: str, auth_type: str, exclude: set
 
 
 def _find_lost(remotes: list[dict[str, Any]], pk: Any, workspace_id: int | None, name: str, auth_type: str,
-               exclude: set[str]) -> dict[str, Any] | None:
-    """What a create whose answer was lost made: under the name and kind the connection has now, else under a name
-    and kind it had before (its audit trail, which outlives it: the lost create may have sent them). Never one
-    another local connection holds, nor a name another connection of the workspace has now."""
+               exclude: set[str], *, earlier: bool) -> dict[str, Any] | None:
+    """What a create whose answer was lost made: under the name and kind the connection has now, else, with
+    ``earlier`` (no create of it was ever confirmed), under a name and kind it had before (its audit trail, which
+    outlives it: the lost create may have sent them). Never one another local connection holds, nor a name another
+    connection of the workspace has now."""
     found = _find(remotes, name, auth_type, exclude)
-    if found is not None:
+    if found is not None or not earlier:
         return found
     names = set(earlier_remote_names(AuthConnection, pk, workspace_id, "auth_connection.update"))
     if not names:
@@ -130,7 +131,8 @@ def push_auth_connection(job: SyncJob, client: Any) -> str | None:
         remote_id = job.payload.get("remote_id") or remote_id_of_older_job(job)
         if not remote_id:
             found = _find_lost(client.list_auth_connections(), job.object_id, job.workspace_id,
-                               job.payload.get("remote_name", ""), job.payload.get("auth_type", ""), _claimed(None))
+                               job.payload.get("remote_name", ""), job.payload.get("auth_type", ""), _claimed(None),
+                               earlier=True)
             remote_id = found["id"] if found else None
         if remote_id:
             _delete(client, remote_id)
@@ -147,7 +149,7 @@ def push_auth_connection(job: SyncJob, client: Any) -> str | None:
         remote = next((r for r in remotes if r.get("id") == conn.remote_id), None) if conn.remote_id else None
         if remote is None:
             remote = _find_lost(remotes, conn.pk, conn.workspace_id, body["name"], body["auth_type"],
-                                _claimed(conn.pk))
+                                _claimed(conn.pk), earlier=not conn.remote_id)
     if remote is not None and _updatable(remote, body):
         client.update_auth_connection(remote["id"], body=update_body(body))
         auth_connection_mark_synced(connection_id=conn.pk, remote_id=remote["id"])

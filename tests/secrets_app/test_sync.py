@@ -320,3 +320,42 @@ def test_an_earlier_name_another_secret_now_has_is_not_taken_from_it(owner, work
     assert _remote_secrets(emulator) == {"acme__crm_api": secret.remote_id, "acme__crm_token": newer.remote_id}
     assert emulator.secret_value(secret.remote_id) == "renamed-Uu10"
     assert emulator.secret_value(newer.remote_id) == "newer-Uu11"
+
+
+def test_a_secret_that_had_its_platform_id_never_takes_a_stranger_under_an_old_name(owner, workspace, emulator,
+                                                                                    platform, drain):
+    """Its create was confirmed, so no lost create can hide under an earlier name: a secret deleted on the platform
+    behind Keyward's back is made again, and a platform secret someone else made under its old name stays theirs."""
+    secret = make_secret(workspace, name="crm_token", value="first-Uu12")
+    drain()
+    services.secret_update(actor=owner, secret=secret, name="crm_api")
+    drain()
+    secret.refresh_from_db(fields=["remote_id"])
+    platform.delete_secret(secret.remote_id)
+    stranger = platform.create_secret(name="acme__crm_token", value="someone-elses")["secret_id"]
+    services.secret_update(actor=owner, secret=secret, value="second-Uu13")
+    drain()
+    secret.refresh_from_db(fields=["remote_id"])
+    assert _remote_secrets(emulator) == {"acme__crm_token": stranger, "acme__crm_api": secret.remote_id}
+    assert emulator.secret_value(stranger) == "someone-elses"
+    assert emulator.secret_value(secret.remote_id) == "second-Uu13"
+
+
+def test_a_tool_that_had_its_platform_id_never_takes_a_stranger_under_an_old_name(owner, workspace, emulator,
+                                                                                  platform, drain):
+    from secrets_app.sync import tool_config
+
+    tool = make_tool(workspace, name="lookup")
+    drain()
+    stranger_config = tool_config(tool)
+    services.tool_update(actor=owner, tool=tool, name="find_customer")
+    drain()
+    tool.refresh_from_db(fields=["remote_id"])
+    platform.delete_tool(tool.remote_id)
+    stranger = platform.create_tool(tool_config=stranger_config)["id"]
+    services.tool_update(actor=owner, tool=tool, description="Find a customer")
+    drain()
+    tool.refresh_from_db(fields=["remote_id"])
+    assert tool.remote_id != stranger
+    assert _remote_tools(emulator) == [("find_customer", "https://crm.example/api/lookup"),
+                                       ("lookup", "https://crm.example/api/lookup")]
