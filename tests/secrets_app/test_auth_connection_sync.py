@@ -189,3 +189,27 @@ def test_a_connection_deleted_after_a_rename_and_a_lost_create_leaves_nothing(wo
     worker_lost()
     _drain_all(drain)
     assert emulator.auth_connections_snapshot() == []
+
+
+def test_a_connection_that_had_its_platform_id_never_takes_a_stranger_under_an_old_name(workspace, emulator,
+                                                                                        platform, drain):
+    """Its create was confirmed: deleted on the platform behind Keyward's back, it is made again, and a connection
+    someone else made under its old name and kind is neither taken over nor deleted as "replaced"."""
+    from secrets_app.sync_auth import create_body
+
+    conn = _save(workspace, "basic_auth", name="crm login")
+    drain()
+    stranger_body = create_body(conn)
+    conn = services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="crm renamed",
+                                         kind="basic_auth", provider="crm")
+    drain()
+    conn.refresh_from_db(fields=["remote_id"])
+    platform.delete_auth_connection(conn.remote_id)
+    stranger = platform.create_auth_connection(body=stranger_body)["id"]
+    services.auth_connection_save(actor=SYSTEM, workspace=workspace, connection=conn, name="crm renamed",
+                                  kind="basic_auth", provider="crm", username="someone-new")
+    drain()
+    conn.refresh_from_db(fields=["remote_id"])
+    assert sorted((r["id"] == stranger, r["name"]) for r in emulator.auth_connections_snapshot()) == [
+        (False, "acme__crm renamed"), (True, "acme__crm login")]
+    assert conn.remote_id != stranger
